@@ -1,0 +1,254 @@
+"""Typed, frozen, JSON round-trippable configuration.
+
+Every stage of the pipeline is configured by one of the dataclasses below. They are plain
+data: `config_to_dict` gives JSON-ready dicts, `config_from_dict` validates a mapping (from
+YAML, JSON or a Prefect parameter) and raises `ConfigError` naming the offending key.
+`fingerprint` hashes any config (or dict of them) for the stores' "already done" records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How a mesh becomes training samples.
+
+    The shape is scaled so that its bounding box's longest side spans [-extent, extent]
+    and centred at the origin. Off-surface points are Gaussian perturbations of surface
+    points with each standard deviation in `near_sigmas` (n_near split evenly) plus
+    `n_uniform` points uniform in [-1, 1]^3.
+    """
+
+    n_surface: int = 50_000
+    n_near: int = 50_000
+    near_sigmas: tuple[float, ...] = (0.01, 0.1)
+    n_uniform: int = 20_000
+    extent: float = 0.9
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """A SIREN: `layers` hidden layers of `width` units, sin(omega * (W x + b))."""
+
+    kind: str = "siren"
+    width: int = 128
+    layers: int = 3
+    omega_first: float = 30.0
+    omega_hidden: float = 30.0
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the SIREN SDF loss (Sitzmann et al. 2020, their defaults).
+
+    surface: |u| on surface points; normal: 1 - cos(grad u, n) on surface points;
+    eikonal: (|grad u| - 1)^2 everywhere; offsurface: exp(-alpha |u|) on uniform points.
+    """
+
+    surface: float = 3000.0
+    normal: float = 100.0
+    eikonal: float = 50.0
+    offsurface: float = 100.0
+    alpha: float = 100.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The fitting loop. `seconds`, when set, caps the wall time; `steps` always caps steps."""
+
+    steps: int = 2000
+    seconds: Optional[float] = None
+    batch_surface: int = 4096
+    batch_offsurface: int = 4096
+    batch_uniform: int = 2048
+    lr: float = 2e-4
+    lr_final: float = 2e-5
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 50
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """A dense grid of `resolution`^3 points spanning [-bound, bound]^3, stored in `chunk`^3 blocks."""
+
+    resolution: int = 128
+    chunk: int = 64
+    bound: float = 1.0
+    batch_points: int = 65536
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Surface metrics: `n_points` area-weighted samples per mesh, F-score at `fscore_ratio` x diagonal."""
+
+    n_points: int = 100_000
+    fscore_ratio: float = 0.01
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the shape-collection pipeline needs besides where things are stored."""
+
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    alias: str = "champion"
+
+
+def config_to_dict(config: Any) -> dict:
+    """A JSON-ready dict of a config dataclass (tuples become lists)."""
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"expected a config dataclass, got {type(config).__name__}")
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def config_from_dict(cls: type[T], data: Optional[Mapping[str, Any]], where: str = "config") -> T:
+    """Build `cls` from `data`, filling defaults; unknown keys and wrong types raise ConfigError.
+
+    `where` names the source in messages, e.g. "datasets/demo.yaml: config.training".
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(map(str, unknown))}; "
+            f"expected some of {', '.join(fields)}"
+        )
+    values = {}
+    for name, value in data.items():
+        values[name] = _coerce(hints[name], value, f"{where}.{name}")
+    try:
+        config = cls(**values)
+    except (TypeError, ValueError) as exc:  # pragma: no cover - dataclass with required fields
+        raise ConfigError(f"{where}: {exc}") from exc
+    _check_ranges(config, where)
+    return config
+
+
+def config_replace(config: T, overrides: Mapping[str, Any], where: str = "overrides") -> T:
+    """Return `config` with nested `overrides` applied (e.g. {"training": {"steps": 10}})."""
+    merged = _deep_merge(config_to_dict(config), overrides)
+    return config_from_dict(type(config), merged, where)
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of configs, dicts, strings and numbers (for "already done" records)."""
+    canon = [config_to_dict(p) if dataclasses.is_dataclass(p) else p for p in parts]
+    text = json.dumps(canon, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _deep_merge(base: dict, overrides: Mapping[str, Any]) -> dict:
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if dataclasses.is_dataclass(tp):
+        return config_from_dict(tp, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported config type {tp!r}")  # pragma: no cover
+
+
+_POSITIVE_INTS = {
+    "n_surface", "steps", "batch_surface", "batch_offsurface", "width", "layers",
+    "resolution", "chunk", "batch_points", "n_points", "log_every",
+}
+_NON_NEGATIVE_INTS = {"n_near", "n_uniform", "batch_uniform"}
+
+
+def _check_ranges(config: Any, where: str) -> None:
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in _POSITIVE_INTS and isinstance(value, int) and value <= 0:
+            raise ConfigError(f"{where}.{f.name}: must be positive, got {value}")
+        if f.name in _NON_NEGATIVE_INTS and isinstance(value, int) and value < 0:
+            raise ConfigError(f"{where}.{f.name}: must be zero or more, got {value}")
+    if isinstance(config, SamplingConfig):
+        if not 0.0 < config.extent <= 1.0:
+            raise ConfigError(f"{where}.extent: must be in (0, 1], got {config.extent}")
+        if config.n_near and not config.near_sigmas:
+            raise ConfigError(f"{where}.near_sigmas: needs at least one value when n_near > 0")
+        if any(s <= 0 for s in config.near_sigmas):
+            raise ConfigError(f"{where}.near_sigmas: must be positive, got {list(config.near_sigmas)}")
+    if isinstance(config, TrainConfig):
+        if config.seconds is not None and config.seconds <= 0:
+            raise ConfigError(f"{where}.seconds: must be positive, got {config.seconds}")
+        if config.lr <= 0 or config.lr_final <= 0:
+            raise ConfigError(f"{where}.lr: learning rates must be positive")
+        if config.device != "auto" and not (config.device == "cpu" or config.device.startswith("cuda")):
+            raise ConfigError(f"{where}.device: expected auto, cpu or cuda[:N], got {config.device!r}")
+    if isinstance(config, NetworkConfig) and config.kind != "siren":
+        raise ConfigError(f"{where}.kind: only 'siren' is available, got {config.kind!r}")
+    if isinstance(config, GridConfig):
+        if config.resolution < 2:
+            raise ConfigError(f"{where}.resolution: must be at least 2, got {config.resolution}")
+        if config.bound <= 0:
+            raise ConfigError(f"{where}.bound: must be positive, got {config.bound}")
+    if isinstance(config, MetricsConfig) and not 0 < config.fscore_ratio < 1:
+        raise ConfigError(f"{where}.fscore_ratio: must be in (0, 1), got {config.fscore_ratio}")
+    if isinstance(config, PipelineConfig) and not _valid_alias(config.alias):
+        raise ConfigError(
+            f"{where}.alias: {config.alias!r} is not a usable registry alias "
+            "(letters, digits, '_' and '-', not starting with a digit, not 'latest')"
+        )
+
+
+def _valid_alias(alias: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]{0,254}", alias)) and alias.lower() != "latest"
