@@ -71,9 +71,9 @@ class TrainConfig:
 
     steps: int = 2000
     seconds: Optional[float] = None
-    batch_surface: int = 4096
-    batch_offsurface: int = 4096
-    batch_uniform: int = 2048
+    batch_surface: int = 2048
+    batch_offsurface: int = 512
+    batch_uniform: int = 3072
     lr: float = 2e-4
     lr_final: float = 2e-5
     seed: int = 0

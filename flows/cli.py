@@ -1,0 +1,151 @@
+"""The `inr` command line.
+
+Heavy imports (Prefect, torch, MLflow) happen inside the commands, after the embedded
+defaults for offline runs are in the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import yaml
+
+DESCRIPTION = """\
+inrflow: implicit neural representations of 3D shapes, run as pipelines over shape collections.
+
+Commands:
+  run      fit, evaluate, mesh and measure a neural SDF for every shape of a dataset
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inr", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    run = commands.add_parser(
+        "run",
+        help="run the shape-collection pipeline (prepare, train, evaluate, extract, report)",
+        description=(
+            "Run the Prefect pipeline over a dataset: sample each shape, fit a SIREN SDF (tracked in MLflow "
+            "and registered as models:/<dataset>-<shape>@<alias>), evaluate it on a grid into Zarr, extract "
+            "its surface and measure it against the input. Without options everything is local: Prefect "
+            "without a server, a Dask LocalCluster, Zarr and MLflow (SQLite) in the run folder."
+        ),
+    )
+    run.add_argument("manifest", help="dataset manifest (YAML, see datasets/demo.yaml) or a folder of mesh files")
+    run.add_argument("--out", metavar="DIR", help="run folder (default: runs/<dataset name>)")
+    run.add_argument("--store", metavar="URL", help="Zarr store: a path or fsspec URL (default: <run folder>/store.zarr)")
+    run.add_argument("--tracking-uri", metavar="URI",
+                     help="MLflow tracking URI, e.g. http://127.0.0.1:5000 (default: sqlite in the run folder)")
+    run.add_argument("--dask-address", metavar="ADDR",
+                     help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a LocalCluster)")
+    run.add_argument("--workers", type=int, default=2, metavar="N",
+                     help="worker processes of the LocalCluster (default: 2; ignored with --dask-address)")
+    run.add_argument("--steps", type=int, metavar="N", help="training steps per shape (overrides the manifest)")
+    run.add_argument("--seconds", type=float, metavar="S", help="training time budget per shape in seconds")
+    run.add_argument("--resolution", type=int, metavar="R", help="grid resolution for field evaluation (R^3 points)")
+    run.add_argument("--alias", metavar="NAME", help="registry alias given to each new model (default: champion)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="any setting by its dotted path, e.g. --set training.lr=1e-4 --set sampling.n_surface=20000")
+    run.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
+    run.add_argument("--verbose", action="store_true", help="show Prefect's and MLflow's own log lines")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return run_command(args)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from inrcore.errors import ConfigError
+
+    from .manifest import read_manifest
+
+    try:
+        manifest = read_manifest(args.manifest)
+        overrides = overrides_from_args(args)
+    except ConfigError as exc:
+        print(f"inr: {exc}", file=sys.stderr)
+        return 2
+    out_dir = str(Path(args.out or Path("runs") / manifest.name).resolve())
+    use_offline_defaults(out_dir, verbose=args.verbose)
+
+    from .pipeline import sdf_collection
+
+    try:
+        summary = sdf_collection(
+            manifest=args.manifest, out_dir=out_dir, store_url=args.store, tracking_uri=args.tracking_uri,
+            dask_address=args.dask_address, workers=args.workers, overrides=overrides or None, quiet=args.quiet,
+        )
+    except ConfigError as exc:
+        print(f"inr: {exc}", file=sys.stderr)
+        return 2
+    if args.quiet:
+        from inrcore.report import format_results_table
+
+        print(format_results_table(summary["shapes"]))
+    print(json.dumps({"ok": summary["ok"], "failed": summary["failed"], "report": summary["report"],
+                      "summary": summary["summary"], "tracking_uri": summary["tracking_uri"]}, indent=2))
+    return 0 if summary["failed"] == 0 else 1
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict:
+    """Nested overrides from the shortcut options and --set KEY=VALUE (VALUE read as YAML)."""
+    from inrcore.errors import ConfigError
+
+    overrides: dict = {}
+
+    def put(dotted: str, value) -> None:
+        node = overrides
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {dotted}: {key} is not a section")
+        node[leaf] = value
+
+    for item in args.set:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.steps=500")
+        key, value = item.split("=", 1)
+        put(key.strip(), yaml.safe_load(value))
+    if args.steps is not None:
+        put("training.steps", args.steps)
+    if args.seconds is not None:
+        put("training.seconds", args.seconds)
+    if args.resolution is not None:
+        put("grid.resolution", args.resolution)
+    if args.alias is not None:
+        put("alias", args.alias)
+    return overrides
+
+
+def use_offline_defaults(out_dir: str, verbose: bool = False) -> None:
+    """Environment for a run with no servers; anything the user already set wins.
+
+    Prefect keeps its temporary server's database under the run folder, telemetry is off,
+    and log noise is kept to warnings unless `verbose`.
+    """
+    defaults = {
+        "PREFECT_HOME": str(Path(out_dir) / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO" if verbose else "WARNING",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

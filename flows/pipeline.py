@@ -1,0 +1,163 @@
+"""The shape-collection flow: every shape through prepare -> train -> evaluate -> extract.
+
+Each shape's stages are chained by this flow as soon as the previous one finishes, so
+shapes move through the pipeline independently on the Dask cluster; a shape whose stage
+fails stops there, its error is recorded, and the others go on. Every stage keeps its own
+"finished" record (Zarr attributes, registry tags, a JSON record), so running the flow
+again after an interruption reuses what was done.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from prefect import flow
+from prefect.futures import as_completed
+from prefect_dask import DaskTaskRunner
+
+from inrcore.config import config_replace, config_to_dict
+from tasks.fields import evaluate_field
+from tasks.prepare import prepare_samples
+from tasks.report import write_report
+from tasks.surface import extract_surface
+from tasks.tracking import setup_tracking
+from tasks.train import train_sdf
+
+from .manifest import read_manifest
+
+STAGES = ("prepare", "train", "evaluate", "extract")
+
+
+def locations(dataset: str, out_dir: Optional[str], store_url: Optional[str], tracking_uri: Optional[str]) -> dict:
+    """Where a run keeps things: the run folder, the Zarr store, MLflow tracking and artifacts.
+
+    Defaults are embedded: `runs/<dataset>`, `<out>/store.zarr`, SQLite `<out>/mlflow.db`
+    with artifacts in `<out>/mlartifacts`. A tracking server's URI leaves artifacts to it.
+    """
+    out = Path(out_dir or Path("runs") / dataset).resolve()
+    tracking = tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
+    return {
+        "out_dir": str(out),
+        "store_url": store_url or str(out / "store.zarr"),
+        "tracking_uri": tracking,
+        "artifact_location": (out / "mlartifacts").as_uri() if tracking.startswith("sqlite:") else None,
+    }
+
+
+def task_runner(dask_address: Optional[str], workers: int) -> DaskTaskRunner:
+    """An existing Dask cluster by address, or a LocalCluster of single-threaded worker processes."""
+    if dask_address:
+        return DaskTaskRunner(address=dask_address)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None},
+    )
+
+
+@flow(name="sdf-collection")
+def sdf_collection(
+    manifest: str,
+    out_dir: Optional[str] = None,
+    store_url: Optional[str] = None,
+    tracking_uri: Optional[str] = None,
+    dask_address: Optional[str] = None,
+    workers: int = 2,
+    overrides: Optional[dict] = None,
+    quiet: bool = False,
+) -> dict:
+    """Fit, evaluate, mesh and measure a neural SDF for every shape of a dataset manifest.
+
+    Args:
+        manifest: a dataset manifest (YAML) or a folder of mesh files.
+        out_dir: the run folder (default runs/<dataset name>).
+        store_url: Zarr store path or fsspec URL (default <out_dir>/store.zarr).
+        tracking_uri: MLflow tracking URI (default SQLite in the run folder).
+        dask_address: an existing Dask scheduler; default a LocalCluster of `workers` processes.
+        overrides: nested settings over the manifest's config, e.g. {"training": {"steps": 500}}.
+        quiet: no progress lines.
+    Returns:
+        the summary: dataset, settings, per-shape records, counts, report paths.
+    """
+    data = read_manifest(manifest)
+    config = config_replace(data.config, overrides, "overrides") if overrides else data.config
+    where = locations(data.name, out_dir, store_url, tracking_uri)
+    Path(where["out_dir"]).mkdir(parents=True, exist_ok=True)
+    run = _run_shapes.with_options(task_runner=task_runner(dask_address, workers))
+    return run(data.name, [(s.shape_id, s.path) for s in data.shapes], config_to_dict(config), where, quiet)
+
+
+@flow(name="sdf-collection-shapes")
+def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bool = False) -> dict:
+    say: Callable[[str], None] = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    start = time.perf_counter()
+    experiment_id = setup_tracking(where["tracking_uri"], f"inrflow-{dataset}", where["artifact_location"])
+    records = {sid: _new_record(sid, path) for sid, path in shapes}
+    results: dict[str, dict] = {sid: {} for sid, _ in shapes}
+
+    def submit(shape_id: str, stage: str):
+        r, source = results[shape_id], records[shape_id]["source"]
+        if stage == "prepare":
+            return prepare_samples.submit(shape_id, source, where["store_url"], config["sampling"])
+        if stage == "train":
+            return train_sdf.submit(shape_id, dataset, where["store_url"], r["prepare"]["fingerprint"],
+                                    config["training"], where["tracking_uri"], experiment_id, config["alias"])
+        if stage == "evaluate":
+            return evaluate_field.submit(shape_id, where["store_url"], r["train"]["model_uri"],
+                                         r["train"]["fingerprint"], config["grid"], where["tracking_uri"])
+        return extract_surface.submit(shape_id, source, r["prepare"]["normalisation"], where["store_url"],
+                                      r["evaluate"]["fingerprint"], where["out_dir"], config["metrics"],
+                                      where["tracking_uri"], r["train"]["run_id"])
+
+    say(f"inrflow: {len(shapes)} shape(s) of '{dataset}' -> {where['out_dir']}")
+    pending = {submit(sid, "prepare"): (sid, "prepare") for sid, _ in shapes}
+    while pending:
+        future = next(as_completed(list(pending)))
+        shape_id, stage = pending.pop(future)
+        record = records[shape_id]
+        outcome = future.result(raise_on_failure=False)
+        clock = f"[{time.perf_counter() - start:6.1f}s]"
+        if isinstance(outcome, BaseException) or not future.state.is_completed():
+            record.update(status="failed", error=f"{stage}: {_message(outcome)}")
+            say(f"{clock} {shape_id:<16} {stage:<9} FAILED  {_message(outcome)}")
+            continue
+        results[shape_id][stage] = outcome
+        record["seconds"][stage] = round(outcome["seconds"], 3)
+        record["reused"][stage] = bool(outcome.get("reused"))
+        say(f"{clock} {shape_id:<16} {stage:<9} {'reused' if outcome.get('reused') else 'done':<7} "
+            f"{outcome['seconds']:.1f}s")
+        next_index = STAGES.index(stage) + 1
+        if next_index < len(STAGES):
+            pending[submit(shape_id, STAGES[next_index])] = (shape_id, STAGES[next_index])
+        else:
+            _finish_record(record, results[shape_id])
+
+    ordered = [records[sid] for sid, _ in shapes]
+    settings = {"config": config, **where}
+    paths = write_report(where["out_dir"], dataset, ordered, settings)
+    say(paths["table"])
+    say(f"report: {paths['report']}\nsummary: {paths['summary']}")
+    return {"dataset": dataset, "shapes": ordered, "report": paths["report"], "summary": paths["summary"],
+            "ok": sum(r["status"] == "ok" for r in ordered), "failed": sum(r["status"] == "failed" for r in ordered),
+            "seconds": time.perf_counter() - start, **where}
+
+
+def _new_record(shape_id: str, source: str) -> dict:
+    return {"shape_id": shape_id, "source": source, "status": "running", "error": None, "metrics": None,
+            "seconds": {}, "reused": {}, "images": {"input": None, "reconstruction": None},
+            "model_uri": None, "mesh_path": None}
+
+
+def _finish_record(record: dict, results: dict) -> None:
+    extract, train = results["extract"], results["train"]
+    record.update(status="ok", metrics=extract["metrics"], images=extract["images"], mesh_path=extract["mesh_path"],
+                  model_uri=train["model_uri"], model_version=train["version"], mlflow_run_id=train["run_id"],
+                  field=f"{results['evaluate']['path']}")
+
+
+def _message(outcome) -> str:
+    if isinstance(outcome, BaseException):
+        return str(outcome) or type(outcome).__name__
+    return str(outcome)

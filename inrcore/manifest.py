@@ -1,0 +1,124 @@
+"""Dataset manifests: which shape files make a collection, and the pipeline settings for it.
+
+A manifest is a mapping (read from YAML at the edge, see `flows.manifest`):
+
+    name: demo                       # required: names the MLflow experiment and registry models
+    description: three small meshes  # optional
+    shapes:                          # file paths relative to the manifest, or {id, path}
+      - meshes/bunny.obj
+      - {id: cow, path: meshes/cow.obj}
+    glob: meshes/*.ply               # optional, a pattern or a list of patterns
+    config:                          # optional overrides of PipelineConfig
+      training: {steps: 1500}
+
+A listed file that is missing is not a manifest error: it fails that shape alone, so the
+rest of the collection still runs.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .config import PipelineConfig, config_from_dict
+from .errors import ConfigError
+
+MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb")
+
+
+@dataclass(frozen=True)
+class ShapeEntry:
+    shape_id: str
+    path: str
+
+
+@dataclass(frozen=True)
+class DatasetManifest:
+    name: str
+    shapes: tuple[ShapeEntry, ...]
+    config: PipelineConfig = field(default_factory=PipelineConfig)
+    description: str = ""
+    source: str = ""
+
+
+_ID = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def shape_id_for(path: str) -> str:
+    """A registry- and store-safe id from a file name: its stem with other characters as '_'."""
+    return _ID.sub("_", Path(path).stem).strip("_") or "shape"
+
+
+def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = None) -> DatasetManifest:
+    """Validate a manifest mapping; paths are resolved against `base_dir` (default: source's folder)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: a manifest must be a mapping with 'name' and 'shapes' or 'glob'")
+    allowed = {"name", "description", "shapes", "glob", "config"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}; expected some of {', '.join(sorted(allowed))}")
+    name = data.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ConfigError(f"{source}: 'name' must be a word of letters, digits, '.', '_' or '-', got {name!r}")
+    base = Path(base_dir) if base_dir is not None else Path(source).resolve().parent
+
+    entries: list[ShapeEntry] = []
+    shapes = data.get("shapes") or []
+    if not isinstance(shapes, list):
+        raise ConfigError(f"{source}: 'shapes' must be a list")
+    for i, item in enumerate(shapes):
+        if isinstance(item, str):
+            entries.append(ShapeEntry(shape_id_for(item), str(_resolve(base, item))))
+        elif isinstance(item, Mapping) and isinstance(item.get("path"), str) and set(item) <= {"id", "path"}:
+            shape_id = item.get("id", shape_id_for(item["path"]))
+            if not isinstance(shape_id, str) or _ID.search(shape_id) or not shape_id:
+                raise ConfigError(f"{source}: shapes[{i}].id must use letters, digits, '_' or '-', got {shape_id!r}")
+            entries.append(ShapeEntry(shape_id, str(_resolve(base, item["path"]))))
+        else:
+            raise ConfigError(f"{source}: shapes[{i}] must be a path or a mapping with 'path' (and optional 'id'), got {item!r}")
+
+    patterns = data.get("glob") or []
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise ConfigError(f"{source}: 'glob' must be a pattern or a list of patterns")
+    for pattern in patterns:
+        matches = sorted(p for p in globlib.glob(str(_resolve(base, pattern)), recursive=True)
+                         if Path(p).suffix.lower() in MESH_SUFFIXES)
+        if not matches:
+            raise ConfigError(f"{source}: glob {pattern!r} matches no mesh file ({', '.join(MESH_SUFFIXES)}) under {base}")
+        entries.extend(ShapeEntry(shape_id_for(p), str(Path(p))) for p in matches)
+
+    if not entries:
+        raise ConfigError(f"{source}: the manifest lists no shapes (give 'shapes' or 'glob')")
+    seen: dict[str, str] = {}
+    for entry in entries:
+        if entry.shape_id in seen:
+            raise ConfigError(f"{source}: shape id {entry.shape_id!r} is used by both {seen[entry.shape_id]} "
+                              f"and {entry.path}; give one of them an explicit 'id'")
+        seen[entry.shape_id] = entry.path
+
+    config = config_from_dict(PipelineConfig, data.get("config"), f"{source}: config")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"{source}: 'description' must be text")
+    return DatasetManifest(name=name, shapes=tuple(entries), config=config, description=description, source=str(source))
+
+
+def manifest_for_folder(folder: str | Path) -> DatasetManifest:
+    """A manifest of every mesh file directly in `folder`, named after the folder, default settings."""
+    folder = Path(folder)
+    patterns = [f"*{suffix}" for suffix in MESH_SUFFIXES]
+    present = [p for p in patterns if any(folder.glob(p))]
+    if not present:
+        raise ConfigError(f"{folder}: the folder holds no mesh file ({', '.join(MESH_SUFFIXES)})")
+    return manifest_from_dict({"name": shape_id_for(folder.resolve().name + ".x"), "glob": present},
+                              source=str(folder), base_dir=folder)
+
+
+def _resolve(base: Path, path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base / p

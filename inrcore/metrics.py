@@ -1,0 +1,138 @@
+"""Surface metrics between a reconstructed mesh and its reference.
+
+Both surfaces are compared through area-weighted point samples (`sampling.sample_surface`)
+and nearest-neighbour queries (scipy cKDTree). Every distance is reported in
+"unit-cube normalisation": divided by the longest side of the reference's axis-aligned
+bounding box, so numbers are comparable across shapes of any size.
+
+Conventions (A is the reconstruction, B the reference):
+    d(a, B)            distance from a point of A to its nearest sample of B
+    chamfer_l1         0.5 * (mean_a d(a, B) + mean_b d(b, A))   (unsquared distances)
+    hausdorff          max(max_a d(a, B), max_b d(b, A))
+    precision          fraction of A with d(a, B) <= tau
+    recall             fraction of B with d(b, A) <= tau
+    fscore             2 P R / (P + R), 0 when P = R = 0
+    normal_consistency 0.5 * (mean_a |n_a . n_nearest(B)| + mean_b |n_b . n_nearest(A)|)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import trimesh
+from scipy.spatial import cKDTree
+
+from .sampling import sample_surface
+
+METRIC_NAMES = ("chamfer_l1", "fscore", "precision", "recall", "normal_consistency", "hausdorff")
+
+
+def compare_meshes(
+    reconstruction: trimesh.Trimesh,
+    reference: trimesh.Trimesh,
+    n_points: int = 100_000,
+    fscore_ratio: float = 0.01,
+    seed: int = 0,
+) -> dict:
+    """Surface metrics of `reconstruction` against `reference` (see the module docstring).
+
+    Args:
+        reconstruction: the mesh being judged (A).
+        reference: the ground-truth mesh (B); its bounding box sets the units.
+        n_points: area-weighted samples drawn on each mesh.
+        fscore_ratio: the F-score threshold as a fraction of the reference bbox diagonal.
+        seed: seeds two independent sample streams, one per mesh.
+    Returns:
+        {"chamfer_l1", "fscore", "precision", "recall", "normal_consistency", "hausdorff"}
+        as plain floats; distances are divided by the reference bbox's longest side.
+    Raises:
+        ValueError: a mesh has no faces or no area, or n_points / fscore_ratio is not positive.
+    """
+    if n_points < 1:
+        raise ValueError(f"n_points must be at least 1, got {n_points}")
+    if not fscore_ratio > 0:
+        raise ValueError(f"fscore_ratio must be positive, got {fscore_ratio}")
+    _check_has_area(reconstruction, "reconstruction")
+    _check_has_area(reference, "reference")
+
+    extents = np.asarray(reference.bounds[1] - reference.bounds[0], dtype=np.float64)  # [3]
+    scale = float(extents.max())
+    tau = fscore_ratio * float(np.linalg.norm(extents)) / scale
+
+    rng_reconstruction, rng_reference = np.random.default_rng(seed).spawn(2)
+    points_a, normals_a = sample_surface(reconstruction, n_points, rng_reconstruction)
+    points_b, normals_b = sample_surface(reference, n_points, rng_reference)
+    return compare_point_sets(points_a, normals_a, points_b, normals_b, scale=scale, tau=tau)
+
+
+def compare_point_sets(
+    points_a: np.ndarray,
+    normals_a: np.ndarray,
+    points_b: np.ndarray,
+    normals_b: np.ndarray,
+    scale: float,
+    tau: float,
+) -> dict:
+    """Metrics between oriented point set A (reconstruction) and B (reference).
+
+    Args:
+        points_a: [N, 3] points of A; normals_a: [N, 3] unit normals of A.
+        points_b: [M, 3] points of B; normals_b: [M, 3] unit normals of B.
+        scale: every distance is divided by this length (> 0) before it is reported.
+        tau: the F-score threshold, in the divided units (a point is "within" when
+            distance / scale <= tau).
+    Returns:
+        the dict described in the module docstring, plain floats.
+    """
+    points_a, normals_a = _check_oriented_points(points_a, normals_a, "a")
+    points_b, normals_b = _check_oriented_points(points_b, normals_b, "b")
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive finite length, got {scale}")
+    if not (np.isfinite(tau) and tau >= 0):
+        raise ValueError(f"tau must be a non-negative finite distance, got {tau}")
+
+    dist_a_to_b, nearest_b = cKDTree(points_b).query(points_a, k=1, workers=-1)  # [N], [N]
+    dist_b_to_a, nearest_a = cKDTree(points_a).query(points_b, k=1, workers=-1)  # [M], [M]
+    dist_a_to_b = dist_a_to_b / scale
+    dist_b_to_a = dist_b_to_a / scale
+
+    precision = float(np.mean(dist_a_to_b <= tau))
+    recall = float(np.mean(dist_b_to_a <= tau))
+    cos_a = np.abs(np.sum(normals_a * normals_b[nearest_b], axis=1))  # [N]
+    cos_b = np.abs(np.sum(normals_b * normals_a[nearest_a], axis=1))  # [M]
+    return {
+        "chamfer_l1": float(0.5 * (dist_a_to_b.mean() + dist_b_to_a.mean())),
+        "fscore": fscore_of(precision, recall),
+        "precision": precision,
+        "recall": recall,
+        "normal_consistency": float(0.5 * (cos_a.mean() + cos_b.mean())),
+        "hausdorff": float(max(dist_a_to_b.max(), dist_b_to_a.max())),
+    }
+
+
+def fscore_of(precision: float, recall: float) -> float:
+    """The harmonic mean 2PR / (P + R) of precision and recall; 0 when both are 0."""
+    total = precision + recall
+    return float(2.0 * precision * recall / total) if total > 0 else 0.0
+
+
+def _check_has_area(mesh: trimesh.Trimesh, role: str) -> None:
+    faces = np.asarray(mesh.faces)
+    if faces.ndim != 2 or len(faces) == 0:
+        raise ValueError(f"{role} mesh has no faces; cannot measure its surface")
+    area = float(mesh.area)
+    if not (np.isfinite(area) and area > 0):
+        raise ValueError(f"{role} mesh has {len(faces)} faces but no surface area (got {area})")
+
+
+def _check_oriented_points(points, normals, name: str) -> tuple[np.ndarray, np.ndarray]:
+    points = np.asarray(points, dtype=np.float64)
+    normals = np.asarray(normals, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
+        raise ValueError(f"points_{name} must be a non-empty [N, 3] array, got shape {points.shape}")
+    if normals.shape != points.shape:
+        raise ValueError(
+            f"normals_{name} must have the shape of points_{name} {points.shape}, got {normals.shape}"
+        )
+    if not np.isfinite(points).all():
+        raise ValueError(f"points_{name} contains NaN or infinite coordinates")
+    return points, normals

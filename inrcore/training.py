@@ -1,0 +1,134 @@
+"""Fitting a neural SDF to one shape's samples."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .losses import gradient_of_field, siren_sdf_loss
+from .networks import FieldModule, NetworkSpec, init_siren_params, resolve_device, siren_spec
+
+
+@dataclass
+class FitResult:
+    """A fitted field and how the fit went.
+
+    history: one dict per logged step: {"step", "seconds", "loss", "surface", "normal",
+    "eikonal", "offsurface", "lr"}.
+    """
+
+    spec: NetworkSpec
+    params: dict[str, torch.Tensor]
+    steps: int
+    seconds: float
+    device: str
+    history: list[dict] = field(default_factory=list)
+
+
+def learning_rate_at(progress: float, lr: float, lr_final: float) -> float:
+    """Cosine decay from lr (progress 0) to lr_final (progress 1)."""
+    progress = min(max(progress, 0.0), 1.0)
+    return lr_final + 0.5 * (lr - lr_final) * (1.0 + math.cos(math.pi * progress))
+
+
+def fit_sdf(
+    surface_points: np.ndarray,
+    surface_normals: np.ndarray,
+    volume_points: np.ndarray,
+    config: TrainConfig,
+    bound: float = 1.0,
+    on_log: Optional[Callable[[dict], None]] = None,
+) -> FitResult:
+    """Fit a SIREN SDF with the SIREN loss.
+
+    Each step draws `batch_surface` oriented surface points, `batch_offsurface` stored
+    off-surface points (eikonal only) and `batch_uniform` fresh uniform points in
+    [-bound, bound]^3 (eikonal and the exp(-alpha|u|) term). Stops after `config.steps`
+    steps or `config.seconds` of wall time, whichever comes first.
+
+    Args:
+        surface_points [S, 3], surface_normals [S, 3]: oriented points on the surface.
+        volume_points [V, 3]: points off the surface (may be empty).
+        config: the training configuration.
+        on_log: called with each history entry (every `log_every` steps and the last).
+    Returns:
+        the fitted field (parameters on the CPU) and its loss history.
+    """
+    device = resolve_device(config.device)
+    generator = torch.Generator().manual_seed(config.seed)
+    spec = siren_spec(config.network)
+    module = FieldModule(spec, init_siren_params(spec, generator)).to(device)
+    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
+
+    surface = torch.as_tensor(np.asarray(surface_points, np.float32), device=device)
+    normals = torch.as_tensor(np.asarray(surface_normals, np.float32), device=device)
+    volume = torch.as_tensor(np.asarray(volume_points, np.float32).reshape(-1, 3), device=device)
+    if len(surface) == 0:
+        raise ValueError("no surface points to fit")
+    sample_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+
+    history: list[dict] = []
+    start = time.perf_counter()
+    step = 0
+    while step < config.steps:
+        elapsed = time.perf_counter() - start
+        if step > 0 and config.seconds is not None and elapsed >= config.seconds:
+            break  # at least one step always runs
+        progress = step / config.steps
+        if config.seconds is not None:
+            progress = max(progress, elapsed / config.seconds)
+        lr = learning_rate_at(progress, config.lr, config.lr_final)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        s_idx = torch.randint(len(surface), (config.batch_surface,), device=device, generator=sample_gen)
+        parts = [surface[s_idx]]
+        if len(volume) and config.batch_offsurface:
+            v_idx = torch.randint(len(volume), (config.batch_offsurface,), device=device, generator=sample_gen)
+            parts.append(volume[v_idx])
+        n_free = config.batch_uniform
+        free = (torch.rand((n_free, 3), device=device, generator=sample_gen) * 2.0 - 1.0) * bound
+        parts.append(free)
+        points = torch.cat(parts).requires_grad_(True)
+
+        values = module(points)
+        gradients = gradient_of_field(values, points)
+        n_s = config.batch_surface
+        loss, terms = siren_sdf_loss(
+            surface_values=values[:n_s],
+            surface_gradients=gradients[:n_s],
+            surface_normals=normals[s_idx],
+            volume_gradients=gradients,
+            free_values=values[len(points) - n_free:],
+            weights=config.loss,
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+
+        if step % config.log_every == 0 or step == config.steps:
+            entry = {"step": step, "seconds": time.perf_counter() - start, "loss": float(loss.detach()), "lr": lr}
+            entry.update(terms)
+            if not math.isfinite(entry["loss"]):
+                raise FloatingPointError(f"training diverged at step {step}: loss is {entry['loss']}")
+            history.append(entry)
+            if on_log is not None:
+                on_log(entry)
+
+    seconds = time.perf_counter() - start
+    if not history or history[-1]["step"] != step:
+        # Record the final state even when a time budget stopped the loop between logs.
+        entry = {"step": step, "seconds": seconds, "loss": float(loss.detach()), "lr": lr}
+        entry.update(terms)
+        history.append(entry)
+        if on_log is not None:
+            on_log(entry)
+    return FitResult(spec=spec, params=module.params(), steps=step, seconds=seconds,
+                     device=str(device), history=history)

@@ -1,0 +1,184 @@
+"""MLflow: experiment runs for training, and the model registry holding each shape's field.
+
+A registered model version's files are `model.safetensors` (see `inrcore.weights`) plus an
+MLmodel file of the pyfunc flavour whose loader is this module (`_load_pyfunc`), so
+`mlflow.pyfunc.load_model("models:/<name>@<alias>").predict(points)` returns SDF values
+and nothing pickled is ever executed on load.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import mlflow  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.entities import Metric, Param  # noqa: E402
+
+from inrcore.fields import evaluate_points  # noqa: E402
+from inrcore.networks import NetworkSpec, resolve_device  # noqa: E402
+from inrcore.weights import load_field, save_field  # noqa: E402
+
+WEIGHTS_FILE = "model.safetensors"
+
+
+def model_name(dataset: str, shape_id: str) -> str:
+    """Registry name of a shape's field: "<dataset>-<shape_id>" with unusual characters replaced."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{dataset}-{shape_id}")
+
+
+def client(tracking_uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def ensure_experiment(tracking_uri: str, name: str, artifact_location: Optional[str] = None) -> str:
+    """The id of experiment `name`, created (with `artifact_location`) if missing.
+
+    Call it once before fanning out: with a fresh SQLite file it also creates the tables,
+    which must not race between worker processes.
+    """
+    c = client(tracking_uri)
+    experiment = c.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return c.create_experiment(name, artifact_location=artifact_location)
+    except mlflow.exceptions.MlflowException:
+        # Someone else created it between our look-up and our create.
+        return c.get_experiment_by_name(name).experiment_id
+
+
+def find_model_version(tracking_uri: str, name: str, fingerprint: str):
+    """The newest version of `name` tagged with `fingerprint`, or None."""
+    c = client(tracking_uri)
+    try:
+        versions = c.search_model_versions(f"name='{name}' and tag.fingerprint='{fingerprint}'")
+    except mlflow.exceptions.MlflowException:
+        return None
+    if not versions:
+        return None
+    return max(versions, key=lambda v: int(v.version))
+
+
+def start_run(tracking_uri: str, experiment_id: str, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+    """Create a run with its parameters (flattened keys) and tags; returns the run id."""
+    c = client(tracking_uri)
+    run = c.create_run(experiment_id, run_name=run_name, tags=tags)
+    flat = [Param(k, str(v)) for k, v in _flatten(params).items()]
+    for i in range(0, len(flat), 100):
+        c.log_batch(run.info.run_id, params=flat[i:i + 100])
+    return run.info.run_id
+
+
+def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    now = int(time.time() * 1000)
+    client(tracking_uri).log_batch(
+        run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None]
+    )
+
+
+def log_artifact(tracking_uri: str, run_id: str, path, artifact_path: Optional[str] = None) -> None:
+    client(tracking_uri).log_artifact(run_id, str(path), artifact_path)
+
+
+def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
+    client(tracking_uri).set_terminated(run_id, status)
+
+
+def register_field(
+    tracking_uri: str,
+    run_id: str,
+    name: str,
+    alias: str,
+    spec: NetworkSpec,
+    params,
+    metadata: dict[str, Any],
+    fingerprint: str,
+) -> tuple[str, str]:
+    """Log the field as the run's "model" artifact, register a new version and point `alias` at it.
+
+    Returns (model URI "models:/<name>@<alias>", version). The version is created only
+    after the artifact is fully stored, so the registry never names missing files.
+    """
+    c = client(tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        data.mkdir()
+        save_field(data / WEIGHTS_FILE, spec, params, metadata)
+        model_dir = Path(tmp) / "model"
+        mlflow.pyfunc.save_model(
+            str(model_dir),
+            loader_module="tasks.registry",
+            data_path=str(data),
+            pip_requirements=["inrflow", "torch", "safetensors"],
+        )
+        c.log_artifacts(run_id, str(model_dir), "model")
+    run = c.get_run(run_id)
+    try:
+        c.create_registered_model(name, description="Neural SDF fitted by inrflow")
+    except mlflow.exceptions.MlflowException:
+        pass  # already registered
+    version = c.create_model_version(
+        name, source=f"{run.info.artifact_uri}/model", run_id=run_id, tags={"fingerprint": fingerprint}
+    )
+    c.set_registered_model_alias(name, alias, version.version)
+    return f"models:/{name}@{alias}", version.version
+
+
+def set_alias(tracking_uri: str, name: str, alias: str, version: str) -> None:
+    client(tracking_uri).set_registered_model_alias(name, alias, version)
+
+
+def load_registered_field(tracking_uri: str, model_uri: str):
+    """(spec, params, metadata, run_id) of a registered field, from "models:/<name>@<alias>"."""
+    c = client(tracking_uri)
+    match = re.fullmatch(r"models:/([^@/]+)@([^@/]+)", model_uri)
+    if not match:
+        raise ValueError(f"{model_uri}: expected a registry URI of the form models:/<name>@<alias>")
+    version = c.get_model_version_by_alias(match.group(1), match.group(2))
+    mlflow.set_tracking_uri(tracking_uri)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, tracking_uri=tracking_uri)
+    spec, params, metadata = load_field(Path(local) / "data" / WEIGHTS_FILE)
+    return spec, params, metadata, version.run_id
+
+
+class _FieldPredictor:
+    """What `mlflow.pyfunc.load_model` returns: predict(points [N, 3]) -> SDF values [N]."""
+
+    def __init__(self, spec: NetworkSpec, params, metadata: dict):
+        self.spec, self.params, self.metadata = spec, params, metadata
+
+    def predict(self, model_input, params: Optional[dict] = None) -> np.ndarray:
+        points = np.asarray(model_input, dtype=np.float32).reshape(-1, 3)
+        device = resolve_device((params or {}).get("device", "auto"))
+        return evaluate_points(self.spec, self.params, points, device)
+
+
+def _load_pyfunc(data_path: str) -> _FieldPredictor:
+    """MLflow pyfunc loader hook: `data_path` is the folder saved by `register_field`."""
+    return _FieldPredictor(*load_field(Path(data_path) / WEIGHTS_FILE))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def iter_history_metrics(history: Iterable[dict]) -> Iterable[tuple[int, dict[str, float]]]:
+    """(step, metrics) pairs of a training history, for logging the loss curve."""
+    for entry in history:
+        yield entry["step"], {k: v for k, v in entry.items() if k not in ("step",)}
