@@ -145,6 +145,7 @@ def use_offline_defaults(out_dir: str, verbose: bool = False) -> None:
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ class ShapeError(InrflowError, ValueError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):  # keep (path, problem) across process boundaries (Dask workers)
+        return (type(self), (self.path, self.problem))
+
 
 class ConfigError(InrflowError, ValueError):
     """A configuration or manifest is invalid. The message names the source and the key."""

@@ -90,8 +90,8 @@ def compare_point_sets(
     if not (np.isfinite(tau) and tau >= 0):
         raise ValueError(f"tau must be a non-negative finite distance, got {tau}")
 
-    dist_a_to_b, nearest_b = cKDTree(points_b).query(points_a, k=1, workers=-1)  # [N], [N]
-    dist_b_to_a, nearest_a = cKDTree(points_a).query(points_b, k=1, workers=-1)  # [M], [M]
+    dist_a_to_b, nearest_b = nearest_neighbours(points_a, points_b)  # [N], [N]
+    dist_b_to_a, nearest_a = nearest_neighbours(points_b, points_a)  # [M], [M]
     dist_a_to_b = dist_a_to_b / scale
     dist_b_to_a = dist_b_to_a / scale
 
@@ -107,6 +107,24 @@ def compare_point_sets(
         "normal_consistency": float(0.5 * (cos_a.mean() + cos_b.mean())),
         "hausdorff": float(max(dist_a_to_b.max(), dist_b_to_a.max())),
     }
+
+
+def nearest_neighbours(queries: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each query, the Euclidean distance to its nearest point and that point's index.
+
+    Args:
+        queries: [N, 3]; points: [M, 3].
+    Returns:
+        distances [N] float64 and indices [N] int into `points`.
+
+    The tree uses sliding-midpoint splits and uncompacted cells: on surface samples far from
+    the other surface (a reconstruction blob wrapped around the shape, where hundreds of
+    candidates are nearly equidistant) scipy's default median/compacted tree was measured
+    ~10x slower (13 s against 1.3 s for 2 x 100k points), and no slower on close surfaces.
+    """
+    tree = cKDTree(points, leafsize=32, balanced_tree=False, compact_nodes=False)
+    distances, indices = tree.query(queries, k=1, workers=-1)
+    return np.asarray(distances, dtype=np.float64), np.asarray(indices)
 
 
 def fscore_of(precision: float, recall: float) -> float:

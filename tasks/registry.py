@@ -28,6 +28,8 @@ from inrcore.networks import NetworkSpec, resolve_device  # noqa: E402
 from inrcore.weights import load_field, save_field  # noqa: E402
 
 WEIGHTS_FILE = "model.safetensors"
+# pyfunc.save_model copies data_path to <model>/data/<its name>.
+FIELD_DIR = "field"
 
 
 def model_name(dataset: str, shape_id: str) -> str:
@@ -110,7 +112,7 @@ def register_field(
     """
     c = client(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
+        data = Path(tmp) / FIELD_DIR
         data.mkdir()
         save_field(data / WEIGHTS_FILE, spec, params, metadata)
         model_dir = Path(tmp) / "model"
@@ -146,7 +148,7 @@ def load_registered_field(tracking_uri: str, model_uri: str):
     version = c.get_model_version_by_alias(match.group(1), match.group(2))
     mlflow.set_tracking_uri(tracking_uri)
     local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, tracking_uri=tracking_uri)
-    spec, params, metadata = load_field(Path(local) / "data" / WEIGHTS_FILE)
+    spec, params, metadata = load_field(Path(local) / "data" / FIELD_DIR / WEIGHTS_FILE)
     return spec, params, metadata, version.run_id
 
 
@@ -163,7 +165,7 @@ class _FieldPredictor:
 
 
 def _load_pyfunc(data_path: str) -> _FieldPredictor:
-    """MLflow pyfunc loader hook: `data_path` is the folder saved by `register_field`."""
+    """MLflow pyfunc loader hook: `data_path` is the <model>/data/field folder saved by `register_field`."""
     return _FieldPredictor(*load_field(Path(data_path) / WEIGHTS_FILE))
 
 
