@@ -118,7 +118,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.steps=500")
         key, value = item.split("=", 1)
-        put(key.strip(), yaml.safe_load(value))
+        put(key.strip(), _parse_value(value))
     if args.steps is not None:
         put("training.steps", args.steps)
     if args.seconds is not None:
@@ -128,6 +128,17 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
     if args.alias is not None:
         put("alias", args.alias)
     return overrides
+
+
+def _parse_value(text: str):
+    """A --set value read as YAML, except that '1e-4' (which YAML 1.1 keeps as text) is a number."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def use_offline_defaults(out_dir: str, verbose: bool = False) -> None:
@@ -142,6 +153,7 @@ def use_offline_defaults(out_dir: str, verbose: bool = False) -> None:
         "PREFECT_LOGGING_LEVEL": "INFO" if verbose else "WARNING",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",
+        "DASK_LOGGING__DISTRIBUTED": "info" if verbose else "warning",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

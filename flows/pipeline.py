@@ -26,7 +26,7 @@ from tasks.surface import extract_surface
 from tasks.tracking import setup_tracking
 from tasks.train import train_sdf
 
-from .manifest import read_manifest
+from flows.manifest import read_manifest
 
 STAGES = ("prepare", "train", "evaluate", "extract")
 

@@ -46,6 +46,12 @@ def offsurface_residual(values: torch.Tensor, alpha: float) -> torch.Tensor:
     return torch.exp(-alpha * values.reshape(-1).abs())
 
 
+def clamped_sdf_residual(values: torch.Tensor, target: torch.Tensor, clamp: float) -> torch.Tensor:
+    """|clamp(u, -c, c) - clamp(d, -c, c)| (DeepSDF): [N, 1] or [N], [N] -> [N]."""
+    u = values.reshape(-1).clamp(-clamp, clamp)
+    return (u - target.reshape(-1).clamp(-clamp, clamp)).abs()
+
+
 def siren_sdf_loss(
     surface_values: torch.Tensor,
     surface_gradients: torch.Tensor,
@@ -53,6 +59,8 @@ def siren_sdf_loss(
     volume_gradients: torch.Tensor,
     free_values: torch.Tensor,
     weights: LossConfig,
+    known_values: torch.Tensor | None = None,
+    known_sdf: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The SIREN SDF loss.
 
@@ -63,6 +71,8 @@ def siren_sdf_loss(
         surface_values [S, 1], surface_gradients [S, 3], surface_normals [S, 3]: at surface samples.
         volume_gradients [V, 3]: gradients at all points used for the eikonal term.
         free_values [U, 1]: values at free-space (uniform) points.
+        known_values [K, 1], known_sdf [K]: values and true distances at stored samples, used
+            only when weights.sdf > 0.
     Returns:
         (scalar loss, {term name: float value of the weighted mean}).
     """
@@ -74,5 +84,7 @@ def siren_sdf_loss(
         if free_values.numel()
         else surface_values.new_zeros(()),
     }
+    if weights.sdf > 0 and known_values is not None and known_values.numel():
+        terms["sdf"] = weights.sdf * clamped_sdf_residual(known_values, known_sdf, weights.sdf_clamp).mean()
     total = sum(terms.values())
     return total, {name: float(value.detach()) for name, value in terms.items()}

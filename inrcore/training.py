@@ -42,20 +42,24 @@ def fit_sdf(
     surface_normals: np.ndarray,
     volume_points: np.ndarray,
     config: TrainConfig,
+    volume_sdf: Optional[np.ndarray] = None,
     bound: float = 1.0,
     on_log: Optional[Callable[[dict], None]] = None,
 ) -> FitResult:
     """Fit a SIREN SDF with the SIREN loss.
 
     Each step draws `batch_surface` oriented surface points, `batch_offsurface` stored
-    off-surface points (eikonal only) and `batch_uniform` fresh uniform points in
-    [-bound, bound]^3 (eikonal and the exp(-alpha|u|) term). Stops after `config.steps`
-    steps or `config.seconds` of wall time, whichever comes first.
+    off-surface points and `batch_uniform` fresh uniform points in [-bound, bound]^3. The
+    eikonal term applies to all of them; the exp(-alpha|u|) term to the uniform points and
+    to the stored points whose true distance (`volume_sdf`, when given) exceeds
+    `config.loss.offsurface_margin`. Stops after `config.steps` steps or `config.seconds`
+    of wall time, whichever comes first.
 
     Args:
         surface_points [S, 3], surface_normals [S, 3]: oriented points on the surface.
         volume_points [V, 3]: points off the surface (may be empty).
         config: the training configuration.
+        volume_sdf [V]: true signed distances of volume_points, if known.
         on_log: called with each history entry (every `log_every` steps and the last).
     Returns:
         the fitted field (parameters on the CPU) and its loss history.
@@ -69,6 +73,13 @@ def fit_sdf(
     surface = torch.as_tensor(np.asarray(surface_points, np.float32), device=device)
     normals = torch.as_tensor(np.asarray(surface_normals, np.float32), device=device)
     volume = torch.as_tensor(np.asarray(volume_points, np.float32).reshape(-1, 3), device=device)
+    known = None
+    if volume_sdf is None:
+        volume_free = torch.zeros(len(volume), dtype=torch.bool, device=device)
+    else:
+        known = torch.as_tensor(np.asarray(volume_sdf, np.float32).reshape(-1), device=device)
+        far = np.abs(np.asarray(volume_sdf, np.float32).reshape(-1)) > config.loss.offsurface_margin
+        volume_free = torch.as_tensor(far, device=device)
     if len(surface) == 0:
         raise ValueError("no surface points to fit")
     sample_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
@@ -89,13 +100,18 @@ def fit_sdf(
 
         s_idx = torch.randint(len(surface), (config.batch_surface,), device=device, generator=sample_gen)
         parts = [surface[s_idx]]
+        known_sdf = None
+        free_mask = [torch.zeros(config.batch_surface, dtype=torch.bool, device=device)]
         if len(volume) and config.batch_offsurface:
             v_idx = torch.randint(len(volume), (config.batch_offsurface,), device=device, generator=sample_gen)
             parts.append(volume[v_idx])
-        n_free = config.batch_uniform
-        free = (torch.rand((n_free, 3), device=device, generator=sample_gen) * 2.0 - 1.0) * bound
-        parts.append(free)
+            free_mask.append(volume_free[v_idx])
+            known_sdf = known[v_idx] if known is not None else None
+        uniform = (torch.rand((config.batch_uniform, 3), device=device, generator=sample_gen) * 2.0 - 1.0) * bound
+        parts.append(uniform)
+        free_mask.append(torch.ones(config.batch_uniform, dtype=torch.bool, device=device))
         points = torch.cat(parts).requires_grad_(True)
+        free_mask = torch.cat(free_mask)
 
         values = module(points)
         gradients = gradient_of_field(values, points)
@@ -105,8 +121,10 @@ def fit_sdf(
             surface_gradients=gradients[:n_s],
             surface_normals=normals[s_idx],
             volume_gradients=gradients,
-            free_values=values[len(points) - n_free:],
+            free_values=values[free_mask],
             weights=config.loss,
+            known_values=values[n_s:n_s + len(known_sdf)] if known_sdf is not None else None,
+            known_sdf=known_sdf,
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -61,7 +61,8 @@ def train_sdf(
             registry.log_metrics(tracking_uri, run_id,
                                  {f"train/{k}": v for k, v in entry.items() if k != "step"}, entry["step"])
 
-        result = fit_sdf(points[:n_surface], normals[:n_surface], points[n_surface:], config, on_log=log)
+        sdf = np.asarray(group["sdf"][n_surface:])
+        result = fit_sdf(points[:n_surface], normals[:n_surface], points[n_surface:], config, volume_sdf=sdf, on_log=log)
         registry.log_metrics(tracking_uri, run_id, {"train/seconds_total": result.seconds,
                                                     "train/steps_total": result.steps})
         model_uri, version = registry.register_field(

@@ -1,0 +1,57 @@
+import json
+
+import pytest
+
+from inrcore.config import (
+    GridConfig, PipelineConfig, SamplingConfig, TrainConfig, config_from_dict, config_replace, config_to_dict,
+    fingerprint,
+)
+from inrcore.errors import ConfigError
+
+
+def test_round_trip_through_json_is_identity():
+    config = PipelineConfig(sampling=SamplingConfig(near_sigmas=(0.02, 0.2)), alias="best")
+    again = config_from_dict(PipelineConfig, json.loads(json.dumps(config_to_dict(config))))
+    assert again == config
+    assert again.sampling.near_sigmas == (0.02, 0.2)
+
+
+def test_missing_keys_take_defaults_and_ints_become_floats():
+    config = config_from_dict(TrainConfig, {"steps": 10, "lr": 1})
+    assert config.steps == 10 and config.lr == 1.0 and isinstance(config.lr, float)
+    assert config.batch_surface == TrainConfig().batch_surface
+
+
+def test_unknown_key_is_named_with_its_source():
+    with pytest.raises(ConfigError, match=r"demo.yaml: config.training: unknown key\(s\) step;"):
+        config_from_dict(PipelineConfig, {"training": {"step": 10}}, "demo.yaml: config")
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"training": {"steps": "many"}}, r"config.training.steps: expected an integer, got 'many'"),
+    ({"training": {"steps": 0}}, r"config.training.steps: must be positive, got 0"),
+    ({"training": {"steps": True}}, r"expected an integer"),
+    ({"grid": {"resolution": 1}}, r"config.grid.resolution: must be at least 2"),
+    ({"sampling": {"extent": 1.5}}, r"config.sampling.extent: must be in \(0, 1\]"),
+    ({"sampling": {"near_sigmas": 0.1}}, r"config.sampling.near_sigmas: expected a list"),
+    ({"training": {"device": "tpu"}}, r"config.training.device: expected auto, cpu or cuda"),
+    ({"alias": "latest"}, r"config.alias: 'latest' is not a usable registry alias"),
+    ({"training": {"network": {"kind": "relu"}}}, r"config.training.network.kind: only 'siren'"),
+])
+def test_bad_values_raise_clear_errors(data, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(PipelineConfig, data, "config")
+
+
+def test_replace_applies_nested_overrides_only():
+    base = PipelineConfig()
+    new = config_replace(base, {"training": {"steps": 7}, "grid": {"resolution": 33}})
+    assert new.training.steps == 7 and new.grid.resolution == 33
+    assert new.training.lr == base.training.lr and new.sampling == base.sampling
+
+
+def test_fingerprint_is_stable_and_sensitive():
+    assert fingerprint("x", GridConfig()) == fingerprint("x", GridConfig())
+    assert fingerprint("x", GridConfig()) != fingerprint("x", GridConfig(resolution=129))
+    assert fingerprint("x", GridConfig()) != fingerprint("y", GridConfig())
+    assert len(fingerprint("x")) == 16

@@ -1,0 +1,62 @@
+import pytest
+
+from inrcore.errors import ConfigError
+from inrcore.manifest import manifest_for_folder, manifest_from_dict, shape_id_for
+
+
+def touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("v 0 0 0\n")
+    return path
+
+
+def test_shapes_paths_ids_and_config(tmp_path):
+    touch(tmp_path / "meshes" / "a.obj")
+    m = manifest_from_dict({
+        "name": "set1",
+        "shapes": ["meshes/a.obj", {"id": "b2", "path": "meshes/missing.ply"}],
+        "config": {"training": {"steps": 12}},
+    }, source=str(tmp_path / "set1.yaml"))
+    assert m.name == "set1"
+    assert [(s.shape_id, s.path) for s in m.shapes] == [
+        ("a", str(tmp_path / "meshes" / "a.obj")), ("b2", str(tmp_path / "meshes" / "missing.ply"))]
+    assert m.config.training.steps == 12
+
+
+def test_glob_collects_mesh_files_only(tmp_path):
+    for name in ("x.obj", "y.PLY", "notes.txt"):
+        touch(tmp_path / "m" / name)
+    m = manifest_from_dict({"name": "g", "glob": "m/*"}, source=str(tmp_path / "g.yaml"))
+    assert sorted(s.shape_id for s in m.shapes) == ["x", "y"]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"shapes": ["a.obj"]}, r"'name' must be a word"),
+    ({"name": "n"}, r"lists no shapes"),
+    ({"name": "n", "glob": "none/*.obj"}, r"glob 'none/\*.obj' matches no mesh file"),
+    ({"name": "n", "shapes": ["a.obj", "sub/a.obj"]}, r"shape id 'a' is used by both"),
+    ({"name": "n", "shapes": [3]}, r"shapes\[0\] must be a path"),
+    ({"name": "n", "shapes": ["a.obj"], "extra": 1}, r"unknown key\(s\) extra"),
+    ({"name": "n", "shapes": ["a.obj"], "config": {"grid": {"resolution": "high"}}},
+     r"m.yaml: config.grid.resolution: expected an integer"),
+    (["a.obj"], r"a manifest must be a mapping"),
+])
+def test_bad_manifests_name_the_source(tmp_path, data, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        manifest_from_dict(data, source=str(tmp_path / "m.yaml"))
+    assert str(tmp_path / "m.yaml") in str(info.value)
+
+
+def test_folder_manifest(tmp_path):
+    touch(tmp_path / "shapes" / "cow.obj")
+    touch(tmp_path / "shapes" / "teapot.stl")
+    m = manifest_for_folder(tmp_path / "shapes")
+    assert m.name == "shapes"
+    assert sorted(s.shape_id for s in m.shapes) == ["cow", "teapot"]
+    with pytest.raises(ConfigError, match="holds no mesh file"):
+        manifest_for_folder(tmp_path)
+
+
+def test_shape_ids_are_safe():
+    assert shape_id_for("/x/My Bunny (v2).obj") == "My_Bunny_v2"
+    assert shape_id_for("rocker-arm.obj") == "rocker-arm"
