@@ -14,14 +14,15 @@ inrflow, e.g. from a run's mlartifacts), else a freshly initialised one of --wid
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
@@ -87,11 +88,7 @@ def main(argv=None) -> int:
         finite = bool(np.isfinite(sdf[:: args.chunk, :: args.chunk, :: args.chunk]).all())
 
     n_points = args.resolution ** 3
-    report = {
-        "benchmark": "field_grid",
-        "command": "python " + " ".join([sys.argv[0]] + (argv or sys.argv[1:])),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "device": "cuda" if torch.cuda.is_available() else "cpu"},
+    write_result(args.out, "field_grid", argv, {
         "resolution": args.resolution, "chunk": args.chunk, "blocks": result["blocks"],
         "network": {"width": args.width, "layers": args.layers, "weights": args.weights or "random SIREN init"},
         "workers": args.workers,
@@ -105,10 +102,7 @@ def main(argv=None) -> int:
         "marching_cubes_main_peak_rss_mb": round(peak_rss_mb(), 1),
         "main_peak_rss_before_mc_mb": round(before, 1),
         "mesh_vertices": int(len(mesh.vertices)), "mesh_faces": int(len(mesh.faces)),
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    })
     return 0
 
 

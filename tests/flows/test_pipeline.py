@@ -130,3 +130,28 @@ def test_rerun_reuses_everything_and_recovers_from_an_interrupted_stage(first_ru
     assert spot["reused"] == {"prepare": True, "train": True, "evaluate": False, "extract": True}
     assert third["shapes"][1]["reused"]["evaluate"] is True
     assert open_store(str(out / "store.zarr"))["fields/spot"].attrs["complete"] is True
+
+
+def test_same_flow_on_an_existing_cluster_an_fsspec_url_and_a_given_tracking_uri(prefect_api, collection, tmp_path):
+    from distributed import LocalCluster
+
+    manifest = tmp_path / "one.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "name": "one", "shapes": [str(collection.parent / "spot.obj")],
+        "config": {"sampling": {"n_surface": 4000, "n_near": 3000, "n_uniform": 2000},
+                   "training": {"steps": 20, "batch_surface": 256, "batch_offsurface": 256, "batch_uniform": 256,
+                                "network": {"width": 32, "layers": 1}},
+                   "grid": {"resolution": 32, "chunk": 16}, "metrics": {"n_points": 5000}},
+    }))
+    store_url = (tmp_path / "elsewhere" / "fields.zarr").as_uri()
+    tracking = f"sqlite:///{tmp_path / 'tracking' / 'mlflow.db'}"
+    (tmp_path / "tracking").mkdir()
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
+        summary = sdf_collection(manifest=str(manifest), out_dir=str(tmp_path / "run"), store_url=store_url,
+                                 tracking_uri=tracking, dask_address=cluster.scheduler_address, quiet=True)
+    assert summary["shapes"][0]["status"] == "ok"
+    assert summary["store_url"] == store_url and summary["tracking_uri"] == tracking
+    assert open_store(store_url, mode="r")["fields/spot"].attrs["complete"] is True
+    assert not (tmp_path / "run" / "store.zarr").exists() and not (tmp_path / "run" / "mlflow.db").exists()
+    assert registry.find_model_version(tracking, "one-spot", registry.client(tracking).get_model_version_by_alias(
+        "one-spot", "champion").tags["fingerprint"]) is not None

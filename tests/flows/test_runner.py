@@ -1,0 +1,32 @@
+import os
+
+from distributed import Client, LocalCluster
+
+from flows.pipeline import WORKER_MALLOC_ENV, locations, task_runner
+
+
+def worker_env():
+    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "OMP_NUM_THREADS")}
+
+
+def test_local_cluster_workers_keep_freed_memory_and_one_thread():
+    runner = task_runner(None, 1)
+    assert runner.cluster_kwargs == {"n_workers": 1, "threads_per_worker": 1, "processes": True,
+                                     "dashboard_address": None}
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        (env,) = client.run(worker_env).values()
+    assert env == {**WORKER_MALLOC_ENV, "OMP_NUM_THREADS": "1"}
+
+
+def test_existing_cluster_by_address():
+    assert task_runner("tcp://10.1.2.3:8786", 4).address == "tcp://10.1.2.3:8786"
+
+
+def test_default_locations(tmp_path):
+    where = locations("demo", str(tmp_path / "r"), None, None)
+    assert where == {"out_dir": str(tmp_path / "r"), "store_url": str(tmp_path / "r" / "store.zarr"),
+                     "tracking_uri": f"sqlite:///{tmp_path / 'r' / 'mlflow.db'}",
+                     "artifact_location": (tmp_path / "r" / "mlartifacts").as_uri()}
+    remote = locations("demo", str(tmp_path / "r"), "s3://b/x.zarr", "http://mlflow:5000")
+    assert remote["store_url"] == "s3://b/x.zarr" and remote["artifact_location"] is None
