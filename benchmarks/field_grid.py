@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     import torch
     from distributed import Client, LocalCluster
 
+    from flows.pipeline import configure_local_workers
+
     from inrcore.config import GridConfig, NetworkConfig, config_to_dict
     from inrcore.networks import init_siren_params, siren_spec
     from inrcore.surface import marching_cubes_blocks
@@ -69,6 +71,7 @@ def main(argv=None) -> int:
         model_uri, _ = registry.register_field(uri, run_id, "bench-field", "bench", spec, params, {}, "fp")
         store = str(Path(tmp) / "store.zarr")
 
+        configure_local_workers()  # the same worker environment as the pipeline's LocalCluster
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
             start = time.perf_counter()

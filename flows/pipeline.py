@@ -50,18 +50,23 @@ def locations(dataset: str, out_dir: Optional[str], store_url: Optional[str], tr
 
 # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc return
 # torch's multi-megabyte buffers to the OS after every step: training then spends as long in
-# the kernel as in user code (measured: 27.2 s against 13.0 s for 150 steps, BENCHMARKS.md).
+# the kernel as in user code (measured: 23.3 s against 11.7 s for 150 steps, BENCHMARKS.md).
 # Workers of the LocalCluster keep freed memory up to these sizes instead.
 WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(256 * 2**20), "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}
+
+
+def configure_local_workers() -> None:
+    """Make worker processes started from here (LocalCluster nannies) use WORKER_MALLOC_ENV."""
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    environ.update(WORKER_MALLOC_ENV)
+    dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
 
 
 def task_runner(dask_address: Optional[str], workers: int) -> DaskTaskRunner:
     """An existing Dask cluster by address, or a LocalCluster of single-threaded worker processes."""
     if dask_address:
         return DaskTaskRunner(address=dask_address)
-    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
-    environ.update(WORKER_MALLOC_ENV)
-    dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
+    configure_local_workers()
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
         cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None},

@@ -62,7 +62,7 @@ class LossConfig:
     `sdf_clamp`) on stored off-surface samples with true distance d, available when fitting
     meshes rather than bare point clouds; 0 gives the SIREN loss alone. Without it, short CPU
     fits leave interior shells where the field turns positive inside the body (measured in
-    BENCHMARKS.md: bunny Chamfer-L1 0.0139 without, 0.0027 with).
+    BENCHMARKS.md: bunny Chamfer-L1 0.0148 without, 0.0027 with).
     """
 
     surface: float = 3000.0

@@ -115,7 +115,8 @@ def manifest_for_folder(folder: str | Path) -> DatasetManifest:
     present = [p for p in patterns if any(folder.glob(p))]
     if not present:
         raise ConfigError(f"{folder}: the folder holds no mesh file ({', '.join(MESH_SUFFIXES)})")
-    return manifest_from_dict({"name": shape_id_for(folder.resolve().name + ".x"), "glob": present},
+    name = _ID.sub("_", folder.resolve().name).strip("_") or "collection"
+    return manifest_from_dict({"name": name, "glob": present},
                               source=str(folder), base_dir=folder)
 
 

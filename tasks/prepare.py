@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -29,7 +30,7 @@ def prepare_samples(shape_id: str, source: str, store_url: str, sampling: dict) 
     """
     start = time.perf_counter()
     config = config_from_dict(SamplingConfig, sampling, "sampling")
-    source_hash = file_sha256(source) if _exists(source) else None
+    source_hash = file_sha256(source) if os.path.isfile(source) else None
     key = fingerprint("samples", source_hash, config)
     root = open_store(store_url)
     path = f"samples/{shape_id}"
@@ -64,8 +65,3 @@ def prepare_samples(shape_id: str, source: str, store_url: str, sampling: dict) 
     return {"shape_id": shape_id, "fingerprint": key, "normalisation": normalisation.to_dict(),
             "reused": False, "seconds": time.perf_counter() - start}
 
-
-def _exists(path: str) -> bool:
-    import os
-
-    return os.path.isfile(path)

@@ -13,7 +13,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -179,8 +179,3 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
             out[key] = v
     return out
 
-
-def iter_history_metrics(history: Iterable[dict]) -> Iterable[tuple[int, dict[str, float]]]:
-    """(step, metrics) pairs of a training history, for logging the loss curve."""
-    for entry in history:
-        yield entry["step"], {k: v for k, v in entry.items() if k not in ("step",)}
