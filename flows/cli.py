@@ -152,8 +152,12 @@ def use_offline_defaults(out_dir: str, verbose: bool = False) -> None:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "INFO" if verbose else "WARNING",
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_LOGGING_LEVEL": "INFO" if verbose else "WARNING",
         "DO_NOT_TRACK": "1",
         "DASK_LOGGING__DISTRIBUTED": "info" if verbose else "warning",
+        # A shape's failure is reported on its progress line and in the summary; the task
+        # engine's traceback for it (in the worker processes too) only with --verbose.
+        "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "INFO" if verbose else "CRITICAL",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

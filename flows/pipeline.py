@@ -20,6 +20,7 @@ from prefect.futures import as_completed
 from prefect_dask import DaskTaskRunner
 
 from inrcore.config import config_replace, config_to_dict
+from inrcore.errors import InrflowError
 from tasks.fields import evaluate_field
 from tasks.prepare import prepare_samples
 from tasks.report import write_report
@@ -174,6 +175,9 @@ def _finish_record(record: dict, results: dict) -> None:
 
 
 def _message(outcome) -> str:
+    """The error as users should read it: bad input as its own message, anything else with its type."""
+    if isinstance(outcome, InrflowError):
+        return str(outcome)
     if isinstance(outcome, BaseException):
-        return str(outcome) or type(outcome).__name__
+        return f"{type(outcome).__name__}: {outcome} (unexpected; the traceback is in the Prefect task run log)"
     return str(outcome)
