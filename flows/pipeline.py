@@ -9,6 +9,7 @@ again after an interruption reuses what was done.
 
 from __future__ import annotations
 
+import queue
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,6 @@ from typing import Callable, Optional
 
 import dask
 from prefect import flow
-from prefect.futures import as_completed
 from prefect_dask import DaskTaskRunner
 
 from inrcore.config import config_replace, config_to_dict
@@ -128,10 +128,20 @@ def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
                                       r["evaluate"]["fingerprint"], where["out_dir"], config["metrics"],
                                       where["tracking_uri"], r["train"]["run_id"])
 
+    # Each future reports itself on one queue when it finishes (once, however many shapes run).
+    finished: queue.Queue = queue.Queue()
+    pending: dict = {}
+
+    def launch(shape_id: str, stage: str) -> None:
+        future = submit(shape_id, stage)
+        pending[future] = (shape_id, stage)
+        future.add_done_callback(finished.put)
+
     say(f"inrflow: {len(shapes)} shape(s) of '{dataset}' -> {where['out_dir']}")
-    pending = {submit(sid, "prepare"): (sid, "prepare") for sid, _ in shapes}
+    for sid, _ in shapes:
+        launch(sid, "prepare")
     while pending:
-        future = next(as_completed(list(pending)))
+        future = finished.get()
         shape_id, stage = pending.pop(future)
         record = records[shape_id]
         outcome = future.result(raise_on_failure=False)
@@ -147,7 +157,7 @@ def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
             f"{outcome['seconds']:.1f}s")
         next_index = STAGES.index(stage) + 1
         if next_index < len(STAGES):
-            pending[submit(shape_id, STAGES[next_index])] = (shape_id, STAGES[next_index])
+            launch(shape_id, STAGES[next_index])
         else:
             _finish_record(record, results[shape_id])
 
@@ -171,7 +181,7 @@ def _finish_record(record: dict, results: dict) -> None:
     extract, train = results["extract"], results["train"]
     record.update(status="ok", metrics=extract["metrics"], images=extract["images"], mesh_path=extract["mesh_path"],
                   model_uri=train["model_uri"], model_version=train["version"], mlflow_run_id=train["run_id"],
-                  field=f"{results['evaluate']['path']}")
+                  field=results["evaluate"]["path"])
 
 
 def _message(outcome) -> str:
