@@ -5,7 +5,9 @@ the same weights be evaluated exactly here, and later with intervals or affine f
 other rule tables, and lets a saved file describe itself (see `inrcore.weights`).
 
 A SIREN (Sitzmann et al. 2020) is `dense, sine, dense, sine, ..., dense`, where a sine
-layer computes sin(omega * x) of the dense layer before it.
+layer computes sin(omega * x) of the dense layer before it. An IGR network (Gropp et al.
+2020) is `[fourier], dense, softplus|relu, ..., concat_input, dense, ..., dense` with the
+geometric initialisation of Atzmon & Lipman (SAL, 2020), which starts near the SDF of a sphere.
 """
 
 from __future__ import annotations
@@ -23,12 +25,21 @@ from .config import NetworkConfig
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One layer. kind "dense" uses in_features/out_features; "sine" uses omega."""
+    """One layer.
+
+    kinds: "dense" (in_features -> out_features), "sine" (sin(omega x)), "relu",
+    "softplus" (log(1 + exp(beta x)) / beta), "fourier" (x -> [x, sin(2^k pi x),
+    cos(2^k pi x) for k < frequencies], 3 -> 3 + 6 frequencies), "concat_input" ([x, e] / sqrt 2
+    where e is the network's encoded input, i.e. the output of a leading fourier layer or the
+    input itself).
+    """
 
     kind: str
     in_features: int = 0
     out_features: int = 0
     omega: float = 1.0
+    beta: float = 100.0
+    frequencies: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -102,11 +113,37 @@ def _sine(layer: LayerSpec, index: int, params: Params, x: torch.Tensor) -> torc
     return torch.sin(layer.omega * x)
 
 
+def _relu(layer: LayerSpec, index: int, params: Params, x: torch.Tensor) -> torch.Tensor:
+    return torch.relu(x)
+
+
+def _softplus(layer: LayerSpec, index: int, params: Params, x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.softplus(x, beta=layer.beta)
+
+
+def fourier_features(x: torch.Tensor, frequencies: int) -> torch.Tensor:
+    """Positional encoding: [..., d] -> [..., d + 2 d frequencies] as [x, sin(2^k pi x)..., cos(2^k pi x)...]."""
+    if frequencies == 0:
+        return x
+    scales = (2.0 ** torch.arange(frequencies, dtype=x.dtype, device=x.device)) * math.pi
+    angles = (x[..., None, :] * scales[:, None]).flatten(-2)  # [..., frequencies * d], k-major
+    return torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+def _fourier(layer: LayerSpec, index: int, params: Params, x: torch.Tensor) -> torch.Tensor:
+    return fourier_features(x, layer.frequencies)
+
+
 # The exact evaluation rule of each layer kind. Interval or affine evaluation register
-# their own tables with the same keys.
+# their own tables with the same keys. "concat_input" needs the encoded input and is handled
+# by `evaluate_network` itself.
 EXACT_RULES: dict[str, Callable[[LayerSpec, int, Params, torch.Tensor], torch.Tensor]] = {
     "dense": _dense,
     "sine": _sine,
+    "relu": _relu,
+    "softplus": _softplus,
+    "fourier": _fourier,
+    "concat_input": None,  # type: ignore[dict-item]
 }
 
 
@@ -120,9 +157,71 @@ def evaluate_network(spec: NetworkSpec, params: Params, x: torch.Tensor) -> torc
     Returns:
         outputs [..., out_features].
     """
+    encoded = x
     for index, layer in enumerate(spec):
+        if layer.kind == "concat_input":
+            x = torch.cat([x, encoded], dim=-1) / math.sqrt(2.0)
+            continue
         x = EXACT_RULES[layer.kind](layer, index, params, x)
+        if layer.kind == "fourier" and index == 0:
+            encoded = x
     return x
+
+
+def igr_spec(width: int, layers: int, activation: str = "softplus", beta: float = 100.0,
+             frequencies: int = 0, skip: bool = True, in_features: int = 3) -> NetworkSpec:
+    """An IGR-style MLP: `layers` hidden layers of `width`, the encoded input concatenated
+    back in before the middle hidden layer when `skip`, optional positional encoding.
+
+    activation is "softplus" (with `beta`; IGR uses 100) or "relu" (with frequencies > 0
+    this is the "ReLU+PE" network).
+    """
+    if activation not in ("softplus", "relu"):
+        raise ValueError(f"activation must be 'softplus' or 'relu', got {activation!r}")
+    act = LayerSpec("softplus", beta=beta) if activation == "softplus" else LayerSpec("relu")
+    encoded = in_features + 2 * in_features * frequencies
+    spec: list[LayerSpec] = [LayerSpec("fourier", frequencies=frequencies)] if frequencies else []
+    skip_at = layers // 2 if skip and layers >= 2 else None
+    n_in = encoded
+    for i in range(layers):
+        if i == skip_at:
+            spec.append(LayerSpec("concat_input"))
+            n_in += encoded
+        n_out = width - encoded if skip_at is not None and i == skip_at - 1 else width
+        spec += [LayerSpec("dense", n_in, n_out), act]
+        n_in = n_out
+    spec.append(LayerSpec("dense", n_in, 1))
+    return tuple(spec)
+
+
+def init_geometric_params(spec: NetworkSpec, radius: float, generator: torch.Generator,
+                          in_features: int = 3) -> dict[str, torch.Tensor]:
+    """Geometric initialisation (Atzmon & Lipman 2020), so the network starts as about |x| - radius.
+
+    Hidden dense layers: W ~ N(0, 2 / n_out), b = 0. Last layer: W ~ N(sqrt(pi / n_in), 1e-5),
+    b = -radius. Weights reading positional-encoding features (in the first layer and after
+    a concat_input) start at zero, so only the raw coordinates drive the initial field.
+    """
+    dense = [i for i, layer in enumerate(spec) if layer.kind == "dense"]
+    encoded_extra = sum(2 * in_features * l.frequencies for l in spec if l.kind == "fourier")
+    params: dict[str, torch.Tensor] = {}
+    for index in dense:
+        layer = spec[index]
+        shape = (layer.out_features, layer.in_features)
+        if index == dense[-1]:
+            mean = math.sqrt(math.pi / layer.in_features)
+            weight = mean + 1e-5 * torch.randn(shape, generator=generator)
+            bias = torch.full((layer.out_features,), -float(radius))
+        else:
+            weight = torch.randn(shape, generator=generator) * math.sqrt(2.0 / layer.out_features)
+            bias = torch.zeros(layer.out_features)
+            if encoded_extra and index == dense[0]:
+                weight[:, in_features:] = 0.0
+            if encoded_extra and index > 0 and spec[index - 1].kind == "concat_input":
+                weight[:, -encoded_extra:] = 0.0
+        params[f"{index}_weight"] = weight.float()
+        params[f"{index}_bias"] = bias.float()
+    return params
 
 
 class FieldModule(nn.Module):

@@ -64,3 +64,67 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_activation_and_encoding_rules_by_hand():
+    from inrcore.networks import fourier_features
+
+    relu = (LayerSpec("relu"),)
+    assert torch.equal(evaluate_network(relu, {}, torch.tensor([[-1.0, 0.0, 2.0]])), torch.tensor([[0.0, 0.0, 2.0]]))
+    softplus = (LayerSpec("softplus", beta=100.0),)
+    assert evaluate_network(softplus, {}, torch.zeros(1, 1)).item() == pytest.approx(math.log(2.0) / 100.0)
+    assert evaluate_network(softplus, {}, torch.tensor([[1.0]])).item() == pytest.approx(1.0)
+    # [x, sin(pi x), sin(2 pi x), cos(pi x), cos(2 pi x)] for x = 0.5
+    out = fourier_features(torch.tensor([[0.5]]), 2)
+    assert torch.allclose(out, torch.tensor([[0.5, 1.0, 0.0, 0.0, -1.0]]), atol=1e-6)
+    assert fourier_features(torch.zeros(4, 3), 6).shape == (4, 3 + 36)
+
+
+def test_concat_input_appends_the_encoded_input_scaled():
+    spec = (LayerSpec("dense", 2, 1), LayerSpec("concat_input"))
+    params = {"0_weight": torch.tensor([[1.0, 1.0]]), "0_bias": torch.tensor([0.0])}
+    out = evaluate_network(spec, params, torch.tensor([[3.0, 4.0]]))
+    assert torch.allclose(out, torch.tensor([[7.0, 3.0, 4.0]]) / math.sqrt(2.0))
+
+
+def test_igr_spec_layout_with_skip_and_encoding():
+    from inrcore.networks import igr_spec
+
+    spec = igr_spec(16, 4)
+    assert [l.kind for l in spec] == ["dense", "softplus", "dense", "softplus", "concat_input", "dense", "softplus",
+                                      "dense", "softplus", "dense"]
+    dense = [(l.in_features, l.out_features) for l in spec if l.kind == "dense"]
+    assert dense == [(3, 16), (16, 13), (16, 16), (16, 16), (16, 1)]
+    pe = igr_spec(64, 2, activation="relu", frequencies=4)  # encoded input: 3 + 24 = 27
+    assert pe[0] == LayerSpec("fourier", frequencies=4)
+    assert [(l.in_features, l.out_features) for l in pe if l.kind == "dense"] == [(27, 37), (64, 64), (64, 1)]
+    with pytest.raises(ValueError, match="activation must be"):
+        igr_spec(16, 2, activation="tanh")
+
+
+@pytest.mark.parametrize("activation, frequencies", [("softplus", 0), ("relu", 0), ("relu", 6)])
+def test_geometric_init_starts_near_a_sphere_sdf(activation, frequencies):
+    from inrcore.networks import igr_spec, init_geometric_params
+
+    spec = igr_spec(256, 4, activation=activation, frequencies=frequencies)
+    params = init_geometric_params(spec, radius=0.5, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    d = torch.randn(2000, 3, generator=g)
+    d = d / d.norm(dim=1, keepdim=True)
+    on_sphere = evaluate_network(spec, params, 0.5 * d)[:, 0]
+    # The zero level set starts near |x| = 0.5 (finite width: 0.015 to 0.073 over seeds 0-2 and these nets).
+    assert on_sphere.abs().mean() < 0.1
+    assert (evaluate_network(spec, params, 0.2 * d) < 0).all() and (evaluate_network(spec, params, 0.9 * d) > 0).all()
+    x = torch.rand(4000, 3, generator=g) * 2 - 1
+    u, r = evaluate_network(spec, params, x)[:, 0], x.norm(dim=1)
+    slope = torch.linalg.lstsq(torch.stack([r, torch.ones_like(r)], 1), u[:, None]).solution[0, 0]
+    assert 0.7 < slope < 1.1  # about |x| - r: unit slope in the infinite-width limit
+    if frequencies:
+        assert torch.count_nonzero(params["1_weight"][:, 3:]) == 0  # encoding features start switched off
+
+
+def test_new_layer_kinds_round_trip_through_the_spec_list():
+    from inrcore.networks import igr_spec
+
+    spec = igr_spec(32, 4, activation="relu", frequencies=3)
+    assert spec_from_list(spec_to_list(spec)) == spec
