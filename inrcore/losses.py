@@ -88,3 +88,28 @@ def siren_sdf_loss(
         terms["sdf"] = weights.sdf * clamped_sdf_residual(known_values, known_sdf, weights.sdf_clamp).mean()
     total = sum(terms.values())
     return total, {name: float(value.detach()) for name, value in terms.items()}
+
+
+def igr_sdf_loss(
+    surface_values: torch.Tensor,
+    surface_gradients: torch.Tensor,
+    surface_normals: torch.Tensor,
+    volume_gradients: torch.Tensor,
+    tau: float = 1.0,
+    lam: float = 0.1,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The IGR loss (Gropp et al. 2020): mean(|u| + tau |grad u - n|) on the surface plus
+    lam mean((|grad u| - 1)^2) at the eikonal points (paper: tau = 1, lam = 0.1).
+
+    Args:
+        surface_values [S, 1], surface_gradients [S, 3], surface_normals [S, 3] (unit).
+        volume_gradients [V, 3]: gradients at the eikonal sample points.
+    Returns:
+        (scalar loss, {"surface", "normal", "eikonal"}: floats of the weighted terms).
+    """
+    terms = {
+        "surface": surface_residual(surface_values).mean(),
+        "normal": tau * (surface_gradients - surface_normals).norm(dim=-1).mean(),
+        "eikonal": lam * eikonal_residual(volume_gradients).mean(),
+    }
+    return sum(terms.values()), {name: float(value.detach()) for name, value in terms.items()}

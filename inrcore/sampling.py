@@ -201,3 +201,29 @@ def _unit_face_normals(mesh: trimesh.Trimesh, face: np.ndarray) -> np.ndarray:
     length = np.linalg.norm(cross, axis=1, keepdims=True)
     fallback = np.broadcast_to([0.0, 0.0, 1.0], cross.shape)
     return np.where(length > 0, cross / np.where(length > 0, length, 1.0), fallback)
+
+
+def neighbour_scales(points: np.ndarray, k: int = 50) -> np.ndarray:
+    """Distance from each point to its k-th nearest other point: [N, 3] -> [N] (IGR's local sigma)."""
+    from scipy.spatial import cKDTree
+
+    if len(points) <= k:
+        raise ValueError(f"need more than k = {k} points for neighbour scales, got {len(points)}")
+    distances, _ = cKDTree(points).query(points, k=k + 1)
+    return distances[:, k]
+
+
+def sample_eikonal_points(points: np.ndarray, scales: np.ndarray, n_near: int, n_uniform: int,
+                          rng: np.random.Generator, bound: float = 1.0) -> np.ndarray:
+    """IGR's eikonal sample distribution: Gaussians around random surface points, each with
+    its own standard deviation `scales[i]`, plus points uniform in [-bound, bound]^3.
+
+    Args:
+        points [N, 3], scales [N]: surface points and their local scales.
+    Returns:
+        [n_near + n_uniform, 3] float64.
+    """
+    pick = rng.integers(len(points), size=n_near)
+    near = points[pick] + rng.normal(size=(n_near, 3)) * scales[pick, None]
+    uniform = rng.uniform(-bound, bound, size=(n_uniform, 3))
+    return np.concatenate([near, uniform])

@@ -84,3 +84,24 @@ def test_sdf_term_joins_the_loss_when_weighted():
                                  known_values=torch.tensor([[0.2], [0.9]]), known_sdf=torch.tensor([0.0, 0.1]))
     assert terms["sdf"] == pytest_approx(10.0 * (0.2 + 0.4) / 2)
     assert float(loss) == pytest_approx(3.0)
+
+
+def test_igr_loss_is_zero_for_the_analytic_sphere_and_weights_terms_by_hand():
+    from inrcore.losses import igr_sdf_loss
+
+    surface = sphere_points(300, RADIUS).requires_grad_(True)
+    values = sphere_sdf(surface)
+    grad = gradient_of_field(values, surface)
+    volume = (torch.rand(300, 3, generator=torch.Generator().manual_seed(5)) * 2 - 1).requires_grad_(True)
+    loss, _ = igr_sdf_loss(values, grad, surface.detach() / RADIUS, gradient_of_field(sphere_sdf(volume), volume))
+    assert float(loss.detach()) < 1e-5
+
+    loss, terms = igr_sdf_loss(
+        surface_values=torch.tensor([[0.2], [-0.4]]),                         # mean |u| = 0.3
+        surface_gradients=torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]),
+        surface_normals=torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]),     # |grad - n| = 0, 1 -> 0.5
+        volume_gradients=torch.tensor([[0.0, 0.0, 3.0]]),                     # (3 - 1)^2 = 4
+        tau=2.0, lam=0.5,
+    )
+    assert terms == pytest_approx({"surface": 0.3, "normal": 1.0, "eikonal": 2.0})
+    assert float(loss) == pytest_approx(3.3)

@@ -238,3 +238,28 @@ def test_shape_samples_checks_shapes():
         ShapeSamples(points=np.zeros((3, 3)), normals=np.zeros((2, 3)), sdf=np.zeros(3), n_surface=0)
     with pytest.raises(ValueError, match="n_surface"):
         ShapeSamples(points=np.zeros((3, 3)), normals=np.zeros((3, 3)), sdf=np.zeros(3), n_surface=4)
+
+
+def test_neighbour_scales_on_a_regular_grid_by_hand():
+    from inrcore.sampling import neighbour_scales
+
+    axis = np.arange(5) * 0.1
+    grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    scales = neighbour_scales(grid, k=6)
+    centre = np.flatnonzero(np.all(np.isclose(grid, 0.2), axis=1))[0]
+    assert scales[centre] == pytest.approx(0.1)  # six face neighbours at 0.1
+    assert scales.max() > 0.1  # corners reach further for their 6th neighbour
+    with pytest.raises(ValueError, match="need more than k = 6 points"):
+        neighbour_scales(grid[:5], k=6)
+
+
+def test_eikonal_points_follow_their_local_scales():
+    from inrcore.sampling import sample_eikonal_points
+
+    rng = np.random.default_rng(0)
+    points = np.zeros((2, 3))
+    scales = np.array([0.01, 0.01])
+    sampled = sample_eikonal_points(points, scales, n_near=20000, n_uniform=100, rng=rng, bound=0.5)
+    assert sampled.shape == (20100, 3)
+    assert np.std(sampled[:20000]) == pytest.approx(0.01, rel=0.05)
+    assert np.abs(sampled[20000:]).max() <= 0.5 and np.abs(sampled[20000:]).max() > 0.3
