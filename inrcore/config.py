@@ -41,13 +41,22 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """A SIREN: `layers` hidden layers of `width` units, sin(omega * (W x + b))."""
+    """The field's network: `layers` hidden layers of `width` units.
+
+    kind "siren": sin(omega (W x + b)) layers, SIREN initialisation, fitted with the SIREN loss.
+    kind "igr": Softplus(beta) MLP with the input re-injected at the middle layer and the
+    geometric initialisation to a sphere of `radius`, fitted with the IGR loss.
+    kind "relu-pe": the same with ReLU and a Fourier encoding of `frequencies` octaves.
+    """
 
     kind: str = "siren"
     width: int = 128
     layers: int = 3
     omega_first: float = 30.0
     omega_hidden: float = 30.0
+    beta: float = 100.0
+    frequencies: int = 6
+    radius: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,9 @@ class LossConfig:
     offsurface_margin: float = 0.03
     sdf: float = 1000.0
     sdf_clamp: float = 0.5
+    igr_tau: float = 1.0
+    igr_lambda: float = 0.1
+    igr_neighbours: int = 50
 
 
 @dataclass(frozen=True)
@@ -214,6 +226,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported config type {tp!r}")  # pragma: no cover
 
 
+NETWORK_KINDS = ("siren", "igr", "relu-pe")
+
 _POSITIVE_INTS = {
     "n_surface", "steps", "batch_surface", "batch_offsurface", "width", "layers",
     "resolution", "chunk", "batch_points", "n_points", "log_every",
@@ -242,8 +256,8 @@ def _check_ranges(config: Any, where: str) -> None:
             raise ConfigError(f"{where}.lr: learning rates must be positive")
         if config.device != "auto" and not (config.device == "cpu" or config.device.startswith("cuda")):
             raise ConfigError(f"{where}.device: expected auto, cpu or cuda[:N], got {config.device!r}")
-    if isinstance(config, NetworkConfig) and config.kind != "siren":
-        raise ConfigError(f"{where}.kind: only 'siren' is available, got {config.kind!r}")
+    if isinstance(config, NetworkConfig) and config.kind not in NETWORK_KINDS:
+        raise ConfigError(f"{where}.kind: expected one of {', '.join(NETWORK_KINDS)}, got {config.kind!r}")
     if isinstance(config, GridConfig):
         if config.resolution < 2:
             raise ConfigError(f"{where}.resolution: must be at least 2, got {config.resolution}")

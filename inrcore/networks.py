@@ -240,6 +240,19 @@ class FieldModule(nn.Module):
         return {k: v.detach().to("cpu", torch.float32).clone() for k, v in self.weights.items()}
 
 
+def network_for(config: NetworkConfig, generator: torch.Generator) -> tuple[NetworkSpec, dict[str, torch.Tensor]]:
+    """The layer list and initial parameters of the network `config` describes."""
+    if config.kind == "siren":
+        spec = siren_spec(config)
+        return spec, init_siren_params(spec, generator)
+    if config.kind in ("igr", "relu-pe"):
+        spec = igr_spec(config.width, config.layers,
+                        activation="softplus" if config.kind == "igr" else "relu", beta=config.beta,
+                        frequencies=config.frequencies if config.kind == "relu-pe" else 0)
+        return spec, init_geometric_params(spec, config.radius, generator)
+    raise ValueError(f"unknown network kind {config.kind!r}")
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """"auto" gives CUDA when present, otherwise the CPU; "cpu" and "cuda[:N]" are taken as is."""
     if name == "auto":

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
-from .losses import gradient_of_field, siren_sdf_loss
-from .networks import FieldModule, NetworkSpec, init_siren_params, resolve_device, siren_spec
+from .losses import gradient_of_field, igr_sdf_loss, siren_sdf_loss
+from .networks import FieldModule, NetworkSpec, network_for, resolve_device
+from .sampling import neighbour_scales
 
 
 @dataclass
@@ -46,7 +47,7 @@ def fit_sdf(
     bound: float = 1.0,
     on_log: Optional[Callable[[dict], None]] = None,
 ) -> FitResult:
-    """Fit a SIREN SDF with the SIREN loss.
+    """Fit an SDF: a SIREN with the SIREN loss, or an IGR / ReLU+PE network with the IGR loss.
 
     Each step draws `batch_surface` oriented surface points, `batch_offsurface` stored
     off-surface points and `batch_uniform` fresh uniform points in [-bound, bound]^3. The
@@ -63,11 +64,17 @@ def fit_sdf(
         on_log: called with each history entry (every `log_every` steps and the last).
     Returns:
         the fitted field (parameters on the CPU) and its loss history.
+
+    With the IGR loss (network kinds "igr" and "relu-pe") the eikonal points of a step are
+    the stored off-surface points, the fresh uniform points, and Gaussian perturbations of the
+    step's surface points with each point's own sigma: the distance to its
+    `loss.igr_neighbours`-th nearest surface point (Gropp et al. 2020).
     """
     device = resolve_device(config.device)
     generator = torch.Generator().manual_seed(config.seed)
-    spec = siren_spec(config.network)
-    module = FieldModule(spec, init_siren_params(spec, generator)).to(device)
+    spec, initial = network_for(config.network, generator)
+    module = FieldModule(spec, initial).to(device)
+    use_igr = config.network.kind != "siren"
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
 
     surface = torch.as_tensor(np.asarray(surface_points, np.float32), device=device)
@@ -82,6 +89,10 @@ def fit_sdf(
         volume_free = torch.as_tensor(far, device=device)
     if len(surface) == 0:
         raise ValueError("no surface points to fit")
+    if use_igr:
+        k = min(config.loss.igr_neighbours, len(surface) - 1)
+        sigmas = torch.as_tensor(neighbour_scales(np.asarray(surface_points, np.float64), k).astype(np.float32),
+                                 device=device)
     sample_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
 
     history: list[dict] = []
@@ -110,22 +121,30 @@ def fit_sdf(
         uniform = (torch.rand((config.batch_uniform, 3), device=device, generator=sample_gen) * 2.0 - 1.0) * bound
         parts.append(uniform)
         free_mask.append(torch.ones(config.batch_uniform, dtype=torch.bool, device=device))
+        if use_igr:
+            noise = torch.randn((config.batch_surface, 3), device=device, generator=sample_gen)
+            parts.append(surface[s_idx] + noise * sigmas[s_idx, None])
+            free_mask.append(torch.zeros(config.batch_surface, dtype=torch.bool, device=device))
         points = torch.cat(parts).requires_grad_(True)
         free_mask = torch.cat(free_mask)
 
         values = module(points)
         gradients = gradient_of_field(values, points)
         n_s = config.batch_surface
-        loss, terms = siren_sdf_loss(
-            surface_values=values[:n_s],
-            surface_gradients=gradients[:n_s],
-            surface_normals=normals[s_idx],
-            volume_gradients=gradients,
-            free_values=values[free_mask],
-            weights=config.loss,
-            known_values=values[n_s:n_s + len(known_sdf)] if known_sdf is not None else None,
-            known_sdf=known_sdf,
-        )
+        if use_igr:
+            loss, terms = igr_sdf_loss(values[:n_s], gradients[:n_s], normals[s_idx], gradients[n_s:],
+                                       tau=config.loss.igr_tau, lam=config.loss.igr_lambda)
+        else:
+            loss, terms = siren_sdf_loss(
+                surface_values=values[:n_s],
+                surface_gradients=gradients[:n_s],
+                surface_normals=normals[s_idx],
+                volume_gradients=gradients,
+                free_values=values[free_mask],
+                weights=config.loss,
+                known_values=values[n_s:n_s + len(known_sdf)] if known_sdf is not None else None,
+                known_sdf=known_sdf,
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

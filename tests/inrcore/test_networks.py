@@ -128,3 +128,16 @@ def test_new_layer_kinds_round_trip_through_the_spec_list():
 
     spec = igr_spec(32, 4, activation="relu", frequencies=3)
     assert spec_from_list(spec_to_list(spec)) == spec
+
+
+def test_network_for_each_kind():
+    from inrcore.networks import network_for
+
+    g = torch.Generator().manual_seed(0)
+    siren, _ = network_for(NetworkConfig(kind="siren", width=8, layers=1), g)
+    igr, igr_params = network_for(NetworkConfig(kind="igr", width=16, layers=2, radius=0.3), g)
+    pe, _ = network_for(NetworkConfig(kind="relu-pe", width=16, layers=2, frequencies=2), g)
+    assert siren[1].kind == "sine" and igr[1] == LayerSpec("softplus", beta=100.0)
+    assert pe[0] == LayerSpec("fourier", frequencies=2) and pe[2].kind == "relu"
+    last = max(int(k.split("_")[0]) for k in igr_params)
+    assert torch.equal(igr_params[f"{last}_bias"], torch.tensor([-0.3]))

@@ -58,3 +58,21 @@ def test_same_seed_gives_the_same_weights():
     a = fit_sdf(points, normals, np.zeros((0, 3)), config)
     b = fit_sdf(points, normals, np.zeros((0, 3)), config)
     assert all(torch.equal(a.params[k], b.params[k]) for k in a.params)
+
+
+@pytest.mark.parametrize("kind", ["igr", "relu-pe"])
+def test_short_fit_with_the_igr_loss_gives_a_signed_distance(kind):
+    points, normals = sphere_cloud(4000)
+    config = TrainConfig(steps=300, batch_surface=512, batch_offsurface=0, batch_uniform=512, lr=1e-3, lr_final=1e-4,
+                         log_every=100, device="cpu",
+                         network=NetworkConfig(kind=kind, width=64, layers=4, frequencies=4))
+    result = fit_sdf(points, normals, np.zeros((0, 3)), config)
+    kinds = {layer.kind for layer in result.spec}
+    assert ("softplus" in kinds) == (kind == "igr") and ("fourier" in kinds) == (kind == "relu-pe")
+    assert set(result.history[-1]) >= {"surface", "normal", "eikonal"} and "offsurface" not in result.history[-1]
+    test_points, _ = sphere_cloud(500, seed=1)
+    on_surface = evaluate_points(result.spec, result.params, test_points.astype(np.float32))
+    assert np.abs(on_surface).mean() < 0.005
+    inside = evaluate_points(result.spec, result.params, (0.8 * test_points).astype(np.float32))
+    outside = evaluate_points(result.spec, result.params, (1.2 * test_points).astype(np.float32))
+    assert abs(np.median(inside) + 0.1) < 0.02 and abs(np.median(outside) - 0.1) < 0.02
