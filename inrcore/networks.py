@@ -58,8 +58,8 @@ def spec_from_list(items: list[dict]) -> NetworkSpec:
     """Inverse of `spec_to_list`; raises ValueError on an unknown layer kind."""
     spec = tuple(LayerSpec(**item) for item in items)
     for layer in spec:
-        if layer.kind not in EXACT_RULES:
-            raise ValueError(f"unknown layer kind {layer.kind!r}; known: {sorted(EXACT_RULES)}")
+        if layer.kind not in LAYER_KINDS:
+            raise ValueError(f"unknown layer kind {layer.kind!r}; known: {sorted(LAYER_KINDS)}")
     return spec
 
 
@@ -135,16 +135,16 @@ def _fourier(layer: LayerSpec, index: int, params: Params, x: torch.Tensor) -> t
 
 
 # The exact evaluation rule of each layer kind. Interval or affine evaluation register
-# their own tables with the same keys. "concat_input" needs the encoded input and is handled
-# by `evaluate_network` itself.
+# their own tables with the same keys. "concat_input" needs the network's encoded input, so
+# `evaluate_network` applies it itself.
 EXACT_RULES: dict[str, Callable[[LayerSpec, int, Params, torch.Tensor], torch.Tensor]] = {
     "dense": _dense,
     "sine": _sine,
     "relu": _relu,
     "softplus": _softplus,
     "fourier": _fourier,
-    "concat_input": None,  # type: ignore[dict-item]
 }
+LAYER_KINDS = frozenset(EXACT_RULES) | {"concat_input"}
 
 
 def evaluate_network(spec: NetworkSpec, params: Params, x: torch.Tensor) -> torch.Tensor:

@@ -85,8 +85,7 @@ def fit_sdf(
         volume_free = torch.zeros(len(volume), dtype=torch.bool, device=device)
     else:
         known = torch.as_tensor(np.asarray(volume_sdf, np.float32).reshape(-1), device=device)
-        far = np.abs(np.asarray(volume_sdf, np.float32).reshape(-1)) > config.loss.offsurface_margin
-        volume_free = torch.as_tensor(far, device=device)
+        volume_free = known.abs() > config.loss.offsurface_margin
     if len(surface) == 0:
         raise ValueError("no surface points to fit")
     if use_igr:

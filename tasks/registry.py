@@ -8,7 +8,7 @@ and nothing pickled is ever executed on load.
 
 from __future__ import annotations
 
-import os
+import functools
 import re
 import tempfile
 import time
@@ -17,15 +17,13 @@ from typing import Any, Optional
 
 import numpy as np
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
 
-import mlflow  # noqa: E402
-from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import Metric, Param  # noqa: E402
-
-from inrcore.fields import evaluate_points  # noqa: E402
-from inrcore.networks import NetworkSpec, resolve_device  # noqa: E402
-from inrcore.weights import load_field, save_field  # noqa: E402
+from inrcore.fields import evaluate_points
+from inrcore.networks import NetworkSpec, resolve_device
+from inrcore.weights import load_field, save_field
 
 WEIGHTS_FILE = "model.safetensors"
 # pyfunc.save_model copies data_path to <model>/data/<its name>.
@@ -37,7 +35,9 @@ def model_name(dataset: str, shape_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{dataset}-{shape_id}")
 
 
+@functools.lru_cache(maxsize=8)
 def client(tracking_uri: str) -> MlflowClient:
+    """One client per tracking URI and process (making one costs about 50 ms)."""
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
@@ -146,8 +146,8 @@ def load_registered_field(tracking_uri: str, model_uri: str):
     if not match:
         raise ValueError(f"{model_uri}: expected a registry URI of the form models:/<name>@<alias>")
     version = c.get_model_version_by_alias(match.group(1), match.group(2))
-    mlflow.set_tracking_uri(tracking_uri)
-    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, tracking_uri=tracking_uri)
+    source = c.get_model_version_download_uri(version.name, version.version)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri)
     spec, params, metadata = load_field(Path(local) / "data" / FIELD_DIR / WEIGHTS_FILE)
     return spec, params, metadata, version.run_id
 
