@@ -32,10 +32,127 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
 
 
+def training_progress(step: int, elapsed: float, config: TrainConfig) -> float:
+    """How far the run is, 0 to 1: by steps, or by wall time when a time budget is nearer."""
+    progress = step / config.steps
+    if config.seconds is not None:
+        progress = max(progress, elapsed / config.seconds)
+    return min(progress, 1.0)
+
+
 def learning_rate_at(progress: float, lr: float, lr_final: float) -> float:
     """Cosine decay from lr (progress 0) to lr_final (progress 1)."""
     progress = min(max(progress, 0.0), 1.0)
     return lr_final + 0.5 * (lr - lr_final) * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass
+class StepPoints:
+    """The points of one training step for one shape.
+
+    points [N, 3]: the step's surface samples first (`n_surface` of them), then the stored
+    off-surface samples (`n_known`, with true distances `known_sdf` [n_known] when known),
+    then fresh uniform points, then (IGR loss only) Gaussian perturbations of the surface samples.
+    normals [n_surface, 3]; free [N] bool: points where the exp(-alpha|u|) term applies.
+    """
+
+    points: torch.Tensor
+    normals: torch.Tensor
+    n_surface: int
+    n_known: int
+    known_sdf: Optional[torch.Tensor]
+    free: torch.Tensor
+
+
+class ShapeSampler:
+    """Draws each step's points for one shape from its stored samples, on one device.
+
+    Args:
+        surface_points [S, 3], surface_normals [S, 3]: oriented surface points.
+        volume_points [V, 3]: stored off-surface points (may be empty).
+        volume_sdf [V]: their true signed distances, or None (point clouds).
+        config: the training configuration (batch sizes, loss kind, seed).
+        device: where the step's tensors live.
+        bound: fresh uniform points are drawn in [-bound, bound]^3.
+    """
+
+    def __init__(self, surface_points, surface_normals, volume_points, config: TrainConfig,
+                 device: torch.device, volume_sdf=None, bound: float = 1.0):
+        self.config = config
+        self.bound = bound
+        self.device = device
+        self.surface = torch.as_tensor(np.asarray(surface_points, np.float32).reshape(-1, 3), device=device)
+        self.normals = torch.as_tensor(np.asarray(surface_normals, np.float32).reshape(-1, 3), device=device)
+        if len(self.surface) == 0:
+            raise ValueError("no surface points to fit")
+        self.volume = torch.as_tensor(np.asarray(volume_points, np.float32).reshape(-1, 3), device=device)
+        self.known = None
+        if volume_sdf is None:
+            self.volume_free = torch.zeros(len(self.volume), dtype=torch.bool, device=device)
+        else:
+            self.known = torch.as_tensor(np.asarray(volume_sdf, np.float32).reshape(-1), device=device)
+            self.volume_free = self.known.abs() > config.loss.offsurface_margin
+        self.use_igr = uses_igr_loss(config)
+        self.sigmas = None
+        if self.use_igr:
+            k = min(config.loss.igr_neighbours, len(self.surface) - 1)
+            scales = neighbour_scales(np.asarray(surface_points, np.float64).reshape(-1, 3), k)
+            self.sigmas = torch.as_tensor(scales.astype(np.float32), device=device)
+        self.generator = torch.Generator(device=device).manual_seed(config.seed + 1)
+
+    def draw(self) -> StepPoints:
+        """The next step's points (the stream is fixed by `config.seed`)."""
+        config, device, gen = self.config, self.device, self.generator
+        s_idx = torch.randint(len(self.surface), (config.batch_surface,), device=device, generator=gen)
+        parts = [self.surface[s_idx]]
+        free = [torch.zeros(config.batch_surface, dtype=torch.bool, device=device)]
+        known_sdf, n_known = None, 0
+        if len(self.volume) and config.batch_offsurface:
+            v_idx = torch.randint(len(self.volume), (config.batch_offsurface,), device=device, generator=gen)
+            parts.append(self.volume[v_idx])
+            free.append(self.volume_free[v_idx])
+            n_known = config.batch_offsurface
+            known_sdf = self.known[v_idx] if self.known is not None else None
+        uniform = (torch.rand((config.batch_uniform, 3), device=device, generator=gen) * 2.0 - 1.0) * self.bound
+        parts.append(uniform)
+        free.append(torch.ones(config.batch_uniform, dtype=torch.bool, device=device))
+        if self.use_igr:
+            noise = torch.randn((config.batch_surface, 3), device=device, generator=gen)
+            parts.append(self.surface[s_idx] + noise * self.sigmas[s_idx, None])
+            free.append(torch.zeros(config.batch_surface, dtype=torch.bool, device=device))
+        return StepPoints(points=torch.cat(parts), normals=self.normals[s_idx], n_surface=config.batch_surface,
+                          n_known=n_known, known_sdf=known_sdf, free=torch.cat(free))
+
+
+def uses_igr_loss(config: TrainConfig) -> bool:
+    """Network kinds "igr" and "relu-pe" train with the IGR loss; the others with the SIREN loss."""
+    return config.network.kind in ("igr", "relu-pe")
+
+
+def step_loss(values: torch.Tensor, gradients: torch.Tensor, step: StepPoints,
+              config: TrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """One shape's loss at one step.
+
+    Args:
+        values [N, 1], gradients [N, 3]: the field and its spatial gradient at `step.points`.
+    Returns:
+        (scalar loss, {term: float}) with the IGR loss or the SIREN loss (see `fit_sdf`).
+    """
+    n_s = step.n_surface
+    if uses_igr_loss(config):
+        return igr_sdf_loss(values[:n_s], gradients[:n_s], step.normals, gradients[n_s:],
+                            tau=config.loss.igr_tau, lam=config.loss.igr_lambda)
+    known = step.known_sdf is not None
+    return siren_sdf_loss(
+        surface_values=values[:n_s],
+        surface_gradients=gradients[:n_s],
+        surface_normals=step.normals,
+        volume_gradients=gradients,
+        free_values=values[step.free],
+        weights=config.loss,
+        known_values=values[n_s:n_s + step.n_known] if known else None,
+        known_sdf=step.known_sdf if known else None,
+    )
 
 
 def fit_sdf(
@@ -74,25 +191,9 @@ def fit_sdf(
     generator = torch.Generator().manual_seed(config.seed)
     spec, initial = network_for(config.network, generator)
     module = FieldModule(spec, initial).to(device)
-    use_igr = config.network.kind != "siren"
     optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
-
-    surface = torch.as_tensor(np.asarray(surface_points, np.float32), device=device)
-    normals = torch.as_tensor(np.asarray(surface_normals, np.float32), device=device)
-    volume = torch.as_tensor(np.asarray(volume_points, np.float32).reshape(-1, 3), device=device)
-    known = None
-    if volume_sdf is None:
-        volume_free = torch.zeros(len(volume), dtype=torch.bool, device=device)
-    else:
-        known = torch.as_tensor(np.asarray(volume_sdf, np.float32).reshape(-1), device=device)
-        volume_free = known.abs() > config.loss.offsurface_margin
-    if len(surface) == 0:
-        raise ValueError("no surface points to fit")
-    if use_igr:
-        k = min(config.loss.igr_neighbours, len(surface) - 1)
-        sigmas = torch.as_tensor(neighbour_scales(np.asarray(surface_points, np.float64), k).astype(np.float32),
-                                 device=device)
-    sample_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    sampler = ShapeSampler(surface_points, surface_normals, volume_points, config, device,
+                           volume_sdf=volume_sdf, bound=bound)
 
     history: list[dict] = []
     start = time.perf_counter()
@@ -101,49 +202,15 @@ def fit_sdf(
         elapsed = time.perf_counter() - start
         if step > 0 and config.seconds is not None and elapsed >= config.seconds:
             break  # at least one step always runs
-        progress = step / config.steps
-        if config.seconds is not None:
-            progress = max(progress, elapsed / config.seconds)
-        lr = learning_rate_at(progress, config.lr, config.lr_final)
+        lr = learning_rate_at(training_progress(step, elapsed, config), config.lr, config.lr_final)
         for group in optimizer.param_groups:
             group["lr"] = lr
 
-        s_idx = torch.randint(len(surface), (config.batch_surface,), device=device, generator=sample_gen)
-        parts = [surface[s_idx]]
-        known_sdf = None
-        free_mask = [torch.zeros(config.batch_surface, dtype=torch.bool, device=device)]
-        if len(volume) and config.batch_offsurface:
-            v_idx = torch.randint(len(volume), (config.batch_offsurface,), device=device, generator=sample_gen)
-            parts.append(volume[v_idx])
-            free_mask.append(volume_free[v_idx])
-            known_sdf = known[v_idx] if known is not None else None
-        uniform = (torch.rand((config.batch_uniform, 3), device=device, generator=sample_gen) * 2.0 - 1.0) * bound
-        parts.append(uniform)
-        free_mask.append(torch.ones(config.batch_uniform, dtype=torch.bool, device=device))
-        if use_igr:
-            noise = torch.randn((config.batch_surface, 3), device=device, generator=sample_gen)
-            parts.append(surface[s_idx] + noise * sigmas[s_idx, None])
-            free_mask.append(torch.zeros(config.batch_surface, dtype=torch.bool, device=device))
-        points = torch.cat(parts).requires_grad_(True)
-        free_mask = torch.cat(free_mask)
-
+        batch = sampler.draw()
+        points = batch.points.requires_grad_(True)
         values = module(points)
         gradients = gradient_of_field(values, points)
-        n_s = config.batch_surface
-        if use_igr:
-            loss, terms = igr_sdf_loss(values[:n_s], gradients[:n_s], normals[s_idx], gradients[n_s:],
-                                       tau=config.loss.igr_tau, lam=config.loss.igr_lambda)
-        else:
-            loss, terms = siren_sdf_loss(
-                surface_values=values[:n_s],
-                surface_gradients=gradients[:n_s],
-                surface_normals=normals[s_idx],
-                volume_gradients=gradients,
-                free_values=values[free_mask],
-                weights=config.loss,
-                known_values=values[n_s:n_s + len(known_sdf)] if known_sdf is not None else None,
-                known_sdf=known_sdf,
-            )
+        loss, terms = step_loss(values, gradients, batch, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
