@@ -141,3 +141,31 @@ def test_network_for_each_kind():
     assert pe[0] == LayerSpec("fourier", frequencies=2) and pe[2].kind == "relu"
     last = max(int(k.split("_")[0]) for k in igr_params)
     assert torch.equal(igr_params[f"{last}_bias"], torch.tensor([-0.3]))
+
+
+def test_siren_initialisation_keeps_the_activation_distribution_across_layers():
+    # Sitzmann et al. 2020, sec. 3.2: with their initialisation every hidden sine layer's output
+    # is arcsine-distributed on [-1, 1] (mean 0, variance 1/2, CDF 1/2 + arcsin(y)/pi) however
+    # deep the network. Each pre-activation omega (W y + b) has variance
+    # omega^2 n Var(w) Var(y) + omega^2 Var(b) = 1 + omega^2 / (3 n) for n inputs per unit.
+    from inrcore.networks import EXACT_RULES
+
+    width, omega = 256, 30.0
+    spec = siren_spec(NetworkConfig(width=width, layers=6, omega_first=omega, omega_hidden=omega))
+    params = init_siren_params(spec, torch.Generator().manual_seed(0))
+    x = torch.rand(20000, 3, generator=torch.Generator().manual_seed(1)) * 2.0 - 1.0
+    sine_stats, pre_std = [], []
+    for index, layer in enumerate(spec):
+        x = EXACT_RULES[layer.kind](layer, index, params, x)
+        if layer.kind == "dense" and 0 < index < len(spec) - 1:
+            pre_std.append(omega * x.std().item())
+        if layer.kind == "sine":
+            y = torch.sort(x.flatten()).values.double()
+            arcsine_cdf = 0.5 + torch.asin(y.clamp(-1, 1)) / math.pi
+            empirical = (torch.arange(len(y), dtype=torch.float64) + 0.5) / len(y)
+            sine_stats.append((y.mean().item(), y.var().item(), (arcsine_cdf - empirical).abs().max().item()))
+    assert len(sine_stats) == 7 and len(pre_std) == 6
+    for mean, variance, ks in sine_stats:
+        assert abs(mean) < 0.1 and abs(variance - 0.5) < 0.03 and ks < 0.06
+    expected = math.sqrt(1.0 + omega**2 / (3 * width))  # 1.47
+    assert all(abs(s - expected) < 0.1 * expected for s in pre_std)
