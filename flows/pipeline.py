@@ -2,9 +2,12 @@
 
 Each shape's stages are chained by this flow as soon as the previous one finishes, so
 shapes move through the pipeline independently on the Dask cluster; a shape whose stage
-fails stops there, its error is recorded, and the others go on. Every stage keeps its own
-"finished" record (Zarr attributes, registry tags, a JSON record), so running the flow
-again after an interruption reuses what was done.
+fails stops there, its error is recorded, and the others go on. With
+`training.shapes_per_batch` > 1, shapes whose samples are ready are trained together in
+batches of that size (one `train_sdf_batch` task each; a batch starts when full, or when no
+more shapes are being prepared), then go on one by one; a batch that fails fails its shapes
+only. Every stage keeps its own "finished" record (Zarr attributes, registry tags, a JSON
+record), so running the flow again after an interruption reuses what was done.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from tasks.prepare import prepare_samples
 from tasks.report import write_report
 from tasks.surface import extract_surface
 from tasks.tracking import setup_tracking
-from tasks.train import train_sdf
+from tasks.train import train_sdf, train_sdf_batch
 
 from flows.manifest import read_manifest
 
@@ -129,37 +132,57 @@ def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
                                       where["tracking_uri"], r["train"]["run_id"])
 
     # Each future reports itself on one queue when it finishes (once, however many shapes run).
+    # pending maps a future to (its shape ids, its stage, whether it is a batch task returning
+    # one result per shape): one shape, or shapes trained together.
     finished: queue.Queue = queue.Queue()
     pending: dict = {}
+    batch_size = int(config["training"].get("shapes_per_batch", 1))
+    waiting_to_train: list[str] = []
+
+    def watch(future, shape_ids: tuple, stage: str, batched: bool = False) -> None:
+        pending[future] = (shape_ids, stage, batched)
+        future.add_done_callback(finished.put)
 
     def launch(shape_id: str, stage: str) -> None:
-        future = submit(shape_id, stage)
-        pending[future] = (shape_id, stage)
-        future.add_done_callback(finished.put)
+        if stage == "train" and batch_size > 1:
+            waiting_to_train.append(shape_id)
+        else:
+            watch(submit(shape_id, stage), (shape_id,), stage)
+
+    def launch_training_batch(shape_ids: list[str]) -> None:
+        future = train_sdf_batch.submit(shape_ids, dataset, where["store_url"],
+                                        [results[sid]["prepare"]["fingerprint"] for sid in shape_ids],
+                                        config["training"], where["tracking_uri"], experiment_id, config["alias"])
+        watch(future, tuple(shape_ids), "train", batched=True)
 
     say(f"inrflow: {len(shapes)} shape(s) of '{dataset}' -> {where['out_dir']}")
     for sid, _ in shapes:
         launch(sid, "prepare")
     while pending:
         future = finished.get()
-        shape_id, stage = pending.pop(future)
-        record = records[shape_id]
+        shape_ids, stage, batched = pending.pop(future)
         outcome = future.result(raise_on_failure=False)
         clock = f"[{time.perf_counter() - start:6.1f}s]"
-        if isinstance(outcome, BaseException) or not future.state.is_completed():
-            record.update(status="failed", error=f"{stage}: {_message(outcome)}")
-            say(f"{clock} {shape_id:<16} {stage:<9} FAILED  {_message(outcome)}")
-            continue
-        results[shape_id][stage] = outcome
-        record["seconds"][stage] = round(outcome["seconds"], 3)
-        record["reused"][stage] = bool(outcome.get("reused"))
-        say(f"{clock} {shape_id:<16} {stage:<9} {'reused' if outcome.get('reused') else 'done':<7} "
-            f"{outcome['seconds']:.1f}s")
-        next_index = STAGES.index(stage) + 1
-        if next_index < len(STAGES):
-            launch(shape_id, STAGES[next_index])
-        else:
-            _finish_record(record, results[shape_id])
+        failed = isinstance(outcome, BaseException) or not future.state.is_completed()
+        for shape_id, shape_outcome in zip(shape_ids, _per_shape(outcome, len(shape_ids), batched, failed)):
+            record = records[shape_id]
+            if failed:
+                record.update(status="failed", error=f"{stage}: {_message(shape_outcome)}")
+                say(f"{clock} {shape_id:<16} {stage:<9} FAILED  {_message(shape_outcome)}")
+                continue
+            results[shape_id][stage] = shape_outcome
+            record["seconds"][stage] = round(shape_outcome["seconds"], 3)
+            record["reused"][stage] = bool(shape_outcome.get("reused"))
+            say(f"{clock} {shape_id:<16} {stage:<9} {'reused' if shape_outcome.get('reused') else 'done':<7} "
+                f"{shape_outcome['seconds']:.1f}s")
+            next_index = STAGES.index(stage) + 1
+            if next_index < len(STAGES):
+                launch(shape_id, STAGES[next_index])
+            else:
+                _finish_record(record, results[shape_id])
+        preparing = any(entry[1] == "prepare" for entry in pending.values())
+        for batch in training_batches(waiting_to_train, batch_size, more_coming=preparing):
+            launch_training_batch(batch)
 
     ordered = [records[sid] for sid, _ in shapes]
     settings = {"config": config, **where}
@@ -169,6 +192,24 @@ def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
     return {"dataset": dataset, "shapes": ordered, "report": paths["report"], "summary": paths["summary"],
             "ok": sum(r["status"] == "ok" for r in ordered), "failed": sum(r["status"] == "failed" for r in ordered),
             "seconds": time.perf_counter() - start, **where}
+
+
+def training_batches(waiting: list[str], size: int, more_coming: bool) -> list[list[str]]:
+    """Take the batches to train now out of `waiting` (shape ids, in the order they got ready):
+    every full batch of `size`, and the rest too when no more shapes are coming."""
+    batches = []
+    while len(waiting) >= size or (waiting and not more_coming):
+        batches.append(waiting[:size])
+        del waiting[:size]
+    return batches
+
+
+def _per_shape(outcome, count: int, batched: bool, failed: bool) -> list:
+    """A finished task's outcome for each of its `count` shapes: a batch task's result is a list
+    of one result per shape; a failure is each shape's failure."""
+    if batched and not failed:
+        return list(outcome)
+    return [outcome] * count
 
 
 def _new_record(shape_id: str, source: str) -> dict:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .config import GridConfig
-from .networks import NetworkSpec, Params, evaluate_network
+from .networks import FieldSpec, Params, evaluate_field
 
 Block = tuple[slice, slice, slice]
 
@@ -46,20 +46,24 @@ def block_points(grid: GridConfig, block: Block) -> np.ndarray:
 
 @torch.no_grad()
 def evaluate_points(
-    spec: NetworkSpec, params: Params, points: np.ndarray, device: torch.device | str = "cpu", batch_points: int = 65536
+    spec: FieldSpec, params: Params, points: np.ndarray, device: torch.device | str = "cpu", batch_points: int = 65536
 ) -> np.ndarray:
-    """Field values at points: [N, 3] -> [N] float32, in batches of `batch_points`."""
+    """Field values at points: [N, 3] -> [N] float32, in batches of `batch_points`.
+
+    Any field spec (`evaluate_field`): a composite field that needs gradients (an IDF's base
+    normals) switches them on internally; the values come back detached.
+    """
     device = torch.device(device)
     params = {k: v.to(device) for k, v in params.items()}
     out = np.empty(len(points), dtype=np.float32)
     for start in range(0, len(points), batch_points):
         chunk = torch.as_tensor(points[start:start + batch_points], device=device)
-        out[start:start + len(chunk)] = evaluate_network(spec, params, chunk)[:, 0].float().cpu().numpy()
+        out[start:start + len(chunk)] = evaluate_field(spec, params, chunk)[:, 0].float().cpu().numpy()
     return out
 
 
 def evaluate_grid_block(
-    spec: NetworkSpec, params: Params, grid: GridConfig, block: Block, device: torch.device | str = "cpu"
+    spec: FieldSpec, params: Params, grid: GridConfig, block: Block, device: torch.device | str = "cpu"
 ) -> np.ndarray:
     """Field values on one block of the grid: [a, b, c] float32."""
     shape = tuple(s.stop - s.start for s in block)

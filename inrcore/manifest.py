@@ -11,7 +11,8 @@ A manifest is a mapping (read from YAML at the edge, see `flows.manifest`):
     config:                          # optional overrides of PipelineConfig
       training: {steps: 1500}
 
-A listed file that is missing is not a manifest error: it fails that shape alone, so the
+Shapes are mesh files (MESH_SUFFIXES) or oriented point clouds (.xyz, .npz, and .ply files
+without faces; see `inrcore.fitshape`). A listed file that is missing is not a manifest error: it fails that shape alone, so the
 rest of the collection still runs.
 """
 
@@ -25,8 +26,10 @@ from typing import Any, Mapping
 
 from .config import PipelineConfig, config_from_dict
 from .errors import ConfigError
+from .pointclouds import POINT_SUFFIXES
 
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb")
+SHAPE_SUFFIXES = MESH_SUFFIXES + tuple(s for s in POINT_SUFFIXES if s not in MESH_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,10 @@ def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = Non
         raise ConfigError(f"{source}: 'glob' must be a pattern or a list of patterns")
     for pattern in patterns:
         matches = sorted(p for p in globlib.glob(str(_resolve(base, pattern)), recursive=True)
-                         if Path(p).suffix.lower() in MESH_SUFFIXES)
+                         if Path(p).suffix.lower() in SHAPE_SUFFIXES)
         if not matches:
-            raise ConfigError(f"{source}: glob {pattern!r} matches no mesh file ({', '.join(MESH_SUFFIXES)}) under {base}")
+            raise ConfigError(f"{source}: glob {pattern!r} matches no mesh or point-cloud file "
+                              f"({', '.join(SHAPE_SUFFIXES)}) under {base}")
         entries.extend(ShapeEntry(shape_id_for(p), str(Path(p))) for p in matches)
 
     if not entries:
@@ -109,12 +113,12 @@ def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = Non
 
 
 def manifest_for_folder(folder: str | Path) -> DatasetManifest:
-    """A manifest of every mesh file directly in `folder`, named after the folder, default settings."""
+    """A manifest of every mesh and point-cloud file directly in `folder`, named after the folder."""
     folder = Path(folder)
-    patterns = [f"*{suffix}" for suffix in MESH_SUFFIXES]
+    patterns = [f"*{suffix}" for suffix in SHAPE_SUFFIXES]
     present = [p for p in patterns if any(folder.glob(p))]
     if not present:
-        raise ConfigError(f"{folder}: the folder holds no mesh file ({', '.join(MESH_SUFFIXES)})")
+        raise ConfigError(f"{folder}: the folder holds no mesh or point-cloud file ({', '.join(SHAPE_SUFFIXES)})")
     name = _ID.sub("_", folder.resolve().name).strip("_") or "collection"
     return manifest_from_dict({"name": name, "glob": present},
                               source=str(folder), base_dir=folder)

@@ -111,15 +111,27 @@ def normalisation_for(mesh: trimesh.Trimesh, extent: float) -> Normalisation:
     The centre is the middle of the axis-aligned bounding box of the vertices the faces use;
     the scale maps the box's longest side onto [-extent, extent], i.e. scale = 2 extent / longest.
     """
-    if not (math.isfinite(extent) and extent > 0):
-        raise ValueError(f"extent must be a finite positive number, got {extent!r}")
     used = np.asarray(mesh.vertices, dtype=np.float64)[np.asarray(mesh.faces).ravel()]
     if len(used) == 0:
         raise ValueError("mesh has no faces")
-    lower, upper = used.min(axis=0), used.max(axis=0)
+    return normalisation_for_points(used, extent, what="mesh")
+
+
+def normalisation_for_points(points: np.ndarray, extent: float, what: str = "points") -> Normalisation:
+    """The normalisation that centres the bounding box of points [N, 3] in [-extent, extent]^3.
+
+    Centre: the middle of the axis-aligned bounding box; scale = 2 extent / its longest side.
+    `what` names the shape in errors ("mesh has zero extent").
+    """
+    if not (math.isfinite(extent) and extent > 0):
+        raise ValueError(f"extent must be a finite positive number, got {extent!r}")
+    points = _float_points(points).astype(np.float64, copy=False)
+    if len(points) == 0:
+        raise ValueError(f"{what} has no points")
+    lower, upper = points.min(axis=0), points.max(axis=0)
     longest = float((upper - lower).max())
     if not (math.isfinite(longest) and longest > 0):
-        raise ValueError("mesh has zero extent")
+        raise ValueError(f"{what} has zero extent")
     return Normalisation(center=tuple((lower + upper) / 2.0), scale=2.0 * extent / longest)
 
 

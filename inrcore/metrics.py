@@ -64,6 +64,54 @@ def compare_meshes(
     return compare_point_sets(points_a, normals_a, points_b, normals_b, scale=scale, tau=tau)
 
 
+def compare_mesh_to_points(
+    reconstruction: trimesh.Trimesh,
+    points: np.ndarray,
+    normals: np.ndarray,
+    n_points: int = 100_000,
+    fscore_ratio: float = 0.01,
+    seed: int = 0,
+) -> dict:
+    """Surface metrics of `reconstruction` against an oriented point cloud (the reference B).
+
+    The same keys and conventions as `compare_meshes`, with the cloud's own points standing
+    for the reference's surface samples: all of them, or `n_points` drawn without
+    replacement when the cloud has more. Distances are divided by the longest side of the
+    cloud's bounding box; normal consistency compares with the cloud's normals (unsigned).
+
+    Args:
+        reconstruction: the mesh being judged (A).
+        points [P, 3], normals [P, 3]: the reference cloud and its unit normals.
+        n_points: samples drawn on the reconstruction, and at most as many cloud points.
+        fscore_ratio: the F-score threshold as a fraction of the cloud's bbox diagonal.
+        seed: seeds two independent streams, one for the mesh samples, one for the cloud subset.
+    Returns:
+        {"chamfer_l1", "fscore", "precision", "recall", "normal_consistency", "hausdorff"}.
+    Raises:
+        ValueError: the mesh has no area, the cloud is empty or flat in every direction,
+            or n_points / fscore_ratio is not positive.
+    """
+    if n_points < 1:
+        raise ValueError(f"n_points must be at least 1, got {n_points}")
+    if not fscore_ratio > 0:
+        raise ValueError(f"fscore_ratio must be positive, got {fscore_ratio}")
+    _check_has_area(reconstruction, "reconstruction")
+    points_b, normals_b = _check_oriented_points(points, normals, "b")
+
+    extents = points_b.max(axis=0) - points_b.min(axis=0)  # [3]
+    scale = float(extents.max())
+    if not scale > 0:
+        raise ValueError("the reference point cloud has zero extent")
+    tau = fscore_ratio * float(np.linalg.norm(extents)) / scale
+
+    rng_reconstruction, rng_reference = np.random.default_rng(seed).spawn(2)
+    points_a, normals_a = sample_surface(reconstruction, n_points, rng_reconstruction)
+    if len(points_b) > n_points:
+        keep = rng_reference.choice(len(points_b), size=n_points, replace=False)
+        points_b, normals_b = points_b[keep], normals_b[keep]
+    return compare_point_sets(points_a, normals_a, points_b, normals_b, scale=scale, tau=tau)
+
+
 def compare_point_sets(
     points_a: np.ndarray,
     normals_a: np.ndarray,

@@ -15,12 +15,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Union
 
 import torch
 from torch import nn
 
 from .config import NetworkConfig
+
+if TYPE_CHECKING:
+    from .idf import IdfSpec
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,10 @@ class LayerSpec:
 
 NetworkSpec = tuple[LayerSpec, ...]
 Params = Mapping[str, torch.Tensor]
+# What a field file or FitResult describes: a plain layer list, or a composite field (an
+# `inrcore.idf.IdfSpec`) that evaluates itself with `.evaluate(params, x, create_graph)` and
+# describes itself with `.to_dict()`.
+FieldSpec = Union[NetworkSpec, "IdfSpec"]
 
 
 def spec_to_list(spec: NetworkSpec) -> list[dict]:
@@ -61,6 +68,25 @@ def spec_from_list(items: list[dict]) -> NetworkSpec:
         if layer.kind not in LAYER_KINDS:
             raise ValueError(f"unknown layer kind {layer.kind!r}; known: {sorted(LAYER_KINDS)}")
     return spec
+
+
+def field_spec_to_json(spec: FieldSpec) -> Union[list[dict], dict]:
+    """JSON-ready form of any field spec: a layer list for a network, `spec.to_dict()` (a dict
+    with a "kind") for a composite field such as an IDF."""
+    if hasattr(spec, "to_dict"):
+        return spec.to_dict()
+    return spec_to_list(spec)
+
+
+def field_spec_from_json(data: Union[list[dict], Mapping[str, Any]]) -> FieldSpec:
+    """Inverse of `field_spec_to_json`; raises ValueError on an unknown layer or field kind."""
+    if isinstance(data, Mapping):
+        if data.get("kind") == "idf":
+            from .idf import idf_spec_from_dict
+
+            return idf_spec_from_dict(data)
+        raise ValueError(f"unknown field kind {data.get('kind')!r}; known: 'idf' or a layer list")
+    return spec_from_list(data)
 
 
 def siren_spec(config: NetworkConfig, in_features: int = 3, out_features: int = 1) -> NetworkSpec:
@@ -105,8 +131,36 @@ def _uniform(shape, bound: float, generator: torch.Generator) -> torch.Tensor:
     return (torch.rand(shape, generator=generator, dtype=torch.float32) * 2.0 - 1.0) * bound
 
 
+def stack_params(params_list: list[Params]) -> dict[str, torch.Tensor]:
+    """Parameters of B networks of one spec as one stacked set: "<index>_weight" [B, out, in],
+    "<index>_bias" [B, out]. `evaluate_network` then runs all B networks at once on inputs
+    [B, N, in_features]. Raises ValueError on an empty list or differing names or shapes.
+    """
+    if not params_list:
+        raise ValueError("stack_params needs at least one parameter set")
+    names = set(params_list[0])
+    for i, params in enumerate(params_list[1:], start=1):
+        if set(params) != names:
+            raise ValueError(f"parameter set {i} has names {sorted(params)}, set 0 has {sorted(names)}")
+        for name in names:
+            if params[name].shape != params_list[0][name].shape:
+                raise ValueError(f"parameter {name!r} of set {i} has shape {tuple(params[name].shape)}, "
+                                 f"set 0 has {tuple(params_list[0][name].shape)}")
+    return {name: torch.stack([params[name] for params in params_list]) for name in params_list[0]}
+
+
+def unstack_params(stacked: Params, index: int) -> dict[str, torch.Tensor]:
+    """Network `index`'s parameters out of a stacked set (views: [B, out, in] -> [out, in], [B, out] -> [out])."""
+    return {name: tensor[index] for name, tensor in stacked.items()}
+
+
 def _dense(layer: LayerSpec, index: int, params: Params, x: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.linear(x, params[f"{index}_weight"], params[f"{index}_bias"])
+    """x [..., in] with weight [out, in], bias [out] -> [..., out]; or, stacked networks,
+    x [B, N, in] with weight [B, out, in], bias [B, out] -> [B, N, out] (one batched matmul)."""
+    weight, bias = params[f"{index}_weight"], params[f"{index}_bias"]
+    if weight.dim() == 2:
+        return torch.nn.functional.linear(x, weight, bias)
+    return torch.baddbmm(bias.unsqueeze(-2), x, weight.transpose(-1, -2))
 
 
 def _sine(layer: LayerSpec, index: int, params: Params, x: torch.Tensor) -> torch.Tensor:
@@ -168,6 +222,19 @@ def evaluate_network(spec: NetworkSpec, params: Params, x: torch.Tensor) -> torc
     return x
 
 
+def evaluate_field(spec: FieldSpec, params: Params, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+    """Values of any field: points [..., 3] -> [..., 1].
+
+    A layer list goes through `evaluate_network`; a composite spec (anything with an
+    `evaluate(params, x, create_graph)` method, e.g. an IDF) evaluates itself. create_graph
+    asks a composite that differentiates internally to keep that derivative in the autograd
+    graph (training); plain networks ignore it.
+    """
+    if hasattr(spec, "evaluate"):
+        return spec.evaluate(params, x, create_graph=create_graph)
+    return evaluate_network(spec, params, x)
+
+
 def igr_spec(width: int, layers: int, activation: str = "softplus", beta: float = 100.0,
              frequencies: int = 0, skip: bool = True, in_features: int = 3) -> NetworkSpec:
     """An IGR-style MLP: `layers` hidden layers of `width`, the encoded input concatenated
@@ -225,23 +292,29 @@ def init_geometric_params(spec: NetworkSpec, radius: float, generator: torch.Gen
 
 
 class FieldModule(nn.Module):
-    """A trainable wrapper: parameters in a ParameterDict, forward = `evaluate_network`."""
+    """A trainable wrapper: parameters in a ParameterDict, forward = `evaluate_field` (keeping
+    a composite field's internal derivatives in the graph whenever gradients are enabled)."""
 
-    def __init__(self, spec: NetworkSpec, params: Params):
+    def __init__(self, spec: FieldSpec, params: Params):
         super().__init__()
-        self.spec = tuple(spec)
+        self.spec = spec if hasattr(spec, "evaluate") else tuple(spec)
         self.weights = nn.ParameterDict({k: nn.Parameter(v.clone()) for k, v in params.items()})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return evaluate_network(self.spec, self.weights, x)
+        return evaluate_field(self.spec, self.weights, x, create_graph=torch.is_grad_enabled())
 
     def params(self) -> dict[str, torch.Tensor]:
         """Detached float32 CPU copies of the parameters."""
         return {k: v.detach().to("cpu", torch.float32).clone() for k, v in self.weights.items()}
 
 
-def network_for(config: NetworkConfig, generator: torch.Generator) -> tuple[NetworkSpec, dict[str, torch.Tensor]]:
-    """The layer list and initial parameters of the network `config` describes."""
+def network_for(config: NetworkConfig, generator: torch.Generator) -> tuple[FieldSpec, dict[str, torch.Tensor]]:
+    """The spec (a layer list, or an IdfSpec for kind "idf") and initial parameters of the field `config` describes."""
+    if config.kind == "idf":
+        from .idf import idf_spec_for, init_idf_params
+
+        spec = idf_spec_for(config)
+        return spec, init_idf_params(spec, generator)
     if config.kind == "siren":
         spec = siren_spec(config)
         return spec, init_siren_params(spec, generator)

@@ -9,6 +9,7 @@ with holes, cracks or self-intersections where a pseudonormal sign fails.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 import igl
 import numpy as np
@@ -77,15 +78,16 @@ def signed_distance(
 class ShapeSamples:
     """Training samples of one shape in normalised coordinates.
 
-    Rows [0, n_surface) are surface points: sdf 0 and the unit normal of the face they lie on.
-    The remaining rows are off-surface points (near-surface groups in the order of
-    `counts["near"]`, then uniform points): their normal is the unit gradient of the exact
-    SDF, sign(sdf) (p - closest) / |p - closest|.
+    Rows [0, n_surface) are surface points: sdf 0 and the unit normal of the face they lie on
+    (or of the cloud point they are). The remaining rows are off-surface points
+    (near-surface groups in the order of `counts["near"]`, then uniform points): for meshes
+    their normal is the unit gradient of the exact SDF, sign(sdf) (p - closest) / |p - closest|;
+    for point clouds both their sdf and normal are NaN (unknown).
 
     Attributes:
         points: [N, 3] float32.
-        normals: [N, 3] float32, unit length.
-        sdf: [N] float32, negative inside.
+        normals: [N, 3] float32, unit length (NaN off the surface of a point cloud).
+        sdf: [N] float32, negative inside (NaN off the surface of a point cloud).
         n_surface: number of leading surface rows.
         counts: {"surface": int, "near": [int per sigma], "uniform": int}; they sum to N.
     """
@@ -134,20 +136,91 @@ def sample_sdf(mesh: trimesh.Trimesh, config: SamplingConfig) -> ShapeSamples:
     """
     rng = np.random.default_rng(config.seed)
     surface_points, surface_normals = sample_surface(mesh, config.n_surface, rng)
+    off_surface, counts = offsurface_points(lambda count: sample_surface(mesh, count, rng)[0], config, rng)
+    off_sdf, off_normals = _sdf_and_gradient(mesh, off_surface.astype(np.float64))
+    return _samples_of(surface_points, surface_normals, off_surface, off_normals, off_sdf, counts)
+
+
+def sample_point_cloud(points: np.ndarray, normals: np.ndarray, config: SamplingConfig) -> ShapeSamples:
+    """Surface, near-surface and uniform samples of a normalised oriented point cloud.
+
+    The same layout and draws as `sample_sdf`, from `np.random.default_rng(config.seed)`:
+      - config.n_surface points of the cloud with their normals (sdf 0): drawn without
+        replacement when the cloud has that many points, with replacement otherwise;
+      - for each sigma in config.near_sigmas, its share of config.n_near of cloud points
+        (drawn with replacement) plus isotropic Gaussian noise N(0, sigma^2 I);
+      - config.n_uniform points uniform in [-1, 1]^3.
+    A cloud does not say how far an off-surface point is from the surface, so every
+    off-surface row has sdf NaN and normal (NaN, NaN, NaN): unknown, never to be fitted to.
+
+    Args:
+        points [P, 3]: the cloud, already normalised into [-1, 1]^3.
+        normals [P, 3]: unit normals, consistently oriented (outward).
+        config: sample counts, noise scales and seed.
+    Returns:
+        ShapeSamples with N = n_surface + n_near + n_uniform rows.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    normals = np.asarray(normals, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0 or normals.shape != points.shape:
+        raise ValueError(f"expected points [P, 3] with P > 0 and normals of the same shape, "
+                         f"got {points.shape} and {normals.shape}")
+    rng = np.random.default_rng(config.seed)
+    pick = rng.choice(len(points), size=config.n_surface, replace=config.n_surface > len(points))
+    off_surface, counts = offsurface_points(lambda count: points[rng.integers(len(points), size=count)],
+                                            config, rng)
+    unknown_sdf = np.full(len(off_surface), np.nan)
+    unknown_normals = np.full((len(off_surface), 3), np.nan)
+    return _samples_of(points[pick], normals[pick], off_surface, unknown_normals, unknown_sdf, counts)
+
+
+def offsurface_points(
+    draw_surface: Callable[[int], np.ndarray], config: SamplingConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, dict]:
+    """The off-surface points of `sample_sdf` and `sample_point_cloud`, and the sample counts.
+
+    Args:
+        draw_surface: count -> [count, 3] fresh surface points (drawn with `rng`).
+        config: n_near, near_sigmas, n_uniform and n_surface.
+        rng: the random generator, used after `draw_surface` for each sigma's noise.
+    Returns:
+        points [n_near + n_uniform, 3] float32 (near groups in sigma order, then uniform in
+        [-1, 1]^3) and counts {"surface": n_surface, "near": [int per sigma], "uniform": n_uniform}.
+    """
     per_sigma = near_counts(config.n_near, len(config.near_sigmas))
     near = []
     for sigma, count in zip(config.near_sigmas, per_sigma):
-        base, _ = sample_surface(mesh, count, rng)
+        base = draw_surface(count)
         near.append(base + rng.normal(0.0, sigma, size=(count, 3)))
     uniform = rng.uniform(-1.0, 1.0, size=(config.n_uniform, 3))
-    off_surface = np.concatenate(near + [uniform]).astype(np.float32)
-
-    off_sdf, off_normals = _sdf_and_gradient(mesh, off_surface.astype(np.float64))
-    points = np.concatenate([surface_points.astype(np.float32), off_surface])
-    normals = np.concatenate([surface_normals, off_normals]).astype(np.float32)
-    sdf = np.concatenate([np.zeros(config.n_surface), off_sdf]).astype(np.float32)
     counts = {"surface": config.n_surface, "near": per_sigma, "uniform": config.n_uniform}
-    return ShapeSamples(points=points, normals=normals, sdf=sdf, n_surface=config.n_surface, counts=counts)
+    return np.concatenate(near + [uniform]).astype(np.float32), counts
+
+
+def known_distances(offsurface_sdf: np.ndarray) -> Optional[np.ndarray]:
+    """The stored off-surface distances [V] for fitting, or None when they are unknown.
+
+    Samples of point clouds have sdf NaN off the surface (`sample_point_cloud`): all NaN
+    gives None (fit without distances). Samples of meshes are finite and come back as is.
+    A mixture cannot come from either sampler and raises ValueError.
+    """
+    offsurface_sdf = np.asarray(offsurface_sdf)
+    unknown = np.isnan(offsurface_sdf)
+    if len(offsurface_sdf) and unknown.all():
+        return None
+    if unknown.any() or not np.isfinite(offsurface_sdf).all():
+        raise ValueError(f"{int((~np.isfinite(offsurface_sdf)).sum())} of {len(offsurface_sdf)} off-surface "
+                         "distances are NaN or infinite; expected all known (mesh) or all NaN (point cloud)")
+    return offsurface_sdf
+
+
+def _samples_of(surface_points, surface_normals, off_points, off_normals, off_sdf, counts: dict) -> ShapeSamples:
+    """Stack surface rows (sdf 0) over off-surface rows as float32 `ShapeSamples`."""
+    n_surface = len(surface_points)
+    points = np.concatenate([np.asarray(surface_points).astype(np.float32), off_points.astype(np.float32)])
+    normals = np.concatenate([surface_normals, off_normals]).astype(np.float32)
+    sdf = np.concatenate([np.zeros(n_surface), off_sdf]).astype(np.float32)
+    return ShapeSamples(points=points, normals=normals, sdf=sdf, n_surface=n_surface, counts=counts)
 
 
 def _signed_distance_with_faces(

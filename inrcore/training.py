@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
+from .idf import apply_idf_stage, idf_param_groups, idf_stage_at, staged_idf_loss
 from .losses import gradient_of_field, igr_sdf_loss, siren_sdf_loss
-from .networks import FieldModule, NetworkSpec, network_for, resolve_device
+from .networks import FieldModule, FieldSpec, network_for, resolve_device
 from .sampling import neighbour_scales
 
 
@@ -24,7 +25,7 @@ class FitResult:
     "eikonal", "offsurface", "lr"}.
     """
 
-    spec: NetworkSpec
+    spec: FieldSpec
     params: dict[str, torch.Tensor]
     steps: int
     seconds: float
@@ -155,6 +156,11 @@ def step_loss(values: torch.Tensor, gradients: torch.Tensor, step: StepPoints,
     )
 
 
+def uses_idf_stages(config: TrainConfig) -> bool:
+    """Network kind "idf" trains in stages: the base field alone, then the composed field (`inrcore.idf`)."""
+    return config.network.kind == "idf"
+
+
 def fit_sdf(
     surface_points: np.ndarray,
     surface_normals: np.ndarray,
@@ -186,12 +192,22 @@ def fit_sdf(
     the stored off-surface points, the fresh uniform points, and Gaussian perturbations of the
     step's surface points with each point's own sigma: the distance to its
     `loss.igr_neighbours`-th nearest surface point (Gropp et al. 2020).
+
+    An implicit displacement field (network kind "idf") trains with the SIREN loss in the
+    stages of `inrcore.idf.idf_stage_at`: the base field f alone before
+    `network.idf_base_fraction` of the run, then a blend of the losses of f and of the composed
+    field f̂ with the learning rates moving from the base to the displacement network, and from
+    `network.idf_blend_end` on f̂ alone with the base frozen. Its history entries carry
+    "stage" (0 base, 1 blend, 2 detail; a number, so it logs as a metric) and, while the base
+    still carries loss weight next to f̂, the base's terms as "base_<term>".
     """
     device = resolve_device(config.device)
     generator = torch.Generator().manual_seed(config.seed)
     spec, initial = network_for(config.network, generator)
     module = FieldModule(spec, initial).to(device)
-    optimizer = torch.optim.Adam(module.parameters(), lr=config.lr)
+    staged = uses_idf_stages(config)
+    optimizer = torch.optim.Adam(idf_param_groups(module.weights.items()) if staged else module.parameters(),
+                                 lr=config.lr)
     sampler = ShapeSampler(surface_points, surface_normals, volume_points, config, device,
                            volume_sdf=volume_sdf, bound=bound)
 
@@ -202,15 +218,27 @@ def fit_sdf(
         elapsed = time.perf_counter() - start
         if step > 0 and config.seconds is not None and elapsed >= config.seconds:
             break  # at least one step always runs
-        lr = learning_rate_at(training_progress(step, elapsed, config), config.lr, config.lr_final)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        progress = training_progress(step, elapsed, config)
+        lr = learning_rate_at(progress, config.lr, config.lr_final)
+        stage = idf_stage_at(progress, config.network.idf_base_fraction, config.network.idf_blend_end) if staged else None
+        if stage is None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        else:
+            apply_idf_stage(optimizer.param_groups, stage, lr)
 
         batch = sampler.draw()
         points = batch.points.requires_grad_(True)
-        values = module(points)
-        gradients = gradient_of_field(values, points)
-        loss, terms = step_loss(values, gradients, batch, config)
+        if stage is None:
+            values = module(points)
+            gradients = gradient_of_field(values, points)
+            loss, terms = step_loss(values, gradients, batch, config)
+        else:
+            loss, terms = staged_idf_loss(
+                spec, module.weights, points, stage,
+                lambda values, gradients: step_loss(values, gradients, batch, config),
+                treat_normal_as_constant=config.network.idf_detach_normal)
+            terms = {**terms, "stage": stage.index}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -1,4 +1,5 @@
-"""Self-describing weight files: safetensors tensors plus the network spec in its metadata.
+"""Self-describing weight files: safetensors tensors plus the field spec in its metadata
+(a layer list, or a composite field's dict such as an IDF's; see `field_spec_to_json`).
 
 Loading never executes pickled code: safetensors holds raw tensors and JSON strings only.
 """
@@ -14,19 +15,19 @@ from typing import Any
 import torch
 
 from .errors import ShapeError
-from .networks import NetworkSpec, spec_from_list, spec_to_list
+from .networks import FieldSpec, field_spec_from_json, field_spec_to_json
 
 _SPEC_KEY = "inrflow.network"
 _META_KEY = "inrflow.metadata"
 
 
-def save_field(path, spec: NetworkSpec, params: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> Path:
+def save_field(path, spec: FieldSpec, params: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> Path:
     """Write a field to `path` (.safetensors) atomically: a temporary file, then a rename."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = {_SPEC_KEY: json.dumps(spec_to_list(spec)), _META_KEY: json.dumps(metadata or {})}
+    header = {_SPEC_KEY: json.dumps(field_spec_to_json(spec)), _META_KEY: json.dumps(metadata or {})}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in params.items()}
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -39,7 +40,7 @@ def save_field(path, spec: NetworkSpec, params: dict[str, torch.Tensor], metadat
     return path
 
 
-def load_field(path) -> tuple[NetworkSpec, dict[str, torch.Tensor], dict[str, Any]]:
+def load_field(path) -> tuple[FieldSpec, dict[str, torch.Tensor], dict[str, Any]]:
     """Read a field written by `save_field`: (spec, params on the CPU, metadata)."""
     from safetensors import SafetensorError, safe_open
 
@@ -55,7 +56,7 @@ def load_field(path) -> tuple[NetworkSpec, dict[str, torch.Tensor], dict[str, An
     if _SPEC_KEY not in header:
         raise ShapeError(path, "safetensors file has no inrflow network description")
     try:
-        spec = spec_from_list(json.loads(header[_SPEC_KEY]))
+        spec = field_spec_from_json(json.loads(header[_SPEC_KEY]))
     except (TypeError, ValueError) as exc:
         raise ShapeError(path, f"bad network description: {exc}") from exc
     return spec, params, json.loads(header.get(_META_KEY, "{}"))

@@ -11,7 +11,7 @@ from prefect import task
 
 from inrcore.config import GridConfig, config_from_dict, config_to_dict, fingerprint
 from inrcore.fields import evaluate_grid_block, grid_axis, grid_blocks, grid_spacing
-from inrcore.networks import resolve_device, spec_from_list, spec_to_list
+from inrcore.networks import field_spec_from_json, field_spec_to_json, resolve_device
 
 from . import registry
 from .options import retry_unless_bad_input
@@ -40,7 +40,7 @@ def evaluate_field(shape_id: str, store_url: str, model_uri: str, model_fingerpr
                 "seconds": time.perf_counter() - start, "blocks": 0}
 
     spec, params, _, _ = registry.load_registered_field(tracking_uri, model_uri)
-    weights = dask.delayed({"spec": spec_to_list(spec), "params": {k: v.numpy() for k, v in params.items()}},
+    weights = dask.delayed({"spec": field_spec_to_json(spec), "params": {k: v.numpy() for k, v in params.items()}},
                            pure=True)
     shape = (config.resolution,) * 3
     blocks = list(grid_blocks(shape, config.chunk))
@@ -77,7 +77,7 @@ def evaluate_field(shape_id: str, store_url: str, model_uri: str, model_fingerpr
 def _block_values(weights: dict, grid: dict, block) -> np.ndarray:
     import torch
 
-    spec = spec_from_list(weights["spec"])
+    spec = field_spec_from_json(weights["spec"])
     params = {k: torch.from_numpy(v) for k, v in weights["params"].items()}
     return evaluate_grid_block(spec, params, config_from_dict(GridConfig, grid), block, resolve_device("auto"))
 

@@ -1,4 +1,4 @@
-"""Dataset preparation: a mesh file -> normalised SDF samples in `samples/<shape_id>`."""
+"""Dataset preparation: a mesh or point-cloud file -> normalised SDF samples in `samples/<shape_id>`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 from prefect import task
 
 from inrcore.config import SamplingConfig, config_from_dict, config_to_dict, fingerprint
-from inrcore.meshes import file_sha256, load_mesh, normalise_mesh
-from inrcore.sampling import sample_sdf
+from inrcore.fitshape import load_shape_input
+from inrcore.meshes import file_sha256
 
 from .store import finished_attrs, fresh_group, mark_finished, open_store, remove_group
 
@@ -19,12 +19,13 @@ ROWS_PER_CHUNK = 65536
 
 @task(name="prepare-samples")
 def prepare_samples(shape_id: str, source: str, store_url: str, sampling: dict) -> dict:
-    """Load, validate and normalise one mesh; store oriented surface points and SDF samples.
+    """Load, validate and normalise one mesh or point cloud; store oriented surface points and SDF samples.
 
     Writes `samples/<shape_id>/{points [N,3], normals [N,3], sdf [N]}`; the first
-    `n_surface` rows are surface points (sdf 0, mesh normal), the rest off-surface points
-    (true SDF, unit SDF gradient). Reuses a finished group made from the same file bytes and
-    sampler settings.
+    `n_surface` rows are surface points (sdf 0, mesh or cloud normal), the rest off-surface
+    points (meshes: true SDF and unit SDF gradient; point clouds: NaN, unknown). The attribute
+    "input_kind" is "mesh" or "points". Reuses a finished group made from the same file bytes
+    and sampler settings.
 
     Returns {"shape_id", "fingerprint", "normalisation", "reused", "seconds"}.
     """
@@ -39,9 +40,8 @@ def prepare_samples(shape_id: str, source: str, store_url: str, sampling: dict) 
         return {"shape_id": shape_id, "fingerprint": key, "normalisation": done["normalisation"],
                 "reused": True, "seconds": time.perf_counter() - start}
 
-    mesh = load_mesh(source)  # raises ShapeError naming the file
-    normalised, normalisation = normalise_mesh(mesh, config.extent)
-    samples = sample_sdf(normalised, config)
+    shape = load_shape_input(source, config)  # raises ShapeError naming the file
+    samples, normalisation = shape.samples, shape.normalisation
     try:
         group = fresh_group(root, path)
         for name, values in (("points", samples.points), ("normals", samples.normals), ("sdf", samples.sdf)):
@@ -56,8 +56,8 @@ def prepare_samples(shape_id: str, source: str, store_url: str, sampling: dict) 
             "sampling": config_to_dict(config),
             "n_surface": int(samples.n_surface),
             "counts": samples.counts,
-            "faces": int(len(mesh.faces)),
-            "vertices": int(len(mesh.vertices)),
+            "input_kind": shape.kind,
+            **shape.reference.size(),
         })
     except BaseException:
         remove_group(root, path)

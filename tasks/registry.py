@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from inrcore.fields import evaluate_points
-from inrcore.networks import NetworkSpec, resolve_device
+from inrcore.networks import FieldSpec, resolve_device
 from inrcore.weights import load_field, save_field
 
 WEIGHTS_FILE = "model.safetensors"
@@ -100,7 +100,7 @@ def register_field(
     run_id: str,
     name: str,
     alias: str,
-    spec: NetworkSpec,
+    spec: FieldSpec,
     params,
     metadata: dict[str, Any],
     fingerprint: str,
@@ -155,7 +155,7 @@ def load_registered_field(tracking_uri: str, model_uri: str):
 class _FieldPredictor:
     """What `mlflow.pyfunc.load_model` returns: predict(points [N, 3]) -> SDF values [N]."""
 
-    def __init__(self, spec: NetworkSpec, params, metadata: dict):
+    def __init__(self, spec: FieldSpec, params, metadata: dict):
         self.spec, self.params, self.metadata = spec, params, metadata
 
     def predict(self, model_input, params: Optional[dict] = None) -> np.ndarray:

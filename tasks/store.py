@@ -15,7 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import zarr
+
+from inrcore.sampling import known_distances
 
 
 def open_store(url: str, mode: str = "a") -> zarr.Group:
@@ -55,6 +58,15 @@ def mark_finished(group: zarr.Group, fingerprint: str, attrs: dict[str, Any]) ->
     """Write the group's attributes, with the completion record last."""
     group.attrs.update({**attrs, "fingerprint": fingerprint, "complete": False})
     group.attrs.update({"complete": True})
+
+
+def volume_sdf_of(group: zarr.Group, n_surface: int) -> Optional[np.ndarray]:
+    """The stored off-surface distances [V] of a samples group, or None when unknown.
+
+    Point-cloud samples store NaN off the surface (`inrcore.sampling.sample_point_cloud`):
+    they give None, so training uses no distances. See `inrcore.sampling.known_distances`.
+    """
+    return known_distances(np.asarray(group["sdf"][n_surface:]))
 
 
 def write_text_atomic(path, text: str) -> Path:

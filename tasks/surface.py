@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 from prefect import task
 
 from inrcore.config import MetricsConfig, config_from_dict, config_to_dict, fingerprint
-from inrcore.errors import InrflowError
-from inrcore.meshes import Normalisation, load_mesh
-from inrcore.metrics import compare_meshes
+from inrcore.fitshape import EmptySurfaceError, load_reference, measure_reconstruction, render_reference
+from inrcore.meshes import Normalisation
 from inrcore.render import render_mesh, write_png
 from inrcore.surface import marching_cubes_blocks
 
@@ -19,14 +17,14 @@ from . import registry
 from .store import open_store, read_json, write_json_atomic
 
 
-class EmptySurfaceError(InrflowError):
-    """The field has no zero level set inside the grid."""
-
-
 @task(name="extract-surface")
 def extract_surface(shape_id: str, source: str, normalisation: dict, store_url: str, field_fingerprint: str,
                     out_dir: str, metrics: dict, tracking_uri: str, run_id: str) -> dict:
     """Marching cubes on the stored grid, metrics against the input shape, renders of both.
+
+    The input is a mesh or a point cloud (`inrcore.fitshape.load_reference`, moved by the
+    stored normalisation); a cloud is measured with `compare_mesh_to_points` and pictured
+    as splatted points.
 
     Writes `<out_dir>/meshes/<id>.ply`, `<out_dir>/renders/<id>-{input,reconstruction}.png`
     and the record `<out_dir>/shapes/<id>.json` (last); logs the metrics to the shape's
@@ -53,16 +51,14 @@ def extract_surface(shape_id: str, source: str, normalisation: dict, store_url: 
                                  tuple(group.attrs["bounds_min"]))
     if len(mesh.faces) == 0:
         raise EmptySurfaceError(f"{shape_id}: the fitted field has no zero level set inside the grid")
-    reference = load_mesh(source)
-    reference.vertices = Normalisation.from_dict(normalisation).apply(np.asarray(reference.vertices))
-    values = compare_meshes(mesh, reference, n_points=config.n_points, fscore_ratio=config.fscore_ratio,
-                            seed=config.seed)
+    reference = load_reference(source, Normalisation.from_dict(normalisation))
+    values = measure_reconstruction(mesh, reference, config)
 
     mesh_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = mesh_path.with_name(mesh_path.stem + ".tmp.ply")
     mesh.export(tmp)
     tmp.replace(mesh_path)
-    write_png(render_mesh(reference), images["input"])
+    write_png(render_reference(reference), images["input"])
     write_png(render_mesh(mesh), images["reconstruction"])
     registry.log_metrics(tracking_uri, run_id, {f"eval/{k}": v for k, v in values.items()})
     registry.log_artifact(tracking_uri, run_id, images["reconstruction"], "renders")

@@ -1,18 +1,118 @@
-"""Training: stored samples -> a fitted SIREN SDF, tracked in MLflow and registered."""
+"""Training: stored samples -> a fitted SDF, tracked in MLflow and registered.
+
+`train_sdf` fits one shape; `train_sdf_batch` fits several shapes together with stacked
+weights (`inrcore.batched.fit_sdf_batch`). Both record each shape the same way: one MLflow
+run with the settings and the loss curve, one registered model version tagged with the
+fingerprint of the samples and the training settings, so either reuses what the other made.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import numpy as np
 from prefect import task
 
+from inrcore.batched import check_batched_kind, fit_sdf_batch
 from inrcore.config import TrainConfig, config_from_dict, config_to_dict, fingerprint
-from inrcore.training import fit_sdf
+from inrcore.training import FitResult, fit_sdf
 
 from . import registry
 from .options import retry_unless_bad_input
-from .store import open_store
+from .store import open_store, volume_sdf_of
+
+# Settings that change how shapes are trained, not what is fitted: left out of the fingerprint.
+EXECUTION_ONLY = ("shapes_per_batch",)
+
+
+@dataclass
+class StoredSamples:
+    """One shape's training samples from the store: surface_points [S, 3], surface_normals [S, 3],
+    volume_points [V, 3], volume_sdf [V] (None for point clouds: distances unknown), and the
+    normalisation (a dict)."""
+
+    surface_points: np.ndarray
+    surface_normals: np.ndarray
+    volume_points: np.ndarray
+    volume_sdf: Optional[np.ndarray]
+    normalisation: dict
+
+    def for_fit(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
+        """(surface_points, surface_normals, volume_points, volume_sdf), as `fit_sdf_batch` takes them."""
+        return self.surface_points, self.surface_normals, self.volume_points, self.volume_sdf
+
+
+def training_fingerprint(samples_fingerprint: str, config: TrainConfig) -> str:
+    """The registry tag of a field fitted from these samples with these settings.
+
+    Settings in EXECUTION_ONLY are left out: a shape trained in a batch is the field it would be
+    alone, and fingerprints stay those of configs that predate them.
+    """
+    settings = {k: v for k, v in config_to_dict(config).items() if k not in EXECUTION_ONLY}
+    return fingerprint("field", samples_fingerprint, settings)
+
+
+def read_samples(store_url: str, shape_id: str) -> StoredSamples:
+    """`samples/<shape_id>` from the store: the first `n_surface` rows are surface points."""
+    group = open_store(store_url, mode="r")[f"samples/{shape_id}"]
+    n_surface = int(group.attrs["n_surface"])
+    points = np.asarray(group["points"][...])
+    normals = np.asarray(group["normals"][...])
+    return StoredSamples(points[:n_surface], normals[:n_surface], points[n_surface:],
+                         volume_sdf_of(group, n_surface), dict(group.attrs["normalisation"]))
+
+
+def reuse_registered(tracking_uri: str, name: str, key: str, alias: str, start: float) -> Optional[dict]:
+    """When a version of `name` tagged `key` exists: point `alias` at it and return its result, else None."""
+    found = registry.find_model_version(tracking_uri, name, key)
+    if found is None:
+        return None
+    registry.set_alias(tracking_uri, name, alias, found.version)
+    return {"model_uri": f"models:/{name}@{alias}", "model_name": name, "version": found.version,
+            "run_id": found.run_id, "fingerprint": key, "reused": True,
+            "seconds": time.perf_counter() - start, "steps": None, "loss": None, "device": None}
+
+
+def start_training_run(tracking_uri: str, experiment_id: str, shape_id: str, dataset: str,
+                       samples_fingerprint: str, config: TrainConfig) -> str:
+    """An MLflow run for one shape's training, with its settings as parameters; returns the run id."""
+    return registry.start_run(
+        tracking_uri, experiment_id, run_name=shape_id,
+        params={"training": config_to_dict(config), "shape_id": shape_id, "dataset": dataset,
+                "samples_fingerprint": samples_fingerprint},
+        tags={"inrflow.shape_id": shape_id, "inrflow.dataset": dataset, "inrflow.stage": "train"},
+    )
+
+
+def loss_logger(tracking_uri: str, run_id: str) -> Callable[[dict], None]:
+    """A history-entry callback logging "train/<term>" metrics to the run at the entry's step."""
+    def log(entry: dict) -> None:
+        registry.log_metrics(tracking_uri, run_id, {f"train/{k}": v for k, v in entry.items() if k != "step"},
+                             entry["step"])
+    return log
+
+
+def register_fit(tracking_uri: str, run_id: str, name: str, alias: str, key: str, result: FitResult,
+                 shape_id: str, dataset: str, samples: StoredSamples, config: TrainConfig) -> tuple[str, str]:
+    """Log the run's totals and register the fitted field; returns (model URI, version)."""
+    registry.log_metrics(tracking_uri, run_id, {"train/seconds_total": result.seconds,
+                                                "train/steps_total": result.steps})
+    return registry.register_field(
+        tracking_uri, run_id, name, alias, result.spec, result.params,
+        metadata={"shape_id": shape_id, "dataset": dataset, "fingerprint": key,
+                  "normalisation": samples.normalisation, "training": config_to_dict(config)},
+        fingerprint=key,
+    )
+
+
+def trained_result(model_uri: str, name: str, version: str, run_id: str, key: str, seconds: float,
+                   result: FitResult) -> dict:
+    """A training task's result for one shape fitted now (see `train_sdf`)."""
+    return {"model_uri": model_uri, "model_name": name, "version": version, "run_id": run_id,
+            "fingerprint": key, "reused": False, "seconds": seconds,
+            "steps": result.steps, "loss": result.history[-1]["loss"], "device": result.device}
 
 
 @task(name="train-sdf", retries=1, retry_condition_fn=retry_unless_bad_input)
@@ -36,45 +136,79 @@ def train_sdf(
     """
     start = time.perf_counter()
     config = config_from_dict(TrainConfig, training, "training")
-    key = fingerprint("field", samples_fingerprint, config)
+    key = training_fingerprint(samples_fingerprint, config)
     name = registry.model_name(dataset, shape_id)
-    found = registry.find_model_version(tracking_uri, name, key)
-    if found is not None:
-        registry.set_alias(tracking_uri, name, alias, found.version)
-        return {"model_uri": f"models:/{name}@{alias}", "model_name": name, "version": found.version,
-                "run_id": found.run_id, "fingerprint": key, "reused": True,
-                "seconds": time.perf_counter() - start, "steps": None, "loss": None, "device": None}
+    reused = reuse_registered(tracking_uri, name, key, alias, start)
+    if reused is not None:
+        return reused
 
-    group = open_store(store_url, mode="r")[f"samples/{shape_id}"]
-    n_surface = int(group.attrs["n_surface"])
-    points = np.asarray(group["points"][...])
-    normals = np.asarray(group["normals"][...])
-
-    run_id = registry.start_run(
-        tracking_uri, experiment_id, run_name=shape_id,
-        params={"training": config_to_dict(config), "shape_id": shape_id, "dataset": dataset,
-                "samples_fingerprint": samples_fingerprint},
-        tags={"inrflow.shape_id": shape_id, "inrflow.dataset": dataset, "inrflow.stage": "train"},
-    )
+    samples = read_samples(store_url, shape_id)
+    run_id = start_training_run(tracking_uri, experiment_id, shape_id, dataset, samples_fingerprint, config)
     try:
-        def log(entry: dict) -> None:
-            registry.log_metrics(tracking_uri, run_id,
-                                 {f"train/{k}": v for k, v in entry.items() if k != "step"}, entry["step"])
-
-        sdf = np.asarray(group["sdf"][n_surface:])
-        result = fit_sdf(points[:n_surface], normals[:n_surface], points[n_surface:], config, volume_sdf=sdf, on_log=log)
-        registry.log_metrics(tracking_uri, run_id, {"train/seconds_total": result.seconds,
-                                                    "train/steps_total": result.steps})
-        model_uri, version = registry.register_field(
-            tracking_uri, run_id, name, alias, result.spec, result.params,
-            metadata={"shape_id": shape_id, "dataset": dataset, "fingerprint": key,
-                      "normalisation": dict(group.attrs["normalisation"]), "training": config_to_dict(config)},
-            fingerprint=key,
-        )
+        result = fit_sdf(samples.surface_points, samples.surface_normals, samples.volume_points, config,
+                         volume_sdf=samples.volume_sdf, on_log=loss_logger(tracking_uri, run_id))
+        model_uri, version = register_fit(tracking_uri, run_id, name, alias, key, result, shape_id, dataset,
+                                          samples, config)
     except BaseException:
         registry.end_run(tracking_uri, run_id, "FAILED")
         raise
     registry.end_run(tracking_uri, run_id)
-    return {"model_uri": model_uri, "model_name": name, "version": version, "run_id": run_id,
-            "fingerprint": key, "reused": False, "seconds": time.perf_counter() - start,
-            "steps": result.steps, "loss": result.history[-1]["loss"], "device": result.device}
+    return trained_result(model_uri, name, version, run_id, key, time.perf_counter() - start, result)
+
+
+@task(name="train-sdf-batch", retries=1, retry_condition_fn=retry_unless_bad_input)
+def train_sdf_batch(
+    shape_ids: list[str],
+    dataset: str,
+    store_url: str,
+    samples_fingerprints: list[str],
+    training: dict,
+    tracking_uri: str,
+    experiment_id: str,
+    alias: str,
+) -> list[dict]:
+    """Fit several shapes' fields together (stacked weights, one device), each recorded as
+    `train_sdf` records it: its own MLflow run and registered version, with the fingerprint
+    `train_sdf` would give it, so a shape registered either way is reused and not retrained.
+
+    Returns one `train_sdf` result per shape, in the order of `shape_ids`. A shape trained
+    here reports its share of the batch's time as "seconds" and also carries
+    "batch_shapes" (how many shapes trained together) and "batch_seconds" (the task's time).
+    """
+    start = time.perf_counter()
+    if len(samples_fingerprints) != len(shape_ids):
+        raise ValueError(f"{len(shape_ids)} shapes but {len(samples_fingerprints)} samples fingerprints")
+    config = config_from_dict(TrainConfig, training, "training")
+    check_batched_kind(config.network.kind)
+    keys = [training_fingerprint(fp, config) for fp in samples_fingerprints]
+    names = [registry.model_name(dataset, shape_id) for shape_id in shape_ids]
+    outcomes: list[Optional[dict]] = [reuse_registered(tracking_uri, name, key, alias, start)
+                                      for name, key in zip(names, keys)]
+    todo = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    if not todo:
+        return outcomes
+
+    samples = {i: read_samples(store_url, shape_ids[i]) for i in todo}
+    run_ids = {i: start_training_run(tracking_uri, experiment_id, shape_ids[i], dataset, samples_fingerprints[i],
+                                     config) for i in todo}
+    loggers = [loss_logger(tracking_uri, run_ids[i]) for i in todo]
+    unfinished = set(todo)
+    registered: dict[int, tuple[FitResult, str, str]] = {}
+    try:
+        results = fit_sdf_batch([samples[i].for_fit() for i in todo], config,
+                                on_log=lambda position, entry: loggers[position](entry))
+        for i, result in zip(todo, results):
+            model_uri, version = register_fit(tracking_uri, run_ids[i], names[i], alias, keys[i], result,
+                                              shape_ids[i], dataset, samples[i], config)
+            registry.end_run(tracking_uri, run_ids[i])
+            unfinished.discard(i)
+            registered[i] = (result, model_uri, version)
+    except BaseException:
+        for i in sorted(unfinished):
+            registry.end_run(tracking_uri, run_ids[i], "FAILED")
+        raise
+    seconds = time.perf_counter() - start
+    for i, (result, model_uri, version) in registered.items():
+        outcomes[i] = {**trained_result(model_uri, names[i], version, run_ids[i], keys[i], seconds / len(todo), result),
+                       "batch_shapes": len(todo), "batch_seconds": seconds}
+    return outcomes

@@ -155,3 +155,100 @@ def test_same_flow_on_an_existing_cluster_an_fsspec_url_and_a_given_tracking_uri
     assert not (tmp_path / "run" / "store.zarr").exists() and not (tmp_path / "run" / "mlflow.db").exists()
     assert registry.find_model_version(tracking, "one-spot", registry.client(tracking).get_model_version_by_alias(
         "one-spot", "champion").tags["fingerprint"]) is not None
+
+
+def test_training_batches_take_full_batches_and_the_rest_when_no_more_come():
+    from flows.pipeline import training_batches
+
+    waiting = ["a", "b", "c"]
+    assert training_batches(waiting, 2, more_coming=True) == [["a", "b"]] and waiting == ["c"]
+    assert training_batches(waiting, 2, more_coming=True) == [] and waiting == ["c"]
+    assert training_batches(waiting, 2, more_coming=False) == [["c"]] and waiting == []
+    assert training_batches([], 2, more_coming=False) == []
+
+
+def test_a_batch_outcome_is_split_per_shape_and_a_batch_failure_is_each_shapes():
+    from flows.pipeline import _per_shape
+
+    error = RuntimeError("out of memory")
+    assert _per_shape([{"version": "1"}, {"version": "2"}], 2, batched=True, failed=False) == [{"version": "1"},
+                                                                                                 {"version": "2"}]
+    assert _per_shape(error, 2, batched=True, failed=True) == [error, error]
+    assert _per_shape({"version": "1"}, 1, batched=False, failed=False) == [{"version": "1"}]
+
+
+def test_shapes_trained_in_batches_are_registered_and_reused(prefect_api, collection, tmp_path):
+    from inrcore.config import TrainConfig, config_from_dict, config_to_dict, fingerprint
+
+    shutil.copy(ROOT / "datasets" / "meshes" / "fandisk.obj", tmp_path / "fandisk.obj")
+    folder = collection.parent
+    training = {"steps": 20, "batch_surface": 256, "batch_offsurface": 256, "batch_uniform": 256, "log_every": 10,
+                "shapes_per_batch": 2, "network": {"width": 32, "layers": 1}}
+    manifest = tmp_path / "batched.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "name": "batched",
+        "shapes": [str(folder / "spot.obj"), str(folder / "bunny.obj"), str(folder / "empty.obj"),
+                   str(tmp_path / "fandisk.obj")],
+        "config": {"sampling": {"n_surface": 3000, "n_near": 2000, "n_uniform": 1000},
+                   "training": training, "grid": {"resolution": 32, "chunk": 16}, "metrics": {"n_points": 3000}},
+    }))
+    out = tmp_path / "run"
+    summary = sdf_collection(manifest=str(manifest), out_dir=str(out), workers=2, quiet=True)
+    assert statuses(summary) == {"spot": "ok", "bunny": "ok", "empty": "failed", "fandisk": "ok"}
+    uri = summary["tracking_uri"]
+    client = registry.client(uri)
+    assert sorted(m.name for m in client.search_registered_models()) == ["batched-bunny", "batched-fandisk",
+                                                                         "batched-spot"]
+    # The same fingerprint train_sdf gives (shapes_per_batch left out), so one-by-one runs reuse these too.
+    unbatched = config_to_dict(config_from_dict(TrainConfig, {**training, "shapes_per_batch": 1}))
+    del unbatched["shapes_per_batch"]
+    root = open_store(str(out / "store.zarr"), mode="r")
+    for record in (r for r in summary["shapes"] if r["status"] == "ok"):
+        name = f"batched-{record['shape_id']}"
+        version = client.get_model_version_by_alias(name, "champion")
+        samples_key = root[f"samples/{record['shape_id']}"].attrs["fingerprint"]
+        assert version.tags["fingerprint"] == fingerprint("field", samples_key, unbatched)
+        assert version.run_id == record["mlflow_run_id"] and record["model_uri"] == f"models:/{name}@champion"
+        run = client.get_run(record["mlflow_run_id"])
+        assert run.data.params["training.shapes_per_batch"] == "2" and run.info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [10, 20]
+        assert record["reused"] == {"prepare": False, "train": False, "evaluate": False, "extract": False}
+        assert np.isfinite(record["metrics"]["chamfer_l1"])
+
+    again = sdf_collection(manifest=str(manifest), out_dir=str(out), workers=2, quiet=True)
+    assert statuses(again) == statuses(summary)
+    for record in (r for r in again["shapes"] if r["status"] == "ok"):
+        assert record["reused"] == {"prepare": True, "train": True, "evaluate": True, "extract": True}
+        assert len(client.search_model_versions(f"name='batched-{record['shape_id']}'")) == 1
+
+
+def test_point_clouds_run_beside_meshes_and_a_bad_cloud_fails_alone(prefect_api, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(ROOT / "datasets" / "meshes" / "spot.obj", folder / "spot.obj")
+    d = np.random.default_rng(0).normal(size=(3000, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    np.savetxt(folder / "ball.xyz", np.hstack([np.array([1.0, 2.0, 3.0]) + 0.5 * d, d]))
+    broken = np.hstack([0.5 * d[:500], d[:500]])
+    broken[10, 2] = np.nan
+    np.savetxt(folder / "holey.xyz", broken)
+    overrides = {"sampling": {"n_surface": 3000, "n_near": 2000, "n_uniform": 1000},
+                 "training": {"steps": 100, "batch_surface": 512, "batch_offsurface": 256, "batch_uniform": 512,
+                              "lr": 1e-3, "log_every": 50, "network": {"kind": "igr", "width": 32, "layers": 2}},
+                 "grid": {"resolution": 32, "chunk": 16}, "metrics": {"n_points": 3000}}
+    out = tmp_path / "run"
+    summary = sdf_collection(manifest=str(folder), out_dir=str(out), workers=2, overrides=overrides, quiet=True)
+    assert statuses(summary) == {"ball": "ok", "holey": "failed", "spot": "ok"}
+    errors = {r["shape_id"]: r["error"] for r in summary["shapes"]}
+    assert errors["holey"] == f"prepare: {folder / 'holey.xyz'}: 1 points have NaN or infinite coordinates"
+    for record in (r for r in summary["shapes"] if r["status"] == "ok"):
+        assert all(np.isfinite(v) for v in record["metrics"].values())
+        assert Path(record["images"]["input"]).is_file() and Path(record["mesh_path"]).is_file()
+    ball = next(r for r in summary["shapes"] if r["shape_id"] == "ball")
+    assert ball["metrics"]["chamfer_l1"] < 0.04  # 0.020 measured with inrcore.fitshape.fit_shape alike
+
+    samples = open_store(str(out / "store.zarr"), mode="r")["samples/ball"]
+    assert samples.attrs["input_kind"] == "points" and samples.attrs["points"] == 3000
+    sdf = samples["sdf"][...]
+    assert np.all(sdf[:3000] == 0) and np.isnan(sdf[3000:]).all()
+    assert open_store(str(out / "store.zarr"), mode="r")["samples/spot"].attrs["input_kind"] == "mesh"

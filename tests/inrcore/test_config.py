@@ -37,7 +37,7 @@ def test_unknown_key_is_named_with_its_source():
     ({"training": {"device": "tpu"}}, r"config.training.device: expected auto, cpu or cuda"),
     ({"alias": "latest"}, r"config.alias: 'latest' is not a usable registry alias"),
     ({"training": {"network": {"kind": "relu"}}},
-     r"config.training.network.kind: expected one of siren, igr, relu-pe, got 'relu'"),
+     r"config.training.network.kind: expected one of siren, igr, relu-pe, idf, got 'relu'"),
 ])
 def test_bad_values_raise_clear_errors(data, message):
     with pytest.raises(ConfigError, match=message):

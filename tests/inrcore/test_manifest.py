@@ -33,7 +33,7 @@ def test_glob_collects_mesh_files_only(tmp_path):
 @pytest.mark.parametrize("data, message", [
     ({"shapes": ["a.obj"]}, r"'name' must be a word"),
     ({"name": "n"}, r"lists no shapes"),
-    ({"name": "n", "glob": "none/*.obj"}, r"glob 'none/\*.obj' matches no mesh file"),
+    ({"name": "n", "glob": "none/*.obj"}, r"glob 'none/\*.obj' matches no mesh or point-cloud file"),
     ({"name": "n", "shapes": ["a.obj", "sub/a.obj"]}, r"shape id 'a' is used by both"),
     ({"name": "n", "shapes": [3]}, r"shapes\[0\] must be a path"),
     ({"name": "n", "shapes": ["a.obj"], "extra": 1}, r"unknown key\(s\) extra"),
@@ -53,10 +53,20 @@ def test_folder_manifest(tmp_path):
     m = manifest_for_folder(tmp_path / "shapes")
     assert m.name == "shapes"
     assert sorted(s.shape_id for s in m.shapes) == ["cow", "teapot"]
-    with pytest.raises(ConfigError, match="holds no mesh file"):
+    with pytest.raises(ConfigError, match="holds no mesh or point-cloud file"):
         manifest_for_folder(tmp_path)
 
 
 def test_shape_ids_are_safe():
     assert shape_id_for("/x/My Bunny (v2).obj") == "My_Bunny_v2"
     assert shape_id_for("rocker-arm.obj") == "rocker-arm"
+
+
+def test_point_clouds_are_shapes_too(tmp_path):
+    for name in ("a.obj", "scan.xyz", "cloud.npz", "c.ply", "notes.txt", "d.csv"):
+        touch(tmp_path / "s" / name)
+    m = manifest_from_dict({"name": "p", "glob": "s/*"}, source=str(tmp_path / "p.yaml"))
+    assert sorted(s.shape_id for s in m.shapes) == ["a", "c", "cloud", "scan"]
+    assert sorted(s.shape_id for s in manifest_for_folder(tmp_path / "s").shapes) == ["a", "c", "cloud", "scan"]
+    only_clouds = manifest_for_folder(touch(tmp_path / "t" / "x.xyz").parent)
+    assert [(s.shape_id, s.path) for s in only_clouds.shapes] == [("x", str(tmp_path / "t" / "x.xyz"))]

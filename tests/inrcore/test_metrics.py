@@ -161,3 +161,52 @@ def test_bad_point_sets_are_rejected():
         compare_point_sets(p, p, p, np.zeros((2, 3)), scale=1.0, tau=0.1)
     with pytest.raises(ValueError, match="scale"):
         compare_point_sets(p, p, p, p, scale=0.0, tau=0.1)
+
+
+# ---- a mesh against an oriented point cloud -------------------------------------------------
+
+def _unit_vertices(mesh: trimesh.Trimesh):
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    return vertices, vertices / np.linalg.norm(vertices, axis=1, keepdims=True)
+
+
+def test_mesh_against_its_own_vertices():
+    from inrcore.metrics import compare_mesh_to_points
+
+    mesh = trimesh.creation.icosphere(subdivisions=5, radius=1.0)  # 10242 vertices on the sphere
+    points, normals = _unit_vertices(mesh)
+    values = compare_mesh_to_points(mesh, points, normals, n_points=20000, seed=0)
+    assert set(values) == {"chamfer_l1", "fscore", "precision", "recall", "normal_consistency", "hausdorff"}
+    # Vertices lie on the mesh; what is left is the gap between mesh samples and the nearest
+    # vertex, about 0.5 sqrt(A / 10242) / 2 = 0.0044 of the bbox side 2 for the mesh half.
+    assert values["chamfer_l1"] < 0.008
+    assert values["normal_consistency"] > 0.999 and values["fscore"] > 0.99
+
+
+def test_mesh_against_a_larger_sphere_cloud_by_hand():
+    from inrcore.metrics import compare_mesh_to_points
+
+    mesh = trimesh.creation.icosphere(subdivisions=5, radius=1.0)
+    points, normals = _unit_vertices(mesh)
+    values = compare_mesh_to_points(mesh, 1.1 * points, normals, n_points=20000, seed=0)
+    # Every point is 0.1 from the other surface (plus sampling gaps); the cloud's bbox side is 2.2.
+    assert 0.1 / 2.2 <= values["chamfer_l1"] < 0.1 / 2.2 + 0.002
+    assert 0.1 / 2.2 <= values["hausdorff"] < 0.06
+    # tau = 0.01 * sqrt(3) * 2.2 / 2.2 = 0.0173 < 0.045: nothing is within it.
+    assert values["fscore"] == values["precision"] == values["recall"] == 0.0
+    assert values["normal_consistency"] > 0.999
+
+
+def test_mesh_against_points_subsamples_large_clouds_and_checks_inputs():
+    from inrcore.metrics import compare_mesh_to_points
+
+    mesh = trimesh.creation.icosphere(subdivisions=5, radius=1.0)
+    points, normals = _unit_vertices(mesh)
+    few = compare_mesh_to_points(mesh, points, normals, n_points=1000, seed=0)
+    # 1000 of the 10242 vertices: sparser reference, larger gaps than with all of them.
+    assert 0.015 < few["chamfer_l1"] < 0.04
+    assert few == compare_mesh_to_points(mesh, points, normals, n_points=1000, seed=0)
+    with pytest.raises(ValueError, match="no faces"):
+        compare_mesh_to_points(trimesh.Trimesh(), points, normals)
+    with pytest.raises(ValueError, match="zero extent"):
+        compare_mesh_to_points(mesh, np.zeros((5, 3)), normals[:5])

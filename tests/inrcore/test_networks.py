@@ -169,3 +169,35 @@ def test_siren_initialisation_keeps_the_activation_distribution_across_layers():
         assert abs(mean) < 0.1 and abs(variance - 0.5) < 0.03 and ks < 0.06
     expected = math.sqrt(1.0 + omega**2 / (3 * width))  # 1.47
     assert all(abs(s - expected) < 0.1 * expected for s in pre_std)
+
+
+def test_stacked_dense_by_hand_and_stack_unstack():
+    from inrcore.networks import stack_params, unstack_params
+
+    spec = (LayerSpec("dense", 2, 1),)
+    first = {"0_weight": torch.tensor([[1.0, 2.0]]), "0_bias": torch.tensor([0.5])}
+    second = {"0_weight": torch.tensor([[-1.0, 0.0]]), "0_bias": torch.tensor([3.0])}
+    stacked = stack_params([first, second])
+    assert stacked["0_weight"].shape == (2, 1, 2) and stacked["0_bias"].shape == (2, 1)
+    x = torch.tensor([[[1.0, 1.0], [2.0, 0.0]], [[1.0, 1.0], [2.0, 0.0]]])  # [B=2, N=2, 2]
+    out = evaluate_network(spec, stacked, x)
+    assert out.tolist() == [[[3.5], [2.5]], [[2.0], [1.0]]]
+    assert torch.equal(unstack_params(stacked, 1)["0_bias"], second["0_bias"])
+    with pytest.raises(ValueError, match="parameter '0_weight' of set 1 has shape"):
+        stack_params([first, {"0_weight": torch.zeros(1, 3), "0_bias": torch.zeros(1)}])
+
+
+def test_generic_field_functions_take_layer_lists_and_composite_specs():
+    from inrcore.idf import IdfSpec
+    from inrcore.networks import evaluate_field, field_spec_from_json, field_spec_to_json, network_for
+
+    spec = siren_spec(NetworkConfig(width=8, layers=1))
+    params = init_siren_params(spec, torch.Generator().manual_seed(0))
+    x = torch.rand(5, 3)
+    assert torch.equal(evaluate_field(spec, params, x), evaluate_network(spec, params, x))
+    assert field_spec_to_json(spec) == spec_to_list(spec) and field_spec_from_json(spec_to_list(spec)) == spec
+    idf, idf_params = network_for(NetworkConfig(kind="idf", width=8, layers=1), torch.Generator().manual_seed(0))
+    assert isinstance(idf, IdfSpec) and field_spec_from_json(field_spec_to_json(idf)) == idf
+    module = FieldModule(idf, idf_params)
+    assert module.spec is idf and set(module.params()) == set(idf_params)
+    assert torch.equal(module(x), evaluate_field(idf, idf_params, x))

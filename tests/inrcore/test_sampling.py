@@ -263,3 +263,64 @@ def test_eikonal_points_follow_their_local_scales():
     assert sampled.shape == (20100, 3)
     assert np.std(sampled[:20000]) == pytest.approx(0.01, rel=0.05)
     assert np.abs(sampled[20000:]).max() <= 0.5 and np.abs(sampled[20000:]).max() > 0.3
+
+
+# ---- oriented point clouds ----------------------------------------------------------------
+
+def _cloud(n: int = 10):
+    """n points [n, 3] on a wavy ring of radius 0.5 (not planar) and their outward normals [n, 3]."""
+    angles = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
+    points = np.c_[0.5 * np.cos(angles), 0.5 * np.sin(angles), 0.1 * np.cos(3 * angles)]
+    normals = np.c_[np.cos(angles), np.sin(angles), np.zeros(n)]
+    return points, normals
+
+
+def test_point_cloud_samples_replay_the_documented_draws():
+    from inrcore.sampling import sample_point_cloud
+
+    points, normals = _cloud(10)
+    config = SamplingConfig(n_surface=5, n_near=7, near_sigmas=(0.01, 0.1), n_uniform=3, seed=4)
+    samples = sample_point_cloud(points, normals, config)
+    assert samples.counts == {"surface": 5, "near": [4, 3], "uniform": 3}
+    assert samples.n_surface == 5 and samples.points.shape == (15, 3) and samples.points.dtype == np.float32
+
+    # The same draws in the documented order, by hand.
+    rng = np.random.default_rng(4)
+    pick = rng.choice(10, size=5, replace=False)
+    near_a = points[rng.integers(10, size=4)] + rng.normal(0.0, 0.01, size=(4, 3))
+    near_b = points[rng.integers(10, size=3)] + rng.normal(0.0, 0.1, size=(3, 3))
+    uniform = rng.uniform(-1.0, 1.0, size=(3, 3))
+    assert len(set(pick.tolist())) == 5  # enough points: no repeats
+    np.testing.assert_array_equal(samples.points[:5], points[pick].astype(np.float32))
+    np.testing.assert_array_equal(samples.normals[:5], normals[pick].astype(np.float32))
+    np.testing.assert_array_equal(samples.points[5:], np.concatenate([near_a, near_b, uniform]).astype(np.float32))
+
+    assert np.all(samples.sdf[:5] == 0.0)
+    assert np.isnan(samples.sdf[5:]).all() and np.isnan(samples.normals[5:]).all()  # unknown off the surface
+    np.testing.assert_allclose(np.linalg.norm(samples.normals[:5], axis=1), 1.0, atol=1e-6)
+
+
+def test_point_cloud_surface_draws_repeat_points_only_when_it_must():
+    from inrcore.sampling import sample_point_cloud
+
+    points, normals = _cloud(10)
+    samples = sample_point_cloud(points, normals, SamplingConfig(n_surface=25, n_near=0, n_uniform=0))
+    assert samples.points.shape == (25, 3)
+    # Every surface row is one of the 10 cloud points, with that point's normal.
+    match = np.argmin(np.linalg.norm(samples.points[:, None, :] - points[None].astype(np.float32), axis=2), axis=1)
+    np.testing.assert_array_equal(samples.points, points[match].astype(np.float32))
+    np.testing.assert_array_equal(samples.normals, normals[match].astype(np.float32))
+    assert len(np.unique(match)) <= 10 < 25
+    with pytest.raises(ValueError, match="expected points"):
+        sample_point_cloud(points, normals[:3], SamplingConfig())
+
+
+def test_known_distances_none_for_clouds_and_as_is_for_meshes():
+    from inrcore.sampling import known_distances
+
+    assert known_distances(np.full(4, np.nan, dtype=np.float32)) is None
+    finite = np.array([0.1, -0.2], dtype=np.float32)
+    assert known_distances(finite) is finite
+    assert len(known_distances(np.zeros(0, dtype=np.float32))) == 0
+    with pytest.raises(ValueError, match="1 of 2 off-surface distances"):
+        known_distances(np.array([0.1, np.nan]))

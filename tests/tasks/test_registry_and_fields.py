@@ -70,3 +70,20 @@ def test_grid_task_blocks_equal_one_shot_evaluation_and_are_reused(registered, t
     assert group.attrs["spacing"] == pytest.approx(2 / 19) and group.attrs["complete"] is True
     again = evaluate_field.fn("ball", store, registered["model_uri"], "fp1", config_to_dict(grid), registered["uri"])
     assert again["reused"] is True and again["fingerprint"] == result["fingerprint"]
+
+
+def test_an_implicit_displacement_field_registers_and_loads_back(tmp_path):
+    from inrcore.idf import IdfSpec, idf_spec_for, init_idf_params
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment = registry.ensure_experiment(uri, "inrflow-idf", (tmp_path / "artifacts").as_uri())
+    spec = idf_spec_for(NetworkConfig(kind="idf", width=16, layers=1, idf_displacement_width=8))
+    params = init_idf_params(spec, torch.Generator().manual_seed(0))
+    run_id = registry.start_run(uri, experiment, "idf", {"training": {"steps": 1}}, {"inrflow.shape_id": "idf"})
+    model_uri, _ = registry.register_field(uri, run_id, "unit-idf", "champion", spec, params, {"shape_id": "idf"},
+                                           fingerprint="idf1")
+    registry.end_run(uri, run_id)
+    spec2, params2, meta, run2 = registry.load_registered_field(uri, model_uri)
+    assert isinstance(spec2, IdfSpec) and spec2 == spec and meta == {"shape_id": "idf"} and run2 == run_id
+    points = np.random.default_rng(0).uniform(-1, 1, (200, 3)).astype(np.float32)
+    assert np.array_equal(evaluate_points(spec2, params2, points), evaluate_points(spec, params, points))

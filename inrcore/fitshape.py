@@ -1,0 +1,392 @@
+"""One shape from file to fitted field, mesh and metrics, in this process (no orchestration).
+
+A shape is a triangle mesh (`meshes.load_mesh`) or an oriented point cloud
+(`pointclouds.load_point_cloud`; normals a cloud lacks are estimated). `.ply` is both: a
+.ply with faces is a mesh, one without faces a point cloud. `load_shape_input` normalises
+the shape into [-extent, extent]^3 and draws its training samples; `fit_shape` fits a field
+to them, extracts its zero level set on the grid and measures it against the input;
+`save_shape_fit` writes the results of `inr fit`. The pipeline's tasks use the same
+loading (`load_shape_input`, `load_reference`) and measuring (`measure_reconstruction`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import trimesh
+
+from .config import GridConfig, MetricsConfig, PipelineConfig, SamplingConfig, config_to_dict
+from .errors import InrflowError, ShapeError
+from .fields import evaluate_grid_block, grid_spacing
+from .meshes import SUPPORTED_SUFFIXES, Normalisation, load_mesh, normalisation_for, normalisation_for_points
+from .metrics import compare_mesh_to_points, compare_meshes
+from .networks import resolve_device
+from .pointclouds import POINT_SUFFIXES, estimate_normals, load_point_cloud
+from .render import AMBIENT, BACKGROUND, camera_axes, render_mesh, write_png
+from .sampling import ShapeSamples, known_distances, sample_point_cloud, sample_sdf
+from .surface import marching_cubes_blocks
+from .training import FitResult, fit_sdf
+from .weights import save_field
+
+SHAPE_SUFFIXES = tuple(sorted(set(SUPPORTED_SUFFIXES) | set(POINT_SUFFIXES)))
+METRICS_FILE_KEYS = ("chamfer_l1", "fscore", "normal_consistency", "hausdorff", "seconds", "steps", "method")
+
+
+class EmptySurfaceError(InrflowError):
+    """The fitted field has no zero level set inside the grid (it never changes sign)."""
+
+
+@dataclass(frozen=True, eq=False)
+class ShapeReference:
+    """The input shape as the reconstruction is measured against it.
+
+    kind "mesh": `mesh` is set. kind "points": `points` [P, 3] float64 and unit `normals`
+    [P, 3] are set; `normals_estimated` says the file had none.
+    """
+
+    kind: str
+    mesh: Optional[trimesh.Trimesh] = None
+    points: Optional[np.ndarray] = None
+    normals: Optional[np.ndarray] = None
+    normals_estimated: bool = False
+
+    def normalised(self, normalisation: Normalisation) -> "ShapeReference":
+        """The same shape moved by `normalisation` (normals are unchanged by a similarity)."""
+        if self.kind == "mesh":
+            moved = trimesh.Trimesh(vertices=normalisation.apply(np.asarray(self.mesh.vertices, dtype=np.float64)),
+                                    faces=np.array(self.mesh.faces, dtype=np.int64), process=False, validate=False)
+            return replace(self, mesh=moved)
+        return replace(self, points=normalisation.apply(self.points))
+
+    def size(self) -> dict:
+        """Counts for records: {"vertices", "faces"} of a mesh or {"points"} of a cloud."""
+        if self.kind == "mesh":
+            return {"vertices": int(len(self.mesh.vertices)), "faces": int(len(self.mesh.faces))}
+        return {"points": int(len(self.points)), "normals_estimated": self.normals_estimated}
+
+
+@dataclass(frozen=True, eq=False)
+class ShapeInput:
+    """A shape ready to fit: its training samples and its reference, both normalised.
+
+    Attributes:
+        path: the input file.
+        normalisation: original -> normalised coordinates.
+        samples: the training samples (`sampling.sample_sdf` or `sampling.sample_point_cloud`).
+        reference: the normalised input shape, for metrics and pictures.
+    """
+
+    path: str
+    normalisation: Normalisation
+    samples: ShapeSamples
+    reference: ShapeReference
+
+    @property
+    def kind(self) -> str:
+        """"mesh" or "points"."""
+        return self.reference.kind
+
+
+@dataclass(eq=False)
+class ShapeFit:
+    """The result of `fit_shape`.
+
+    Attributes:
+        fit: the fitted field and its loss history.
+        mesh: its zero level set in normalised coordinates.
+        metrics: `compare_meshes` / `compare_mesh_to_points` of `mesh` against the input.
+        normalisation: original -> normalised coordinates of the input.
+        input_kind: "mesh" or "points".
+        seconds: wall time per phase {"prepare", "train", "extract", "metrics"}.
+        reference: the normalised input shape.
+        path: the input file.
+    """
+
+    fit: FitResult
+    mesh: trimesh.Trimesh
+    metrics: dict
+    normalisation: Normalisation
+    input_kind: str
+    seconds: dict = field(default_factory=dict)
+    reference: Optional[ShapeReference] = None
+    path: str = ""
+
+
+def input_kind_of(path) -> str:
+    """"mesh" or "points" for a shape file, by suffix; a .ply by whether its header declares faces.
+
+    Raises ShapeError for a missing file or a suffix that is neither a mesh nor a cloud format.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in SHAPE_SUFFIXES:
+        shown = f"'{suffix}'" if suffix else "(no extension)"
+        raise ShapeError(path, f"unsupported format {shown}; expected a mesh ({', '.join(SUPPORTED_SUFFIXES)}) "
+                               f"or a point cloud ({', '.join(POINT_SUFFIXES)})")
+    if suffix == ".ply" and os.path.isfile(path):
+        return "mesh" if ply_declares_faces(path) else "points"
+    return "points" if suffix in POINT_SUFFIXES and suffix not in SUPPORTED_SUFFIXES else "mesh"
+
+
+def ply_declares_faces(path) -> bool:
+    """Whether a PLY file's header has an `element face N` with N > 0.
+
+    A file whose header cannot be read counts as having faces, so that `load_mesh` reports
+    what is wrong with it.
+    """
+    with open(path, "rb") as stream:
+        head = stream.read(1 << 16)
+    end = head.find(b"end_header")
+    if not head.startswith(b"ply") or end < 0:
+        return True
+    for line in head[:end].decode("latin-1").splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == "element" and words[1] in ("face", "tristrips"):
+            try:
+                return int(words[2]) > 0
+            except ValueError:
+                return True
+    return False
+
+
+def read_shape(path) -> ShapeReference:
+    """A shape file in its own coordinates: a mesh, or a cloud with (possibly estimated) normals.
+
+    Raises ShapeError naming the file for anything that makes it unusable, including a
+    cloud whose normals cannot be oriented consistently.
+    """
+    if input_kind_of(path) == "mesh":
+        return ShapeReference(kind="mesh", mesh=load_mesh(path))
+    points, normals = load_point_cloud(path)
+    estimated = normals is None
+    if estimated:
+        normals = estimate_normals(points, path=path)
+    return ShapeReference(kind="points", points=points, normals=normals, normals_estimated=estimated)
+
+
+def normalisation_of(reference: ShapeReference, extent: float) -> Normalisation:
+    """The normalisation into [-extent, extent]^3 of a mesh (`normalisation_for`) or a cloud."""
+    if reference.kind == "mesh":
+        return normalisation_for(reference.mesh, extent)
+    return normalisation_for_points(reference.points, extent, what="point cloud")
+
+
+def load_shape_input(path, sampling: SamplingConfig) -> ShapeInput:
+    """Read, normalise and sample one shape file.
+
+    Meshes give `sample_sdf(normalised mesh, sampling)` (exact distances); point clouds give
+    `sample_point_cloud(normalised points, normals, sampling)` (sdf NaN off the surface).
+    """
+    reference = read_shape(path)
+    normalisation = normalisation_of(reference, sampling.extent)
+    moved = reference.normalised(normalisation)
+    if moved.kind == "mesh":
+        samples = sample_sdf(moved.mesh, sampling)
+    else:
+        samples = sample_point_cloud(moved.points, moved.normals, sampling)
+    return ShapeInput(path=str(path), normalisation=normalisation, samples=samples, reference=moved)
+
+
+def load_reference(path, normalisation: Normalisation) -> ShapeReference:
+    """The shape file moved by a stored normalisation (as the pipeline measures against it)."""
+    return read_shape(path).normalised(normalisation)
+
+
+def measure_reconstruction(mesh: trimesh.Trimesh, reference: ShapeReference, config: MetricsConfig) -> dict:
+    """Surface metrics of `mesh` against the reference mesh or cloud (see `inrcore.metrics`)."""
+    if reference.kind == "mesh":
+        return compare_meshes(mesh, reference.mesh, n_points=config.n_points, fscore_ratio=config.fscore_ratio,
+                              seed=config.seed)
+    return compare_mesh_to_points(mesh, reference.points, reference.normals, n_points=config.n_points,
+                                  fscore_ratio=config.fscore_ratio, seed=config.seed)
+
+
+def field_surface(spec, params: dict, grid: GridConfig, device: torch.device | str = "cpu",
+                  where: str = "field") -> trimesh.Trimesh:
+    """The zero level set of a field (any spec `fields.evaluate_points` takes) on `grid`, block by block.
+
+    Returns the mesh in the field's (normalised) coordinates. Raises EmptySurfaceError,
+    naming `where` and the field's range, when the field does not change sign on the grid.
+    """
+    low, high = [math.inf], [-math.inf]
+
+    def read_block(block) -> np.ndarray:
+        values = evaluate_grid_block(spec, params, grid, block, device)
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            low[0], high[0] = min(low[0], float(finite.min())), max(high[0], float(finite.max()))
+        return values
+
+    shape = (grid.resolution,) * 3
+    mesh = marching_cubes_blocks(read_block, shape, grid.chunk, grid_spacing(grid), (-grid.bound,) * 3)
+    if len(mesh.faces) == 0:
+        raise EmptySurfaceError(
+            f"{where}: the fitted field has no zero level set inside the grid [-{grid.bound:g}, {grid.bound:g}]^3 "
+            f"(its values there range from {low[0]:.4g} to {high[0]:.4g}); try more steps or other settings")
+    return mesh
+
+
+def fit_shape(path, config: PipelineConfig, on_log: Optional[Callable[[dict], None]] = None) -> ShapeFit:
+    """Fit a field to one mesh or point cloud, extract its surface and measure it.
+
+    Steps: `load_shape_input(path, config.sampling)`; `fit_sdf` on its samples (with the
+    stored distances for meshes, none for point clouds); `field_surface` on `config.grid`;
+    `measure_reconstruction` with `config.metrics`.
+
+    Args:
+        path: a mesh or point-cloud file.
+        config: sampling, training (network kind, steps, device), grid and metric settings.
+        on_log: called with each training history entry.
+    Raises:
+        ShapeError: the file cannot be used. EmptySurfaceError: the field has no surface.
+    """
+    clock = time.perf_counter()
+    shape = load_shape_input(path, config.sampling)
+    seconds = {"prepare": time.perf_counter() - clock}
+
+    samples, n = shape.samples, shape.samples.n_surface
+    fit = fit_sdf(samples.points[:n], samples.normals[:n], samples.points[n:], config.training,
+                  volume_sdf=known_distances(samples.sdf[n:]), on_log=on_log)
+    seconds["train"] = fit.seconds
+
+    clock = time.perf_counter()
+    mesh = field_surface(fit.spec, fit.params, config.grid, resolve_device(fit.device), where=str(path))
+    seconds["extract"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    metrics = measure_reconstruction(mesh, shape.reference, config.metrics)
+    seconds["metrics"] = time.perf_counter() - clock
+    return ShapeFit(fit=fit, mesh=mesh, metrics=metrics, normalisation=shape.normalisation, input_kind=shape.kind,
+                    seconds=seconds, reference=shape.reference, path=str(path))
+
+
+def fit_record(shape_fit: ShapeFit, method: str) -> dict:
+    """The metrics.json content of `inr fit`: METRICS_FILE_KEYS first, then details.
+
+    `seconds` is the total wall time of all phases; `seconds_per_phase` splits it.
+    """
+    record = {key: shape_fit.metrics[key] for key in ("chamfer_l1", "fscore", "normal_consistency", "hausdorff")}
+    record.update({
+        "seconds": float(sum(shape_fit.seconds.values())),
+        "steps": int(shape_fit.fit.steps),
+        "method": method,
+        "precision": shape_fit.metrics["precision"],
+        "recall": shape_fit.metrics["recall"],
+        "seconds_per_phase": {k: float(v) for k, v in shape_fit.seconds.items()},
+        "device": shape_fit.fit.device,
+        "input": shape_fit.path,
+        "input_kind": shape_fit.input_kind,
+        "loss": float(shape_fit.fit.history[-1]["loss"]) if shape_fit.fit.history else None,
+        "vertices": int(len(shape_fit.mesh.vertices)),
+        "faces": int(len(shape_fit.mesh.faces)),
+    })
+    if shape_fit.reference is not None:
+        record.update(shape_fit.reference.size())
+    return record
+
+
+def save_shape_fit(shape_fit: ShapeFit, out_dir, config: PipelineConfig) -> dict:
+    """Write `inr fit`'s results into `out_dir`, each file atomically, metrics.json last.
+
+    field.safetensors (metadata: method, normalisation, config, input), mesh.ply (in the
+    input's original coordinates), mesh.png (the reconstruction, normalised view), and
+    metrics.json (`fit_record`). Returns {"field", "mesh", "image", "metrics"}: the paths.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    method = config.training.network.kind
+    paths = {"field": out / "field.safetensors", "mesh": out / "mesh.ply", "image": out / "mesh.png",
+             "metrics": out / "metrics.json"}
+    save_field(paths["field"], shape_fit.fit.spec, shape_fit.fit.params, metadata={
+        "method": method, "normalisation": shape_fit.normalisation.to_dict(), "config": config_to_dict(config),
+        "input": shape_fit.path, "input_kind": shape_fit.input_kind})
+    _make_readable(paths["field"])
+    original = trimesh.Trimesh(vertices=shape_fit.normalisation.invert(np.asarray(shape_fit.mesh.vertices)),
+                               faces=np.asarray(shape_fit.mesh.faces), process=False, validate=False)
+    _write_atomic(paths["mesh"], lambda tmp: original.export(tmp, file_type="ply"))
+    write_png(render_mesh(shape_fit.mesh), paths["image"])
+    text = json.dumps(fit_record(shape_fit, method), indent=2) + "\n"
+    _write_atomic(paths["metrics"], lambda tmp: Path(tmp).write_text(text))
+    return paths
+
+
+def render_reference(reference: ShapeReference, size: tuple[int, int] = (256, 256)) -> np.ndarray:
+    """A picture of the normalised input: `render_mesh`, or `render_point_cloud` for a cloud."""
+    if reference.kind == "mesh":
+        return render_mesh(reference.mesh, size=size)
+    return render_point_cloud(reference.points, reference.normals, size=size)
+
+
+def render_point_cloud(
+    points: np.ndarray,
+    normals: np.ndarray,
+    size: tuple[int, int] = (256, 256),
+    azimuth_deg: float = 35.0,
+    elevation_deg: float = 25.0,
+    bound: float = 1.0,
+    color: tuple[float, float, float] = (0.75, 0.8, 0.9),
+    radius: int = 1,
+) -> np.ndarray:
+    """Square splats of an oriented cloud, with `render.render_mesh`'s camera, framing and shading.
+
+    Each point covers a (2 radius + 1)^2 pixel square, nearer points hiding farther ones,
+    lit by |n . towards_camera| plus ambient light, on white.
+
+    Args:
+        points [P, 3], normals [P, 3]: the cloud and its unit normals.
+    Returns:
+        image [H, W, 3] uint8 (H, W = size).
+    """
+    height, width = (int(s) for s in size)
+    image = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    normals = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
+    towards_camera, right, up = camera_axes(azimuth_deg, elevation_deg)
+    pixel = 2.0 * np.sqrt(3.0) * bound / min(height, width)  # world units per pixel
+    column = np.floor(points @ right / pixel + width / 2.0).astype(np.int64)  # [P]
+    row = np.floor(height / 2.0 - points @ up / pixel).astype(np.int64)  # [P]
+    depth = points @ towards_camera  # [P], larger is nearer the camera
+    light = AMBIENT + (1.0 - AMBIENT) * np.abs(normals @ towards_camera)  # [P]
+
+    offsets = np.arange(-radius, radius + 1)
+    d_row, d_col = (o.reshape(-1) for o in np.meshgrid(offsets, offsets, indexing="ij"))  # [K]
+    rows, cols = (row[:, None] + d_row).reshape(-1), (column[:, None] + d_col).reshape(-1)  # [P*K]
+    which = np.repeat(np.arange(len(points)), len(d_row))  # [P*K]
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    pixel_index, which = rows[inside] * width + cols[inside], which[inside]
+    order = np.lexsort((-depth[which], pixel_index))  # per pixel, nearest point first
+    pixel_index, which = pixel_index[order], which[order]
+    first = np.ones(len(pixel_index), dtype=bool)
+    first[1:] = pixel_index[1:] != pixel_index[:-1]
+    rgb = np.clip(np.asarray(color, dtype=np.float64), 0.0, 1.0)
+    shaded = np.rint(255.0 * light[which[first], None] * rgb[None, :]).astype(np.uint8)
+    image.reshape(-1, 3)[pixel_index[first]] = shaded
+    return image
+
+
+def _write_atomic(path: Path, write: Callable[[str], object]) -> None:
+    """Call write(temporary path) in `path`'s folder, then rename it onto `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        _make_readable(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _make_readable(path) -> None:
+    """Give a file made by mkstemp (mode 0600) the usual mode of a new file: 0666 less the umask."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
