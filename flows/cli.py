@@ -20,7 +20,10 @@ inrflow: implicit neural representations of 3D shapes, run as pipelines over sha
 
 Commands:
   run      fit, evaluate, mesh and measure a neural SDF for every shape of a dataset
+  fit      fit one mesh or point cloud here and now: field, mesh, picture and metrics into a folder
 """
+
+METHODS = ("siren", "igr", "relu-pe", "idf")  # = inrcore.methods.METHODS; kept here so --help loads no torch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +59,30 @@ def build_parser() -> argparse.ArgumentParser:
                      help="any setting by its dotted path, e.g. --set training.lr=1e-4 --set sampling.n_surface=20000")
     run.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
     run.add_argument("--verbose", action="store_true", help="show Prefect's and MLflow's own log lines")
+
+    fit = commands.add_parser(
+        "fit",
+        help="fit one mesh or oriented point cloud in this process and write its field, mesh and metrics",
+        description=(
+            "Fit a neural SDF to one shape without the pipeline (no Prefect, Dask, Zarr or MLflow): a mesh "
+            "(.obj .ply .off .stl .glb) or an oriented point cloud (.xyz, .npz, or .ply without faces; "
+            "missing normals are estimated). Writes DIR/field.safetensors, DIR/mesh.ply (in the input's "
+            "coordinates), DIR/mesh.png and DIR/metrics.json (last)."
+        ),
+    )
+    fit.add_argument("shape", metavar="MESH_OR_POINTS", help="the mesh or point-cloud file")
+    fit.add_argument("--method", required=True, choices=METHODS, help="the field's network and loss")
+    budget = fit.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, metavar="N", help="training steps (default: training.steps)")
+    budget.add_argument("--seconds", type=float, metavar="S", help="train for S seconds of wall time instead")
+    fit.add_argument("--out", required=True, metavar="DIR", help="folder for the results (created if needed)")
+    fit.add_argument("--resolution", type=int, metavar="R", help="grid resolution of the mesh extraction (R^3 points)")
+    fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="any setting by its dotted path, e.g. --set training.lr=1e-4 --set sampling.n_surface=20000")
+    fit.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                     help="where to train and evaluate (default: auto, CUDA when present)")
+    fit.add_argument("--quiet", action="store_true", help="no progress lines, only the metrics")
+    fit.set_defaults(alias=None)
     return parser
 
 
@@ -63,6 +90,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return run_command(args)
+    if args.command == "fit":
+        return fit_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
@@ -97,6 +126,74 @@ def run_command(args: argparse.Namespace) -> int:
     print(json.dumps({"ok": summary["ok"], "failed": summary["failed"], "report": summary["report"],
                       "summary": summary["summary"], "tracking_uri": summary["tracking_uri"]}, indent=2))
     return 0 if summary["failed"] == 0 else 1
+
+
+def fit_command(args: argparse.Namespace) -> int:
+    """`inr fit`: one shape through inrcore.fitshape, results into --out. Exit 0, 2 (bad input) or 1."""
+    from inrcore.config import PipelineConfig, config_replace
+    from inrcore.errors import ConfigError, InrflowError, ShapeError
+    from inrcore.networks import resolve_device
+
+    try:
+        config = config_replace(PipelineConfig(), fit_overrides(args), "inr fit")
+        resolve_device(config.training.device)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except ConfigError as exc:
+        print(f"inr: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # CUDA asked for but absent
+        print(f"inr: --device {args.device}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"inr: {args.out}: cannot create the output folder: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+    from inrcore.fitshape import fit_record, fit_shape, save_shape_fit
+
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    of_steps = "" if args.seconds is not None else f"/{config.training.steps}"
+
+    def log(entry: dict) -> None:
+        say(f"inr fit: step {entry['step']:>6}{of_steps}  loss {entry['loss']:.5g}  {entry['seconds']:.1f}s")
+
+    say(f"inr fit: {args.shape} with {config.training.network.kind} -> {args.out}")
+    try:
+        result = fit_shape(args.shape, config, on_log=log)
+        save_shape_fit(result, args.out, config)
+    except (ShapeError, ConfigError) as exc:
+        print(f"inr: {exc}", file=sys.stderr)
+        return 2
+    except InrflowError as exc:  # a fit that ran but gave no surface
+        print(f"inr: {exc}", file=sys.stderr)
+        return 1
+    except FloatingPointError as exc:  # training diverged
+        print(f"inr: {args.shape}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(fit_record(result, config.training.network.kind), indent=2))
+    return 0
+
+
+def fit_overrides(args: argparse.Namespace) -> dict:
+    """`inr fit`'s nested overrides: the method's settings (`inrcore.methods`), then
+    `overrides_from_args` over them, then --method's network kind and --device.
+
+    With --seconds and no training.steps of its own, the step cap is lifted so that the time
+    budget decides.
+    """
+    from inrcore.errors import ConfigError
+    from inrcore.methods import method_overrides
+
+    overrides = overrides_from_args(args)
+    if not isinstance(overrides.get("training", {}), dict) or not isinstance(
+            overrides.get("training", {}).get("network", {}), dict):
+        raise ConfigError("--set: training and training.network are sections, not values")
+    overrides = method_overrides(args.method, overrides)  # the method's settings, --set over them
+    training = overrides["training"]
+    training["network"]["kind"] = args.method
+    training["device"] = args.device
+    if args.seconds is not None and "steps" not in training:
+        training["steps"] = 10**9
+    return overrides
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
