@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=int, metavar="N", help="training steps per shape (overrides the manifest)")
     run.add_argument("--seconds", type=float, metavar="S", help="training time budget per shape in seconds")
     run.add_argument("--resolution", type=int, metavar="R", help="grid resolution for field evaluation (R^3 points)")
+    run.add_argument("--method", choices=METHODS,
+                     help="fit every shape with this method and its training settings (over the manifest's; "
+                          "--set still wins)")
     run.add_argument("--alias", metavar="NAME", help="registry alias given to each new model (default: champion)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="any setting by its dotted path, e.g. --set training.lr=1e-4 --set sampling.n_surface=20000")
@@ -102,7 +105,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     try:
         manifest = read_manifest(args.manifest)
-        overrides = overrides_from_args(args)
+        overrides = run_overrides(args)
     except ConfigError as exc:
         print(f"inr: {exc}", file=sys.stderr)
         return 2
@@ -171,6 +174,17 @@ def fit_command(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(fit_record(result, config.training.network.kind), indent=2))
     return 0
+
+
+def run_overrides(args: argparse.Namespace) -> dict:
+    """`inr run`'s nested overrides: --method's settings (`inrcore.methods`), if given, with
+    `overrides_from_args` over them. Both are laid over the manifest's config."""
+    overrides = overrides_from_args(args)
+    if args.method:
+        from inrcore.methods import method_overrides
+
+        overrides = method_overrides(args.method, overrides)
+    return overrides
 
 
 def fit_overrides(args: argparse.Namespace) -> dict:

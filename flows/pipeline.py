@@ -6,7 +6,8 @@ fails stops there, its error is recorded, and the others go on. With
 `training.shapes_per_batch` > 1, shapes whose samples are ready are trained together in
 batches of that size (one `train_sdf_batch` task each; a batch starts when full, or when no
 more shapes are being prepared), then go on one by one; a batch that fails fails its shapes
-only. Every stage keeps its own "finished" record (Zarr attributes, registry tags, a JSON
+only. Network kinds batched training does not support (idf) train shape by shape. Every
+stage keeps its own "finished" record (Zarr attributes, registry tags, a JSON
 record), so running the flow again after an interruption reuses what was done.
 """
 
@@ -22,6 +23,7 @@ import dask
 from prefect import flow
 from prefect_dask import DaskTaskRunner
 
+from inrcore.batched import BATCHED_KINDS
 from inrcore.config import config_replace, config_to_dict
 from inrcore.errors import InrflowError
 from tasks.fields import evaluate_field
@@ -136,7 +138,7 @@ def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
     # one result per shape): one shape, or shapes trained together.
     finished: queue.Queue = queue.Queue()
     pending: dict = {}
-    batch_size = int(config["training"].get("shapes_per_batch", 1))
+    batch_size = training_batch_size(config["training"])
     waiting_to_train: list[str] = []
 
     def watch(future, shape_ids: tuple, stage: str, batched: bool = False) -> None:
@@ -192,6 +194,14 @@ def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
     return {"dataset": dataset, "shapes": ordered, "report": paths["report"], "summary": paths["summary"],
             "ok": sum(r["status"] == "ok" for r in ordered), "failed": sum(r["status"] == "failed" for r in ordered),
             "seconds": time.perf_counter() - start, **where}
+
+
+def training_batch_size(training: dict) -> int:
+    """Shapes per training task: `shapes_per_batch`, or 1 for network kinds batched training
+    does not support (idf), which then train shape by shape."""
+    if training["network"]["kind"] not in BATCHED_KINDS:
+        return 1
+    return int(training.get("shapes_per_batch", 1))
 
 
 def training_batches(waiting: list[str], size: int, more_coming: bool) -> list[list[str]]:

@@ -314,6 +314,13 @@ def _check_network(config: NetworkConfig, where: str) -> None:
     if not 0.0 <= config.idf_base_fraction <= config.idf_blend_end <= 1.0:
         raise ConfigError(f"{where}.idf_base_fraction, idf_blend_end: need 0 <= idf_base_fraction <= "
                           f"idf_blend_end <= 1, got {config.idf_base_fraction} and {config.idf_blend_end}")
+    if config.kind in ("igr", "relu-pe") and config.layers >= 2:
+        # The layer before the skip connection outputs width - (encoded input) units, so the
+        # concatenation is `width` wide again: the width must exceed the encoded input.
+        encoded = 3 + (6 * config.frequencies if config.kind == "relu-pe" else 0)
+        if config.width <= encoded:
+            raise ConfigError(f"{where}.width: {config.kind} with {config.layers} layers needs width above the "
+                              f"encoded input's {encoded} features (skip connection), got {config.width}")
 
 
 def _valid_alias(alias: str) -> bool:

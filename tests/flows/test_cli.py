@@ -4,7 +4,7 @@ from argparse import Namespace
 
 import pytest
 
-from flows.cli import build_parser, main, overrides_from_args
+from flows.cli import build_parser, main, overrides_from_args, run_overrides
 from inrcore.errors import ConfigError
 
 
@@ -160,3 +160,10 @@ def test_fit_command_bad_input_exits_2_naming_the_file(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["fit", str(bad), "--method", "nerf", "--out", str(tmp_path / "o")])
     assert info.value.code == 2
+
+
+def test_run_method_brings_its_settings_under_the_users():
+    parse = build_parser().parse_args
+    assert run_overrides(parse(["run", "m.yaml", "--method", "igr", "--steps", "9", "--set", "training.lr=3e-3"])) == {
+        "training": {"network": {"kind": "igr"}, "lr": 3e-3, "lr_final": 1e-5, "steps": 9}}
+    assert run_overrides(parse(["run", "m.yaml", "--steps", "9"])) == {"training": {"steps": 9}}

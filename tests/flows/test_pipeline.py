@@ -167,6 +167,14 @@ def test_training_batches_take_full_batches_and_the_rest_when_no_more_come():
     assert training_batches([], 2, more_coming=False) == []
 
 
+def test_kinds_without_batched_training_train_shape_by_shape():
+    from flows.pipeline import training_batch_size
+
+    assert training_batch_size({"shapes_per_batch": 8, "network": {"kind": "siren"}}) == 8
+    assert training_batch_size({"shapes_per_batch": 8, "network": {"kind": "relu-pe"}}) == 8
+    assert training_batch_size({"shapes_per_batch": 8, "network": {"kind": "idf"}}) == 1
+
+
 def test_a_batch_outcome_is_split_per_shape_and_a_batch_failure_is_each_shapes():
     from flows.pipeline import _per_shape
 

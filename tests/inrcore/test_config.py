@@ -36,6 +36,8 @@ def test_unknown_key_is_named_with_its_source():
     ({"sampling": {"near_sigmas": 0.1}}, r"config.sampling.near_sigmas: expected a list"),
     ({"training": {"device": "tpu"}}, r"config.training.device: expected auto, cpu or cuda"),
     ({"alias": "latest"}, r"config.alias: 'latest' is not a usable registry alias"),
+    ({"training": {"network": {"kind": "relu-pe", "width": 32, "frequencies": 6}}},
+     r"config.training.network.width: relu-pe with 3 layers needs width above the encoded input's 39 features"),
     ({"training": {"network": {"kind": "relu"}}},
      r"config.training.network.kind: expected one of siren, igr, relu-pe, idf, got 'relu'"),
 ])
