@@ -1,0 +1,414 @@
+"""Interval and affine arithmetic over networks-as-data (see `inrcore.networks`).
+
+Sharp & Jacobson 2022, "Spelunking the deep": range analysis of a neural implicit field over
+a box tells whether the box is surely outside (field > 0), surely inside (< 0), or unknown.
+
+Two modes mirror `EXACT_RULES` of `inrcore.networks`, one rule table each:
+
+- interval mode (`INTERVAL_RULES`, `evaluate_interval`): a value is (lower, upper) [..., d];
+- affine mode (`AFFINE_RULES`, `evaluate_affine`, after Comba & Stolfi 1993): a value is an
+  `AffineForm` x = centre + sum_i coeffs[i] eps_i, eps_i in [-1, 1], with noise symbols shared
+  across dimensions and layers. Each nonlinearity is replaced by a linear approximation
+  alpha x + beta plus one new noise symbol per output element carrying its error bound gamma.
+
+All rules are sound in exact arithmetic (every exact output of a point of the input set lies
+in the bound); floating point rounding is not tracked. "concat_input" needs the network's
+encoded input, so the two evaluate functions apply it themselves, as `evaluate_network` does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple, Optional
+
+import torch
+
+from .networks import LayerSpec, NetworkSpec, Params
+
+POSITIVE = 1
+NEGATIVE = -1
+UNKNOWN = 0
+
+Interval = tuple[torch.Tensor, torch.Tensor]
+NONLINEAR_KINDS = frozenset({"sine", "relu", "softplus", "fourier"})
+
+
+class AffineForm(NamedTuple):
+    """x = centre + sum_i coeffs[..., i, :] * eps_i, eps_i in [-1, 1].
+
+    centre: [..., d]; coeffs: [..., n_sym, d].
+    """
+
+    centre: torch.Tensor
+    coeffs: torch.Tensor
+
+    @property
+    def n_symbols(self) -> int:
+        return self.coeffs.shape[-2]
+
+    @property
+    def radius(self) -> torch.Tensor:
+        """Half-width of the form's range per element: sum_i |coeffs_i|, [..., d]."""
+        return self.coeffs.abs().sum(-2)
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+def _times_weight(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x [..., in] times weight^T, no bias.
+
+    weight [out, in] -> [..., out]; or stacked weight [B, out, in] with x [B, ..., in]
+    (any number of dims between B and in) -> [B, ..., out].
+    """
+    weight_t = weight.transpose(-1, -2)
+    if weight.dim() == 3:
+        weight_t = weight_t.reshape(weight.shape[0], *([1] * (x.dim() - 3)), *weight_t.shape[-2:])
+    return torch.matmul(x, weight_t)
+
+
+def _bias_for(bias: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Bias [out] or stacked [B, out] shaped to broadcast against `like` [..., out] / [B, ..., out]."""
+    if bias.dim() == 2:
+        return bias.reshape(bias.shape[0], *([1] * (like.dim() - 2)), bias.shape[-1])
+    return bias
+
+
+def sine_bounds(lower: torch.Tensor, upper: torch.Tensor) -> Interval:
+    """Sound range of sin over [lower, upper] (elementwise, same shapes).
+
+    Endpoint values, widened to 1 / -1 where the interval contains a maximum pi/2 + 2 pi k /
+    a minimum -pi/2 + 2 pi k; [-1, 1] where the interval spans at least 2 pi.
+    """
+    two_pi = 2.0 * math.pi
+    s_lo, s_hi = torch.sin(lower), torch.sin(upper)
+    low, high = torch.minimum(s_lo, s_hi), torch.maximum(s_lo, s_hi)
+    wide = (upper - lower) >= two_pi
+    next_max = math.pi / 2 + two_pi * torch.ceil((lower - math.pi / 2) / two_pi)
+    next_min = -math.pi / 2 + two_pi * torch.ceil((lower + math.pi / 2) / two_pi)
+    high = torch.where(wide | (next_max <= upper), torch.ones_like(high), high)
+    low = torch.where(wide | (next_min <= upper), -torch.ones_like(low), low)
+    return low, high
+
+
+def cosine_bounds(lower: torch.Tensor, upper: torch.Tensor) -> Interval:
+    """Sound range of cos over [lower, upper]: sin over [lower + pi/2, upper + pi/2]."""
+    return sine_bounds(lower + math.pi / 2, upper + math.pi / 2)
+
+
+def _fourier_scales(frequencies: int, like: torch.Tensor) -> torch.Tensor:
+    """2^k pi for k < frequencies, [frequencies], on like's dtype and device."""
+    return (2.0 ** torch.arange(frequencies, dtype=like.dtype, device=like.device)) * math.pi
+
+
+def _fourier_angles(x: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """[..., d] -> [..., frequencies * d] as x * 2^k pi, k-major (as `fourier_features`)."""
+    return (x[..., None, :] * scales[:, None]).flatten(-2)
+
+
+# ----------------------------------------------------------------------------- interval mode
+
+
+def _interval_dense(layer: LayerSpec, index: int, params: Params, value: Interval) -> Interval:
+    """Exact image of a box under W x + b, in centre/radius form: W c + b +- |W| r."""
+    lower, upper = value
+    weight, bias = params[f"{index}_weight"], params[f"{index}_bias"]
+    centre, radius = (lower + upper) / 2, (upper - lower) / 2
+    out_centre = _times_weight(centre, weight)
+    out_centre = out_centre + _bias_for(bias, out_centre)
+    out_radius = _times_weight(radius, weight.abs())
+    return out_centre - out_radius, out_centre + out_radius
+
+
+def _interval_sine(layer: LayerSpec, index: int, params: Params, value: Interval) -> Interval:
+    a, b = layer.omega * value[0], layer.omega * value[1]
+    return sine_bounds(torch.minimum(a, b), torch.maximum(a, b))
+
+
+def _interval_relu(layer: LayerSpec, index: int, params: Params, value: Interval) -> Interval:
+    return torch.relu(value[0]), torch.relu(value[1])
+
+
+def _interval_softplus(layer: LayerSpec, index: int, params: Params, value: Interval) -> Interval:
+    softplus = torch.nn.functional.softplus
+    return softplus(value[0], beta=layer.beta), softplus(value[1], beta=layer.beta)
+
+
+def _interval_fourier(layer: LayerSpec, index: int, params: Params, value: Interval) -> Interval:
+    """[x, sin(2^k pi x)..., cos(2^k pi x)...] on intervals (scales are positive)."""
+    lower, upper = value
+    if layer.frequencies == 0:
+        return value
+    scales = _fourier_scales(layer.frequencies, lower)
+    a, b = _fourier_angles(lower, scales), _fourier_angles(upper, scales)
+    sin_lo, sin_hi = sine_bounds(a, b)
+    cos_lo, cos_hi = cosine_bounds(a, b)
+    return torch.cat([lower, sin_lo, cos_lo], dim=-1), torch.cat([upper, sin_hi, cos_hi], dim=-1)
+
+
+INTERVAL_RULES: dict[str, Callable[[LayerSpec, int, Params, Interval], Interval]] = {
+    "dense": _interval_dense,
+    "sine": _interval_sine,
+    "relu": _interval_relu,
+    "softplus": _interval_softplus,
+    "fourier": _interval_fourier,
+}
+
+
+def evaluate_interval(spec: NetworkSpec, params: Params, lower: torch.Tensor, upper: torch.Tensor) -> Interval:
+    """Sound output bounds of the network over the box [lower, upper].
+
+    Args:
+        lower, upper: [..., in_features] (stacked params: [B, ..., in_features]).
+    Returns:
+        (lower, upper) of the outputs, [..., out_features].
+    """
+    value = (lower, upper)
+    encoded = value
+    for index, layer in enumerate(spec):
+        if layer.kind == "concat_input":
+            scale = 1.0 / math.sqrt(2.0)
+            value = (torch.cat([value[0], encoded[0]], dim=-1) * scale,
+                     torch.cat([value[1], encoded[1]], dim=-1) * scale)
+            continue
+        value = INTERVAL_RULES[layer.kind](layer, index, params, value)
+        if layer.kind == "fourier" and index == 0:
+            encoded = value
+    return value
+
+
+# ----------------------------------------------------------------------------- affine mode
+
+
+def interval_of(form: AffineForm) -> Interval:
+    """Range of an affine form: centre -+ radius, each [..., d]."""
+    radius = form.radius
+    return form.centre - radius, form.centre + radius
+
+
+def form_from_interval(lower: torch.Tensor, upper: torch.Tensor) -> AffineForm:
+    """The box [lower, upper] [..., d] as an affine form with d independent symbols [..., d, d]."""
+    return AffineForm((lower + upper) / 2, torch.diag_embed((upper - lower) / 2))
+
+
+def form_from_box(centre: torch.Tensor, axes: torch.Tensor) -> AffineForm:
+    """The parallelepiped {centre + sum_j t_j axes_j, t_j in [-1, 1]} exactly: centre [..., d], axes [..., k, d]."""
+    return AffineForm(centre, axes)
+
+
+def concat_forms(forms: list[AffineForm], shared: int) -> AffineForm:
+    """Concatenate forms along the last (feature) axis.
+
+    The first `shared` symbols of every form are the same noise symbols; each form's remaining
+    symbols are its own and get their own slots, so the result has
+    shared + sum(n_symbols - shared) symbols.
+    """
+    private = [form.n_symbols - shared for form in forms]
+    total = shared + sum(private)
+    parts, offset = [], shared
+    for form, n_private in zip(forms, private):
+        coeffs = form.coeffs
+        head, tail = coeffs[..., :shared, :], coeffs[..., shared:, :]
+        pad_shape = list(coeffs.shape)
+        before = pad_shape.copy()
+        before[-2] = offset - shared
+        after = pad_shape.copy()
+        after[-2] = total - offset - n_private
+        parts.append(torch.cat([head, coeffs.new_zeros(before), tail, coeffs.new_zeros(after)], dim=-2))
+        offset += n_private
+    return AffineForm(torch.cat([form.centre for form in forms], dim=-1), torch.cat(parts, dim=-1))
+
+
+def apply_linearisation(form: AffineForm, alpha: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor) -> AffineForm:
+    """alpha x + beta + gamma eps_new, with one new symbol per output element.
+
+    alpha, beta, gamma: [..., d]; coeffs grow from [..., n, d] to [..., n + d, d].
+    """
+    coeffs = torch.cat([form.coeffs * alpha[..., None, :], torch.diag_embed(gamma)], dim=-2)
+    return AffineForm(alpha * form.centre + beta, coeffs)
+
+
+def relu_linearisation(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(alpha, beta, gamma) [..., d] for relu over [lower, upper] (min-range, as in the paper).
+
+    u <= 0: 0; l >= 0: identity; else alpha = u / (u - l), beta = gamma = -alpha l / 2.
+    """
+    zeros, ones = torch.zeros_like(lower), torch.ones_like(lower)
+    straddle = (lower < 0) & (upper > 0)
+    alpha = torch.where(straddle, upper / torch.where(straddle, upper - lower, ones), zeros)
+    alpha = torch.where(lower >= 0, ones, alpha)
+    gamma = torch.where(straddle, -alpha * lower / 2, zeros)
+    return alpha, gamma, gamma
+
+
+def softplus_linearisation(lower: torch.Tensor, upper: torch.Tensor, sharpness: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(alpha, beta, gamma) [..., d] for softplus_sharpness over [lower, upper] (Chebyshev-style).
+
+    alpha is the secant slope; g(x) = f(x) - alpha x is convex, so its maximum is at an
+    endpoint, and the tangent at t (t = where f' = alpha, clamped into [l, u]; any t is sound)
+    gives a lower bound f(t) - f'(t) t + (f'(t) - alpha) x minimised over the endpoints.
+    beta, gamma are the middle and half-width of [min g, max g].
+    """
+    softplus = lambda x: torch.nn.functional.softplus(x, beta=sharpness)  # noqa: E731
+    f_lo, f_hi = softplus(lower), softplus(upper)
+    width = upper - lower
+    narrow = width <= 1e-9 * (1.0 + lower.abs())
+    centre = (lower + upper) / 2
+    secant = (f_hi - f_lo) / torch.where(narrow, torch.ones_like(width), width)
+    alpha = torch.where(narrow, torch.sigmoid(sharpness * centre), secant)
+    tiny = torch.finfo(lower.dtype).eps
+    p = alpha.clamp(tiny, 1.0 - tiny)
+    t = torch.minimum(torch.maximum(torch.log(p / (1.0 - p)) / sharpness, lower), upper)
+    slope_t = torch.sigmoid(sharpness * t)
+    g_max = torch.maximum(f_lo - alpha * lower, f_hi - alpha * upper)
+    tangent_offset = softplus(t) - slope_t * t
+    g_min = torch.minimum(tangent_offset + (slope_t - alpha) * lower, tangent_offset + (slope_t - alpha) * upper)
+    return alpha, (g_max + g_min) / 2, (g_max - g_min) / 2
+
+
+def sine_linearisation(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(alpha, beta, gamma) [..., d] for sin over [lower, upper], per element the better of:
+
+    - Taylor at the centre c: alpha = cos c, beta = sin c - alpha c, gamma = r^2/2 max|sin| over
+      the interval (the Lagrange remainder, |sin''| = |sin|);
+    - constant: alpha = 0, beta / gamma the middle / half-width of the interval bounds of sin.
+    """
+    centre, radius = (lower + upper) / 2, (upper - lower) / 2
+    low, high = sine_bounds(lower, upper)
+    taylor_alpha = torch.cos(centre)
+    taylor_beta = torch.sin(centre) - taylor_alpha * centre
+    taylor_gamma = radius * radius / 2 * torch.maximum(low.abs(), high.abs())
+    const_gamma = (high - low) / 2
+    use_taylor = taylor_gamma < const_gamma
+    alpha = torch.where(use_taylor, taylor_alpha, torch.zeros_like(centre))
+    beta = torch.where(use_taylor, taylor_beta, (high + low) / 2)
+    gamma = torch.where(use_taylor, taylor_gamma, const_gamma)
+    return alpha, beta, gamma
+
+
+def cosine_linearisation(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """cos x = sin(x + pi/2): the sine linearisation shifted, beta corrected for the shift."""
+    alpha, beta, gamma = sine_linearisation(lower + math.pi / 2, upper + math.pi / 2)
+    return alpha, beta + alpha * (math.pi / 2), gamma
+
+
+def scale_form(form: AffineForm, factor: float) -> AffineForm:
+    return AffineForm(form.centre * factor, form.coeffs * factor)
+
+
+def _affine_dense(layer: LayerSpec, index: int, params: Params, form: AffineForm) -> AffineForm:
+    """Exact: W (c + sum C_i eps_i) + b = (W c + b) + sum (W C_i) eps_i."""
+    weight, bias = params[f"{index}_weight"], params[f"{index}_bias"]
+    centre = _times_weight(form.centre, weight)
+    centre = centre + _bias_for(bias, centre)
+    return AffineForm(centre, _times_weight(form.coeffs, weight))
+
+
+def _affine_sine(layer: LayerSpec, index: int, params: Params, form: AffineForm) -> AffineForm:
+    scaled = scale_form(form, layer.omega)
+    return apply_linearisation(scaled, *sine_linearisation(*interval_of(scaled)))
+
+
+def _affine_relu(layer: LayerSpec, index: int, params: Params, form: AffineForm) -> AffineForm:
+    return apply_linearisation(form, *relu_linearisation(*interval_of(form)))
+
+
+def _affine_softplus(layer: LayerSpec, index: int, params: Params, form: AffineForm) -> AffineForm:
+    return apply_linearisation(form, *softplus_linearisation(*interval_of(form), layer.beta))
+
+
+def _affine_fourier(layer: LayerSpec, index: int, params: Params, form: AffineForm) -> AffineForm:
+    """x passes through; 2^k pi x is linear; sin and cos each add their own new symbols."""
+    if layer.frequencies == 0:
+        return form
+    scales = _fourier_scales(layer.frequencies, form.centre)
+    angles = AffineForm(_fourier_angles(form.centre, scales), _fourier_angles(form.coeffs, scales))
+    bounds = interval_of(angles)
+    sines = apply_linearisation(angles, *sine_linearisation(*bounds))
+    cosines = apply_linearisation(angles, *cosine_linearisation(*bounds))
+    return concat_forms([form, sines, cosines], shared=form.n_symbols)
+
+
+AFFINE_RULES: dict[str, Callable[[LayerSpec, int, Params, AffineForm], AffineForm]] = {
+    "dense": _affine_dense,
+    "sine": _affine_sine,
+    "relu": _affine_relu,
+    "softplus": _affine_softplus,
+    "fourier": _affine_fourier,
+}
+
+
+def condense(form: AffineForm, k: int) -> AffineForm:
+    """Keep, per batch element, the k symbols with largest sum over d of |coeff|; fold the rest
+    into one new symbol per output dim with coefficient the sum of their |coeffs| (sound).
+
+    [..., n, d] -> [..., k + d, d] when n > k + d; otherwise the form is returned unchanged.
+    """
+    n, d = form.n_symbols, form.centre.shape[-1]
+    if n <= k + d:
+        return form
+    magnitude = form.coeffs.abs()
+    order = magnitude.sum(-1).topk(k, dim=-1).indices  # [..., k]
+    kept = torch.gather(form.coeffs, -2, order[..., None].expand(*order.shape, d))
+    mask = torch.ones_like(magnitude[..., 0], dtype=torch.bool).scatter(-1, order, False)
+    rest = (magnitude * mask[..., None]).sum(-2)  # [..., d]
+    return AffineForm(form.centre, torch.cat([kept, torch.diag_embed(rest)], dim=-2))
+
+
+def evaluate_affine(spec: NetworkSpec, params: Params, form: AffineForm,
+                    max_symbols: Optional[int] = None) -> AffineForm:
+    """Affine form of the network's outputs given an affine form of its inputs.
+
+    Args:
+        form: centre [..., in_features], coeffs [..., n, in_features].
+        max_symbols: when set, `condense(form, max_symbols)` after every nonlinear layer.
+    Returns:
+        AffineForm with centre [..., out_features].
+    """
+    encoded = form
+    aligned = True  # encoded's symbols are the first symbols of form (no condensing since)
+    for index, layer in enumerate(spec):
+        if layer.kind == "concat_input":
+            shared = encoded.n_symbols if aligned else 0
+            form = scale_form(concat_forms([form, encoded], shared), 1.0 / math.sqrt(2.0))
+            continue
+        form = AFFINE_RULES[layer.kind](layer, index, params, form)
+        if max_symbols is not None and layer.kind in NONLINEAR_KINDS:
+            before = form.n_symbols
+            form = condense(form, max_symbols)
+            aligned = aligned and form.n_symbols == before
+        if layer.kind == "fourier" and index == 0:
+            encoded, aligned = form, True
+    return form
+
+
+# ----------------------------------------------------------------------------- boxes
+
+
+def bound_of(spec: NetworkSpec, params: Params, centre: torch.Tensor, axes: torch.Tensor,
+             mode: str = "affine", max_symbols: Optional[int] = None) -> Interval:
+    """(lower, upper) [B, out_features] of the network over boxes {centre + sum_j t_j axes_j, |t_j| <= 1}.
+
+    centre [B, 3], axes [B, k, 3] (any directions). Interval mode bounds the axis-aligned
+    bounding box (radius sum_j |axes_j|); affine mode takes the box exactly (k symbols).
+    """
+    if mode == "interval":
+        radius = axes.abs().sum(-2)
+        return evaluate_interval(spec, params, centre - radius, centre + radius)
+    if mode == "affine":
+        return interval_of(evaluate_affine(spec, params, form_from_box(centre, axes), max_symbols))
+    raise ValueError(f"mode must be 'affine' or 'interval', got {mode!r}")
+
+
+def sign_of_bounds(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """POSITIVE where lower > 0, NEGATIVE where upper < 0, else UNKNOWN: [B] -> LongTensor [B]."""
+    result = torch.full(lower.shape, UNKNOWN, dtype=torch.long, device=lower.device)
+    result = torch.where(lower > 0, torch.full_like(result, POSITIVE), result)
+    return torch.where(upper < 0, torch.full_like(result, NEGATIVE), result)
+
+
+def range_bound(spec: NetworkSpec, params: Params, centre: torch.Tensor, axes: torch.Tensor,
+                mode: str = "affine", max_symbols: Optional[int] = None) -> torch.Tensor:
+    """Sign of the field (first output) over each box: LongTensor [B] of POSITIVE / NEGATIVE / UNKNOWN."""
+    lower, upper = bound_of(spec, params, centre, axes, mode, max_symbols)
+    return sign_of_bounds(lower[..., 0], upper[..., 0])
