@@ -15,6 +15,8 @@ from typing import Optional, Sequence
 
 import yaml
 
+from inrcore.methods import METHODS  # light: no torch, so --help stays quick
+
 DESCRIPTION = """\
 inrflow: implicit neural representations of 3D shapes, run as pipelines over shape collections.
 
@@ -22,8 +24,6 @@ Commands:
   run      fit, evaluate, mesh and measure a neural SDF for every shape of a dataset
   fit      fit one mesh or point cloud here and now: field, mesh, picture and metrics into a folder
 """
-
-METHODS = ("siren", "igr", "relu-pe", "idf")  # = inrcore.methods.METHODS; kept here so --help loads no torch
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,9 @@ from .config import TrainConfig
 from .errors import ConfigError
 from .losses import gradient_of_field
 from .networks import evaluate_network, network_for, resolve_device, stack_params, unstack_params
-from .training import FitResult, ShapeSampler, StepPoints, learning_rate_at, step_loss, training_progress
+from .training import (
+    FitResult, ShapeSampler, StepPoints, history_entry, learning_rate_at, step_loss, time_is_up, training_progress,
+)
 
 BATCHED_KINDS = ("siren", "igr", "relu-pe")
 
@@ -66,11 +68,6 @@ def check_same_layout(samplers: Sequence[ShapeSampler], config: TrainConfig) -> 
 def stacked_step_points(steps: Sequence[StepPoints]) -> torch.Tensor:
     """The shapes' step points as one tensor: B x [N, 3] -> [B, N, 3]."""
     return torch.stack([step.points for step in steps])
-
-
-def history_entry(step: int, seconds: float, loss: torch.Tensor, lr: float, terms: dict[str, float]) -> dict:
-    """One shape's history entry, as `fit_sdf` records it."""
-    return {"step": step, "seconds": seconds, "loss": float(loss.detach()), "lr": lr, **terms}
 
 
 def fit_sdf_batch(
@@ -121,8 +118,8 @@ def fit_sdf_batch(
     step = 0
     while step < config.steps:
         elapsed = time.perf_counter() - start
-        if step > 0 and config.seconds is not None and elapsed >= config.seconds:
-            break  # at least one step always runs
+        if time_is_up(step, elapsed, config):
+            break
         lr = learning_rate_at(training_progress(step, elapsed, config), config.lr, config.lr_final)
         for group in optimizer.param_groups:
             group["lr"] = lr

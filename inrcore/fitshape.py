@@ -31,7 +31,7 @@ from .meshes import SUPPORTED_SUFFIXES, Normalisation, load_mesh, normalisation_
 from .metrics import compare_mesh_to_points, compare_meshes
 from .networks import resolve_device
 from .pointclouds import POINT_SUFFIXES, estimate_normals, load_point_cloud
-from .render import AMBIENT, BACKGROUND, camera_axes, render_mesh, write_png
+from .render import render_mesh, render_point_cloud, write_png
 from .sampling import ShapeSamples, known_distances, sample_point_cloud, sample_sdf
 from .surface import marching_cubes_blocks
 from .training import FitResult, fit_sdf
@@ -323,53 +323,6 @@ def render_reference(reference: ShapeReference, size: tuple[int, int] = (256, 25
     if reference.kind == "mesh":
         return render_mesh(reference.mesh, size=size)
     return render_point_cloud(reference.points, reference.normals, size=size)
-
-
-def render_point_cloud(
-    points: np.ndarray,
-    normals: np.ndarray,
-    size: tuple[int, int] = (256, 256),
-    azimuth_deg: float = 35.0,
-    elevation_deg: float = 25.0,
-    bound: float = 1.0,
-    color: tuple[float, float, float] = (0.75, 0.8, 0.9),
-    radius: int = 1,
-) -> np.ndarray:
-    """Square splats of an oriented cloud, with `render.render_mesh`'s camera, framing and shading.
-
-    Each point covers a (2 radius + 1)^2 pixel square, nearer points hiding farther ones,
-    lit by |n . towards_camera| plus ambient light, on white.
-
-    Args:
-        points [P, 3], normals [P, 3]: the cloud and its unit normals.
-    Returns:
-        image [H, W, 3] uint8 (H, W = size).
-    """
-    height, width = (int(s) for s in size)
-    image = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    normals = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
-    towards_camera, right, up = camera_axes(azimuth_deg, elevation_deg)
-    pixel = 2.0 * np.sqrt(3.0) * bound / min(height, width)  # world units per pixel
-    column = np.floor(points @ right / pixel + width / 2.0).astype(np.int64)  # [P]
-    row = np.floor(height / 2.0 - points @ up / pixel).astype(np.int64)  # [P]
-    depth = points @ towards_camera  # [P], larger is nearer the camera
-    light = AMBIENT + (1.0 - AMBIENT) * np.abs(normals @ towards_camera)  # [P]
-
-    offsets = np.arange(-radius, radius + 1)
-    d_row, d_col = (o.reshape(-1) for o in np.meshgrid(offsets, offsets, indexing="ij"))  # [K]
-    rows, cols = (row[:, None] + d_row).reshape(-1), (column[:, None] + d_col).reshape(-1)  # [P*K]
-    which = np.repeat(np.arange(len(points)), len(d_row))  # [P*K]
-    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-    pixel_index, which = rows[inside] * width + cols[inside], which[inside]
-    order = np.lexsort((-depth[which], pixel_index))  # per pixel, nearest point first
-    pixel_index, which = pixel_index[order], which[order]
-    first = np.ones(len(pixel_index), dtype=bool)
-    first[1:] = pixel_index[1:] != pixel_index[:-1]
-    rgb = np.clip(np.asarray(color, dtype=np.float64), 0.0, 1.0)
-    shaded = np.rint(255.0 * light[which[first], None] * rgb[None, :]).astype(np.uint8)
-    image.reshape(-1, 3)[pixel_index[first]] = shaded
-    return image
 
 
 def _write_atomic(path: Path, write: Callable[[str], object]) -> None:

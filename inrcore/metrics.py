@@ -47,21 +47,30 @@ def compare_meshes(
     Raises:
         ValueError: a mesh has no faces or no area, or n_points / fscore_ratio is not positive.
     """
-    if n_points < 1:
-        raise ValueError(f"n_points must be at least 1, got {n_points}")
-    if not fscore_ratio > 0:
-        raise ValueError(f"fscore_ratio must be positive, got {fscore_ratio}")
+    _check_sampling(n_points, fscore_ratio)
     _check_has_area(reconstruction, "reconstruction")
     _check_has_area(reference, "reference")
 
-    extents = np.asarray(reference.bounds[1] - reference.bounds[0], dtype=np.float64)  # [3]
-    scale = float(extents.max())
-    tau = fscore_ratio * float(np.linalg.norm(extents)) / scale
+    scale, tau = units_of(np.asarray(reference.bounds[1] - reference.bounds[0], dtype=np.float64), fscore_ratio)
 
     rng_reconstruction, rng_reference = np.random.default_rng(seed).spawn(2)
     points_a, normals_a = sample_surface(reconstruction, n_points, rng_reconstruction)
     points_b, normals_b = sample_surface(reference, n_points, rng_reference)
     return compare_point_sets(points_a, normals_a, points_b, normals_b, scale=scale, tau=tau)
+
+
+def units_of(extents: np.ndarray, fscore_ratio: float) -> tuple[float, float]:
+    """The reference's unit and F-score threshold in that unit, from its bbox extents [3]:
+    (longest side, fscore_ratio x diagonal / longest side)."""
+    scale = float(extents.max())
+    return scale, fscore_ratio * float(np.linalg.norm(extents)) / scale
+
+
+def _check_sampling(n_points: int, fscore_ratio: float) -> None:
+    if n_points < 1:
+        raise ValueError(f"n_points must be at least 1, got {n_points}")
+    if not fscore_ratio > 0:
+        raise ValueError(f"fscore_ratio must be positive, got {fscore_ratio}")
 
 
 def compare_mesh_to_points(
@@ -91,18 +100,14 @@ def compare_mesh_to_points(
         ValueError: the mesh has no area, the cloud is empty or flat in every direction,
             or n_points / fscore_ratio is not positive.
     """
-    if n_points < 1:
-        raise ValueError(f"n_points must be at least 1, got {n_points}")
-    if not fscore_ratio > 0:
-        raise ValueError(f"fscore_ratio must be positive, got {fscore_ratio}")
+    _check_sampling(n_points, fscore_ratio)
     _check_has_area(reconstruction, "reconstruction")
     points_b, normals_b = _check_oriented_points(points, normals, "b")
 
     extents = points_b.max(axis=0) - points_b.min(axis=0)  # [3]
-    scale = float(extents.max())
-    if not scale > 0:
+    if not extents.max() > 0:
         raise ValueError("the reference point cloud has zero extent")
-    tau = fscore_ratio * float(np.linalg.norm(extents)) / scale
+    scale, tau = units_of(extents, fscore_ratio)
 
     rng_reconstruction, rng_reference = np.random.default_rng(seed).spawn(2)
     points_a, normals_a = sample_surface(reconstruction, n_points, rng_reconstruction)

@@ -107,9 +107,58 @@ def render_mesh(
     towards_camera = -directions[0]
     facing = np.abs(np.asarray(mesh.face_normals)[hit_face[hit]] @ towards_camera)  # [hits]
     light = AMBIENT + (1.0 - AMBIENT) * facing  # [hits]
+    image.reshape(-1, 3)[hit] = shade(light, color)
+    return image
+
+
+def shade(light: np.ndarray, color: tuple[float, float, float]) -> np.ndarray:
+    """Pixel colours of lit surface: light [K] in [0, 1] times RGB `color` -> [K, 3] uint8."""
     rgb = np.clip(np.asarray(color, dtype=np.float64), 0.0, 1.0)
-    shaded = np.rint(255.0 * light[:, None] * rgb[None, :]).astype(np.uint8)  # [hits, 3]
-    image.reshape(-1, 3)[hit] = shaded
+    return np.rint(255.0 * light[:, None] * rgb[None, :]).astype(np.uint8)
+
+
+def render_point_cloud(
+    points: np.ndarray,
+    normals: np.ndarray,
+    size: tuple[int, int] = (256, 256),
+    azimuth_deg: float = 35.0,
+    elevation_deg: float = 25.0,
+    bound: float = 1.0,
+    color: tuple[float, float, float] = (0.75, 0.8, 0.9),
+    radius: int = 1,
+) -> np.ndarray:
+    """Square splats of an oriented cloud, with `render_mesh`'s camera, framing and shading.
+
+    Each point covers a (2 radius + 1)^2 pixel square, nearer points hiding farther ones,
+    lit by |n . towards_camera| plus ambient light, on white.
+
+    Args:
+        points [P, 3], normals [P, 3]: the cloud and its unit normals.
+    Returns:
+        image [H, W, 3] uint8 (H, W = size).
+    """
+    height, width = (int(s) for s in size)
+    image = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    normals = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
+    towards_camera, right, up = camera_axes(azimuth_deg, elevation_deg)
+    pixel = 2.0 * np.sqrt(3.0) * bound / min(height, width)  # world units per pixel
+    column = np.floor(points @ right / pixel + width / 2.0).astype(np.int64)  # [P]
+    row = np.floor(height / 2.0 - points @ up / pixel).astype(np.int64)  # [P]
+    depth = points @ towards_camera  # [P], larger is nearer the camera
+    light = AMBIENT + (1.0 - AMBIENT) * np.abs(normals @ towards_camera)  # [P]
+
+    offsets = np.arange(-radius, radius + 1)
+    d_row, d_col = (o.reshape(-1) for o in np.meshgrid(offsets, offsets, indexing="ij"))  # [K]
+    rows, cols = (row[:, None] + d_row).reshape(-1), (column[:, None] + d_col).reshape(-1)  # [P*K]
+    which = np.repeat(np.arange(len(points)), len(d_row))  # [P*K]
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    pixel_index, which = rows[inside] * width + cols[inside], which[inside]
+    order = np.lexsort((-depth[which], pixel_index))  # per pixel, nearest point first
+    pixel_index, which = pixel_index[order], which[order]
+    first = np.ones(len(pixel_index), dtype=bool)
+    first[1:] = pixel_index[1:] != pixel_index[:-1]
+    image.reshape(-1, 3)[pixel_index[first]] = shade(light[which[first]], color)
     return image
 
 

@@ -41,6 +41,16 @@ def training_progress(step: int, elapsed: float, config: TrainConfig) -> float:
     return min(progress, 1.0)
 
 
+def time_is_up(step: int, elapsed: float, config: TrainConfig) -> bool:
+    """Whether a time budget stops the loop before `step` (the first step always runs)."""
+    return step > 0 and config.seconds is not None and elapsed >= config.seconds
+
+
+def history_entry(step: int, seconds: float, loss: torch.Tensor, lr: float, terms: dict) -> dict:
+    """One history entry: {"step", "seconds", "loss", "lr", **terms}."""
+    return {"step": step, "seconds": seconds, "loss": float(loss.detach()), "lr": lr, **terms}
+
+
 def learning_rate_at(progress: float, lr: float, lr_final: float) -> float:
     """Cosine decay from lr (progress 0) to lr_final (progress 1)."""
     progress = min(max(progress, 0.0), 1.0)
@@ -216,8 +226,8 @@ def fit_sdf(
     step = 0
     while step < config.steps:
         elapsed = time.perf_counter() - start
-        if step > 0 and config.seconds is not None and elapsed >= config.seconds:
-            break  # at least one step always runs
+        if time_is_up(step, elapsed, config):
+            break
         progress = training_progress(step, elapsed, config)
         lr = learning_rate_at(progress, config.lr, config.lr_final)
         stage = idf_stage_at(progress, config.network.idf_base_fraction, config.network.idf_blend_end) if staged else None
@@ -245,8 +255,7 @@ def fit_sdf(
         step += 1
 
         if step % config.log_every == 0 or step == config.steps:
-            entry = {"step": step, "seconds": time.perf_counter() - start, "loss": float(loss.detach()), "lr": lr}
-            entry.update(terms)
+            entry = history_entry(step, time.perf_counter() - start, loss, lr, terms)
             if not math.isfinite(entry["loss"]):
                 raise FloatingPointError(f"training diverged at step {step}: loss is {entry['loss']}")
             history.append(entry)
@@ -256,8 +265,7 @@ def fit_sdf(
     seconds = time.perf_counter() - start
     if not history or history[-1]["step"] != step:
         # Record the final state even when a time budget stopped the loop between logs.
-        entry = {"step": step, "seconds": seconds, "loss": float(loss.detach()), "lr": lr}
-        entry.update(terms)
+        entry = history_entry(step, seconds, loss, lr, terms)
         history.append(entry)
         if on_log is not None:
             on_log(entry)

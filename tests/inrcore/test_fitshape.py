@@ -21,7 +21,6 @@ from inrcore.fitshape import (
     input_kind_of,
     load_reference,
     load_shape_input,
-    render_point_cloud,
 )
 from inrcore.networks import network_for
 
@@ -149,13 +148,3 @@ def test_a_field_without_a_zero_level_set_is_an_error():
     with pytest.raises(EmptySurfaceError, match=r"my.xyz: the fitted field has no zero level set .* to -0\.\d+"):
         field_surface(spec, params, grid, where="my.xyz")
     assert len(field_surface(spec, params, GridConfig(resolution=16, chunk=8)).faces) > 0
-
-
-def test_point_render_shows_the_cloud_in_the_middle():
-    points, normals = sphere_cloud(4000)
-    image = render_point_cloud(points - CENTRE, normals, size=(64, 64))
-    assert image.shape == (64, 64, 3) and image.dtype == np.uint8
-    assert (image[32, 32] < 255).any() and (image[0, 0] == 255).all()
-    # A sphere of radius 0.5 spans 1 * 64 / (2 sqrt 3) = 18.5 pixels, plus a pixel of splat on each side.
-    covered = np.flatnonzero((image < 255).any(axis=2).any(axis=0))
-    assert 19 <= covered.max() - covered.min() + 1 <= 22

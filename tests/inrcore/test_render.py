@@ -132,3 +132,16 @@ def test_side_by_side_pads_with_white():
     assert (with_alpha[:, :2, 3] == 255).all()  # opaque where the RGB image was
     with pytest.raises(ValueError):
         side_by_side([])
+
+
+def test_point_render_shows_the_cloud_in_the_middle():
+    from inrcore.render import render_point_cloud
+
+    d = np.random.default_rng(0).normal(size=(4000, 3))
+    normals = d / np.linalg.norm(d, axis=1, keepdims=True)
+    image = render_point_cloud(0.5 * normals, normals, size=(64, 64))
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+    assert (image[32, 32] < 255).any() and (image[0, 0] == 255).all()
+    # A sphere of radius 0.5 spans 1 * 64 / (2 sqrt 3) = 18.5 pixels, plus a pixel of splat on each side.
+    covered = np.flatnonzero((image < 255).any(axis=2).any(axis=0))
+    assert 19 <= covered.max() - covered.min() + 1 <= 22
