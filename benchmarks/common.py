@@ -18,11 +18,12 @@ def machine() -> dict:
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__, "device": device}
 
 
-def write_result(path: str, name: str, argv, result: dict) -> dict:
-    """Write {"benchmark", "command", "machine", **result} to `path` and print it."""
+def write_result(path: str, name: str, argv, result: dict, quiet: bool = False) -> dict:
+    """Write {"benchmark", "command", "machine", **result} to `path` and print it (unless quiet)."""
     report = {"benchmark": name, "command": "python " + " ".join([sys.argv[0]] + list(argv or sys.argv[1:])),
               "machine": machine(), **result}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    if not quiet:
+        print(json.dumps(report, indent=2))
     return report

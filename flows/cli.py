@@ -17,12 +17,17 @@ import yaml
 
 from inrcore.methods import METHODS  # light: no torch, so --help stays quick
 
+from .querycli import QUERY_COMMANDS, add_query_commands, query_command
+
 DESCRIPTION = """\
 inrflow: implicit neural representations of 3D shapes, run as pipelines over shape collections.
 
 Commands:
   run      fit, evaluate, mesh and measure a neural SDF for every shape of a dataset
   fit      fit one mesh or point cloud here and now: field, mesh, picture and metrics into a folder
+  mesh     mesh a fitted field (dense, or range-bound marching cubes) with evaluation counts
+  isopoints  sample points with normals on a fitted field's surface
+  render   depth and normal pictures of a fitted field by range-bound ray casting or sphere tracing
 """
 
 
@@ -86,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where to train and evaluate (default: auto, CUDA when present)")
     fit.add_argument("--quiet", action="store_true", help="no progress lines, only the metrics")
     fit.set_defaults(alias=None)
+    add_query_commands(commands)
     return parser
 
 
@@ -95,6 +101,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return run_command(args)
     if args.command == "fit":
         return fit_command(args)
+    if args.command in QUERY_COMMANDS:
+        return query_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

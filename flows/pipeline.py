@@ -28,6 +28,7 @@ from inrcore.config import config_replace, config_to_dict
 from inrcore.errors import InrflowError
 from tasks.fields import evaluate_field
 from tasks.prepare import prepare_samples
+from tasks.queries import extract_isopoints, range_mesh_field
 from tasks.report import write_report
 from tasks.surface import extract_surface
 from tasks.tracking import setup_tracking
@@ -36,6 +37,13 @@ from tasks.train import train_sdf, train_sdf_batch
 from flows.manifest import read_manifest
 
 STAGES = ("prepare", "train", "evaluate", "extract")
+
+
+def stages_for(config: dict) -> tuple[str, ...]:
+    """Every shape's stages: STAGES, then the query stages `config["queries"]` switches on."""
+    queries = config.get("queries", {})
+    extra = (("isopoints",) if queries.get("isopoints") else ()) + (("range-mesh",) if queries.get("range_mesh") else ())
+    return STAGES + extra
 
 
 def locations(dataset: str, out_dir: Optional[str], store_url: Optional[str], tracking_uri: Optional[str]) -> dict:
@@ -117,6 +125,7 @@ def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
     start = time.perf_counter()
     experiment_id = setup_tracking(where["tracking_uri"], f"inrflow-{dataset}", where["artifact_location"])
     records = {sid: _new_record(sid, path) for sid, path in shapes}
+    stages = stages_for(config)
     results: dict[str, dict] = {sid: {} for sid, _ in shapes}
 
     def submit(shape_id: str, stage: str):
@@ -129,6 +138,14 @@ def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
         if stage == "evaluate":
             return evaluate_field.submit(shape_id, where["store_url"], r["train"]["model_uri"],
                                          r["train"]["fingerprint"], config["grid"], where["tracking_uri"])
+        if stage == "isopoints":
+            return extract_isopoints.submit(shape_id, where["store_url"], r["train"]["model_uri"],
+                                            r["train"]["fingerprint"], config["queries"]["isopoints"],
+                                            where["tracking_uri"], r["train"]["run_id"])
+        if stage == "range-mesh":
+            return range_mesh_field.submit(shape_id, where["store_url"], r["train"]["model_uri"],
+                                           r["train"]["fingerprint"], config["queries"]["range"], where["out_dir"],
+                                           where["tracking_uri"], r["train"]["run_id"])
         return extract_surface.submit(shape_id, source, r["prepare"]["normalisation"], where["store_url"],
                                       r["evaluate"]["fingerprint"], where["out_dir"], config["metrics"],
                                       where["tracking_uri"], r["train"]["run_id"])
@@ -177,9 +194,9 @@ def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
             record["reused"][stage] = bool(shape_outcome.get("reused"))
             say(f"{clock} {shape_id:<16} {stage:<9} {'reused' if shape_outcome.get('reused') else 'done':<7} "
                 f"{shape_outcome['seconds']:.1f}s")
-            next_index = STAGES.index(stage) + 1
-            if next_index < len(STAGES):
-                launch(shape_id, STAGES[next_index])
+            next_index = stages.index(stage) + 1
+            if next_index < len(stages):
+                launch(shape_id, stages[next_index])
             else:
                 _finish_record(record, results[shape_id])
         preparing = any(entry[1] == "prepare" for entry in pending.values())
@@ -198,8 +215,8 @@ def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
 
 def training_batch_size(training: dict) -> int:
     """Shapes per training task: `shapes_per_batch`, or 1 for network kinds batched training
-    does not support (idf), which then train shape by shape."""
-    if training["network"]["kind"] not in BATCHED_KINDS:
+    does not support (idf) and for fits with iso-points, which then train shape by shape."""
+    if training["network"]["kind"] not in BATCHED_KINDS or training.get("isopoints", {}).get("enabled"):
         return 1
     return int(training.get("shapes_per_batch", 1))
 
@@ -233,6 +250,12 @@ def _finish_record(record: dict, results: dict) -> None:
     record.update(status="ok", metrics=extract["metrics"], images=extract["images"], mesh_path=extract["mesh_path"],
                   model_uri=train["model_uri"], model_version=train["version"], mlflow_run_id=train["run_id"],
                   field=results["evaluate"]["path"])
+    if "isopoints" in results:
+        record["isopoints"] = {"path": results["isopoints"]["path"], "count": results["isopoints"]["count"]}
+    if "range-mesh" in results:
+        ranged = results["range-mesh"]
+        record["range_mesh"] = {key: ranged[key] for key in ("mesh_path", "evaluations", "box_evaluations",
+                                                              "point_evaluations", "vertices", "faces")}
 
 
 def _message(outcome) -> str:

@@ -23,24 +23,30 @@ from typing import Callable, NamedTuple, Optional
 
 import torch
 
-from .networks import LayerSpec, NetworkSpec, Params
+from .idf import BASE, DISPLACEMENT, IdfSpec, attenuation, part_params
+from .networks import FieldSpec, LayerSpec, NetworkSpec, Params
 
 POSITIVE = 1
 NEGATIVE = -1
 UNKNOWN = 0
 
 Interval = tuple[torch.Tensor, torch.Tensor]
-NONLINEAR_KINDS = frozenset({"sine", "relu", "softplus", "fourier"})
+NONLINEAR_KINDS = frozenset({"sine", "relu", "softplus", "elu", "fourier"})
 
 
 class AffineForm(NamedTuple):
-    """x = centre + sum_i coeffs[..., i, :] * eps_i, eps_i in [-1, 1].
+    """x = centre + sum_i coeffs[..., i, :] * eps_i + error * delta, eps_i, delta_j in [-1, 1].
 
-    centre: [..., d]; coeffs: [..., n_sym, d].
+    centre: [..., d]; coeffs: [..., n_sym, d], symbols shared across elements and layers;
+    error: None or [..., d] >= 0, a term of each element's own (element j's delta_j appears
+    nowhere else). `condense` folds the symbols it drops into `error`; a dense layer maps it to
+    |W| error, which forgets that outputs share those terms (sound, looser, and cheap: no new
+    symbol per neuron).
     """
 
     centre: torch.Tensor
     coeffs: torch.Tensor
+    error: Optional[torch.Tensor] = None
 
     @property
     def n_symbols(self) -> int:
@@ -48,8 +54,9 @@ class AffineForm(NamedTuple):
 
     @property
     def radius(self) -> torch.Tensor:
-        """Half-width of the form's range per element: sum_i |coeffs_i|, [..., d]."""
-        return self.coeffs.abs().sum(-2)
+        """Half-width of the form's range per element: sum_i |coeffs_i| + error, [..., d]."""
+        radius = self.coeffs.abs().sum(-2)
+        return radius if self.error is None else radius + self.error
 
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -134,6 +141,11 @@ def _interval_softplus(layer: LayerSpec, index: int, params: Params, value: Inte
     return softplus(value[0], beta=layer.beta), softplus(value[1], beta=layer.beta)
 
 
+def _interval_elu(layer: LayerSpec, index: int, params: Params, value: Interval) -> Interval:
+    elu = torch.nn.functional.elu  # increasing for alpha > 0
+    return elu(value[0], alpha=layer.alpha), elu(value[1], alpha=layer.alpha)
+
+
 def _interval_fourier(layer: LayerSpec, index: int, params: Params, value: Interval) -> Interval:
     """[x, sin(2^k pi x)..., cos(2^k pi x)...] on intervals (scales are positive)."""
     lower, upper = value
@@ -151,6 +163,7 @@ INTERVAL_RULES: dict[str, Callable[[LayerSpec, int, Params, Interval], Interval]
     "sine": _interval_sine,
     "relu": _interval_relu,
     "softplus": _interval_softplus,
+    "elu": _interval_elu,
     "fourier": _interval_fourier,
 }
 
@@ -201,7 +214,8 @@ def concat_forms(forms: list[AffineForm], shared: int) -> AffineForm:
 
     The first `shared` symbols of every form are the same noise symbols; each form's remaining
     symbols are its own and get their own slots, so the result has
-    shared + sum(n_symbols - shared) symbols.
+    shared + sum(n_symbols - shared) symbols. Error terms are concatenated (zeros for a form
+    without one).
     """
     private = [form.n_symbols - shared for form in forms]
     total = shared + sum(private)
@@ -216,16 +230,38 @@ def concat_forms(forms: list[AffineForm], shared: int) -> AffineForm:
         after[-2] = total - offset - n_private
         parts.append(torch.cat([head, coeffs.new_zeros(before), tail, coeffs.new_zeros(after)], dim=-2))
         offset += n_private
-    return AffineForm(torch.cat([form.centre for form in forms], dim=-1), torch.cat(parts, dim=-1))
+    error = None
+    if any(form.error is not None for form in forms):
+        error = torch.cat([torch.zeros_like(form.centre) if form.error is None else form.error for form in forms], dim=-1)
+    return AffineForm(torch.cat([form.centre for form in forms], dim=-1), torch.cat(parts, dim=-1), error)
 
 
-def apply_linearisation(form: AffineForm, alpha: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor) -> AffineForm:
-    """alpha x + beta + gamma eps_new, with one new symbol per output element.
+def apply_linearisation(form: AffineForm, alpha: torch.Tensor, beta: torch.Tensor, gamma: torch.Tensor,
+                        max_symbols: Optional[int] = None) -> AffineForm:
+    """alpha x + beta with error gamma: one new symbol per output element carries gamma.
 
-    alpha, beta, gamma: [..., d]; coeffs grow from [..., n, d] to [..., n + d, d].
+    alpha, beta, gamma: [..., d]. Without max_symbols the coeffs grow from [..., n, d] to
+    [..., n + d, d]. With max_symbols = K, when n + d > K only the K largest of the n scaled
+    symbols and the d new ones are kept (in their original order) and the others are folded
+    into the error term, without building the [d, d] block of new symbols: the same result as
+    appending them and calling `condense(form, K)`.
     """
-    coeffs = torch.cat([form.coeffs * alpha[..., None, :], torch.diag_embed(gamma)], dim=-2)
-    return AffineForm(alpha * form.centre + beta, coeffs)
+    centre = alpha * form.centre + beta
+    scaled = form.coeffs * alpha[..., None, :]
+    error = None if form.error is None else form.error * alpha.abs()
+    n, d = scaled.shape[-2], gamma.shape[-1]
+    if max_symbols is None or n + d <= max_symbols:
+        return AffineForm(centre, torch.cat([scaled, torch.diag_embed(gamma)], dim=-2), error)
+    magnitude = torch.cat([scaled.abs().sum(-1), gamma], dim=-1)  # [..., n + d]
+    kept = magnitude.topk(max_symbols, dim=-1).indices.sort(dim=-1).values  # [..., K]
+    new_index = (kept - n).clamp(min=0)
+    coeffs = torch.nn.functional.one_hot(new_index, d).to(gamma.dtype) * torch.gather(gamma, -1, new_index)[..., None]
+    if n > 0:
+        old_rows = torch.gather(scaled, -2, kept.clamp(max=n - 1)[..., None].expand(*kept.shape, d))
+        coeffs = torch.where((kept < n)[..., None], old_rows, coeffs)
+    dropped = torch.ones_like(magnitude, dtype=torch.bool).scatter(-1, kept, False)
+    folded = (scaled.abs() * dropped[..., :n, None]).sum(-2) + gamma * dropped[..., n:]
+    return AffineForm(centre, coeffs, folded if error is None else error + folded)
 
 
 def relu_linearisation(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -292,67 +328,119 @@ def cosine_linearisation(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torc
     return alpha, beta + alpha * (math.pi / 2), gamma
 
 
+def elu_linearisation(lower: torch.Tensor, upper: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(alpha, beta, gamma) [..., d] for elu (x for x > 0, scale (e^x - 1) otherwise) over [lower, upper].
+
+    alpha is the secant slope (the derivative at the centre on a degenerate interval). The
+    extremes of g(x) = elu(x) - alpha x lie among the endpoints, the kink at 0 when inside, and
+    x* = log(alpha / scale) where g' = scale e^x - alpha vanishes on the exponential piece
+    (g is convex there and linear for x > 0), so [min g, max g] is exact for any scale > 0.
+    beta, gamma are its middle and half-width.
+    """
+    elu = lambda x: torch.nn.functional.elu(x, alpha=scale)  # noqa: E731
+    f_lo, f_hi = elu(lower), elu(upper)
+    width = upper - lower
+    narrow = width <= 1e-9 * (1.0 + lower.abs())
+    centre = (lower + upper) / 2
+    slope_at_centre = torch.where(centre > 0, torch.ones_like(centre), scale * torch.exp(centre.clamp(max=0)))
+    alpha = torch.where(narrow, slope_at_centre, (f_hi - f_lo) / torch.where(narrow, torch.ones_like(width), width))
+    g = lambda x: elu(x) - alpha * x  # noqa: E731
+    tiny = torch.finfo(lower.dtype).tiny
+    critical = torch.log(alpha.clamp(min=tiny) / scale)
+    zero = torch.zeros_like(lower)
+    candidates = [(g(lower), torch.ones_like(narrow)), (g(upper), torch.ones_like(narrow)),
+                  (g(zero), (lower < 0) & (upper > 0)),
+                  (g(critical), (critical >= lower) & (critical <= torch.minimum(upper, zero)))]
+    inf = torch.full_like(lower, math.inf)
+    g_min = torch.stack([torch.where(ok, value, inf) for value, ok in candidates]).amin(0)
+    g_max = torch.stack([torch.where(ok, value, -inf) for value, ok in candidates]).amax(0)
+    return alpha, (g_max + g_min) / 2, (g_max - g_min) / 2
+
+
 def scale_form(form: AffineForm, factor: float) -> AffineForm:
-    return AffineForm(form.centre * factor, form.coeffs * factor)
+    error = None if form.error is None else form.error * abs(factor)
+    return AffineForm(form.centre * factor, form.coeffs * factor, error)
 
 
-def _affine_dense(layer: LayerSpec, index: int, params: Params, form: AffineForm) -> AffineForm:
-    """Exact: W (c + sum C_i eps_i) + b = (W c + b) + sum (W C_i) eps_i."""
+def _affine_dense(layer: LayerSpec, index: int, params: Params, form: AffineForm,
+                  max_symbols: Optional[int] = None) -> AffineForm:
+    """Exact on the symbols: W (c + sum C_i eps_i) + b = (W c + b) + sum (W C_i) eps_i; the error
+    term becomes |W| error (each output's own term)."""
     weight, bias = params[f"{index}_weight"], params[f"{index}_bias"]
     centre = _times_weight(form.centre, weight)
     centre = centre + _bias_for(bias, centre)
-    return AffineForm(centre, _times_weight(form.coeffs, weight))
+    error = None if form.error is None else _times_weight(form.error, weight.abs())
+    return AffineForm(centre, _times_weight(form.coeffs, weight), error)
 
 
-def _affine_sine(layer: LayerSpec, index: int, params: Params, form: AffineForm) -> AffineForm:
+def _affine_sine(layer: LayerSpec, index: int, params: Params, form: AffineForm,
+                 max_symbols: Optional[int] = None) -> AffineForm:
     scaled = scale_form(form, layer.omega)
-    return apply_linearisation(scaled, *sine_linearisation(*interval_of(scaled)))
+    return apply_linearisation(scaled, *sine_linearisation(*interval_of(scaled)), max_symbols)
 
 
-def _affine_relu(layer: LayerSpec, index: int, params: Params, form: AffineForm) -> AffineForm:
-    return apply_linearisation(form, *relu_linearisation(*interval_of(form)))
+def _affine_relu(layer: LayerSpec, index: int, params: Params, form: AffineForm,
+                 max_symbols: Optional[int] = None) -> AffineForm:
+    return apply_linearisation(form, *relu_linearisation(*interval_of(form)), max_symbols)
 
 
-def _affine_softplus(layer: LayerSpec, index: int, params: Params, form: AffineForm) -> AffineForm:
-    return apply_linearisation(form, *softplus_linearisation(*interval_of(form), layer.beta))
+def _affine_softplus(layer: LayerSpec, index: int, params: Params, form: AffineForm,
+                     max_symbols: Optional[int] = None) -> AffineForm:
+    return apply_linearisation(form, *softplus_linearisation(*interval_of(form), layer.beta), max_symbols)
 
 
-def _affine_fourier(layer: LayerSpec, index: int, params: Params, form: AffineForm) -> AffineForm:
-    """x passes through; 2^k pi x is linear; sin and cos each add their own new symbols."""
+def _affine_elu(layer: LayerSpec, index: int, params: Params, form: AffineForm,
+                max_symbols: Optional[int] = None) -> AffineForm:
+    return apply_linearisation(form, *elu_linearisation(*interval_of(form), layer.alpha), max_symbols)
+
+
+def _affine_fourier(layer: LayerSpec, index: int, params: Params, form: AffineForm,
+                    max_symbols: Optional[int] = None) -> AffineForm:
+    """x passes through; 2^k pi x is linear; sin and cos each add their own new symbols (few: 6 d
+    per octave, so they are built in full and `evaluate_affine` condenses afterwards)."""
     if layer.frequencies == 0:
         return form
     scales = _fourier_scales(layer.frequencies, form.centre)
-    angles = AffineForm(_fourier_angles(form.centre, scales), _fourier_angles(form.coeffs, scales))
+    error = None if form.error is None else _fourier_angles(form.error, scales)
+    angles = AffineForm(_fourier_angles(form.centre, scales), _fourier_angles(form.coeffs, scales), error)
     bounds = interval_of(angles)
     sines = apply_linearisation(angles, *sine_linearisation(*bounds))
     cosines = apply_linearisation(angles, *cosine_linearisation(*bounds))
     return concat_forms([form, sines, cosines], shared=form.n_symbols)
 
 
-AFFINE_RULES: dict[str, Callable[[LayerSpec, int, Params, AffineForm], AffineForm]] = {
+# Each rule maps (layer, its index, params, input form, max_symbols) to the output form.
+AFFINE_RULES: dict[str, Callable[..., AffineForm]] = {
     "dense": _affine_dense,
     "sine": _affine_sine,
     "relu": _affine_relu,
     "softplus": _affine_softplus,
+    "elu": _affine_elu,
     "fourier": _affine_fourier,
 }
 
 
 def condense(form: AffineForm, k: int) -> AffineForm:
-    """Keep, per batch element, the k symbols with largest sum over d of |coeff|; fold the rest
-    into one new symbol per output dim with coefficient the sum of their |coeffs| (sound).
+    """Keep, per batch element, the k symbols with largest sum over d of |coeff| (in their
+    original order) and fold the others into the error term: each element's own term grows by
+    the sum of their |coeffs| (sound: the range per element is unchanged or wider).
 
-    [..., n, d] -> [..., k + d, d] when n > k + d; otherwise the form is returned unchanged.
+    [..., n, d] -> [..., k, d] when n > k; otherwise the form is returned unchanged.
     """
     n, d = form.n_symbols, form.centre.shape[-1]
-    if n <= k + d:
+    if n <= k:
         return form
     magnitude = form.coeffs.abs()
-    order = magnitude.sum(-1).topk(k, dim=-1).indices  # [..., k]
-    kept = torch.gather(form.coeffs, -2, order[..., None].expand(*order.shape, d))
-    mask = torch.ones_like(magnitude[..., 0], dtype=torch.bool).scatter(-1, order, False)
-    rest = (magnitude * mask[..., None]).sum(-2)  # [..., d]
-    return AffineForm(form.centre, torch.cat([kept, torch.diag_embed(rest)], dim=-2))
+    kept = magnitude.sum(-1).topk(k, dim=-1).indices.sort(dim=-1).values  # [..., k]
+    coeffs = torch.gather(form.coeffs, -2, kept[..., None].expand(*kept.shape, d))
+    dropped = torch.ones_like(magnitude[..., 0], dtype=torch.bool).scatter(-1, kept, False)
+    rest = (magnitude * dropped[..., None]).sum(-2)  # [..., d]
+    return AffineForm(form.centre, coeffs, rest if form.error is None else form.error + rest)
+
+
+def _new_symbols(layer: LayerSpec, width: int) -> int:
+    """How many symbols a nonlinear layer appends to a form of `width` elements before condensing."""
+    return 2 * layer.frequencies * width if layer.kind == "fourier" else width
 
 
 def evaluate_affine(spec: NetworkSpec, params: Params, form: AffineForm,
@@ -361,22 +449,25 @@ def evaluate_affine(spec: NetworkSpec, params: Params, form: AffineForm,
 
     Args:
         form: centre [..., in_features], coeffs [..., n, in_features].
-        max_symbols: when set, `condense(form, max_symbols)` after every nonlinear layer.
+        max_symbols: None keeps every symbol (full affine arithmetic: a nonlinear layer of
+            width d adds d symbols, so a box costs about (n + d) times a point per layer). K
+            keeps at most K symbols after every nonlinear layer, folding the rest into each
+            element's own error term (`condense`); a box then costs about K + 2 points.
     Returns:
         AffineForm with centre [..., out_features].
     """
     encoded = form
-    aligned = True  # encoded's symbols are the first symbols of form (no condensing since)
+    aligned = True  # encoded's symbols are the first symbols of form (none dropped since)
     for index, layer in enumerate(spec):
         if layer.kind == "concat_input":
             shared = encoded.n_symbols if aligned else 0
             form = scale_form(concat_forms([form, encoded], shared), 1.0 / math.sqrt(2.0))
             continue
-        form = AFFINE_RULES[layer.kind](layer, index, params, form)
+        candidates = form.n_symbols + _new_symbols(layer, form.centre.shape[-1])
+        form = AFFINE_RULES[layer.kind](layer, index, params, form, max_symbols)
         if max_symbols is not None and layer.kind in NONLINEAR_KINDS:
-            before = form.n_symbols
             form = condense(form, max_symbols)
-            aligned = aligned and form.n_symbols == before
+            aligned = aligned and candidates <= max_symbols
         if layer.kind == "fourier" and index == 0:
             encoded, aligned = form, True
     return form
@@ -385,19 +476,43 @@ def evaluate_affine(spec: NetworkSpec, params: Params, form: AffineForm,
 # ----------------------------------------------------------------------------- boxes
 
 
-def bound_of(spec: NetworkSpec, params: Params, centre: torch.Tensor, axes: torch.Tensor,
+def bound_of(spec: FieldSpec, params: Params, centre: torch.Tensor, axes: torch.Tensor,
              mode: str = "affine", max_symbols: Optional[int] = None) -> Interval:
-    """(lower, upper) [B, out_features] of the network over boxes {centre + sum_j t_j axes_j, |t_j| <= 1}.
+    """(lower, upper) [B, out_features] of a field over boxes {centre + sum_j t_j axes_j, |t_j| <= 1}.
 
     centre [B, 3], axes [B, k, 3] (any directions). Interval mode bounds the axis-aligned
     bounding box (radius sum_j |axes_j|); affine mode takes the box exactly (k symbols).
+    A layer list is bounded directly; an implicit displacement field by `idf_bound_of`.
     """
+    if mode not in ("affine", "interval"):
+        raise ValueError(f"mode must be 'affine' or 'interval', got {mode!r}")
+    if isinstance(spec, IdfSpec):
+        return idf_bound_of(spec, params, centre, axes, mode, max_symbols)
     if mode == "interval":
         radius = axes.abs().sum(-2)
         return evaluate_interval(spec, params, centre - radius, centre + radius)
-    if mode == "affine":
-        return interval_of(evaluate_affine(spec, params, form_from_box(centre, axes), max_symbols))
-    raise ValueError(f"mode must be 'affine' or 'interval', got {mode!r}")
+    return interval_of(evaluate_affine(spec, params, form_from_box(centre, axes), max_symbols))
+
+
+def idf_bound_of(spec: IdfSpec, params: Params, centre: torch.Tensor, axes: torch.Tensor,
+                 mode: str = "affine", max_symbols: Optional[int] = None) -> Interval:
+    """Bounds [B, 1] of an implicit displacement field f̂(x) = f(x + χ(f(x)) d(x) n(x)) over boxes.
+
+    |n| <= 1, so f̂ over a box is f over the box grown by the largest displacement in it,
+    reach = max χ · max |d|: max |d| = max_displacement · tanh of the bound of the displacement
+    network over the box, and χ(f) = 1 / (1 + (f/ν)^4) is largest where |f| is smallest, so
+    max χ = χ(distance of the base's bound from 0) (1 when it straddles 0). The grown box is the
+    box plus three axis-aligned axes of length reach, bounded with the base network.
+    """
+    base, displacement = part_params(params, BASE), part_params(params, DISPLACEMENT)
+    lower, upper = bound_of(spec.base, base, centre, axes, mode, max_symbols)
+    d_lower, d_upper = bound_of(spec.displacement, displacement, centre, axes, mode, max_symbols)
+    largest = torch.maximum(torch.tanh(d_lower).abs(), torch.tanh(d_upper).abs()) * spec.max_displacement
+    nearest = torch.where(lower > 0, lower, torch.where(upper < 0, -upper, torch.zeros_like(lower)))
+    reach = largest * attenuation(nearest, spec.nu)  # [B, 1]
+    eye = torch.eye(3, dtype=axes.dtype, device=axes.device)
+    grown = torch.cat([axes, reach[..., None] * eye], dim=-2)  # [B, k + 3, 3]
+    return bound_of(spec.base, base, centre, grown, mode, max_symbols)
 
 
 def sign_of_bounds(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
@@ -407,7 +522,7 @@ def sign_of_bounds(lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
     return torch.where(upper < 0, torch.full_like(result, NEGATIVE), result)
 
 
-def range_bound(spec: NetworkSpec, params: Params, centre: torch.Tensor, axes: torch.Tensor,
+def range_bound(spec: FieldSpec, params: Params, centre: torch.Tensor, axes: torch.Tensor,
                 mode: str = "affine", max_symbols: Optional[int] = None) -> torch.Tensor:
     """Sign of the field (first output) over each box: LongTensor [B] of POSITIVE / NEGATIVE / UNKNOWN."""
     lower, upper = bound_of(spec, params, centre, axes, mode, max_symbols)

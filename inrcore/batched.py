@@ -91,10 +91,14 @@ def fit_sdf_batch(
         shape's own loss history; steps, seconds and device are the batch's.
 
     `config.seconds` caps the wall time of the whole batch; at least one step always runs.
-    Raises ConfigError (a ValueError) for another network kind, ValueError for mixed step
-    layouts, FloatingPointError when a shape's loss is not finite at a logged step.
+    Raises ConfigError (a ValueError) for another network kind or with iso-points enabled,
+    ValueError for mixed step layouts, FloatingPointError when a shape's loss is not finite at a
+    logged step.
     """
     check_batched_kind(config.network.kind)
+    if config.isopoints.enabled:
+        raise ConfigError("training.isopoints.enabled: batched training does not extract iso-points; "
+                          "train such shapes one by one (training.shapes_per_batch = 1)")
     if not shapes:
         return []
     device = resolve_device(config.device)

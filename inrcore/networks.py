@@ -31,7 +31,8 @@ class LayerSpec:
     """One layer.
 
     kinds: "dense" (in_features -> out_features), "sine" (sin(omega x)), "relu",
-    "softplus" (log(1 + exp(beta x)) / beta), "fourier" (x -> [x, sin(2^k pi x),
+    "softplus" (log(1 + exp(beta x)) / beta), "elu" (x for x > 0, alpha (exp(x) - 1) otherwise),
+    "fourier" (x -> [x, sin(2^k pi x),
     cos(2^k pi x) for k < frequencies], 3 -> 3 + 6 frequencies), "concat_input" ([x, e] / sqrt 2
     where e is the network's encoded input, i.e. the output of a leading fourier layer or the
     input itself).
@@ -43,6 +44,7 @@ class LayerSpec:
     omega: float = 1.0
     beta: float = 100.0
     frequencies: int = 0
+    alpha: float = 1.0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -67,6 +69,8 @@ def spec_from_list(items: list[dict]) -> NetworkSpec:
     for layer in spec:
         if layer.kind not in LAYER_KINDS:
             raise ValueError(f"unknown layer kind {layer.kind!r}; known: {sorted(LAYER_KINDS)}")
+        if layer.kind == "elu" and not layer.alpha > 0:
+            raise ValueError(f"elu layers need alpha > 0, got {layer.alpha}")
     return spec
 
 
@@ -175,6 +179,10 @@ def _softplus(layer: LayerSpec, index: int, params: Params, x: torch.Tensor) -> 
     return torch.nn.functional.softplus(x, beta=layer.beta)
 
 
+def _elu(layer: LayerSpec, index: int, params: Params, x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.elu(x, alpha=layer.alpha)
+
+
 def fourier_features(x: torch.Tensor, frequencies: int) -> torch.Tensor:
     """Positional encoding: [..., d] -> [..., d + 2 d frequencies] as [x, sin(2^k pi x)..., cos(2^k pi x)...]."""
     if frequencies == 0:
@@ -196,6 +204,7 @@ EXACT_RULES: dict[str, Callable[[LayerSpec, int, Params, torch.Tensor], torch.Te
     "sine": _sine,
     "relu": _relu,
     "softplus": _softplus,
+    "elu": _elu,
     "fourier": _fourier,
 }
 LAYER_KINDS = frozenset(EXACT_RULES) | {"concat_input"}

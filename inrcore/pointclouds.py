@@ -127,7 +127,9 @@ def _read_ply(path: Path):
     vertices = np.asarray(getattr(loaded, "vertices", np.zeros((0, 3))))
     raw = loaded.metadata.get("_ply_raw", {}).get("vertex", {}).get("data", {})
     normals = None
-    if all(key in raw for key in ("nx", "ny", "nz")):
+    # ASCII PLY data comes as a dict of columns, binary PLY as one structured array.
+    keys = raw.dtype.names or () if isinstance(raw, np.ndarray) else raw
+    if all(key in keys for key in ("nx", "ny", "nz")):
         normals = np.hstack([np.asarray(raw[key], dtype=np.float64).reshape(-1, 1) for key in ("nx", "ny", "nz")])
     return vertices, normals
 
@@ -140,3 +142,35 @@ def _read_npz(path: Path):
 
 
 _READERS = {".xyz": _read_xyz, ".ply": _read_ply, ".npz": _read_npz}
+
+
+def write_point_cloud_ply(path, points: np.ndarray, normals: Optional[np.ndarray] = None) -> Path:
+    """Write points [N, 3] (and unit normals [N, 3]) as a binary little-endian PLY with float32
+    x y z [nx ny nz] vertex properties, which `load_point_cloud` reads back; atomically (a
+    temporary name in the same folder, then a rename)."""
+    import tempfile
+
+    path = Path(path)
+    points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+    names = ["x", "y", "z"]
+    columns = [points]
+    if normals is not None:
+        normals = np.asarray(normals, dtype=np.float32).reshape(-1, 3)
+        if len(normals) != len(points):
+            raise ValueError(f"{len(normals)} normals for {len(points)} points")
+        names += ["nx", "ny", "nz"]
+        columns.append(normals)
+    header = "ply\nformat binary_little_endian 1.0\n" + f"element vertex {len(points)}\n"
+    header += "".join(f"property float {name}\n" for name in names) + "end_header\n"
+    body = np.ascontiguousarray(np.hstack(columns).astype("<f4")).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(header.encode("ascii"))
+            f.write(body)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

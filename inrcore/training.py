@@ -12,6 +12,7 @@ import torch
 
 from .config import TrainConfig
 from .idf import apply_idf_stage, idf_param_groups, idf_stage_at, staged_idf_loss
+from .isopoints import IsoPoints, extract_isopoints, isopoints_due, jittered, normals_from_neighbours
 from .losses import gradient_of_field, igr_sdf_loss, siren_sdf_loss
 from .networks import FieldModule, FieldSpec, network_for, resolve_device
 from .sampling import neighbour_scales
@@ -22,7 +23,8 @@ class FitResult:
     """A fitted field and how the fit went.
 
     history: one dict per logged step: {"step", "seconds", "loss", "surface", "normal",
-    "eikonal", "offsurface", "lr"}.
+    "eikonal", "offsurface", "lr"}, with iso-points on also "isopoints" (how many are in use)
+    and "isopoint_refreshes" (how many extractions so far).
     """
 
     spec: FieldSpec
@@ -110,12 +112,36 @@ class ShapeSampler:
             scales = neighbour_scales(np.asarray(surface_points, np.float64).reshape(-1, 3), k)
             self.sigmas = torch.as_tensor(scales.astype(np.float32), device=device)
         self.generator = torch.Generator(device=device).manual_seed(config.seed + 1)
+        self.isopoints: Optional[torch.Tensor] = None
+        self.isopoint_normals: Optional[torch.Tensor] = None
+        self.isopoint_sigmas: Optional[torch.Tensor] = None
+
+    def set_isopoints(self, points: torch.Tensor, normals: torch.Tensor) -> None:
+        """Draw `config.isopoints.batch_share` of each step's surface points from these oriented
+        points [M, 3], [M, 3] from now on (M = 0 goes back to the data alone). With the IGR loss
+        each gets as sigma its `loss.igr_neighbours`-th nearest data point's distance."""
+        if len(points) == 0:
+            self.isopoints = self.isopoint_normals = self.isopoint_sigmas = None
+            return
+        self.isopoints = points.detach().to(self.device, torch.float32)
+        self.isopoint_normals = normals.detach().to(self.device, torch.float32)
+        if self.use_igr:
+            from scipy.spatial import cKDTree
+
+            k = min(self.config.loss.igr_neighbours, len(self.surface))
+            distances, _ = cKDTree(self.surface.cpu().numpy()).query(self.isopoints.cpu().numpy(), k=k)
+            scales = np.asarray(distances, np.float32).reshape(len(points), -1)[:, -1]
+            self.isopoint_sigmas = torch.as_tensor(scales, device=self.device)
 
     def draw(self) -> StepPoints:
         """The next step's points (the stream is fixed by `config.seed`)."""
         config, device, gen = self.config, self.device, self.generator
         s_idx = torch.randint(len(self.surface), (config.batch_surface,), device=device, generator=gen)
-        parts = [self.surface[s_idx]]
+        surface, normals = self.surface[s_idx], self.normals[s_idx]
+        sigmas = self.sigmas[s_idx] if self.use_igr else None
+        if self.isopoints is not None:
+            surface, normals, sigmas = self._with_isopoints(surface, normals, sigmas)
+        parts = [surface]
         free = [torch.zeros(config.batch_surface, dtype=torch.bool, device=device)]
         known_sdf, n_known = None, 0
         if len(self.volume) and config.batch_offsurface:
@@ -129,10 +155,24 @@ class ShapeSampler:
         free.append(torch.ones(config.batch_uniform, dtype=torch.bool, device=device))
         if self.use_igr:
             noise = torch.randn((config.batch_surface, 3), device=device, generator=gen)
-            parts.append(self.surface[s_idx] + noise * self.sigmas[s_idx, None])
+            parts.append(surface + noise * sigmas[:, None])
             free.append(torch.zeros(config.batch_surface, dtype=torch.bool, device=device))
-        return StepPoints(points=torch.cat(parts), normals=self.normals[s_idx], n_surface=config.batch_surface,
+        return StepPoints(points=torch.cat(parts), normals=normals, n_surface=config.batch_surface,
                           n_known=n_known, known_sdf=known_sdf, free=torch.cat(free))
+
+    def _with_isopoints(self, surface, normals, sigmas):
+        """The step's surface rows [B, 3], normals [B, 3] and sigmas [B] (or None) with the last
+        round(batch_share * B) rows replaced by randomly drawn iso-points."""
+        count = round(self.config.isopoints.batch_share * len(surface))
+        if count == 0:
+            return surface, normals, sigmas
+        pick = torch.randint(len(self.isopoints), (count,), device=self.device, generator=self.generator)
+        keep = len(surface) - count
+        surface = torch.cat([surface[:keep], self.isopoints[pick]])
+        normals = torch.cat([normals[:keep], self.isopoint_normals[pick]])
+        if sigmas is not None:
+            sigmas = torch.cat([sigmas[:keep], self.isopoint_sigmas[pick]])
+        return surface, normals, sigmas
 
 
 def uses_igr_loss(config: TrainConfig) -> bool:
@@ -169,6 +209,37 @@ def step_loss(values: torch.Tensor, gradients: torch.Tensor, step: StepPoints,
 def uses_idf_stages(config: TrainConfig) -> bool:
     """Network kind "idf" trains in stages: the base field alone, then the composed field (`inrcore.idf`)."""
     return config.network.kind == "idf"
+
+
+def refresh_isopoints(field: Callable[[torch.Tensor], torch.Tensor], sampler: ShapeSampler,
+                      previous: Optional[IsoPoints], config: TrainConfig, generator: torch.Generator,
+                      bound: float = 1.0) -> IsoPoints:
+    """New iso-points of the field being trained (`config.isopoints`), handed to `sampler`.
+
+    They start from the previous iso-points moved by uniform noise in [-jitter, jitter]^3, or,
+    the first time (or when none were left), from up to n_points distinct surface data points;
+    then `extract_isopoints` projects, resamples and upsamples them. Their normals are the
+    field's unit gradients, or with `normals` "estimated" those of `normals_from_neighbours`.
+
+    Args:
+        field: points [N, 3] -> values [N, 1], on the sampler's device.
+    Returns:
+        the iso-points [M, 3] now in use (M may be 0: then the sampler uses the data alone).
+    """
+    settings = config.isopoints
+    if previous is not None and len(previous):
+        start = jittered(previous.points, settings.jitter, generator)
+    else:
+        data = torch.unique(sampler.surface, dim=0)
+        start = data[torch.randperm(len(data), generator=generator, device=generator.device)[:settings.n_points]]
+    iso = extract_isopoints(field, settings.n_points, bound=bound, init=start, generator=generator,
+                            resample_iterations=settings.resample_iterations, neighbours=settings.neighbours,
+                            upsample=settings.upsample, max_iterations=settings.max_iterations,
+                            tolerance=settings.tolerance, max_step=settings.max_step)
+    if settings.normals == "estimated":
+        iso = IsoPoints(iso.points, normals_from_neighbours(iso.points, iso.normals))
+    sampler.set_isopoints(iso.points, iso.normals)
+    return iso
 
 
 def fit_sdf(
@@ -210,6 +281,11 @@ def fit_sdf(
     `network.idf_blend_end` on f̂ alone with the base frozen. Its history entries carry
     "stage" (0 base, 1 blend, 2 detail; a number, so it logs as a metric) and, while the base
     still carries loss weight next to f̂, the base's terms as "base_<term>".
+
+    With `config.isopoints.enabled` (Wang Yifan et al. 2021), from `isopoints.warmup` of the run
+    on and then every `isopoints.refresh_every` steps, iso-points of the current field are
+    extracted (`refresh_isopoints`) and a share of each step's surface points is drawn from them
+    (`ShapeSampler.set_isopoints`); history entries then carry "isopoints" and "isopoint_refreshes".
     """
     device = resolve_device(config.device)
     generator = torch.Generator().manual_seed(config.seed)
@@ -220,6 +296,10 @@ def fit_sdf(
                                  lr=config.lr)
     sampler = ShapeSampler(surface_points, surface_normals, volume_points, config, device,
                            volume_sdf=volume_sdf, bound=bound)
+
+    isopoints: Optional[IsoPoints] = None
+    refreshes, last_refresh = 0, None
+    isopoint_generator = torch.Generator(device=device).manual_seed(config.seed + 2)
 
     history: list[dict] = []
     start = time.perf_counter()
@@ -236,6 +316,10 @@ def fit_sdf(
                 group["lr"] = lr
         else:
             apply_idf_stage(optimizer.param_groups, stage, lr)
+        if config.isopoints.enabled and isopoints_due(step, progress, last_refresh, config.isopoints.warmup,
+                                                      config.isopoints.refresh_every):
+            isopoints = refresh_isopoints(module, sampler, isopoints, config, isopoint_generator, bound)
+            refreshes, last_refresh = refreshes + 1, step
 
         batch = sampler.draw()
         points = batch.points.requires_grad_(True)
@@ -249,6 +333,9 @@ def fit_sdf(
                 lambda values, gradients: step_loss(values, gradients, batch, config),
                 treat_normal_as_constant=config.network.idf_detach_normal)
             terms = {**terms, "stage": stage.index}
+        if config.isopoints.enabled:
+            terms = {**terms, "isopoints": len(isopoints) if isopoints is not None else 0,
+                     "isopoint_refreshes": refreshes}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

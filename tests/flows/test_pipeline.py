@@ -141,7 +141,8 @@ def test_same_flow_on_an_existing_cluster_an_fsspec_url_and_a_given_tracking_uri
         "config": {"sampling": {"n_surface": 4000, "n_near": 3000, "n_uniform": 2000},
                    "training": {"steps": 20, "batch_surface": 256, "batch_offsurface": 256, "batch_uniform": 256,
                                 "network": {"width": 32, "layers": 1}},
-                   "grid": {"resolution": 32, "chunk": 16}, "metrics": {"n_points": 5000}},
+                   "grid": {"resolution": 32, "chunk": 16}, "metrics": {"n_points": 5000},
+                   "queries": {"isopoints": 300, "range_mesh": True, "range": {"resolution": 33, "leaf": 4, "tasks": 3}}},
     }))
     store_url = (tmp_path / "elsewhere" / "fields.zarr").as_uri()
     tracking = f"sqlite:///{tmp_path / 'tracking' / 'mlflow.db'}"
@@ -149,12 +150,44 @@ def test_same_flow_on_an_existing_cluster_an_fsspec_url_and_a_given_tracking_uri
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
         summary = sdf_collection(manifest=str(manifest), out_dir=str(tmp_path / "run"), store_url=store_url,
                                  tracking_uri=tracking, dask_address=cluster.scheduler_address, quiet=True)
-    assert summary["shapes"][0]["status"] == "ok"
+        again = sdf_collection(manifest=str(manifest), out_dir=str(tmp_path / "run"), store_url=store_url,
+                               tracking_uri=tracking, dask_address=cluster.scheduler_address, quiet=True)
+    assert summary["shapes"][0]["status"] == "ok", summary["shapes"][0]["error"]
+    _check_query_stages(summary["shapes"][0], store_url, tracking)
+    assert again["shapes"][0]["reused"] == {stage: True for stage in
+                                           ("prepare", "train", "evaluate", "extract", "isopoints", "range-mesh")}
+    assert again["shapes"][0]["range_mesh"] == summary["shapes"][0]["range_mesh"]
     assert summary["store_url"] == store_url and summary["tracking_uri"] == tracking
     assert open_store(store_url, mode="r")["fields/spot"].attrs["complete"] is True
     assert not (tmp_path / "run" / "store.zarr").exists() and not (tmp_path / "run" / "mlflow.db").exists()
     assert registry.find_model_version(tracking, "one-spot", registry.client(tracking).get_model_version_by_alias(
         "one-spot", "champion").tags["fingerprint"]) is not None
+
+
+def _check_query_stages(record, store_url, tracking):
+    """Iso-points in Zarr on the field's surface; the range-bound mesh equal to dense marching cubes."""
+    import torch
+    import trimesh
+
+    from inrcore.networks import evaluate_field
+    from inrcore.rangemesh import dense_mesh
+
+    spec, params, _, _ = registry.load_registered_field(tracking, record["model_uri"])
+    root = open_store(store_url, mode="r")
+    iso = root["isopoints/spot"]
+    points = np.asarray(iso["points"][...])
+    assert iso.attrs["complete"] is True and len(points) == record["isopoints"]["count"] > 0
+    assert np.asarray(iso["normals"][...]).shape == points.shape
+    assert evaluate_field(spec, params, torch.as_tensor(points)).abs().max().item() < 1e-3
+    ranged = record["range_mesh"]
+    group = root["range/spot"]
+    assert group.attrs["complete"] is True and group.attrs["tasks"] == 3
+    assert group["values"].shape[0] == group["leaves"].shape[0] == group.attrs["leaves"]
+    mesh = trimesh.load(ranged["mesh_path"], process=False)
+    dense, _ = dense_mesh(spec, params, 33)
+    assert len(mesh.faces) == ranged["faces"] == len(dense.faces) > 0
+    assert np.allclose(np.sort(mesh.vertices, axis=0), np.sort(dense.vertices, axis=0), atol=1e-5)
+    assert ranged["evaluations"] == ranged["box_evaluations"] + ranged["point_evaluations"] > 0
 
 
 def test_training_batches_take_full_batches_and_the_rest_when_no_more_come():

@@ -87,3 +87,20 @@ def test_orientation_fails_clearly_on_separate_pieces():
     points = np.vstack([sphere(300, 0.1)[0], sphere(300, 0.1, seed=1, centre=(5.0, 0, 0))[0]])
     with pytest.raises(ShapeError, match="cannot orient normals: the 8-neighbour graph has 2 separate pieces"):
         estimate_normals(points, k=8, path="two.xyz")
+
+
+def test_written_ply_clouds_read_back_with_and_without_normals(tmp_path):
+    from inrcore.pointclouds import load_point_cloud, write_point_cloud_ply
+
+    rng = np.random.default_rng(0)
+    points = rng.uniform(-1, 1, (150, 3))
+    normals = np.tile([[0.0, 0.6, 0.8]], (150, 1))
+    write_point_cloud_ply(tmp_path / "with.ply", points, normals)
+    read, read_normals = load_point_cloud(tmp_path / "with.ply")  # binary PLY: one structured array
+    assert np.allclose(read, points, atol=1e-6) and np.allclose(read_normals, normals, atol=1e-6)
+    write_point_cloud_ply(tmp_path / "without.ply", points)
+    read, read_normals = load_point_cloud(tmp_path / "without.ply")
+    assert np.allclose(read, points, atol=1e-6) and read_normals is None
+    assert not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(ValueError, match="normals for"):
+        write_point_cloud_ply(tmp_path / "bad.ply", points, normals[:3])

@@ -1,0 +1,201 @@
+"""`inr mesh`, `inr isopoints` and `inr render`: queries on one fitted field, here and now.
+
+MODEL is a weights file written by inrflow (`inr fit`'s field.safetensors, or any
+`inrcore.weights.save_field` file) or a registry URI models:/<name>@<alias>, read from the
+MLflow tracking server given by --tracking-uri (default: $MLFLOW_TRACKING_URI). Everything is
+in the field's own coordinates (the normalised frame the shape was fitted in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+FIELD_NOTE = ("MODEL: a weights file (e.g. inr fit's field.safetensors) or models:/<name>@<alias> from the MLflow "
+              "registry at --tracking-uri (default $MLFLOW_TRACKING_URI). Coordinates are the field's own.")
+
+
+def add_query_commands(commands) -> None:
+    """Register mesh, isopoints and render on the `inr` subcommand parser."""
+    mesh = commands.add_parser(
+        "mesh", help="mesh a fitted field by dense or range-bound marching cubes",
+        description="Extract the zero level set of a field as a triangle mesh. --method dense evaluates every point of "
+                    "a resolution^3 lattice; --method range bounds boxes of the lattice by affine arithmetic and "
+                    "samples only the blocks it cannot certify, giving the same mesh with far fewer evaluations. "
+                    "Writes the mesh and, next to it, metrics.json (evaluations, seconds, vertices, faces). " + FIELD_NOTE)
+    _model_arguments(mesh)
+    mesh.add_argument("--method", choices=("dense", "range"), default="range", help="default: range")
+    mesh.add_argument("--resolution", type=int, default=256, metavar="R", help="lattice points per axis (default 256)")
+    mesh.add_argument("--out", required=True, metavar="MESH", help="mesh file to write (.ply, .obj, .stl, .off)")
+    mesh.add_argument("--metrics", metavar="JSON", help="where to write the metrics (default: metrics.json next to MESH)")
+    mesh.add_argument("--leaf", type=int, default=8, help="range: cells per leaf block edge (default 8)")
+    mesh.add_argument("--mode", choices=("affine", "interval"), default="affine", help="range: arithmetic (default affine)")
+    mesh.add_argument("--max-symbols", type=int, default=8, metavar="K",
+                      help="range: affine noise symbols kept per form; 0 or more, -1 keeps all (default 8)")
+
+    iso = commands.add_parser(
+        "isopoints", help="sample points on a fitted field's zero level set (iso-points)",
+        description="Iso-points (Wang Yifan et al. 2021): start at the sign changes of a coarse grid, project by "
+                    "Newton steps onto the zero level set, resample uniformly and upsample towards edges. Writes a PLY "
+                    "point cloud with normals. " + FIELD_NOTE)
+    _model_arguments(iso)
+    iso.add_argument("--n", type=int, default=20000, help="about how many points (default 20000)")
+    iso.add_argument("--out", required=True, metavar="POINTS", help="PLY file to write")
+    iso.add_argument("--seed", type=int, default=0)
+
+    render = commands.add_parser(
+        "render", help="picture a fitted field's surface by ray casting (depth and normals)",
+        description="Render the zero level set of a field by range-bound ray casting (by frusta of pixel tiles, or "
+                    "per ray) or by sphere tracing (true SDFs only). Writes one PNG with the depth image and the "
+                    "normal image side by side (or one of them, --image). " + FIELD_NOTE)
+    _model_arguments(render)
+    render.add_argument("--out", required=True, metavar="PNG")
+    render.add_argument("--method", choices=("frusta", "ray", "sphere"), default="frusta", help="default: frusta")
+    render.add_argument("--image", choices=("both", "depth", "normals"), default="both")
+    render.add_argument("--size", type=int, default=512, help="image height and width in pixels (default 512)")
+    render.add_argument("--azimuth", type=float, default=35.0)
+    render.add_argument("--elevation", type=float, default=25.0)
+    render.add_argument("--perspective", action="store_true", help="a pinhole camera (default orthographic)")
+    render.add_argument("--mode", choices=("affine", "interval"), default="affine", help="range casting's arithmetic")
+    render.add_argument("--max-symbols", type=int, default=16, metavar="K",
+                        help="range casting: affine noise symbols kept per form; -1 keeps all (default 16)")
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="weights file or models:/<name>@<alias>")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for a models:/ MODEL")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where to compute (default: auto, CUDA when present)")
+    parser.add_argument("--bound", type=float, default=1.0, help="the field's domain is [-bound, bound]^3 (default 1)")
+
+
+QUERY_COMMANDS = ("mesh", "isopoints", "render")
+
+
+def query_command(args: argparse.Namespace) -> int:
+    """Run one query command. Exit 0, 2 (bad arguments or MODEL), or 1 (the field has no surface)."""
+    from inrcore.errors import InrflowError
+
+    try:
+        _check_arguments(args)
+        spec, params, device = load_model(args.model, args.tracking_uri, args.device)
+    except (ValueError, InrflowError, RuntimeError, OSError) as exc:
+        print(f"inr {args.command}: {exc}", file=sys.stderr)
+        return 2
+    run = {"mesh": _mesh, "isopoints": _isopoints, "render": _render}[args.command]
+    try:
+        record = run(args, spec, params, device)
+    except OSError as exc:
+        print(f"inr {args.command}: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(record, indent=2))
+    return 0 if record.get("ok", True) else 1
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    if args.bound <= 0:
+        raise ValueError(f"--bound must be positive, got {args.bound}")
+    if args.command == "mesh":
+        if args.resolution < 2:
+            raise ValueError(f"--resolution must be at least 2, got {args.resolution}")
+        if args.leaf < 1:
+            raise ValueError(f"--leaf must be at least 1, got {args.leaf}")
+        if args.max_symbols < -1:
+            raise ValueError(f"--max-symbols must be -1 (all) or more, got {args.max_symbols}")
+        if Path(args.out).suffix.lower() not in (".ply", ".obj", ".stl", ".off"):
+            raise ValueError(f"{args.out}: the mesh file must end in .ply, .obj, .stl or .off")
+    if args.command == "isopoints":
+        if args.n < 1:
+            raise ValueError(f"--n must be at least 1, got {args.n}")
+        if Path(args.out).suffix.lower() != ".ply":
+            raise ValueError(f"{args.out}: iso-points are written as PLY; the file must end in .ply")
+    if args.command == "render" and args.size < 1:
+        raise ValueError(f"--size must be positive, got {args.size}")
+    if args.command == "render" and args.max_symbols < -1:
+        raise ValueError(f"--max-symbols must be -1 (all) or more, got {args.max_symbols}")
+
+
+def load_model(model: str, tracking_uri, device_name: str = "auto"):
+    """(spec, params on the device, device) of a weights file or a models:/ registry URI."""
+    import torch  # noqa: F401  (torch before MLflow keeps its import quick)
+
+    from inrcore.networks import resolve_device
+    from inrcore.weights import load_field
+
+    device = resolve_device(device_name)
+    if model.startswith("models:/"):
+        tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if not tracking_uri:
+            raise ValueError(f"{model}: a registry URI needs --tracking-uri (or MLFLOW_TRACKING_URI), e.g. "
+                             "sqlite:///runs/demo/mlflow.db")
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        from tasks.registry import load_registered_field
+
+        try:
+            spec, params, _, _ = load_registered_field(tracking_uri, model)
+        except Exception as exc:  # MLflow raises its own exception types for missing models or aliases
+            raise ValueError(f"{model}: cannot load it from {tracking_uri}: {exc}") from exc
+    else:
+        spec, params, _ = load_field(model)
+    return spec, {k: v.to(device) for k, v in params.items()}, device
+
+
+def _mesh(args, spec, params, device) -> dict:
+    from inrcore.rangemesh import dense_mesh, range_mesh
+
+    if args.method == "dense":
+        mesh, stats = dense_mesh(spec, params, args.resolution, args.bound, device)
+    else:
+        max_symbols = None if args.max_symbols == -1 else args.max_symbols
+        mesh, stats = range_mesh(spec, params, args.resolution, args.bound, args.leaf, args.mode, max_symbols, device)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    mesh.export(tmp)
+    os.replace(tmp, out)
+    metrics_path = Path(args.metrics) if args.metrics else out.parent / "metrics.json"
+    record = {**stats, "mesh": str(out), "device": str(device), "ok": len(mesh.faces) > 0}
+    _write_json(metrics_path, record)
+    return {**record, "metrics": str(metrics_path)}
+
+
+def _isopoints(args, spec, params, device) -> dict:
+    import torch
+
+    from inrcore.isopoints import extract_isopoints, field_of_network
+    from inrcore.pointclouds import write_point_cloud_ply
+
+    start = time.perf_counter()
+    iso = extract_isopoints(field_of_network(spec, params), args.n, bound=args.bound, device=device,
+                            generator=torch.Generator().manual_seed(args.seed))
+    points, normals = iso.points.detach().cpu().numpy(), iso.normals.detach().cpu().numpy()
+    write_point_cloud_ply(args.out, points, normals)
+    return {"points": str(args.out), "count": int(len(points)), "requested": args.n,
+            "seconds": time.perf_counter() - start, "device": str(device), "ok": len(points) > 0}
+
+
+def _render(args, spec, params, device) -> dict:
+    from inrcore.raycast import (
+        CastOptions, depth_image, normal_image, orthographic_camera, perspective_camera, render_field,
+    )
+    from inrcore.render import side_by_side, write_png
+
+    camera_of = perspective_camera if args.perspective else orthographic_camera
+    camera = camera_of((args.size, args.size), args.azimuth, args.elevation, args.bound)
+    options = CastOptions(mode=args.mode, max_symbols=None if args.max_symbols == -1 else args.max_symbols)
+    result = render_field(spec, params, camera, args.method, args.bound, options)
+    images = {"depth": depth_image(result.depth, result.hit), "normals": normal_image(result.normals, result.hit)}
+    image = side_by_side([images["depth"], images["normals"]]) if args.image == "both" else images[args.image]
+    write_png(image, args.out)
+    return {"image": str(args.out), **result.stats, "device": str(device), "ok": result.stats["hits"] > 0}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)

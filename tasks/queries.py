@@ -1,0 +1,161 @@
+"""Query stages on fitted fields: range-bound meshing and iso-point extraction, into Zarr and mesh files."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+from prefect import task
+
+from inrcore.config import RangeMeshConfig, config_from_dict, config_to_dict, fingerprint
+from inrcore.networks import field_spec_from_json, field_spec_to_json, resolve_device
+from inrcore.rangemesh import RangeMeshPlan, evaluate_leaf_values, mesh_from_leaf_values, plan_range_mesh
+
+from . import registry
+from .options import retry_unless_bad_input
+from .store import finished_attrs, fresh_group, mark_finished, open_store, read_json, remove_group, write_json_atomic
+
+
+@task(name="range-mesh", retries=1, retry_condition_fn=retry_unless_bad_input)
+def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_fingerprint: str, settings: dict,
+                     out_dir: str, tracking_uri: str, run_id: str) -> dict:
+    """Mesh a registered field by range analysis (`inrcore.rangemesh`).
+
+    The subdivision runs here; the surviving leaf blocks are then sampled by `settings.tasks`
+    Dask tasks (on the flow's cluster when there is one), each writing its leaves' values into
+    `range/<shape_id>/values` [L, n, n, n] of the Zarr store next to the certified signs and
+    the leaf indices; marching cubes reads them back into `<out_dir>/meshes/<shape_id>-range.ply`.
+    Counts (`evaluations`, `box_evaluations`, `point_evaluations`, `seconds`, `vertices`,
+    `faces`) go to the group's attributes, the record `<out_dir>/shapes/<shape_id>-range.json`
+    and the shape's MLflow run. A finished group and mesh from the same field and settings are reused.
+
+    Returns {"mesh_path", "path", "fingerprint", "reused", "seconds", "evaluations", ...}.
+    """
+    start = time.perf_counter()
+    config = config_from_dict(RangeMeshConfig, settings, "queries.range")
+    key = fingerprint("range-mesh", model_fingerprint, config)
+    out = Path(out_dir)
+    mesh_path = out / "meshes" / f"{shape_id}-range.ply"
+    record_path = out / "shapes" / f"{shape_id}-range.json"
+    root = open_store(store_url)
+    path = f"range/{shape_id}"
+    record = read_json(record_path)
+    if finished_attrs(root, path, key) is not None and mesh_path.is_file() and record and record.get("fingerprint") == key:
+        return {**record["result"], "reused": True, "seconds": time.perf_counter() - start}
+
+    spec, params, _, _ = registry.load_registered_field(tracking_uri, model_uri)
+    device = resolve_device("auto")
+    plan = plan_range_mesh(spec, params, config.resolution, config.bound, config.leaf, config.mode,
+                           config.max_symbols, batch_boxes=config.batch_boxes, device=device)
+    n = config.leaf + 1
+    leaves = plan.leaves
+    per_task = max(1, math.ceil(len(leaves) / config.tasks))
+    try:
+        group = fresh_group(root, path)
+        group.create_array("signs", shape=plan.signs.shape, dtype="int8")[...] = plan.signs
+        group.create_array("leaves", shape=(len(leaves), 3), dtype="int64")[...] = leaves
+        values = group.create_array("values", shape=(len(leaves), n, n, n), chunks=(per_task, n, n, n),
+                                    dtype="float32", fill_value=np.nan)
+        weights = dask.delayed({"spec": field_spec_to_json(spec), "params": {k: v.numpy() for k, v in params.items()}},
+                               pure=True)
+        parts = [slice(s, min(s + per_task, len(leaves))) for s in range(0, len(leaves), per_task)]
+        shared_plan = dask.delayed(plan, pure=True)
+        outputs = [dask.delayed(_leaf_values, nout=2)(weights, shared_plan, leaves[part], config.batch_points)
+                   for part in parts]
+        point_evaluations = 0
+        if parts:
+            pieces = [da.from_delayed(block, shape=(p.stop - p.start, n, n, n), dtype=np.float32)
+                      for (block, _), p in zip(outputs, parts)]
+            store = da.store(da.concatenate(pieces), values, lock=False, compute=False)
+            point_evaluations = int(sum(_compute_results([count for _, count in outputs], store)))
+        mesh = mesh_from_leaf_values(plan, np.asarray(values[...]))
+        stats = {
+            "resolution": config.resolution, "leaf": config.leaf, "mode": config.mode, "max_symbols": config.max_symbols,
+            "box_evaluations": int(sum(plan.box_evaluations)), "point_evaluations": point_evaluations,
+            "evaluations": int(sum(plan.box_evaluations)) + point_evaluations, "leaves": int(len(leaves)),
+            "tasks": len(parts), "seconds_plan": plan.seconds,
+            "vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),
+        }
+        mesh_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = mesh_path.with_name(mesh_path.stem + ".tmp.ply")
+        mesh.export(tmp)
+        tmp.replace(mesh_path)
+        stats["seconds"] = time.perf_counter() - start
+        mark_finished(group, key, {"model_uri": model_uri, "settings": config_to_dict(config),
+                                   "box_evaluations_per_level": list(plan.box_evaluations), **stats})
+    except BaseException:
+        remove_group(root, path)
+        raise
+    registry.log_metrics(tracking_uri, run_id, {f"range/{k}": float(v) for k, v in stats.items()
+                                                if isinstance(v, (int, float)) and v is not None})
+    result = {"mesh_path": str(mesh_path), "path": path, "fingerprint": key, **stats}
+    write_json_atomic(record_path, {"fingerprint": key, "result": result})
+    return {**result, "reused": False}
+
+
+def _leaf_values(weights: dict, plan: RangeMeshPlan, leaves: np.ndarray, batch_points: int) -> tuple[np.ndarray, int]:
+    import torch
+
+    spec = field_spec_from_json(weights["spec"])
+    params = {k: torch.from_numpy(v) for k, v in weights["params"].items()}
+    return evaluate_leaf_values(spec, params, plan, leaves, resolve_device("auto"), batch_points)
+
+
+def _compute_results(wanted: list, *side_effects) -> list:
+    """Compute `wanted` delayed values together with `side_effects` (e.g. Zarr writes) in one graph,
+    on the Dask cluster this task runs in (seceding from the worker's slot), else on local threads."""
+    try:
+        from distributed import get_worker, worker_client
+
+        get_worker()
+    except (ImportError, ValueError):
+        return list(dask.compute(*wanted, *side_effects, scheduler="threads")[:len(wanted)])
+    with worker_client() as client:
+        return list(client.gather(client.compute([*wanted, *side_effects]))[:len(wanted)])
+
+
+@task(name="extract-isopoints", retries=1, retry_condition_fn=retry_unless_bad_input)
+def extract_isopoints(shape_id: str, store_url: str, model_uri: str, model_fingerprint: str, count: int,
+                      tracking_uri: str, run_id: str, seed: int = 0) -> dict:
+    """About `count` iso-points of a registered field (`inrcore.isopoints.extract_isopoints`: Newton
+    projection, uniform resampling, edge-aware upsampling) into `isopoints/<shape_id>` of the Zarr
+    store: `points` [M, 3] and `normals` [M, 3] float32 in the field's coordinates. Reuses a finished
+    group made from the same field, count and seed.
+
+    Returns {"path", "count", "fingerprint", "reused", "seconds"}.
+    """
+    import torch
+
+    from inrcore.isopoints import extract_isopoints as isopoints_of, field_of_network
+
+    start = time.perf_counter()
+    key = fingerprint("isopoints", model_fingerprint, int(count), int(seed))
+    root = open_store(store_url)
+    path = f"isopoints/{shape_id}"
+    attrs = finished_attrs(root, path, key)
+    if attrs is not None:
+        return {"path": path, "count": int(attrs["count"]), "fingerprint": key, "reused": True,
+                "seconds": time.perf_counter() - start}
+    spec, params, _, _ = registry.load_registered_field(tracking_uri, model_uri)
+    device = resolve_device("auto")
+    params = {k: v.to(device) for k, v in params.items()}
+    iso = isopoints_of(field_of_network(spec, params), int(count), device=device,
+                       generator=torch.Generator().manual_seed(int(seed)))
+    points = iso.points.detach().cpu().numpy().astype(np.float32)
+    normals = iso.normals.detach().cpu().numpy().astype(np.float32)
+    try:
+        group = fresh_group(root, path)
+        for name, data in (("points", points), ("normals", normals)):
+            group.create_array(name, shape=data.shape, dtype="float32", dimension_names=("point", "xyz"))[...] = data
+        mark_finished(group, key, {"model_uri": model_uri, "count": int(len(points)), "requested": int(count),
+                                   "seed": int(seed)})
+    except BaseException:
+        remove_group(root, path)
+        raise
+    registry.log_metrics(tracking_uri, run_id, {"isopoints/count": float(len(points))})
+    return {"path": path, "count": int(len(points)), "fingerprint": key, "reused": False,
+            "seconds": time.perf_counter() - start}
