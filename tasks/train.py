@@ -48,9 +48,12 @@ def training_fingerprint(samples_fingerprint: str, config: TrainConfig) -> str:
     """The registry tag of a field fitted from these samples with these settings.
 
     Settings in EXECUTION_ONLY are left out: a shape trained in a batch is the field it would be
-    alone, and fingerprints stay those of configs that predate them.
+    alone, and fingerprints stay those of configs that predate them. For the same reason the
+    iso-point settings count only when iso-points are on (off, they change nothing).
     """
     settings = {k: v for k, v in config_to_dict(config).items() if k not in EXECUTION_ONLY}
+    if not config.isopoints.enabled:
+        settings.pop("isopoints", None)
     return fingerprint("field", samples_fingerprint, settings)
 
 
