@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,7 +57,6 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="benchmarks/results/range_meshing.json")
     args = parser.parse_args(argv)
 
-    import numpy as np
     import torch
 
     from inrcore.rangemesh import dense_mesh, range_mesh
