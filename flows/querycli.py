@@ -145,6 +145,7 @@ def load_model(model: str, tracking_uri, device_name: str = "auto"):
 
 
 def _mesh(args, spec, params, device) -> dict:
+    from inrcore.files import write_atomic
     from inrcore.rangemesh import dense_mesh, range_mesh
 
     if args.method == "dense":
@@ -152,11 +153,7 @@ def _mesh(args, spec, params, device) -> dict:
     else:
         max_symbols = None if args.max_symbols == -1 else args.max_symbols
         mesh, stats = range_mesh(spec, params, args.resolution, args.bound, args.leaf, args.mode, max_symbols, device)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    mesh.export(tmp)
-    os.replace(tmp, out)
+    out = write_atomic(args.out, mesh.export)
     metrics_path = Path(args.metrics) if args.metrics else out.parent / "metrics.json"
     record = {**stats, "mesh": str(out), "device": str(device), "ok": len(mesh.faces) > 0}
     _write_json(metrics_path, record)
@@ -195,7 +192,6 @@ def _render(args, spec, params, device) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    from inrcore.files import write_atomic
+
+    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))

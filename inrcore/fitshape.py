@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ import trimesh
 from .config import GridConfig, MetricsConfig, PipelineConfig, SamplingConfig, config_to_dict
 from .errors import InrflowError, ShapeError
 from .fields import evaluate_grid_block, grid_spacing
+from .files import make_readable, write_atomic
 from .meshes import SUPPORTED_SUFFIXES, Normalisation, load_mesh, normalisation_for, normalisation_for_points
 from .metrics import compare_mesh_to_points, compare_meshes
 from .networks import resolve_device
@@ -308,13 +308,13 @@ def save_shape_fit(shape_fit: ShapeFit, out_dir, config: PipelineConfig) -> dict
     save_field(paths["field"], shape_fit.fit.spec, shape_fit.fit.params, metadata={
         "method": method, "normalisation": shape_fit.normalisation.to_dict(), "config": config_to_dict(config),
         "input": shape_fit.path, "input_kind": shape_fit.input_kind})
-    _make_readable(paths["field"])
+    make_readable(paths["field"])
     original = trimesh.Trimesh(vertices=shape_fit.normalisation.invert(np.asarray(shape_fit.mesh.vertices)),
                                faces=np.asarray(shape_fit.mesh.faces), process=False, validate=False)
-    _write_atomic(paths["mesh"], lambda tmp: original.export(tmp, file_type="ply"))
+    write_atomic(paths["mesh"], lambda tmp: original.export(tmp, file_type="ply"))
     write_png(render_mesh(shape_fit.mesh), paths["image"])
     text = json.dumps(fit_record(shape_fit, method), indent=2) + "\n"
-    _write_atomic(paths["metrics"], lambda tmp: Path(tmp).write_text(text))
+    write_atomic(paths["metrics"], lambda tmp: Path(tmp).write_text(text))
     return paths
 
 
@@ -323,23 +323,3 @@ def render_reference(reference: ShapeReference, size: tuple[int, int] = (256, 25
     if reference.kind == "mesh":
         return render_mesh(reference.mesh, size=size)
     return render_point_cloud(reference.points, reference.normals, size=size)
-
-
-def _write_atomic(path: Path, write: Callable[[str], object]) -> None:
-    """Call write(temporary path) in `path`'s folder, then rename it onto `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        _make_readable(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _make_readable(path) -> None:
-    """Give a file made by mkstemp (mode 0600) the usual mode of a new file: 0666 less the umask."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)

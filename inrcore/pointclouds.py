@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import ShapeError
+from .files import write_atomic
 
 POINT_SUFFIXES = (".xyz", ".ply", ".npz")
 MIN_POINTS = 100
@@ -148,9 +149,6 @@ def write_point_cloud_ply(path, points: np.ndarray, normals: Optional[np.ndarray
     """Write points [N, 3] (and unit normals [N, 3]) as a binary little-endian PLY with float32
     x y z [nx ny nz] vertex properties, which `load_point_cloud` reads back; atomically (a
     temporary name in the same folder, then a rename)."""
-    import tempfile
-
-    path = Path(path)
     points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
     names = ["x", "y", "z"]
     columns = [points]
@@ -163,14 +161,4 @@ def write_point_cloud_ply(path, points: np.ndarray, normals: Optional[np.ndarray
     header = "ply\nformat binary_little_endian 1.0\n" + f"element vertex {len(points)}\n"
     header += "".join(f"property float {name}\n" for name in names) + "end_header\n"
     body = np.ascontiguousarray(np.hstack(columns).astype("<f4")).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header.encode("ascii"))
-            f.write(body)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_atomic(path, lambda tmp: Path(tmp).write_bytes(header.encode("ascii") + body))

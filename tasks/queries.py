@@ -12,6 +12,7 @@ import numpy as np
 from prefect import task
 
 from inrcore.config import RangeMeshConfig, config_from_dict, config_to_dict, fingerprint
+from inrcore.files import write_atomic
 from inrcore.networks import field_spec_from_json, field_spec_to_json, resolve_device
 from inrcore.rangemesh import RangeMeshPlan, evaluate_leaf_values, mesh_from_leaf_values, plan_range_mesh
 
@@ -80,10 +81,7 @@ def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_finger
             "tasks": len(parts), "seconds_plan": plan.seconds,
             "vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),
         }
-        mesh_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = mesh_path.with_name(mesh_path.stem + ".tmp.ply")
-        mesh.export(tmp)
-        tmp.replace(mesh_path)
+        write_atomic(mesh_path, mesh.export)
         stats["seconds"] = time.perf_counter() - start
         mark_finished(group, key, {"model_uri": model_uri, "settings": config_to_dict(config),
                                    "box_evaluations_per_level": list(plan.box_evaluations), **stats})

@@ -1,0 +1,35 @@
+"""Writing files so that readers never see half of one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+def write_atomic(path, write: Callable[[str], object]) -> Path:
+    """Call write(temporary path) in `path`'s folder (created if needed), then rename it onto `path`.
+
+    The temporary name keeps `path`'s suffix, so writers that pick a format by extension work;
+    the file gets the usual mode of a new file, and nothing is left behind when `write` fails.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        make_readable(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def make_readable(path) -> None:
+    """Give a file made by mkstemp (mode 0600) the usual mode of a new file: 0666 less the umask."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
