@@ -17,6 +17,7 @@ import yaml
 
 from inrcore.methods import METHODS  # light: no torch, so --help stays quick
 
+from .nerfcli import NERF_COMMANDS, add_nerf_commands, nerf_command
 from .querycli import QUERY_COMMANDS, add_query_commands, query_command
 
 DESCRIPTION = """\
@@ -28,6 +29,9 @@ Commands:
   mesh     mesh a fitted field (dense, or range-bound marching cubes) with evaluation counts
   isopoints  sample points with normals on a fitted field's surface
   render   depth and normal pictures of a fitted field by range-bound ray casting or sphere tracing
+  nerf     train a radiance field (NeRF or hash grid) on a Blender-format scene and render new views
+  scene    render a mesh into a Blender-format scene (views on a sphere, transforms_*.json)
+  nerf-run scene, rays into Zarr and a tracked, registered radiance field for every shape of a dataset
 """
 
 
@@ -92,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--quiet", action="store_true", help="no progress lines, only the metrics")
     fit.set_defaults(alias=None)
     add_query_commands(commands)
+    add_nerf_commands(commands)
     return parser
 
 
@@ -103,6 +108,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return fit_command(args)
     if args.command in QUERY_COMMANDS:
         return query_command(args)
+    if args.command in NERF_COMMANDS:
+        return nerf_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

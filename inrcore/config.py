@@ -222,6 +222,112 @@ class QueriesConfig:
 
 
 @dataclass(frozen=True)
+class NerfConfig:
+    """A radiance field (`inrcore.nerf`) and its training (`inrcore.nerftrain`).
+
+    model "nerf" (Mildenhall et al. 2020): `depth` x `width` ReLU MLP, the encoded position
+    re-injected after layer `skip`, density from the position only, colour from a branch
+    that also sees the encoded view direction; `n_coarse` stratified samples per ray and
+    `n_fine` more drawn from the coarse weights for a second (fine) network.
+    model "ngp" (Mueller et al. 2022): a multiresolution hash encoding (`hash_*`) with small
+    MLPs of `ngp_width` units, sampled every `render_step` along each ray (None: the box's
+    diagonal / 256) and only where an occupancy grid of `grid_resolution`^3 cells over the
+    scene box, refreshed every `grid_every` steps, finds density.
+    The scene lies in the cube [-bound, bound]^3; `background` is composited behind.
+
+    Ablations (the NeRF paper's): `positional_encoding` False feeds raw coordinates;
+    `view_dependent` False gives colour from the position alone.
+    lr: None takes the model's own (5e-4 nerf, 1e-2 ngp), decayed exponentially to
+    lr x `lr_final_fraction`. `steps` always caps training, `seconds` caps wall time.
+    Every `eval_every` steps `eval_views` test views are rendered and measured; a
+    checkpoint is written every `checkpoint_every` steps.
+    """
+
+    model: str = "ngp"
+    steps: int = 5000
+    seconds: Optional[float] = None
+    batch_rays: int = 1024
+    lr: Optional[float] = None
+    lr_final_fraction: float = 0.1
+    bound: float = 1.5
+    background: tuple[float, ...] = (1.0, 1.0, 1.0)
+    positional_encoding: bool = True
+    view_dependent: bool = True
+    position_frequencies: int = 10
+    direction_frequencies: int = 4
+    depth: int = 8
+    width: int = 256
+    skip: int = 4
+    n_coarse: int = 64
+    n_fine: int = 128
+    hash_levels: int = 16
+    hash_features: int = 2
+    hash_log2_size: int = 17
+    hash_base_resolution: int = 16
+    hash_finest_resolution: int = 1024
+    ngp_width: int = 64
+    grid_resolution: int = 64
+    grid_every: int = 16
+    render_step: Optional[float] = None
+    eval_every: int = 500
+    eval_views: int = 2
+    checkpoint_every: int = 500
+    chunk_rays: int = 4096
+    seed: int = 0
+    device: str = "auto"
+
+
+NERF_MODELS = ("nerf", "ngp")
+
+
+@dataclass(frozen=True)
+class MeshSceneConfig:
+    """A synthetic NeRF scene rendered from a mesh (`inrcore.meshscenes`), Blender-style.
+
+    The mesh is centred and scaled so that its bounding box's longest side spans
+    [-extent, extent]. `n_train` and `n_test` cameras (disjoint sets) sit on the sphere of
+    `radius` around the origin (its upper half, y > 0, when `upper_hemisphere`), look at the
+    origin with y up, and see `size` x `size` pixels over a horizontal field of view of
+    `camera_angle_x` radians (default: the Blender lego scene's). `seed` turns the camera
+    spirals about y. `near` and `far` bound the rays (written to the transforms files).
+    n_test 0 writes no test split.
+    """
+
+    size: int = 100
+    n_train: int = 100
+    n_test: int = 20
+    camera_angle_x: float = 0.6911112070083618
+    radius: float = 4.0
+    extent: float = 1.0
+    upper_hemisphere: bool = False
+    seed: int = 0
+    near: float = 2.0
+    far: float = 6.0
+
+
+@dataclass(frozen=True)
+class RaysConfig:
+    """A scene's training rays in the store: every pixel of the training views (images shrunk
+    by `downscale`), in one random order drawn from `seed`, in chunks of `chunk` rays."""
+
+    chunk: int = 65536
+    downscale: int = 1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class NerfPipelineConfig:
+    """The NeRF collection flow: scenes from meshes (`scene`), rays (`rays`), training (`training`),
+    the registry alias of each new field and how many frames its turntable GIF gets."""
+
+    scene: MeshSceneConfig = field(default_factory=MeshSceneConfig)
+    rays: RaysConfig = field(default_factory=RaysConfig)
+    training: NerfConfig = field(default_factory=NerfConfig)
+    alias: str = "champion"
+    turntable_frames: int = 24
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     """Surface metrics: `n_points` area-weighted samples per mesh, F-score at `fscore_ratio` x diagonal."""
 
@@ -376,8 +482,18 @@ def _check_ranges(config: Any, where: str) -> None:
         _check_range_mesh(config, where)
     if isinstance(config, QueriesConfig) and config.isopoints < 0:
         raise ConfigError(f"{where}.isopoints: must be zero or more, got {config.isopoints}")
+    if isinstance(config, NerfConfig):
+        _check_nerf(config, where)
+    if isinstance(config, MeshSceneConfig):
+        _check_mesh_scene(config, where)
     if isinstance(config, MetricsConfig) and not 0 < config.fscore_ratio < 1:
         raise ConfigError(f"{where}.fscore_ratio: must be in (0, 1), got {config.fscore_ratio}")
+    if isinstance(config, RaysConfig) and (config.chunk <= 0 or config.downscale <= 0):
+        raise ConfigError(f"{where}: chunk and downscale must be positive")
+    if isinstance(config, NerfPipelineConfig) and config.turntable_frames < 0:
+        raise ConfigError(f"{where}.turntable_frames: must be zero or more, got {config.turntable_frames}")
+    if isinstance(config, NerfPipelineConfig) and not _valid_alias(config.alias):
+        raise ConfigError(f"{where}.alias: {config.alias!r} is not a usable registry alias")
     if isinstance(config, PipelineConfig) and not _valid_alias(config.alias):
         raise ConfigError(
             f"{where}.alias: {config.alias!r} is not a usable registry alias "
@@ -445,3 +561,50 @@ def _check_range_mesh(config: RangeMeshConfig, where: str) -> None:
         raise ConfigError(f"{where}.mode: expected affine or interval, got {config.mode!r}")
     if config.max_symbols is not None and config.max_symbols < 0:
         raise ConfigError(f"{where}.max_symbols: must be zero or more, or null, got {config.max_symbols}")
+
+
+def _check_mesh_scene(config: MeshSceneConfig, where: str) -> None:
+    import math
+
+    for name in ("size", "n_train"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{where}.{name}: must be positive, got {getattr(config, name)}")
+    if config.n_test < 0:
+        raise ConfigError(f"{where}.n_test: must be zero or more, got {config.n_test}")
+    if not 0.0 < config.camera_angle_x < math.pi:
+        raise ConfigError(f"{where}.camera_angle_x: must be in (0, pi) radians, got {config.camera_angle_x}")
+    if not (math.isfinite(config.extent) and config.extent > 0):
+        raise ConfigError(f"{where}.extent: must be positive, got {config.extent}")
+    if not (math.isfinite(config.radius) and config.radius > math.sqrt(3.0) * config.extent):
+        raise ConfigError(f"{where}.radius: must exceed sqrt(3) x extent = {math.sqrt(3.0) * config.extent:.4g} "
+                          f"(cameras outside the mesh's cube), got {config.radius}")
+    if not (math.isfinite(config.far) and 0.0 <= config.near < config.far):
+        raise ConfigError(f"{where}.near, far: need 0 <= near < far, got {config.near} and {config.far}")
+
+
+def _check_nerf(config: NerfConfig, where: str) -> None:
+    if config.model not in NERF_MODELS:
+        raise ConfigError(f"{where}.model: expected one of {', '.join(NERF_MODELS)}, got {config.model!r}")
+    for name in ("batch_rays", "position_frequencies", "direction_frequencies", "depth", "width", "n_coarse",
+                 "hash_levels", "hash_features", "hash_base_resolution", "hash_finest_resolution", "ngp_width",
+                 "grid_resolution", "grid_every", "eval_every", "checkpoint_every", "chunk_rays"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"{where}.{name}: must be positive, got {getattr(config, name)}")
+    if config.n_fine < 0 or config.eval_views < 0:
+        raise ConfigError(f"{where}: n_fine and eval_views must be zero or more")
+    if not 0 <= config.skip < config.depth:
+        raise ConfigError(f"{where}.skip: must be in [0, depth), got {config.skip}")
+    if not 10 <= config.hash_log2_size <= 24:
+        raise ConfigError(f"{where}.hash_log2_size: must be in [10, 24], got {config.hash_log2_size}")
+    if config.hash_finest_resolution < config.hash_base_resolution:
+        raise ConfigError(f"{where}.hash_finest_resolution: must be at least hash_base_resolution")
+    if config.bound <= 0 or (config.render_step is not None and config.render_step <= 0):
+        raise ConfigError(f"{where}: bound and render_step must be positive")
+    if config.lr is not None and config.lr <= 0 or not 0 < config.lr_final_fraction <= 1:
+        raise ConfigError(f"{where}: lr must be positive and lr_final_fraction in (0, 1]")
+    if config.seconds is not None and config.seconds <= 0:
+        raise ConfigError(f"{where}.seconds: must be positive, got {config.seconds}")
+    if len(config.background) != 3 or not all(0.0 <= c <= 1.0 for c in config.background):
+        raise ConfigError(f"{where}.background: expected three values in [0, 1], got {list(config.background)}")
+    if config.device != "auto" and not (config.device == "cpu" or config.device.startswith("cuda")):
+        raise ConfigError(f"{where}.device: expected auto, cpu or cuda[:N], got {config.device!r}")

@@ -22,5 +22,13 @@ class ShapeError(InrflowError, ValueError):
         return (type(self), (self.path, self.problem))
 
 
+class SceneError(ShapeError):
+    """A scene of posed images cannot be used: a missing or malformed transforms file, a bad pose,
+    a missing image or one of the wrong size, no focal length...
+
+    The message always starts with the offending file's path, then the problem.
+    """
+
+
 class ConfigError(InrflowError, ValueError):
     """A configuration or manifest is invalid. The message names the source and the key."""

@@ -160,8 +160,8 @@ def ply_declares_faces(path) -> bool:
 def read_shape(path) -> ShapeReference:
     """A shape file in its own coordinates: a mesh, or a cloud with (possibly estimated) normals.
 
-    Raises ShapeError naming the file for anything that makes it unusable, including a
-    cloud whose normals cannot be oriented consistently.
+    Raises ShapeError naming the file for anything that makes it unusable. A cloud without
+    normals gets `estimate_normals` (each separate piece oriented outward).
     """
     if input_kind_of(path) == "mesh":
         return ShapeReference(kind="mesh", mesh=load_mesh(path))

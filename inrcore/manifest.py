@@ -10,10 +10,14 @@ A manifest is a mapping (read from YAML at the edge, see `flows.manifest`):
     glob: meshes/*.ply               # optional, a pattern or a list of patterns
     config:                          # optional overrides of PipelineConfig
       training: {steps: 1500}
+    nerf:                            # optional overrides of NerfPipelineConfig (the NeRF flow)
+      scene: {size: 100}
+      training: {model: ngp, seconds: 600}
 
 Shapes are mesh files (MESH_SUFFIXES) or oriented point clouds (.xyz, .npz, and .ply files
 without faces; see `inrcore.fitshape`). A listed file that is missing is not a manifest error: it fails that shape alone, so the
-rest of the collection still runs.
+rest of the collection still runs. For the NeRF flow an entry may also be a scene folder
+(Blender format: `transforms_train.json` and its images), used as it is.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .config import PipelineConfig, config_from_dict
+from .config import NerfPipelineConfig, PipelineConfig, config_from_dict
 from .errors import ConfigError
 from .pointclouds import POINT_SUFFIXES
 
@@ -43,6 +47,7 @@ class DatasetManifest:
     name: str
     shapes: tuple[ShapeEntry, ...]
     config: PipelineConfig = field(default_factory=PipelineConfig)
+    nerf: NerfPipelineConfig = field(default_factory=NerfPipelineConfig)
     description: str = ""
     source: str = ""
 
@@ -59,7 +64,7 @@ def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = Non
     """Validate a manifest mapping; paths are resolved against `base_dir` (default: source's folder)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: a manifest must be a mapping with 'name' and 'shapes' or 'glob'")
-    allowed = {"name", "description", "shapes", "glob", "config"}
+    allowed = {"name", "description", "shapes", "glob", "config", "nerf"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}; expected some of {', '.join(sorted(allowed))}")
@@ -106,10 +111,11 @@ def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = Non
         seen[entry.shape_id] = entry.path
 
     config = config_from_dict(PipelineConfig, data.get("config"), f"{source}: config")
+    nerf = config_from_dict(NerfPipelineConfig, data.get("nerf"), f"{source}: nerf")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(f"{source}: 'description' must be text")
-    return DatasetManifest(name=name, shapes=tuple(entries), config=config, description=description, source=str(source))
+    return DatasetManifest(name=name, shapes=tuple(entries), config=config, nerf=nerf, description=description, source=str(source))
 
 
 def manifest_for_folder(folder: str | Path) -> DatasetManifest:

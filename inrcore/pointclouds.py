@@ -2,8 +2,8 @@
 
 Every problem with a file is a `ShapeError` naming the file. Normals that a file lacks are
 estimated by PCA over each point's neighbours and oriented consistently by propagation along
-a minimum spanning tree of the neighbour graph (Hoppe et al. 1992), then made to point away
-from the cloud's centre where that is unambiguous.
+a minimum spanning tree of the neighbour graph (Hoppe et al. 1992), each connected piece
+seeded and finally checked so that its normals point outward.
 """
 
 from __future__ import annotations
@@ -75,42 +75,83 @@ def validate_point_cloud(points, normals, path) -> tuple[np.ndarray, Optional[np
 
 
 def estimate_normals(points: np.ndarray, k: int = 16, path="point cloud") -> np.ndarray:
-    """Unit normals [N, 3] for points [N, 3], consistently oriented.
+    """Unit normals [N, 3] for points [N, 3], consistently oriented (Hoppe et al. 1992).
 
-    PCA of each point's k nearest neighbours gives an unoriented normal; orientation spreads
-    from the point farthest from the centroid (whose normal is made to point outward) along a
-    minimum spanning tree weighted by 1 - |n_i . n_j|, so neighbours with similar normals
-    are visited first. Raises ShapeError if the neighbour graph falls apart into pieces,
-    since their relative orientation is then unknown.
+    PCA of each point's k nearest neighbours gives an unoriented normal n_i and a tangent-plane
+    centre o_i (the neighbourhood's mean). Orientation then spreads over the Riemannian graph
+    (the symmetric k-neighbour graph) along its minimum spanning tree, breadth first, each
+    child flipped to agree with its parent. An edge costs 1 - |n_i . n_j| (Hoppe's weight:
+    neighbours with parallel normals are visited first) plus the mean of |n_i . e| and
+    |n_j . e| for the unit direction e from o_i to o_j, so that the tree goes along the surface
+    rather than across a thin part to the opposite side, whose normals are also parallel.
+
+    Each connected piece of the graph is seeded at its point of largest |n . (p - c)|, c the
+    piece's centroid: that point lies on the piece's convex hull, where the outward normal
+    points away from c, so the seed's sign is known. Finally the same rule decides each piece
+    as a whole: the mean of n . (p - c) over a closed surface is 3 x volume / area > 0 for
+    outward normals, so a piece where it is negative is flipped. (A piece nested inside
+    another, like the inner wall of a hollow shell, is thus also made to face away from its
+    own centre.)
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import breadth_first_order, connected_components, minimum_spanning_tree
     from scipy.spatial import cKDTree
 
     points = np.asarray(points, dtype=np.float64)
-    k = min(k, len(points) - 1)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) < 3:
+        raise ShapeError(path, f"cannot estimate normals of {points.shape} points; at least 3 x 3 are needed")
+    n_points = len(points)
+    k = max(2, min(k, n_points - 1))
     _, neighbours = cKDTree(points).query(points, k=k + 1)
-    local = points[neighbours] - points[neighbours].mean(axis=1, keepdims=True)  # [N, k+1, 3]
-    _, _, vt = np.linalg.svd(local, full_matrices=False)
-    normals = vt[:, -1, :]  # direction of least spread
+    around = points[neighbours]  # [N, k+1, 3]
+    centres = around.mean(axis=1)  # tangent-plane centres o_i
+    local = around - centres[:, None, :]
+    _, vectors = np.linalg.eigh(np.einsum("nki,nkj->nij", local, local))
+    normals = np.ascontiguousarray(vectors[:, :, 0])  # direction of least spread
 
-    rows = np.repeat(np.arange(len(points)), k)
-    cols = neighbours[:, 1:].reshape(-1)
-    weights = 1.0 - np.abs(np.einsum("ij,ij->i", normals[rows], normals[cols])) + 1e-6
-    graph = coo_matrix((weights, (rows, cols)), shape=(len(points),) * 2).tocsr()
+    # The Riemannian graph with its edge costs, and its minimum spanning tree.
+    others = neighbours[:, 1:]  # [N, k]
+    other_normals = normals[others]  # [N, k, 3]
+    step = centres[others] - centres[:, None, :]
+    length = np.maximum(np.linalg.norm(step, axis=2), 1e-300)
+    across = np.abs(np.einsum("ni,nki->nk", normals, step)) + np.abs(np.einsum("nki,nki->nk", other_normals, step))
+    across /= 2 * length
+    weights = 1.0 - np.abs(np.einsum("ni,nki->nk", normals, other_normals)) + across + 1e-6
+    rows = np.repeat(np.arange(n_points), k)
+    cols = others.reshape(-1)
+    keep = rows != cols  # (a point repeated in a cloud may list another copy first)
+    graph = coo_matrix((weights.reshape(-1)[keep], (rows[keep], cols[keep])), shape=(n_points, n_points)).tocsr()
     graph = graph.maximum(graph.T)
-    n_parts, _ = connected_components(graph, directed=False)
-    if n_parts > 1:
-        raise ShapeError(path, f"cannot orient normals: the {k}-neighbour graph has {n_parts} separate pieces")
-    tree = minimum_spanning_tree(graph)
-    tree = tree.maximum(tree.T)
-    seed = int(np.argmax(np.linalg.norm(points - points.mean(axis=0), axis=1)))
-    if np.dot(normals[seed], points[seed] - points.mean(axis=0)) < 0:
-        normals[seed] = -normals[seed]
-    order, parents = breadth_first_order(tree, seed, directed=False, return_predecessors=True)
-    for node in order[1:]:
-        if np.dot(normals[node], normals[parents[node]]) < 0:
-            normals[node] = -normals[node]
+    n_parts, part = connected_components(graph, directed=False)
+    tree = minimum_spanning_tree(graph).tocoo()
+
+    # One seed per piece, oriented away from the piece's centroid.
+    counts = np.bincount(part, minlength=n_parts)
+    part_centroids = np.stack([np.bincount(part, points[:, d], n_parts) for d in range(3)], axis=1) / counts[:, None]
+    radial = np.einsum("ij,ij->i", normals, points - part_centroids[part])
+    order_by_reach = np.lexsort((-np.abs(radial), part))  # within each piece, largest |n . (p - c)| first
+    seeds = order_by_reach[np.searchsorted(part[order_by_reach], np.arange(n_parts))]
+    normals[seeds[radial[seeds] < 0]] *= -1
+
+    # Breadth-first over the forest, from a virtual root (index N) joined to every seed.
+    root = n_points
+    forest = coo_matrix(
+        (np.r_[np.ones(tree.nnz), np.ones(n_parts)], (np.r_[tree.row, np.full(n_parts, root)], np.r_[tree.col, seeds])),
+        shape=(n_points + 1, n_points + 1),
+    ).tocsr()
+    order, parents = breadth_first_order(forest, root, directed=False, return_predecessors=True)
+    order = order[1:]
+    children = order[parents[order] != root]
+    agrees = np.einsum("ij,ij->i", normals[children], normals[parents[children]]) >= 0
+    sign, parent_of = [1.0] * (n_points + 1), parents.tolist()
+    for child, same in zip(children.tolist(), agrees.tolist()):  # parents come before their children
+        sign[child] = sign[parent_of[child]] if same else -sign[parent_of[child]]
+    normals *= np.asarray(sign[:n_points])[:, None]
+
+    # Whole pieces that face inward on the whole (mean n . (p - c) < 0) are turned around.
+    radial = np.einsum("ij,ij->i", normals, points - part_centroids[part])
+    inward = np.bincount(part, radial, n_parts) < 0
+    normals[inward[part]] *= -1
     return normals
 
 

@@ -179,3 +179,45 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
             out[key] = v
     return out
 
+
+
+RADIANCE_FIELD_DIR = "radiance_field"
+
+
+def register_radiance_field(tracking_uri: str, run_id: str, name: str, alias: str, weights_path,
+                            fingerprint: str) -> tuple[str, str]:
+    """Log a saved radiance field (`inrcore.nerftrain.save_radiance_field`) as the run's "model"
+    artifact, register a new version of `name` tagged with `fingerprint` and point `alias` at it.
+
+    `mlflow.pyfunc.load_model(uri).predict(rays [N, 6])` (origins then unit directions) returns
+    colours [N, 3]. Returns (model URI "models:/<name>@<alias>", version).
+    """
+    c = client(tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / RADIANCE_FIELD_DIR
+        data.mkdir()
+        (data / WEIGHTS_FILE).write_bytes(Path(weights_path).read_bytes())
+        model_dir = Path(tmp) / "model"
+        mlflow.pyfunc.save_model(str(model_dir), loader_module="tasks.registry_nerf", data_path=str(data),
+                                 pip_requirements=["inrflow", "torch", "safetensors"])
+        c.log_artifacts(run_id, str(model_dir), "model")
+    run = c.get_run(run_id)
+    try:
+        c.create_registered_model(name, description="Radiance field trained by inrflow")
+    except mlflow.exceptions.MlflowException:
+        pass  # already registered
+    version = c.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run_id,
+                                     tags={"fingerprint": fingerprint})
+    c.set_registered_model_alias(name, alias, version.version)
+    return f"models:/{name}@{alias}", version.version
+
+
+def download_registered_model(tracking_uri: str, model_uri: str) -> tuple[Path, str]:
+    """The local folder of a registered model "models:/<name>@<alias>" and its run id."""
+    c = client(tracking_uri)
+    match = re.fullmatch(r"models:/([^@/]+)@([^@/]+)", model_uri)
+    if not match:
+        raise ValueError(f"{model_uri}: expected a registry URI of the form models:/<name>@<alias>")
+    version = c.get_model_version_by_alias(match.group(1), match.group(2))
+    source = c.get_model_version_download_uri(version.name, version.version)
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri)), version.run_id

@@ -1,13 +1,18 @@
-"""prefect.yaml is accepted by `prefect deploy` against a real (temporary) Prefect API."""
+"""prefect.yaml is accepted by `prefect deploy` against a real (temporary) Prefect API, and each
+deployment's parameters fit its flow and give a valid pipeline config."""
 
+import inspect
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+DECLARED = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+COLLECTION = [d for d in DECLARED if d["entrypoint"] == "flows/pipeline.py:sdf_collection"]
 
 
 def prefect(*args, env):
@@ -27,11 +32,33 @@ def test_prefect_yaml_deploys_with_its_schedule_and_parameters(prefect_api):
     with get_client(sync_client=True) as client:
         nightly = client.read_deployment_by_name("sdf-collection/demo-nightly")
         weekly = client.read_deployment_by_name("sdf-collection/collection-weekly")
+        queries = client.read_deployment_by_name("sdf-collection/queries-weekly")
     assert nightly.work_pool_name == "inrflow-process"
     assert nightly.parameters["manifest"] == "datasets/demo.yaml"
     assert [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]
     assert nightly.schedules[0].active is True and weekly.schedules[0].active is False
     assert weekly.parameters["overrides"] == {"training": {"steps": 3000}, "grid": {"resolution": 256}}
+    assert [s.schedule.cron for s in queries.schedules] == ["0 4 * * 0"] and queries.schedules[0].active is False
+    assert queries.parameters["overrides"]["queries"] == {"isopoints": 20000, "range_mesh": True,
+                                                          "range": {"resolution": 256, "tasks": 4}}
     assert nightly.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
-    declared = yaml.safe_load((ROOT / "prefect.yaml").read_text())
-    assert {d["name"] for d in declared["deployments"]} == {"demo-nightly", "collection-weekly"}
+    assert {d["name"] for d in DECLARED} >= {"demo-nightly", "collection-weekly", "queries-weekly"}
+
+
+@pytest.mark.parametrize("deployment", COLLECTION, ids=[d["name"] for d in COLLECTION])
+def test_collection_deployments_give_a_valid_config_and_their_stages(deployment):
+    from flows.manifest import read_manifest
+    from flows.pipeline import STAGES, sdf_collection, stages_for
+    from inrcore.config import config_replace, config_to_dict
+
+    parameters = deployment["parameters"]
+    assert set(parameters) <= set(inspect.signature(sdf_collection.fn).parameters)
+    data = read_manifest(str(ROOT / parameters["manifest"]))
+    config = config_replace(data.config, parameters.get("overrides") or {}, f"{deployment['name']}: overrides")
+    stages = stages_for(config_to_dict(config))
+    if deployment["name"] == "queries-weekly":  # the query stages on, after the usual ones
+        assert stages == STAGES + ("isopoints", "range-mesh")
+        queries = config.queries
+        assert queries.isopoints == 20000 and queries.range_mesh and queries.range.resolution == 256
+    else:
+        assert stages == STAGES

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from inrcore.config import (
-    GridConfig, PipelineConfig, SamplingConfig, TrainConfig, config_from_dict, config_replace, config_to_dict,
-    fingerprint,
+    GridConfig, MeshSceneConfig, PipelineConfig, SamplingConfig, TrainConfig, config_from_dict, config_replace,
+    config_to_dict, fingerprint,
 )
 from inrcore.errors import ConfigError
 
@@ -58,3 +58,27 @@ def test_fingerprint_is_stable_and_sensitive():
     assert fingerprint("x", GridConfig()) != fingerprint("x", GridConfig(resolution=129))
     assert fingerprint("x", GridConfig()) != fingerprint("y", GridConfig())
     assert len(fingerprint("x")) == 16
+
+
+def test_mesh_scene_config_defaults_and_round_trip():
+    config = config_from_dict(MeshSceneConfig, {"size": 16, "radius": 3})
+    assert config.size == 16 and config.radius == 3.0 and config.n_test == 20
+    assert config.camera_angle_x == 0.6911112070083618 and (config.near, config.far) == (2.0, 6.0)
+    assert config_from_dict(MeshSceneConfig, config_to_dict(config)) == config
+    assert config_from_dict(MeshSceneConfig, {"n_test": 0}).n_test == 0
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"size": 0}, r"scene.size: must be positive, got 0"),
+    ({"n_train": 0}, r"scene.n_train: must be positive"),
+    ({"n_test": -1}, r"scene.n_test: must be zero or more"),
+    ({"camera_angle_x": 3.2}, r"scene.camera_angle_x: must be in \(0, pi\)"),
+    ({"extent": 0}, r"scene.extent: must be positive"),
+    ({"radius": 1.5}, r"scene.radius: must exceed sqrt\(3\) x extent = 1.732"),
+    ({"near": 6.0}, r"scene.near, far: need 0 <= near < far"),
+    ({"near": -1.0}, r"scene.near, far"),
+    ({"upper_hemisphere": 1}, r"scene.upper_hemisphere: expected true or false"),
+])
+def test_mesh_scene_config_bad_values(data, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(MeshSceneConfig, data, "scene")

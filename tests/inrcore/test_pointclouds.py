@@ -1,8 +1,12 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from inrcore.errors import ShapeError
 from inrcore.pointclouds import estimate_normals, load_point_cloud
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def sphere(n=1000, radius=0.5, seed=0, centre=(0.0, 0.0, 0.0)):
@@ -83,10 +87,44 @@ def test_estimated_normals_match_the_outward_normals_of_an_ellipsoid(scale):
     assert cos.min() > 0.8 and np.median(cos) > 0.99  # every one outward, and accurate
 
 
-def test_orientation_fails_clearly_on_separate_pieces():
-    points = np.vstack([sphere(300, 0.1)[0], sphere(300, 0.1, seed=1, centre=(5.0, 0, 0))[0]])
-    with pytest.raises(ShapeError, match="cannot orient normals: the 8-neighbour graph has 2 separate pieces"):
-        estimate_normals(points, k=8, path="two.xyz")
+def test_separate_pieces_are_each_oriented_outward():
+    d0, d1 = sphere(300, seed=0)[1], sphere(300, seed=1)[1]
+    points = np.vstack([0.1 * d0, 0.1 * d1 + (5.0, 0.0, 0.0)])  # two pieces the 8-neighbour graph cannot join
+    normals = estimate_normals(points, k=8, path="two.xyz")
+    assert (np.einsum("ij,ij->i", normals, np.vstack([d0, d1])) > 0.8).all()
+
+
+def agreement(normals, truth):
+    """Fraction of estimated normals on the same side as the true ones."""
+    return float(np.mean(np.einsum("ij,ij->i", normals, truth) > 0))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_noisy_sphere_normals_point_outward(seed):
+    points, truth = sphere(3000, radius=0.5, seed=seed)
+    points = points + np.random.default_rng(100 + seed).normal(scale=0.005 * 0.5, size=points.shape)  # sigma 0.5% of r
+    assert agreement(estimate_normals(points), truth) >= 0.97
+
+
+def noisy_bunny(n, seed, noise=0.005):
+    """n points sampled on datasets/meshes/bunny.obj with their face normals, plus Gaussian
+    noise of `noise` x the bounding-box diagonal."""
+    import trimesh
+
+    mesh = trimesh.load(ROOT / "datasets" / "meshes" / "bunny.obj", process=False)
+    points, faces = trimesh.sample.sample_surface(mesh, n, seed=seed)
+    diagonal = np.linalg.norm(mesh.bounds[1] - mesh.bounds[0])
+    points = points + np.random.default_rng(seed).normal(scale=noise * diagonal, size=points.shape)
+    return points, mesh.face_normals[faces]
+
+
+# Seeds 0 and 1 came out 95% and 2% right when orientation spread from the point farthest from
+# the centroid (an ear tip: thin, its normal 66 degrees off the radius) along a tree weighted by
+# 1 - |n_i . n_j| alone, which crosses the thin ears to their far side; 98.8% and 99.4% now.
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_noisy_bunny_normals_are_consistently_oriented(seed):
+    points, truth = noisy_bunny(10_000, seed)
+    assert agreement(estimate_normals(points), truth) >= 0.97
 
 
 def test_written_ply_clouds_read_back_with_and_without_normals(tmp_path):

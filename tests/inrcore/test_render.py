@@ -14,7 +14,7 @@ import pytest
 import trimesh
 from PIL import Image
 
-from inrcore.render import render_mesh, side_by_side, write_png
+from inrcore.render import image_grid, render_mesh, side_by_side, write_gif, write_png
 
 SIZE = 256
 PIXELS_PER_UNIT = SIZE / (2 * math.sqrt(3.0))
@@ -145,3 +145,57 @@ def test_point_render_shows_the_cloud_in_the_middle():
     # A sphere of radius 0.5 spans 1 * 64 / (2 sqrt 3) = 18.5 pixels, plus a pixel of splat on each side.
     covered = np.flatnonzero((image < 255).any(axis=2).any(axis=0))
     assert 19 <= covered.max() - covered.min() + 1 <= 22
+
+
+def test_image_grid_places_images_row_by_row():
+    images = [np.full((2, 3, 3), 10 * (i + 1), dtype=np.uint8) for i in range(5)]
+    images[4] = np.full((1, 2, 3), 50, dtype=np.uint8)  # smaller: top-left of its cell
+    grid = image_grid(images, columns=2, gap=1)
+    # 3 rows of 2-pixel cells with 2 gaps, 2 columns of 3-pixel cells with 1 gap.
+    assert grid.shape == (3 * 2 + 2, 2 * 3 + 1, 3) and grid.dtype == np.uint8
+    for i in range(4):
+        top, left = (i // 2) * 3, (i % 2) * 4
+        assert (grid[top : top + 2, left : left + 3] == 10 * (i + 1)).all()
+    assert (grid[2] == 255).all() and (grid[5] == 255).all()  # row gaps
+    assert (grid[:, 3] == 255).all()  # column gap
+    assert (grid[6, 0:2] == 50).all() and (grid[6, 2] == 255).all() and (grid[7, 0:3] == 255).all()
+    assert (grid[6:, 4:] == 255).all()  # the empty last cell
+
+
+def test_image_grid_with_fewer_images_than_columns_and_alpha():
+    rgba = np.zeros((2, 2, 4), dtype=np.uint8)
+    grid = image_grid([np.zeros((2, 2, 3), dtype=np.uint8), rgba], columns=5, gap=0)
+    assert grid.shape == (2, 4, 4)
+    assert (grid[:, :2, 3] == 255).all() and (grid[:, 2:, 3] == 0).all()
+    with pytest.raises(ValueError, match="columns"):
+        image_grid([rgba], columns=0)
+    with pytest.raises(ValueError, match="at least one"):
+        image_grid([], columns=2)
+
+
+def test_write_gif_frames_read_back_with_pillow(tmp_path):
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (40, 80, 120)]
+    frames = []
+    for colour in colours:
+        frame = np.full((6, 8, 3), colour, dtype=np.uint8)
+        frame[0, 0] = 255  # a white corner on every frame
+        frames.append(frame)
+    path = write_gif(frames, tmp_path / "out" / "spin.gif", seconds_per_frame=0.05)
+    assert path == tmp_path / "out" / "spin.gif"
+    assert os.listdir(tmp_path / "out") == ["spin.gif"]
+    with Image.open(path) as picture:
+        assert picture.format == "GIF" and picture.n_frames == 4 and picture.size == (8, 6)
+        for i, frame in enumerate(frames):
+            picture.seek(i)
+            assert picture.info["duration"] == 50
+            np.testing.assert_array_equal(np.asarray(picture.convert("RGB")), frame)
+
+
+def test_write_gif_rejects_bad_frames(tmp_path):
+    with pytest.raises(ValueError, match="at least one frame"):
+        write_gif([], tmp_path / "a.gif")
+    with pytest.raises(ValueError, match=r"frames\[1\] has shape"):
+        write_gif([np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8)], tmp_path / "a.gif")
+    with pytest.raises(ValueError, match="RGB"):
+        write_gif([np.zeros((4, 4, 4), np.uint8)], tmp_path / "a.gif")
+    assert os.listdir(tmp_path) == []
