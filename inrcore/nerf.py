@@ -234,7 +234,7 @@ class NerfRenderer:
         if self.fine is None or self.n_fine == 0:
             return {**coarse, "rgb_coarse": coarse["rgb"]}
         edges = torch.cat([t_starts, t_ends[:, -1:]], dim=-1)
-        t_fine = importance_samples(edges, coarse["weights"].detach()[:, :], self.n_fine, perturb, generator)
+        t_fine = importance_samples(edges, coarse["weights"].detach(), self.n_fine, perturb, generator)
         t_all, _ = torch.sort(torch.cat([t_mids, t_fine.detach()], dim=-1), dim=-1)
         starts, ends = intervals_from_samples(t_all, near, far)
         fine = _render_padded(self.fine, origins, directions, starts, ends, t_all, self.background)

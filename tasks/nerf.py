@@ -25,6 +25,8 @@ import torch
 from prefect import task
 
 from inrcore.config import MeshSceneConfig, NerfConfig, RaysConfig, config_from_dict, config_to_dict, fingerprint
+from inrcore.errors import SceneError
+from inrcore.meshes import file_sha256
 from inrcore.meshscenes import scene_from_mesh
 from inrcore.networks import resolve_device
 from inrcore.nerftrain import save_radiance_field, train_radiance_field, write_nerf_renders
@@ -54,12 +56,10 @@ def make_scene(shape_id: str, source: str, out_dir: str, scene: dict) -> dict:
     start = time.perf_counter()
     if Path(source).is_dir():
         if "train" not in scene_splits(source):
-            from inrcore.scenes import SceneError
             raise SceneError(Path(source) / "transforms_train.json", "missing: a scene folder needs its training views")
         return {"scene_dir": str(source), "fingerprint": scene_fingerprint(source), "reused": True,
                 "seconds": time.perf_counter() - start}
     config = config_from_dict(MeshSceneConfig, scene, "scene")
-    from inrcore.meshes import file_sha256
     source_hash = file_sha256(source) if Path(source).is_file() else None
     key = fingerprint("scene", source_hash, config)
     folder = Path(out_dir) / "scenes" / shape_id

@@ -21,10 +21,11 @@ class RadianceFieldPredictor:
     def __init__(self, weights_path: str):
         self.weights_path = weights_path
         self.renderer, self.config, self.metadata = load_radiance_field(weights_path, resolve_device("auto"))
+        # predict() moves rays to where the weights were loaded
 
     def predict(self, model_input, params: Optional[dict] = None) -> np.ndarray:
         rays = np.asarray(model_input, dtype=np.float32).reshape(-1, 6)
-        device = next(iter(self.renderer.modules().values())).parameters().__next__().device
+        device = resolve_device("auto")
         origins = torch.from_numpy(rays[:, :3]).to(device)
         directions = torch.from_numpy(rays[:, 3:]).to(device)
         return render_rays_in_chunks(self.renderer, origins, directions, self.config.chunk_rays)["rgb"].cpu().numpy()

@@ -33,6 +33,7 @@ def test_prefect_yaml_deploys_with_its_schedule_and_parameters(prefect_api):
         nightly = client.read_deployment_by_name("sdf-collection/demo-nightly")
         weekly = client.read_deployment_by_name("sdf-collection/collection-weekly")
         queries = client.read_deployment_by_name("sdf-collection/queries-weekly")
+        nerf = client.read_deployment_by_name("nerf-collection/nerf-weekly")
     assert nightly.work_pool_name == "inrflow-process"
     assert nightly.parameters["manifest"] == "datasets/demo.yaml"
     assert [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]
@@ -42,7 +43,8 @@ def test_prefect_yaml_deploys_with_its_schedule_and_parameters(prefect_api):
     assert queries.parameters["overrides"]["queries"] == {"isopoints": 20000, "range_mesh": True,
                                                           "range": {"resolution": 256, "tasks": 4}}
     assert nightly.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
-    assert {d["name"] for d in DECLARED} >= {"demo-nightly", "collection-weekly", "queries-weekly"}
+    assert {d["name"] for d in DECLARED} >= {"demo-nightly", "collection-weekly", "queries-weekly", "nerf-weekly"}
+    assert nerf.parameters["overrides"]["training"]["model"] == "ngp" and nerf.schedules[0].active is False
 
 
 @pytest.mark.parametrize("deployment", COLLECTION, ids=[d["name"] for d in COLLECTION])
@@ -62,3 +64,23 @@ def test_collection_deployments_give_a_valid_config_and_their_stages(deployment)
         assert queries.isopoints == 20000 and queries.range_mesh and queries.range.resolution == 256
     else:
         assert stages == STAGES
+
+
+NERF = [d for d in DECLARED if d["entrypoint"] == "flows/nerfpipeline.py:nerf_collection"]
+
+
+@pytest.mark.parametrize("deployment", NERF, ids=[d["name"] for d in NERF])
+def test_nerf_deployments_fit_their_flow_and_give_a_valid_config(deployment):
+    from flows.manifest import read_manifest
+    from flows.nerfpipeline import nerf_collection
+    from inrcore.config import config_replace
+
+    parameters = deployment["parameters"]
+    assert set(parameters) <= set(inspect.signature(nerf_collection.fn).parameters)
+    data = read_manifest(str(ROOT / parameters["manifest"]))
+    config = config_replace(data.nerf, parameters.get("overrides") or {}, f"{deployment['name']}: overrides")
+    assert config.training.model == "ngp" and config.training.seconds == 600 and config.scene.size == 100
+
+
+def test_a_nerf_deployment_is_declared():
+    assert [d["name"] for d in NERF] == ["nerf-weekly"]
