@@ -24,7 +24,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.common import write_result  # noqa: E402
@@ -32,8 +31,7 @@ from inrcore.config import MeshSceneConfig, NerfConfig  # noqa: E402
 from inrcore.meshscenes import scene_from_mesh  # noqa: E402
 from inrcore.nerftrain import evaluate_views, train_radiance_field  # noqa: E402
 from inrcore.networks import resolve_device  # noqa: E402
-from inrcore.raybatches import ShuffledRayBatches, flatten_rays, ray_chunks_from_arrays  # noqa: E402
-from inrcore.rays import rays_from_cameras  # noqa: E402
+from inrcore.raybatches import in_memory_ray_batches  # noqa: E402
 from inrcore.scenes import load_scene_split  # noqa: E402
 
 
@@ -84,11 +82,7 @@ def main(argv=None) -> int:
             test = load_scene_split(scenes[size], "test")
             config = NerfConfig(steps=10**9, seconds=seconds, eval_every=args.eval_every, seed=args.seed,
                                 eval_views=args.curve_views, checkpoint_every=10**9, **model_settings(name, args))
-            origins, directions = rays_from_cameras(torch.from_numpy(train.poses), train.intrinsics)
-            arrays = flatten_rays([origins.numpy(), directions.numpy(), train.images])
-            order = np.random.default_rng(0).permutation(len(arrays[0]))
-            read, count = ray_chunks_from_arrays(*(a[order] for a in arrays), chunk_size=65536)
-            batches = ShuffledRayBatches(read, count, config.batch_rays, chunks_in_buffer=count, seed=0)
+            batches = in_memory_ray_batches(train, config.batch_rays, seed=0)
             curve = []
 
             def on_eval(step, metrics, images, curve=curve):

@@ -227,33 +227,42 @@ def fit_overrides(args: argparse.Namespace) -> dict:
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
     """Nested overrides from the shortcut options and --set KEY=VALUE (VALUE read as YAML)."""
+    overrides = overrides_from_set(args.set)
+    if args.steps is not None:
+        put_override(overrides, "training.steps", args.steps)
+    if args.seconds is not None:
+        put_override(overrides, "training.seconds", args.seconds)
+    if args.resolution is not None:
+        put_override(overrides, "grid.resolution", args.resolution)
+    if args.alias is not None:
+        put_override(overrides, "alias", args.alias)
+    return overrides
+
+
+def overrides_from_set(items: Sequence[str]) -> dict:
+    """Nested overrides from --set KEY=VALUE options (dotted KEY, VALUE read as YAML)."""
     from inrcore.errors import ConfigError
 
     overrides: dict = {}
-
-    def put(dotted: str, value) -> None:
-        node = overrides
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {dotted}: {key} is not a section")
-        node[leaf] = value
-
-    for item in args.set:
+    for item in items:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.steps=500")
         key, value = item.split("=", 1)
-        put(key.strip(), _parse_value(value))
-    if args.steps is not None:
-        put("training.steps", args.steps)
-    if args.seconds is not None:
-        put("training.seconds", args.seconds)
-    if args.resolution is not None:
-        put("grid.resolution", args.resolution)
-    if args.alias is not None:
-        put("alias", args.alias)
+        put_override(overrides, key.strip(), _parse_value(value))
     return overrides
+
+
+def put_override(overrides: dict, dotted: str, value) -> None:
+    """Set overrides[a][b][c] = value for dotted "a.b.c", making sections as needed."""
+    from inrcore.errors import ConfigError
+
+    node = overrides
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {key} is not a section")
+    node[leaf] = value
 
 
 def _parse_value(text: str):

@@ -72,6 +72,7 @@ def add_nerf_commands(commands) -> None:
 
 
 def nerf_command(args: argparse.Namespace) -> int:
+    """Run `inr nerf`, `inr scene` or `inr nerf-run`; the exit status."""
     if args.command == "scene":
         return scene_command(args)
     if args.command == "nerf-run":
@@ -79,30 +80,15 @@ def nerf_command(args: argparse.Namespace) -> int:
     return train_command(args)
 
 
-def _set_overrides(items: list[str]) -> dict:
-    from .cli import _parse_value
-    from inrcore.errors import ConfigError
-
-    overrides: dict = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        key, value = item.split("=", 1)
-        node = overrides
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = _parse_value(value)
-    return overrides
-
-
 def train_command(args: argparse.Namespace) -> int:
     """`inr nerf`: exit 0, 2 (bad input or settings) or 1."""
     from inrcore.config import NerfConfig, config_replace
     from inrcore.errors import ConfigError, InrflowError
 
+    from .cli import overrides_from_set
+
     try:
-        overrides = _set_overrides(args.set)
+        overrides = overrides_from_set(args.set)
         overrides.update(model=args.model, device=args.device)
         if args.steps is not None:
             overrides["steps"] = args.steps
@@ -114,13 +100,10 @@ def train_command(args: argparse.Namespace) -> int:
         print(f"inr: {exc}", file=sys.stderr)
         return 2
 
-    import numpy as np
-    import torch
 
     from inrcore.networks import resolve_device
     from inrcore.nerftrain import save_radiance_field, train_radiance_field, write_nerf_renders
-    from inrcore.raybatches import ShuffledRayBatches, flatten_rays, ray_chunks_from_arrays
-    from inrcore.rays import rays_from_cameras
+    from inrcore.raybatches import in_memory_ray_batches
     from inrcore.scenes import load_scene_split, scene_splits
     from tasks.nerf import scene_fingerprint
     from tasks.store import write_json_atomic
@@ -139,11 +122,7 @@ def train_command(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    origins, directions = rays_from_cameras(torch.from_numpy(train.poses), train.intrinsics)
-    arrays = flatten_rays([origins.numpy(), directions.numpy(), train.images])
-    order = np.random.default_rng(config.seed).permutation(len(arrays[0]))
-    read, count = ray_chunks_from_arrays(*(a[order] for a in arrays), chunk_size=65536)
-    batches = ShuffledRayBatches(read, count, config.batch_rays, chunks_in_buffer=count, seed=config.seed)
+    batches = in_memory_ray_batches(train, config.batch_rays, config.seed)
 
     def on_log(entry: dict) -> None:
         say(f"inr nerf: step {entry['step']:>6}  loss {entry['loss']:.5f}  train PSNR {entry['psnr']:.2f}  "
@@ -175,8 +154,10 @@ def scene_command(args: argparse.Namespace) -> int:
     from inrcore.errors import ConfigError, InrflowError
     from inrcore.meshscenes import scene_from_mesh
 
+    from .cli import overrides_from_set
+
     try:
-        overrides = _set_overrides(args.set)
+        overrides = overrides_from_set(args.set)
         overrides.update(size=args.size, n_train=args.train, n_test=args.test)
         config = config_replace(MeshSceneConfig(), overrides, "inr scene")
         folder = scene_from_mesh(args.mesh, args.out, config)
@@ -190,12 +171,12 @@ def scene_command(args: argparse.Namespace) -> int:
 def nerf_run_command(args: argparse.Namespace) -> int:
     from inrcore.errors import ConfigError
 
-    from .cli import use_offline_defaults
+    from .cli import overrides_from_set, use_offline_defaults
     from .manifest import read_manifest
 
     try:
         manifest = read_manifest(args.manifest)
-        overrides = _set_overrides(args.set)
+        overrides = overrides_from_set(args.set)
         training = overrides.setdefault("training", {})
         if args.model:
             training["model"] = args.model

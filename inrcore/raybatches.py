@@ -87,3 +87,22 @@ def ray_chunks_from_arrays(origins: np.ndarray, directions: np.ndarray, colours:
 def flatten_rays(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
     """[N, H, W, 3] arrays -> [N*H*W, 3] float32 arrays."""
     return [np.ascontiguousarray(np.asarray(a, dtype=np.float32).reshape(-1, 3)) for a in arrays]
+
+
+def shuffled_rays_of_split(split, seed: int = 0) -> list[np.ndarray]:
+    """Every pixel of a `inrcore.scenes.SceneSplit` as a ray, in one random order drawn from `seed`:
+    [origins, unit directions, colours], each [N*H*W, 3] float32."""
+    import torch
+
+    from .rays import rays_from_cameras
+
+    origins, directions = rays_from_cameras(torch.from_numpy(np.asarray(split.poses)), split.intrinsics)
+    arrays = flatten_rays([origins.numpy(), directions.numpy(), split.images])
+    order = np.random.default_rng(seed).permutation(len(arrays[0]))
+    return [np.ascontiguousarray(a[order]) for a in arrays]
+
+
+def in_memory_ray_batches(split, batch_size: int, seed: int = 0, chunk_size: int = 65536) -> ShuffledRayBatches:
+    """Shuffled batches over all rays of a split held in memory (`shuffled_rays_of_split`)."""
+    read, count = ray_chunks_from_arrays(*shuffled_rays_of_split(split, seed), chunk_size=chunk_size)
+    return ShuffledRayBatches(read, count, batch_size, chunks_in_buffer=count, seed=seed)

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from prefect import task
 
 from inrcore.config import MeshSceneConfig, NerfConfig, RaysConfig, config_from_dict, config_to_dict, fingerprint
@@ -30,8 +29,7 @@ from inrcore.meshes import file_sha256
 from inrcore.meshscenes import scene_from_mesh
 from inrcore.networks import resolve_device
 from inrcore.nerftrain import save_radiance_field, train_radiance_field, write_nerf_renders
-from inrcore.raybatches import ShuffledRayBatches
-from inrcore.rays import rays_from_cameras
+from inrcore.raybatches import ShuffledRayBatches, shuffled_rays_of_split
 from inrcore.scenes import load_scene_split, scene_splits
 
 from . import registry
@@ -88,23 +86,21 @@ def generate_rays(shape_id: str, scene_dir: str, scene_key: str, store_url: str,
         return {"path": path, "fingerprint": key, "count": done["count"], "near": done["near"], "far": done["far"],
                 "reused": True, "seconds": time.perf_counter() - start}
     split = load_scene_split(scene_dir, "train", config.downscale)  # raises SceneError naming the file
-    origins, directions = rays_from_cameras(torch.from_numpy(split.poses), split.intrinsics)
-    arrays = {"origins": origins.reshape(-1, 3).numpy(), "directions": directions.reshape(-1, 3).numpy(),
-              "colours": split.images.reshape(-1, 3).astype(np.float32)}
-    order = np.random.default_rng(config.seed).permutation(len(arrays["origins"]))
+    arrays = dict(zip(("origins", "directions", "colours"), shuffled_rays_of_split(split, config.seed)))
+    count = len(arrays["origins"])
     try:
         group = fresh_group(root, path)
         for name, values in arrays.items():
             array = group.create_array(name, shape=values.shape, dtype="float32", chunks=(config.chunk, 3))
-            array[...] = np.ascontiguousarray(values[order])
-        mark_finished(group, key, {"count": int(len(order)), "near": split.near, "far": split.far,
+            array[...] = values
+        mark_finished(group, key, {"count": int(count), "near": split.near, "far": split.far,
                                    "scene_dir": str(scene_dir), "views": int(len(split.images)),
                                    "width": split.intrinsics.width, "height": split.intrinsics.height,
                                    "rays": config_to_dict(config)})
     except BaseException:
         remove_group(root, path)
         raise
-    return {"path": path, "fingerprint": key, "count": int(len(order)), "near": split.near, "far": split.far,
+    return {"path": path, "fingerprint": key, "count": int(count), "near": split.near, "far": split.far,
             "reused": False, "seconds": time.perf_counter() - start}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -110,22 +111,27 @@ def register_field(
     Returns (model URI "models:/<name>@<alias>", version). The version is created only
     after the artifact is fully stored, so the registry never names missing files.
     """
-    c = client(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / FIELD_DIR
         data.mkdir()
         save_field(data / WEIGHTS_FILE, spec, params, metadata)
-        model_dir = Path(tmp) / "model"
-        mlflow.pyfunc.save_model(
-            str(model_dir),
-            loader_module="tasks.registry",
-            data_path=str(data),
-            pip_requirements=["inrflow", "torch", "safetensors"],
-        )
-        c.log_artifacts(run_id, str(model_dir), "model")
+        return _register_pyfunc(tracking_uri, run_id, name, alias, data, "tasks.registry",
+                                "Neural SDF fitted by inrflow", fingerprint)
+
+
+def _register_pyfunc(tracking_uri: str, run_id: str, name: str, alias: str, data: Path, loader_module: str,
+                     description: str, fingerprint: str) -> tuple[str, str]:
+    """Save `data` as a pyfunc model loaded by `loader_module`, log it as the run's "model" artifact,
+    register a new version of `name` tagged `fingerprint` (only once the artifact is stored) and
+    point `alias` at it. Returns (model URI, version)."""
+    c = client(tracking_uri)
+    model_dir = data.parent / "model"
+    mlflow.pyfunc.save_model(str(model_dir), loader_module=loader_module, data_path=str(data),
+                             pip_requirements=["inrflow", "torch", "safetensors"])
+    c.log_artifacts(run_id, str(model_dir), "model")
     run = c.get_run(run_id)
     try:
-        c.create_registered_model(name, description="Neural SDF fitted by inrflow")
+        c.create_registered_model(name, description=description)
     except mlflow.exceptions.MlflowException:
         pass  # already registered
     version = c.create_model_version(
@@ -180,7 +186,6 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-
 RADIANCE_FIELD_DIR = "radiance_field"
 
 
@@ -192,32 +197,9 @@ def register_radiance_field(tracking_uri: str, run_id: str, name: str, alias: st
     `mlflow.pyfunc.load_model(uri).predict(rays [N, 6])` (origins then unit directions) returns
     colours [N, 3]. Returns (model URI "models:/<name>@<alias>", version).
     """
-    c = client(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / RADIANCE_FIELD_DIR
         data.mkdir()
-        (data / WEIGHTS_FILE).write_bytes(Path(weights_path).read_bytes())
-        model_dir = Path(tmp) / "model"
-        mlflow.pyfunc.save_model(str(model_dir), loader_module="tasks.registry_nerf", data_path=str(data),
-                                 pip_requirements=["inrflow", "torch", "safetensors"])
-        c.log_artifacts(run_id, str(model_dir), "model")
-    run = c.get_run(run_id)
-    try:
-        c.create_registered_model(name, description="Radiance field trained by inrflow")
-    except mlflow.exceptions.MlflowException:
-        pass  # already registered
-    version = c.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run_id,
-                                     tags={"fingerprint": fingerprint})
-    c.set_registered_model_alias(name, alias, version.version)
-    return f"models:/{name}@{alias}", version.version
-
-
-def download_registered_model(tracking_uri: str, model_uri: str) -> tuple[Path, str]:
-    """The local folder of a registered model "models:/<name>@<alias>" and its run id."""
-    c = client(tracking_uri)
-    match = re.fullmatch(r"models:/([^@/]+)@([^@/]+)", model_uri)
-    if not match:
-        raise ValueError(f"{model_uri}: expected a registry URI of the form models:/<name>@<alias>")
-    version = c.get_model_version_by_alias(match.group(1), match.group(2))
-    source = c.get_model_version_download_uri(version.name, version.version)
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri)), version.run_id
+        shutil.copyfile(weights_path, data / WEIGHTS_FILE)
+        return _register_pyfunc(tracking_uri, run_id, name, alias, data, "tasks.registry_nerf",
+                                "Radiance field trained by inrflow", fingerprint)

@@ -60,3 +60,24 @@ def test_bad_chunk_is_reported():
 def test_flatten_rays():
     out = flatten_rays([np.zeros((2, 3, 4, 3), dtype=np.float64)])
     assert out[0].shape == (24, 3) and out[0].dtype == np.float32
+
+
+def test_shuffled_rays_of_a_split_are_its_pixels_in_a_seeded_order():
+    from inrcore.scenes import Intrinsics, SceneSplit
+
+    pose = np.eye(4, dtype=np.float32)
+    pose[2, 3] = 4.0  # a camera at z = 4 looking down -z
+    images = np.arange(2 * 2 * 3, dtype=np.float32).reshape(1, 2, 2, 3) / 12
+    split = SceneSplit("train", images, pose[None], Intrinsics(2, 2, 1.0, 1.0, 1.0, 1.0), ("r_0",), 2.0, 6.0)
+    from inrcore.raybatches import in_memory_ray_batches, shuffled_rays_of_split
+
+    origins, directions, colours = shuffled_rays_of_split(split, seed=1)
+    np.testing.assert_array_equal(origins, np.tile([0.0, 0.0, 4.0], (4, 1)))
+    # pixel (row 0, column 0) looks up-left: direction (-0.5, 0.5, -1) normalised, with its own colour
+    first = np.flatnonzero(np.all(colours == images[0, 0, 0], axis=1))
+    np.testing.assert_allclose(directions[first[0]], np.array([-0.5, 0.5, -1.0]) / np.sqrt(1.5), atol=1e-6)
+    assert sorted(map(tuple, colours)) == sorted(map(tuple, images.reshape(-1, 3)))
+    again = shuffled_rays_of_split(split, seed=1)[2]
+    np.testing.assert_array_equal(colours, again)
+    batch = next(in_memory_ray_batches(split, batch_size=3, seed=1))
+    assert [a.shape for a in batch] == [(3, 3)] * 3
