@@ -302,24 +302,58 @@ def softplus_linearisation(lower: torch.Tensor, upper: torch.Tensor, sharpness: 
     return alpha, (g_max + g_min) / 2, (g_max - g_min) / 2
 
 
-def sine_linearisation(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(alpha, beta, gamma) [..., d] for sin over [lower, upper], per element the better of:
+def sine_error_range(lower: torch.Tensor, upper: torch.Tensor, alpha: torch.Tensor) -> Interval:
+    """Exact range of g(x) = sin x - alpha x over [lower, upper], for intervals narrower than 2 pi.
 
-    - Taylor at the centre c: alpha = cos c, beta = sin c - alpha c, gamma = r^2/2 max|sin| over
-      the interval (the Lagrange remainder, |sin''| = |sin|);
-    - constant: alpha = 0, beta / gamma the middle / half-width of the interval bounds of sin.
+    g is smooth, so its extremes lie at the endpoints or where g' = cos x - alpha = 0, i.e. at
+    x = ±acos(alpha) + 2 pi k; an interval narrower than 2 pi holds at most one of each sign,
+    found from the first k at or above the lower end (the next one is checked too, for an
+    interval of width exactly 2 pi). All arguments [..., d] of one dtype, |alpha| <= 1.
     """
-    centre, radius = (lower + upper) / 2, (upper - lower) / 2
-    low, high = sine_bounds(lower, upper)
-    taylor_alpha = torch.cos(centre)
-    taylor_beta = torch.sin(centre) - taylor_alpha * centre
-    taylor_gamma = radius * radius / 2 * torch.maximum(low.abs(), high.abs())
-    const_gamma = (high - low) / 2
-    use_taylor = taylor_gamma < const_gamma
-    alpha = torch.where(use_taylor, taylor_alpha, torch.zeros_like(centre))
-    beta = torch.where(use_taylor, taylor_beta, (high + low) / 2)
-    gamma = torch.where(use_taylor, taylor_gamma, const_gamma)
-    return alpha, beta, gamma
+    two_pi = 2.0 * math.pi
+    at_lower, at_upper = torch.sin(lower) - alpha * lower, torch.sin(upper) - alpha * upper
+    low, high = torch.minimum(at_lower, at_upper), torch.maximum(at_lower, at_upper)
+    turn = torch.acos(alpha.clamp(-1.0, 1.0))
+    for base in (turn, -turn):
+        first = base + two_pi * torch.ceil((lower - base) / two_pi)
+        for x in (first, first + two_pi):
+            inside = (x >= lower) & (x <= upper)
+            value = torch.sin(x) - alpha * x
+            low = torch.where(inside, torch.minimum(low, value), low)
+            high = torch.where(inside, torch.maximum(high, value), high)
+    return low, high
+
+
+def sine_linearisation(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(alpha, beta, gamma) [..., d] for sin over [lower, upper]: per element the best of three slopes.
+
+    For each slope alpha, beta and gamma are the middle and half-width of the exact range of
+    sin x - alpha x over the interval (`sine_error_range`), so gamma is the smallest error that
+    slope allows. The slopes: the secant (the minimax line wherever sin keeps one curvature sign
+    over the interval), cos at the centre (better across an inflection, where sin is nearly
+    straight), and 0 (the interval bounds of sin; the only choice for intervals 2 pi or wider).
+    Computed in float64, since sin x - alpha x cancels for large x, and returned in the inputs'
+    dtype with the rounding of alpha and beta added to gamma.
+    """
+    dtype = lower.dtype
+    lo, hi = lower.double(), upper.double()
+    centre, width = (lo + hi) / 2, hi - lo
+    narrow = width <= 1e-12 * (1.0 + centre.abs())
+    secant = (torch.sin(hi) - torch.sin(lo)) / torch.where(narrow, torch.ones_like(width), width)
+    secant = torch.where(narrow, torch.cos(centre), secant)
+    s_low, s_high = sine_bounds(lo, hi)
+    alpha, beta, gamma = torch.zeros_like(centre), (s_high + s_low) / 2, (s_high - s_low) / 2
+    bounded = width < 2.0 * math.pi
+    for slope in (secant, torch.cos(centre)):
+        g_low, g_high = sine_error_range(lo, hi, slope)
+        better = bounded & ((g_high - g_low) / 2 <= gamma)
+        alpha = torch.where(better, slope, alpha)
+        beta = torch.where(better, (g_high + g_low) / 2, beta)
+        gamma = torch.where(better, (g_high - g_low) / 2, gamma)
+    alpha_out, beta_out = alpha.to(dtype), beta.to(dtype)
+    rounding = (alpha - alpha_out.double()).abs() * torch.maximum(lo.abs(), hi.abs()) + (beta - beta_out.double()).abs()
+    gamma_out = (gamma + rounding).to(dtype)
+    return alpha_out, beta_out, torch.nextafter(gamma_out, torch.full_like(gamma_out, math.inf))
 
 
 def cosine_linearisation(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -286,3 +286,39 @@ def test_idf_bound_grows_the_base_bound_by_the_displacement():
             f"displacement_{last}_bias": torch.zeros_like(params[f"displacement_{last}_bias"])}
     lo, hi = bound_of(spec, flat, centre, axes)
     assert torch.allclose(lo, b_lo) and torch.allclose(hi, b_hi)
+
+
+def test_sine_linearisation_by_hand():
+    from inrcore.arithmetic import sine_error_range, sine_linearisation
+
+    # sin over [0, pi/2]: the secant slope 2/pi; sin x - 2x/pi is 0 at both ends and largest where
+    # cos x = 2/pi, at sqrt(1 - 4/pi^2) - (2/pi) acos(2/pi) = 0.2105; the line sits half-way.
+    top = math.sqrt(1 - 4 / math.pi ** 2) - 2 / math.pi * math.acos(2 / math.pi)
+    alpha, beta, gamma = sine_linearisation(torch.tensor([0.0], dtype=D), torch.tensor([math.pi / 2], dtype=D))
+    assert (alpha.item(), beta.item(), gamma.item()) == pytest.approx((2 / math.pi, top / 2, top / 2), rel=1e-12)
+    # The slope cos(pi/4) would do worse there: g from 1 - pi/(2 sqrt 2) at pi/2 up to (1 - pi/4)/sqrt 2 at pi/4.
+    low, high = sine_error_range(torch.tensor([0.0], dtype=D), torch.tensor([math.pi / 2], dtype=D),
+                                 torch.tensor([math.sqrt(0.5)], dtype=D))
+    assert (low.item(), high.item()) == pytest.approx((1 - math.pi / (2 * math.sqrt(2)), (1 - math.pi / 4) / math.sqrt(2)))
+    assert (high - low).item() / 2 > top / 2
+    # Over a whole period or more only the constant line is sound: sin in [-1, 1].
+    alpha, beta, gamma = sine_linearisation(torch.tensor([1.0], dtype=D), torch.tensor([1.0 + 7.0], dtype=D))
+    assert (alpha.item(), beta.item(), gamma.item()) == pytest.approx((0.0, 0.0, 1.0), abs=1e-15)
+    # A point interval: the tangent, exact up to rounding.
+    alpha, beta, gamma = sine_linearisation(torch.tensor([0.3], dtype=D), torch.tensor([0.3], dtype=D))
+    assert alpha.item() == pytest.approx(math.cos(0.3)) and gamma.item() < 1e-15
+
+
+@QUICK
+@given(lower=st.floats(-60.0, 60.0), width=st.floats(0.0, 8.0))
+def test_sine_linearisation_is_sound_and_no_looser_than_taylor(lower, width):
+    from inrcore.arithmetic import sine_linearisation
+
+    lo, hi = torch.tensor([lower], dtype=torch.float32), torch.tensor([lower + width], dtype=torch.float32)
+    alpha, beta, gamma = sine_linearisation(lo, hi)
+    x = torch.linspace(float(lo), float(hi), 2001, dtype=D)
+    error = (torch.sin(x) - alpha.double() * x - beta.double()).abs().max().item()
+    assert error <= gamma.item() * (1 + 1e-6) + 1e-7
+    # never looser than the Taylor line at the centre with the Lagrange remainder r^2/2, up to the
+    # float32 rounding of alpha and beta (about an ulp of |x|)
+    assert gamma.item() <= (width / 2) ** 2 / 2 + 4e-7 * (1 + abs(lower) + width)
