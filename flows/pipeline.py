@@ -13,9 +13,7 @@ record), so running the flow again after an interruption reuses what was done.
 
 from __future__ import annotations
 
-import queue
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -25,7 +23,6 @@ from prefect_dask import DaskTaskRunner
 
 from inrcore.batched import BATCHED_KINDS
 from inrcore.config import config_replace, config_to_dict
-from inrcore.errors import InrflowError
 from tasks.fields import evaluate_field
 from tasks.prepare import prepare_samples
 from tasks.queries import extract_isopoints, range_mesh_field
@@ -35,6 +32,7 @@ from tasks.tracking import setup_tracking
 from tasks.train import train_sdf, train_sdf_batch
 
 from flows.manifest import read_manifest
+from flows.stages import StageChain, new_record
 
 STAGES = ("prepare", "train", "evaluate", "extract")
 
@@ -122,14 +120,11 @@ def sdf_collection(
 @flow(name="sdf-collection-shapes")
 def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bool = False) -> dict:
     say: Callable[[str], None] = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
-    start = time.perf_counter()
     experiment_id = setup_tracking(where["tracking_uri"], f"inrflow-{dataset}", where["artifact_location"])
     records = {sid: _new_record(sid, path) for sid, path in shapes}
-    stages = stages_for(config)
-    results: dict[str, dict] = {sid: {} for sid, _ in shapes}
 
     def submit(shape_id: str, stage: str):
-        r, source = results[shape_id], records[shape_id]["source"]
+        r, source = chain.results[shape_id], records[shape_id]["source"]
         if stage == "prepare":
             return prepare_samples.submit(shape_id, source, where["store_url"], config["sampling"])
         if stage == "train":
@@ -150,58 +145,29 @@ def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
                                       r["evaluate"]["fingerprint"], where["out_dir"], config["metrics"],
                                       where["tracking_uri"], r["train"]["run_id"])
 
-    # Each future reports itself on one queue when it finishes (once, however many shapes run).
-    # pending maps a future to (its shape ids, its stage, whether it is a batch task returning
-    # one result per shape): one shape, or shapes trained together.
-    finished: queue.Queue = queue.Queue()
-    pending: dict = {}
+    # With shapes_per_batch > 1, shapes ready to train wait here and train in batch tasks that
+    # return one result per shape: a full batch at once, the rest when no shape is still preparing.
     batch_size = training_batch_size(config["training"])
     waiting_to_train: list[str] = []
 
-    def watch(future, shape_ids: tuple, stage: str, batched: bool = False) -> None:
-        pending[future] = (shape_ids, stage, batched)
-        future.add_done_callback(finished.put)
-
-    def launch(shape_id: str, stage: str) -> None:
+    def hold(shape_id: str, stage: str) -> bool:
         if stage == "train" and batch_size > 1:
             waiting_to_train.append(shape_id)
-        else:
-            watch(submit(shape_id, stage), (shape_id,), stage)
+            return True
+        return False
 
-    def launch_training_batch(shape_ids: list[str]) -> None:
-        future = train_sdf_batch.submit(shape_ids, dataset, where["store_url"],
-                                        [results[sid]["prepare"]["fingerprint"] for sid in shape_ids],
-                                        config["training"], where["tracking_uri"], experiment_id, config["alias"])
-        watch(future, tuple(shape_ids), "train", batched=True)
+    def launch_training_batches() -> None:
+        for batch in training_batches(waiting_to_train, batch_size, more_coming=chain.running("prepare")):
+            future = train_sdf_batch.submit(batch, dataset, where["store_url"],
+                                            [chain.results[sid]["prepare"]["fingerprint"] for sid in batch],
+                                            config["training"], where["tracking_uri"], experiment_id, config["alias"])
+            chain.watch(future, tuple(batch), "train", batched=True)
 
+    chain = StageChain(stages_for(config), submit, records, say,
+                       on_complete=lambda sid: _finish_record(records[sid], chain.results[sid]),
+                       hold=hold, after_event=launch_training_batches)
     say(f"inrflow: {len(shapes)} shape(s) of '{dataset}' -> {where['out_dir']}")
-    for sid, _ in shapes:
-        launch(sid, "prepare")
-    while pending:
-        future = finished.get()
-        shape_ids, stage, batched = pending.pop(future)
-        outcome = future.result(raise_on_failure=False)
-        clock = f"[{time.perf_counter() - start:6.1f}s]"
-        failed = isinstance(outcome, BaseException) or not future.state.is_completed()
-        for shape_id, shape_outcome in zip(shape_ids, _per_shape(outcome, len(shape_ids), batched, failed)):
-            record = records[shape_id]
-            if failed:
-                record.update(status="failed", error=f"{stage}: {_message(shape_outcome)}")
-                say(f"{clock} {shape_id:<16} {stage:<9} FAILED  {_message(shape_outcome)}")
-                continue
-            results[shape_id][stage] = shape_outcome
-            record["seconds"][stage] = round(shape_outcome["seconds"], 3)
-            record["reused"][stage] = bool(shape_outcome.get("reused"))
-            say(f"{clock} {shape_id:<16} {stage:<9} {'reused' if shape_outcome.get('reused') else 'done':<7} "
-                f"{shape_outcome['seconds']:.1f}s")
-            next_index = stages.index(stage) + 1
-            if next_index < len(stages):
-                launch(shape_id, stages[next_index])
-            else:
-                _finish_record(record, results[shape_id])
-        preparing = any(entry[1] == "prepare" for entry in pending.values())
-        for batch in training_batches(waiting_to_train, batch_size, more_coming=preparing):
-            launch_training_batch(batch)
+    seconds = chain.run([sid for sid, _ in shapes])
 
     ordered = [records[sid] for sid, _ in shapes]
     settings = {"config": config, **where}
@@ -210,7 +176,7 @@ def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
     say(f"report: {paths['report']}\nsummary: {paths['summary']}")
     return {"dataset": dataset, "shapes": ordered, "report": paths["report"], "summary": paths["summary"],
             "ok": sum(r["status"] == "ok" for r in ordered), "failed": sum(r["status"] == "failed" for r in ordered),
-            "seconds": time.perf_counter() - start, **where}
+            "seconds": seconds, **where}
 
 
 def training_batch_size(training: dict) -> int:
@@ -231,18 +197,9 @@ def training_batches(waiting: list[str], size: int, more_coming: bool) -> list[l
     return batches
 
 
-def _per_shape(outcome, count: int, batched: bool, failed: bool) -> list:
-    """A finished task's outcome for each of its `count` shapes: a batch task's result is a list
-    of one result per shape; a failure is each shape's failure."""
-    if batched and not failed:
-        return list(outcome)
-    return [outcome] * count
-
-
 def _new_record(shape_id: str, source: str) -> dict:
-    return {"shape_id": shape_id, "source": source, "status": "running", "error": None, "metrics": None,
-            "seconds": {}, "reused": {}, "images": {"input": None, "reconstruction": None},
-            "model_uri": None, "mesh_path": None}
+    return new_record(shape_id, source, metrics=None, images={"input": None, "reconstruction": None},
+                      model_uri=None, mesh_path=None)
 
 
 def _finish_record(record: dict, results: dict) -> None:
@@ -256,12 +213,3 @@ def _finish_record(record: dict, results: dict) -> None:
         ranged = results["range-mesh"]
         record["range_mesh"] = {key: ranged[key] for key in ("mesh_path", "evaluations", "box_evaluations",
                                                               "point_evaluations", "vertices", "faces")}
-
-
-def _message(outcome) -> str:
-    """The error as users should read it: bad input as its own message, anything else with its type."""
-    if isinstance(outcome, InrflowError):
-        return str(outcome)
-    if isinstance(outcome, BaseException):
-        return f"{type(outcome).__name__}: {outcome} (unexpected; the traceback is in the Prefect task run log)"
-    return str(outcome)

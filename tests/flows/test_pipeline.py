@@ -209,7 +209,7 @@ def test_kinds_without_batched_training_train_shape_by_shape():
 
 
 def test_a_batch_outcome_is_split_per_shape_and_a_batch_failure_is_each_shapes():
-    from flows.pipeline import _per_shape
+    from flows.stages import per_shape as _per_shape
 
     error = RuntimeError("out of memory")
     assert _per_shape([{"version": "1"}, {"version": "2"}], 2, batched=True, failed=False) == [{"version": "1"},
