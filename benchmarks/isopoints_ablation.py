@@ -6,15 +6,20 @@ are drawn from it with a fixed seed:
   sparse  `--sparse-points` area-weighted surface points with their true normals;
   noisy   `--noisy-points` surface points moved by Gaussian noise of standard deviation
           `--noise` x the bounding-box diagonal, normals estimated from the noisy points
-          (`inrcore.pointclouds.estimate_normals`: PCA of 16 neighbours, spanning-tree orientation).
+          (`inrcore.pointclouds.estimate_normals`: PCA of 16 neighbours, spanning-tree orientation);
+  outliers the noisy cloud plus `--outliers` x as many points again drawn uniformly in the
+          mesh's bounding box grown by 10%, normals estimated from the whole cloud.
 
 Each cloud is sampled as `inr fit` samples a cloud (`sampling.sample_point_cloud`, no distances
 off the surface) and fitted for exactly `--steps` steps (so the CPU's speed does not change the
 result) with the same seed, once per variant:
 
   baseline       training.isopoints.enabled = false
-  isopoints      iso-points on, normals from the field's gradient (the library default)
+  isopoints      iso-points on, normals from the field's gradient
   isopoints-pca  iso-points on, normals estimated from the iso-points' own neighbourhoods
+  isopoints-pca-bilateral  as isopoints-pca, and the data points' surface terms weighted by
+                 their bilateral agreement with the iso-points (`isopoints.bilateral`); the
+                 library's defaults for `training.isopoints`
 
 The field is meshed on a `--resolution`^3 grid and measured against the true mesh
 (`inrcore.metrics.compare_meshes`: Chamfer-L1, F-score at 1% of the diagonal, normal
@@ -40,10 +45,11 @@ from common import machine, write_result  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = {"bunny": "datasets/meshes/bunny.obj", "fandisk": "datasets/meshes/fandisk.obj",
           "spot": "datasets/meshes/spot.obj", "rocker-arm": "datasets/meshes/rocker-arm.obj"}
-CLOUDS = ("sparse", "noisy")
+CLOUDS = ("sparse", "noisy", "outliers")
 VARIANTS = {"baseline": {"enabled": False},
-            "isopoints": {"enabled": True, "normals": "field"},
-            "isopoints-pca": {"enabled": True, "normals": "estimated"}}
+            "isopoints": {"enabled": True, "normals": "field", "bilateral": False},
+            "isopoints-pca": {"enabled": True, "normals": "estimated", "bilateral": False},
+            "isopoints-pca-bilateral": {"enabled": True, "normals": "estimated", "bilateral": True}}
 
 
 def make_cloud(shape: str, cloud: str, args):
@@ -63,10 +69,18 @@ def make_cloud(shape: str, cloud: str, args):
     points, true_normals = sample_surface(mesh, args.noisy_points, rng)
     diagonal = float(np.linalg.norm(mesh.bounds[1] - mesh.bounds[0]))
     points = points + rng.normal(0.0, args.noise * diagonal, size=points.shape)
+    facts = {"points": args.noisy_points, "noise_sigma": args.noise * diagonal}
+    if cloud == "outliers":
+        count = int(round(args.outliers * len(points)))
+        low, high = mesh.bounds[0], mesh.bounds[1]
+        margin = 0.05 * (high - low)
+        stray = rng.uniform(low - margin, high + margin, size=(count, 3))
+        points = np.concatenate([points, stray])
+        facts.update(points=len(points), outliers=count)
     normals = estimate_normals(points)
-    flipped = float(np.mean(np.einsum("ij,ij->i", normals, true_normals) < 0))
-    return mesh, points, normals, {"points": args.noisy_points, "noise_sigma": args.noise * diagonal,
-                                   "estimated_normals_flipped": round(flipped, 4)}
+    surface = len(true_normals)
+    flipped = float(np.mean(np.einsum("ij,ij->i", normals[:surface], true_normals) < 0))
+    return mesh, points, normals, {**facts, "estimated_normals_flipped": round(flipped, 4)}
 
 
 def run_one(shape: str, cloud: str, variant: str, args) -> dict:
@@ -109,7 +123,7 @@ def run_one(shape: str, cloud: str, variant: str, args) -> dict:
 
 
 def settings_of(args) -> dict:
-    keys = ("steps", "seed", "sparse_points", "noisy_points", "noise", "isopoints", "refresh_every", "warmup",
+    keys = ("steps", "seed", "sparse_points", "noisy_points", "noise", "outliers", "isopoints", "refresh_every", "warmup",
             "resolution", "metric_points", "omega", "device")
     return {k: getattr(args, k) for k in keys}
 
@@ -138,6 +152,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sparse-points", type=int, default=2000)
     parser.add_argument("--noisy-points", type=int, default=20000)
+    parser.add_argument("--outliers", type=float, default=0.05, help="outliers as a fraction of the noisy points")
     parser.add_argument("--noise", type=float, default=0.005, help="noise sigma as a fraction of the bbox diagonal")
     parser.add_argument("--isopoints", type=int, default=5000, help="training.isopoints.n_points")
     parser.add_argument("--refresh-every", type=int, default=250)

@@ -123,9 +123,14 @@ class IsoPointsConfig:
     edge-aware. A `batch_share` of each step's surface batch is then drawn from them instead of
     the data, as oriented surface points with normals from the field's gradient (`normals`
     "field") or from their own neighbourhoods (PCA of 8 neighbours turned to agree with the
-    gradient, "estimated", as the authors' point-cloud experiment does). Defaults from the
-    authors' code (github.com/yifita/iso-points) where it has one; warmup, refresh_every and
-    batch_share are chosen for this project's short fits.
+    gradient, "estimated", as the authors' point-cloud experiment does). With `bilateral`, each
+    data point's surface terms are weighted by its agreement with the nearest iso-point
+    (`bilateral_weights_from_isopoints`: distance to its tangent plane, and normals within about
+    `bilateral_angle` degrees; 0 beyond `bilateral_radius`), so outliers and badly oriented
+    points pull less. Defaults from the authors' code (github.com/yifita/iso-points) where it
+    has one (their point-cloud experiment: estimated normals, bilateral weights); warmup,
+    refresh_every and batch_share are chosen for this project's short fits. BENCHMARKS.md
+    ("Iso-points on sparse, noisy and outlier-ridden point clouds") measures the choices.
     """
 
     enabled: bool = False
@@ -137,10 +142,13 @@ class IsoPointsConfig:
     resample_iterations: int = 5
     neighbours: int = 16
     upsample: bool = True
-    normals: str = "field"
+    normals: str = "estimated"
     max_iterations: int = 10
     tolerance: float = 5e-5
     max_step: float = 0.1
+    bilateral: bool = True
+    bilateral_angle: float = 60.0
+    bilateral_radius: float = 0.1
 
 
 ISOPOINT_NORMALS = ("field", "estimated")
@@ -525,6 +533,10 @@ def _check_network(config: NetworkConfig, where: str) -> None:
 def _check_isopoints(config: IsoPointsConfig, where: str) -> None:
     if config.normals not in ISOPOINT_NORMALS:
         raise ConfigError(f"{where}.normals: expected one of {', '.join(ISOPOINT_NORMALS)}, got {config.normals!r}")
+    if not 0.0 < config.bilateral_angle <= 180.0:
+        raise ConfigError(f"{where}.bilateral_angle: must be in (0, 180] degrees, got {config.bilateral_angle}")
+    if not config.bilateral_radius > 0.0:
+        raise ConfigError(f"{where}.bilateral_radius: must be positive, got {config.bilateral_radius}")
     if not 0.0 <= config.warmup < 1.0:
         raise ConfigError(f"{where}.warmup: must be in [0, 1) (a fraction of the run), got {config.warmup}")
     if not 0.0 < config.batch_share <= 1.0:

@@ -52,6 +52,11 @@ def clamped_sdf_residual(values: torch.Tensor, target: torch.Tensor, clamp: floa
     return (u - target.reshape(-1).clamp(-clamp, clamp)).abs()
 
 
+def weighted_mean(residuals: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """mean(w_i r_i) over the N residuals [N] (plain mean when weights [N] is None)."""
+    return residuals.mean() if weights is None else (weights * residuals).mean()
+
+
 def siren_sdf_loss(
     surface_values: torch.Tensor,
     surface_gradients: torch.Tensor,
@@ -61,6 +66,7 @@ def siren_sdf_loss(
     weights: LossConfig,
     known_values: torch.Tensor | None = None,
     known_sdf: torch.Tensor | None = None,
+    surface_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The SIREN SDF loss.
 
@@ -73,12 +79,14 @@ def siren_sdf_loss(
         free_values [U, 1]: values at free-space (uniform) points.
         known_values [K, 1], known_sdf [K]: values and true distances at stored samples, used
             only when weights.sdf > 0.
+        surface_weights [S]: per-sample factors of the two surface terms (None: all 1), e.g.
+            `inrcore.isopoints.bilateral_weights_from_isopoints`; the terms stay means over S.
     Returns:
         (scalar loss, {term name: float value of the weighted mean}).
     """
     terms = {
-        "surface": weights.surface * surface_residual(surface_values).mean(),
-        "normal": weights.normal * normal_residual(surface_gradients, surface_normals).mean(),
+        "surface": weights.surface * weighted_mean(surface_residual(surface_values), surface_weights),
+        "normal": weights.normal * weighted_mean(normal_residual(surface_gradients, surface_normals), surface_weights),
         "eikonal": weights.eikonal * eikonal_residual(volume_gradients).mean(),
         "offsurface": weights.offsurface * offsurface_residual(free_values, weights.alpha).mean()
         if free_values.numel()
@@ -97,6 +105,7 @@ def igr_sdf_loss(
     volume_gradients: torch.Tensor,
     tau: float = 1.0,
     lam: float = 0.1,
+    surface_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The IGR loss (Gropp et al. 2020): mean(|u| + tau |grad u - n|) on the surface plus
     lam mean((|grad u| - 1)^2) at the eikonal points (paper: tau = 1, lam = 0.1).
@@ -104,12 +113,13 @@ def igr_sdf_loss(
     Args:
         surface_values [S, 1], surface_gradients [S, 3], surface_normals [S, 3] (unit).
         volume_gradients [V, 3]: gradients at the eikonal sample points.
+        surface_weights [S]: per-sample factors of the two surface terms (None: all 1).
     Returns:
         (scalar loss, {"surface", "normal", "eikonal"}: floats of the weighted terms).
     """
     terms = {
-        "surface": surface_residual(surface_values).mean(),
-        "normal": tau * (surface_gradients - surface_normals).norm(dim=-1).mean(),
+        "surface": weighted_mean(surface_residual(surface_values), surface_weights),
+        "normal": tau * weighted_mean((surface_gradients - surface_normals).norm(dim=-1), surface_weights),
         "eikonal": lam * eikonal_residual(volume_gradients).mean(),
     }
     return sum(terms.values()), {name: float(value.detach()) for name, value in terms.items()}

@@ -12,7 +12,7 @@ import torch
 
 from .config import TrainConfig
 from .idf import apply_idf_stage, idf_param_groups, idf_stage_at, staged_idf_loss
-from .isopoints import IsoPoints, extract_isopoints, isopoints_due, jittered, normals_from_neighbours
+from .isopoints import IsoPoints, bilateral_weights_from_isopoints, extract_isopoints, isopoints_due, jittered, normals_from_neighbours
 from .losses import gradient_of_field, igr_sdf_loss, siren_sdf_loss
 from .networks import FieldModule, FieldSpec, network_for, resolve_device
 from .sampling import neighbour_scales
@@ -24,7 +24,8 @@ class FitResult:
 
     history: one dict per logged step: {"step", "seconds", "loss", "surface", "normal",
     "eikonal", "offsurface", "lr"}, with iso-points on also "isopoints" (how many are in use)
-    and "isopoint_refreshes" (how many extractions so far).
+    and "isopoint_refreshes" (how many extractions so far), and with bilateral weights once
+    they are in use "data_weight" (their mean over the surface data points).
     """
 
     spec: FieldSpec
@@ -67,6 +68,7 @@ class StepPoints:
     off-surface samples (`n_known`, with true distances `known_sdf` [n_known] when known),
     then fresh uniform points, then (IGR loss only) Gaussian perturbations of the surface samples.
     normals [n_surface, 3]; free [N] bool: points where the exp(-alpha|u|) term applies.
+    surface_weights [n_surface] or None: factors of the surface terms (bilateral iso-point weights).
     """
 
     points: torch.Tensor
@@ -75,6 +77,7 @@ class StepPoints:
     n_known: int
     known_sdf: Optional[torch.Tensor]
     free: torch.Tensor
+    surface_weights: Optional[torch.Tensor] = None
 
 
 class ShapeSampler:
@@ -115,11 +118,16 @@ class ShapeSampler:
         self.isopoints: Optional[torch.Tensor] = None
         self.isopoint_normals: Optional[torch.Tensor] = None
         self.isopoint_sigmas: Optional[torch.Tensor] = None
+        self.data_weights: Optional[torch.Tensor] = None
 
-    def set_isopoints(self, points: torch.Tensor, normals: torch.Tensor) -> None:
+    def set_isopoints(self, points: torch.Tensor, normals: torch.Tensor,
+                      data_weights: Optional[torch.Tensor] = None) -> None:
         """Draw `config.isopoints.batch_share` of each step's surface points from these oriented
         points [M, 3], [M, 3] from now on (M = 0 goes back to the data alone). With the IGR loss
-        each gets as sigma its `loss.igr_neighbours`-th nearest data point's distance."""
+        each gets as sigma its `loss.igr_neighbours`-th nearest data point's distance.
+        `data_weights` [P] (one per surface data point, or None) weigh the data rows' surface
+        terms from now on; iso-point rows weigh 1."""
+        self.data_weights = None if data_weights is None else data_weights.detach().to(self.device, torch.float32)
         if len(points) == 0:
             self.isopoints = self.isopoint_normals = self.isopoint_sigmas = None
             return
@@ -139,8 +147,12 @@ class ShapeSampler:
         s_idx = torch.randint(len(self.surface), (config.batch_surface,), device=device, generator=gen)
         surface, normals = self.surface[s_idx], self.normals[s_idx]
         sigmas = self.sigmas[s_idx] if self.use_igr else None
+        weights = self.data_weights[s_idx] if self.data_weights is not None else None
         if self.isopoints is not None:
             surface, normals, sigmas = self._with_isopoints(surface, normals, sigmas)
+            if weights is not None:
+                count = round(self.config.isopoints.batch_share * len(weights))
+                weights[len(weights) - count:] = 1.0
         parts = [surface]
         free = [torch.zeros(config.batch_surface, dtype=torch.bool, device=device)]
         known_sdf, n_known = None, 0
@@ -158,7 +170,7 @@ class ShapeSampler:
             parts.append(surface + noise * sigmas[:, None])
             free.append(torch.zeros(config.batch_surface, dtype=torch.bool, device=device))
         return StepPoints(points=torch.cat(parts), normals=normals, n_surface=config.batch_surface,
-                          n_known=n_known, known_sdf=known_sdf, free=torch.cat(free))
+                          n_known=n_known, known_sdf=known_sdf, free=torch.cat(free), surface_weights=weights)
 
     def _with_isopoints(self, surface, normals, sigmas):
         """The step's surface rows [B, 3], normals [B, 3] and sigmas [B] (or None) with the last
@@ -192,7 +204,8 @@ def step_loss(values: torch.Tensor, gradients: torch.Tensor, step: StepPoints,
     n_s = step.n_surface
     if uses_igr_loss(config):
         return igr_sdf_loss(values[:n_s], gradients[:n_s], step.normals, gradients[n_s:],
-                            tau=config.loss.igr_tau, lam=config.loss.igr_lambda)
+                            tau=config.loss.igr_tau, lam=config.loss.igr_lambda,
+                            surface_weights=step.surface_weights)
     known = step.known_sdf is not None
     return siren_sdf_loss(
         surface_values=values[:n_s],
@@ -203,6 +216,7 @@ def step_loss(values: torch.Tensor, gradients: torch.Tensor, step: StepPoints,
         weights=config.loss,
         known_values=values[n_s:n_s + step.n_known] if known else None,
         known_sdf=step.known_sdf if known else None,
+        surface_weights=step.surface_weights,
     )
 
 
@@ -220,6 +234,8 @@ def refresh_isopoints(field: Callable[[torch.Tensor], torch.Tensor], sampler: Sh
     the first time (or when none were left), from up to n_points distinct surface data points;
     then `extract_isopoints` projects, resamples and upsamples them. Their normals are the
     field's unit gradients, or with `normals` "estimated" those of `normals_from_neighbours`.
+    With `bilateral`, every surface data point is weighted by `bilateral_weights_from_isopoints`
+    (against the iso-points and their gradient normals) until the next refresh.
 
     Args:
         field: points [N, 3] -> values [N, 1], on the sampler's device.
@@ -236,9 +252,13 @@ def refresh_isopoints(field: Callable[[torch.Tensor], torch.Tensor], sampler: Sh
                             resample_iterations=settings.resample_iterations, neighbours=settings.neighbours,
                             upsample=settings.upsample, max_iterations=settings.max_iterations,
                             tolerance=settings.tolerance, max_step=settings.max_step)
+    data_weights = None
+    if settings.bilateral:
+        data_weights = bilateral_weights_from_isopoints(sampler.surface, sampler.normals, iso.points, iso.normals,
+                                                        settings.bilateral_angle, settings.bilateral_radius)
     if settings.normals == "estimated":
         iso = IsoPoints(iso.points, normals_from_neighbours(iso.points, iso.normals))
-    sampler.set_isopoints(iso.points, iso.normals)
+    sampler.set_isopoints(iso.points, iso.normals, data_weights)
     return iso
 
 
@@ -336,6 +356,8 @@ def fit_sdf(
         if config.isopoints.enabled:
             terms = {**terms, "isopoints": len(isopoints) if isopoints is not None else 0,
                      "isopoint_refreshes": refreshes}
+            if sampler.data_weights is not None:
+                terms["data_weight"] = float(sampler.data_weights.mean())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -11,11 +11,11 @@ from inrcore.batched import fit_sdf_batch
 from inrcore.config import IsoPointsConfig, NetworkConfig, TrainConfig, config_from_dict, config_to_dict
 from inrcore.errors import ConfigError
 from inrcore.isopoints import (
-    converged_points, extract_isopoints, field_of_network, isopoints_due, jittered, nearest_neighbours, newton_step,
+    bilateral_weights_from_isopoints, converged_points, extract_isopoints, field_of_network, isopoints_due, jittered, nearest_neighbours, newton_step,
     normals_from_neighbours, project_to_level_set, resample_uniformly, sign_change_points, upsample_edge_aware,
 )
 from inrcore.networks import network_for
-from inrcore.training import fit_sdf
+from inrcore.training import ShapeSampler, fit_sdf
 
 HALF_SIDES = torch.tensor([0.4, 0.3, 0.5])
 
@@ -207,14 +207,75 @@ def test_isopoints_config_round_trips_and_validates():
     assert config.isopoints == IsoPointsConfig(enabled=True, n_points=300, normals="estimated")
     assert config_from_dict(TrainConfig, json.loads(json.dumps(config_to_dict(config)))) == config
     assert TrainConfig().isopoints.enabled is False
+    # switched on, the authors' point-cloud setting: normals from the iso-points, bilateral weights
+    assert (IsoPointsConfig().normals, IsoPointsConfig().bilateral) == ("estimated", True)
     for bad, message in [({"warmup": 1.0}, r"training.isopoints.warmup: must be in \[0, 1\)"),
                          ({"batch_share": 0}, r"training.isopoints.batch_share: must be in \(0, 1\]"),
                          ({"refresh_every": 0}, r"training.isopoints.refresh_every: must be at least 1"),
                          ({"normals": "pca"}, r"training.isopoints.normals: expected one of field, estimated"),
                          ({"n_points": 0}, r"training.isopoints.n_points: must be positive"),
-                         ({"tolerance": 0}, r"training.isopoints.tolerance: must be positive")]:
+                         ({"tolerance": 0}, r"training.isopoints.tolerance: must be positive"),
+                         ({"bilateral_angle": 0}, r"training.isopoints.bilateral_angle: must be in \(0, 180\]"),
+                         ({"bilateral_radius": -1}, r"training.isopoints.bilateral_radius: must be positive")]:
         with pytest.raises(ConfigError, match=message):
             config_from_dict(TrainConfig, {"isopoints": bad}, "training")
+
+
+def test_bilateral_weights_by_hand():
+    iso = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    iso_normals = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 1.0]])  # normalised inside
+    up, side, down = [0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]
+    points = torch.tensor([[0.01, 0.0, 0.05], [0.0, 0.02, 0.0], [0.0, 0.0, 0.0], [0.9, 0.0, 0.0], [0.0, 0.0, 0.5]])
+    normals = torch.tensor([up, side, down, up, up])
+    weights = bilateral_weights_from_isopoints(points, normals, iso, iso_normals, sharpness_angle=60.0,
+                                               radius=0.2, bandwidth=0.1)
+    expected = [
+        math.exp(-(0.05 / 0.1) ** 2),   # 0.05 above the tangent plane at (0, 0, 0), same normal
+        math.exp(-(1.0 / 0.5) ** 2),    # in the plane, normal at 90°: (1 - cos 90°) / (1 - cos 60°) = 2
+        math.exp(-(2.0 / 0.5) ** 2),    # in the plane, normal flipped: (1 - cos 180°) / 0.5 = 4
+        1.0,                            # nearest is (1, 0, 0), 0.1 away in its tangent plane
+        0.0,                            # no iso-point within the radius 0.2
+    ]
+    assert torch.allclose(weights, torch.tensor(expected), atol=1e-6)
+    # The default bandwidth is 4 spread bandwidths of the iso-points: sqrt(diagonal / M) = sqrt(1 / 2)
+    default = bilateral_weights_from_isopoints(points[:1], normals[:1], iso, iso_normals, radius=0.2)
+    assert float(default) == pytest.approx(math.exp(-(0.05 / (4 * math.sqrt(0.5))) ** 2), rel=1e-6)
+    assert torch.equal(bilateral_weights_from_isopoints(points, normals, iso[:0], iso_normals[:0]), torch.ones(5))
+
+
+def test_the_sampler_weighs_data_rows_and_not_isopoint_rows():
+    points, point_normals = sphere_cloud(100)
+    config = TrainConfig(batch_surface=8, batch_offsurface=0, batch_uniform=4, device="cpu",
+                         isopoints=IsoPointsConfig(enabled=True, batch_share=0.25))
+    sampler = ShapeSampler(points, point_normals, np.zeros((0, 3)), config, torch.device("cpu"))
+    assert sampler.draw().surface_weights is None
+    data_weights = torch.arange(100, dtype=torch.float32) / 100
+    iso = torch.tensor(points[:3]) * 1.01
+    sampler.set_isopoints(iso, torch.tensor(point_normals[:3]), data_weights)
+    step = sampler.draw()
+    # 6 data rows keep their own point's weight (its row number / 100), 2 iso-point rows weigh 1
+    rows = [int(np.flatnonzero((points == row).all(1))[0]) for row in step.points[:6].numpy()]
+    assert torch.allclose(step.surface_weights[:6], torch.tensor(rows, dtype=torch.float32) / 100)
+    assert torch.equal(step.surface_weights[6:], torch.ones(2))
+
+
+def test_a_fit_with_bilateral_weights_down_weighs_outliers():
+    points, point_normals = sphere_cloud(1000)
+    # 50 outliers: points pushed out to radius 0.8 (0.3 off the surface) with random normals
+    outliers = 0.8 * directions(50, seed=3).numpy()
+    cloud = np.concatenate([points, outliers]).astype(np.float32)
+    cloud_normals = np.concatenate([point_normals, directions(50, seed=4).numpy()]).astype(np.float32)
+    config = small_fit_config(bilateral=True, bilateral_radius=0.5)
+    result = fit_sdf(cloud, cloud_normals, np.zeros((0, 3)), config)
+    assert "data_weight" not in result.history[2] and 0.0 < result.history[-1]["data_weight"] <= 1.0
+    sampler = ShapeSampler(cloud, cloud_normals, np.zeros((0, 3)), config, torch.device("cpu"))
+    field = field_of_network(result.spec, result.params)
+    from inrcore.training import refresh_isopoints
+
+    refresh_isopoints(field, sampler, None, config, torch.Generator().manual_seed(0))
+    # the surface's own points weigh much more than the outliers
+    assert float(sampler.data_weights[:1000].mean()) > 0.5
+    assert float(sampler.data_weights[1000:].mean()) < 0.1 * float(sampler.data_weights[:1000].mean())
 
 
 def small_fit_config(**isopoints):

@@ -105,3 +105,22 @@ def test_igr_loss_is_zero_for_the_analytic_sphere_and_weights_terms_by_hand():
     )
     assert terms == pytest_approx({"surface": 0.3, "normal": 1.0, "eikonal": 2.0})
     assert float(loss) == pytest_approx(3.3)
+
+
+def test_surface_weights_scale_each_surface_sample_in_both_losses():
+    from inrcore.losses import igr_sdf_loss, weighted_mean
+
+    assert float(weighted_mean(torch.tensor([2.0, 4.0]), torch.tensor([1.0, 0.0]))) == 1.0
+    assert float(weighted_mean(torch.tensor([2.0, 4.0]))) == 3.0
+    values = torch.tensor([[0.1], [-0.3]])
+    gradients = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    normals = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])  # cosine residuals 0 and 1
+    weights = torch.tensor([1.0, 0.5])
+    _, terms = siren_sdf_loss(values, gradients, normals, gradients, torch.zeros(0, 1),
+                              LossConfig(surface=2.0, normal=3.0, eikonal=0.0, offsurface=0.0, sdf=0.0),
+                              surface_weights=weights)
+    # surface: 2 * (1 * 0.1 + 0.5 * 0.3) / 2 = 0.25; normal: 3 * (1 * 0 + 0.5 * 1) / 2 = 0.75
+    assert terms["surface"] == pytest_approx(0.25) and terms["normal"] == pytest_approx(0.75)
+    _, terms = igr_sdf_loss(values, gradients, normals, gradients, tau=1.0, lam=0.0, surface_weights=weights)
+    # surface: (0.1 + 0.15) / 2; normal: |grad - n| = 0 and sqrt(2), times 1 and 0.5, over 2
+    assert terms["surface"] == pytest_approx(0.125) and terms["normal"] == pytest_approx(math.sqrt(2) / 4)
