@@ -8,8 +8,9 @@ then on all test views at the end. Runs are written to the JSON file as they fin
     python benchmarks/nerf_psnr.py --run ngp:100:600 --run ngp:200:600 --out benchmarks/results/nerf_psnr.json
     python benchmarks/nerf_psnr.py --run nerf:100:300 --run nerf-nope:100:300 --run nerf-noview:100:300 ...
 
-RUN is MODEL:SIZE:SECONDS with MODEL one of ngp, nerf, nerf-nope (no positional encoding),
-nerf-noview (no view dependence). NeRF runs use the paper's network (8 x 256, skip at 4,
+RUN is MODEL:SIZE:SECONDS[:STEPS] with MODEL one of ngp, ngp-noview (no view dependence), nerf,
+nerf-nope (no positional encoding), nerf-noview (no view dependence); STEPS, when given, also
+stops the run after that many steps (so that ablations compare at equal steps whatever the load). NeRF runs use the paper's network (8 x 256, skip at 4,
 10/4 frequencies) with fewer samples and rays per step than the paper so that a CPU step
 takes about a second (--nerf-rays, --nerf-samples).
 """
@@ -38,6 +39,8 @@ from inrcore.scenes import load_scene_split  # noqa: E402
 def model_settings(name: str, args) -> dict:
     if name == "ngp":
         return {"model": "ngp", "batch_rays": args.ngp_rays}
+    if name == "ngp-noview":
+        return {"model": "ngp", "batch_rays": args.ngp_rays, "view_dependent": False}
     nerf = {"model": "nerf", "batch_rays": args.nerf_rays, "n_coarse": args.nerf_samples[0],
             "n_fine": args.nerf_samples[1], "depth": args.nerf_size[0], "width": args.nerf_size[1],
             "skip": args.nerf_size[0] // 2}
@@ -53,7 +56,7 @@ def model_settings(name: str, args) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mesh", default="datasets/meshes/spot.obj")
-    parser.add_argument("--run", action="append", required=True, metavar="MODEL:SIZE:SECONDS")
+    parser.add_argument("--run", action="append", required=True, metavar="MODEL:SIZE:SECONDS[:STEPS]")
     parser.add_argument("--eval-every", type=int, default=100, help="steps between curve points")
     parser.add_argument("--curve-views", type=int, default=4)
     parser.add_argument("--ngp-rays", type=int, default=1024)
@@ -72,15 +75,16 @@ def main(argv=None) -> int:
     scenes: dict[int, Path] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.run:
-            name, size, seconds = spec.split(":")
+            name, size, seconds, *steps = spec.split(":")
             size, seconds = int(size), float(seconds)
+            max_steps = int(steps[0]) if steps else 10**9
             if size not in scenes:
                 start = time.perf_counter()
                 scenes[size] = scene_from_mesh(args.mesh, Path(tmp) / f"scene{size}", MeshSceneConfig(size=size))
                 print(f"scene {size}x{size}: {time.perf_counter() - start:.1f}s", flush=True)
             train = load_scene_split(scenes[size], "train")
             test = load_scene_split(scenes[size], "test")
-            config = NerfConfig(steps=10**9, seconds=seconds, eval_every=args.eval_every, seed=args.seed,
+            config = NerfConfig(steps=max_steps, seconds=seconds, eval_every=args.eval_every, seed=args.seed,
                                 eval_views=args.curve_views, checkpoint_every=10**9, **model_settings(name, args))
             batches = in_memory_ray_batches(train, config.batch_rays, seed=0)
             curve = []
@@ -97,6 +101,7 @@ def main(argv=None) -> int:
             wall = time.perf_counter() - start
             final, _ = evaluate_views(result.renderer, test, None, config.chunk_rays)
             run = {"run": spec, "model": name, "size": size, "budget_seconds": seconds,
+                   "budget_steps": max_steps if steps else None,
                    "train_seconds": round(result.seconds, 1), "wall_seconds_with_evals": round(wall, 1),
                    "steps": result.steps, "test_views": len(test.images), "psnr": round(final["psnr"], 3),
                    "ssim": round(final["ssim"], 4), "curve": curve,
