@@ -99,7 +99,7 @@ def test_nerf_renderer_coarse_and_fine_on_an_opaque_ball():
     np.testing.assert_allclose(out["rgb"][0].detach().numpy(), [1, 0, 0], atol=1e-4)
     np.testing.assert_allclose(out["rgb"][1].detach().numpy(), [1, 1, 1], atol=1e-6)
     # fine samples concentrate at the surface: depth much closer to 3.5 than a coarse bin (1/16)
-    assert float(out["depth"][0]) == pytest.approx(3.5, abs=0.02)
+    assert float(out["depth"][0].detach()) == pytest.approx(3.5, abs=0.02)
     assert out["samples"] == 2 * 64 + 2 * 128
 
 
