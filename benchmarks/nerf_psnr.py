@@ -75,9 +75,12 @@ def main(argv=None) -> int:
     scenes: dict[int, Path] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.run:
-            name, size, seconds, *steps = spec.split(":")
-            size, seconds = int(size), float(seconds)
-            max_steps = int(steps[0]) if steps else 10**9
+            try:
+                name, size, seconds, *steps = spec.split(":")
+                size, seconds = int(size), float(seconds)
+                max_steps = int(steps[0]) if steps else 10**9
+            except ValueError:
+                parser.error(f"--run {spec!r}: expected MODEL:SIZE:SECONDS[:STEPS], e.g. ngp:100:600 or nerf:100:1e5:2000")
             if size not in scenes:
                 start = time.perf_counter()
                 scenes[size] = scene_from_mesh(args.mesh, Path(tmp) / f"scene{size}", MeshSceneConfig(size=size))

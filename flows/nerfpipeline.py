@@ -8,20 +8,18 @@ and training resumes from its last checkpoint after a crash.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from prefect import flow
 
-from inrcore.config import config_replace, config_to_dict
+from inrcore.config import config_to_dict
 from tasks.nerf import generate_rays, make_scene, train_nerf
 from tasks.store import write_json_atomic
 from tasks.tracking import setup_tracking
 
-from flows.manifest import read_manifest
-from flows.pipeline import locations, task_runner
-from flows.stages import StageChain, new_record
+from flows.pipeline import start_collection, task_runner
+from flows.stages import StageChain, new_record, progress_printer
 
 NERF_STAGES = ("scene", "rays", "train")
 
@@ -43,17 +41,14 @@ def nerf_collection(
     settings (`NerfPipelineConfig`), e.g. {"training": {"model": "ngp", "seconds": 600}}.
     Returns: the summary (dataset, settings, per-shape records, counts, summary path).
     """
-    data = read_manifest(manifest)
-    config = config_replace(data.nerf, overrides, "overrides") if overrides else data.nerf
-    where = locations(data.name, out_dir, store_url, tracking_uri)
-    Path(where["out_dir"]).mkdir(parents=True, exist_ok=True)
+    data, config, where = start_collection(manifest, "nerf", overrides, out_dir, store_url, tracking_uri)
     run = _run_scenes.with_options(task_runner=task_runner(dask_address, workers))
     return run(data.name, [(s.shape_id, s.path) for s in data.shapes], config_to_dict(config), where, quiet)
 
 
 @flow(name="nerf-collection-shapes")
 def _run_scenes(dataset: str, shapes: list, config: dict, where: dict, quiet: bool = False) -> dict:
-    say: Callable[[str], None] = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    say = progress_printer(quiet)
     experiment_id = setup_tracking(where["tracking_uri"], f"inrflow-{dataset}-nerf", where["artifact_location"])
     records = {sid: new_record(sid, path) for sid, path in shapes}
 

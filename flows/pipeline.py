@@ -13,9 +13,8 @@ record), so running the flow again after an interruption reuses what was done.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import dask
 from prefect import flow
@@ -32,7 +31,7 @@ from tasks.tracking import setup_tracking
 from tasks.train import train_sdf, train_sdf_batch
 
 from flows.manifest import read_manifest
-from flows.stages import StageChain, new_record
+from flows.stages import StageChain, new_record, progress_printer
 
 STAGES = ("prepare", "train", "evaluate", "extract")
 
@@ -109,17 +108,26 @@ def sdf_collection(
     Returns:
         the summary: dataset, settings, per-shape records, counts, report paths.
     """
-    data = read_manifest(manifest)
-    config = config_replace(data.config, overrides, "overrides") if overrides else data.config
-    where = locations(data.name, out_dir, store_url, tracking_uri)
-    Path(where["out_dir"]).mkdir(parents=True, exist_ok=True)
+    data, config, where = start_collection(manifest, "config", overrides, out_dir, store_url, tracking_uri)
     run = _run_shapes.with_options(task_runner=task_runner(dask_address, workers))
     return run(data.name, [(s.shape_id, s.path) for s in data.shapes], config_to_dict(config), where, quiet)
 
 
+def start_collection(manifest: str, section: str, overrides: Optional[dict], out_dir: Optional[str],
+                     store_url: Optional[str], tracking_uri: Optional[str]):
+    """A collection run's inputs: the manifest, its `section` settings ("config" or "nerf") with
+    `overrides` applied, and the run's `locations` (the run folder created)."""
+    data = read_manifest(manifest)
+    settings = getattr(data, section)
+    config = config_replace(settings, overrides, "overrides") if overrides else settings
+    where = locations(data.name, out_dir, store_url, tracking_uri)
+    Path(where["out_dir"]).mkdir(parents=True, exist_ok=True)
+    return data, config, where
+
+
 @flow(name="sdf-collection-shapes")
 def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bool = False) -> dict:
-    say: Callable[[str], None] = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    say = progress_printer(quiet)
     experiment_id = setup_tracking(where["tracking_uri"], f"inrflow-{dataset}", where["artifact_location"])
     records = {sid: _new_record(sid, path) for sid, path in shapes}
 

@@ -10,10 +10,18 @@ hold some stage back to submit it themselves for several shapes together (batche
 from __future__ import annotations
 
 import queue
+import sys
 import time
 from typing import Any, Callable, Optional
 
 from inrcore.errors import InrflowError
+
+
+def progress_printer(quiet: bool) -> Callable[[str], None]:
+    """Where a flow's progress lines go: standard error, or nowhere when quiet."""
+    if quiet:
+        return lambda text: None
+    return lambda text: print(text, file=sys.stderr, flush=True)
 
 
 def new_record(shape_id: str, source: str, **fields) -> dict:

@@ -149,10 +149,7 @@ class ShapeSampler:
         sigmas = self.sigmas[s_idx] if self.use_igr else None
         weights = self.data_weights[s_idx] if self.data_weights is not None else None
         if self.isopoints is not None:
-            surface, normals, sigmas = self._with_isopoints(surface, normals, sigmas)
-            if weights is not None:
-                count = round(self.config.isopoints.batch_share * len(weights))
-                weights[len(weights) - count:] = 1.0
+            surface, normals, sigmas, weights = self._with_isopoints(surface, normals, sigmas, weights)
         parts = [surface]
         free = [torch.zeros(config.batch_surface, dtype=torch.bool, device=device)]
         known_sdf, n_known = None, 0
@@ -172,19 +169,22 @@ class ShapeSampler:
         return StepPoints(points=torch.cat(parts), normals=normals, n_surface=config.batch_surface,
                           n_known=n_known, known_sdf=known_sdf, free=torch.cat(free), surface_weights=weights)
 
-    def _with_isopoints(self, surface, normals, sigmas):
-        """The step's surface rows [B, 3], normals [B, 3] and sigmas [B] (or None) with the last
-        round(batch_share * B) rows replaced by randomly drawn iso-points."""
+    def _with_isopoints(self, surface, normals, sigmas, weights):
+        """The step's surface rows [B, 3], normals [B, 3], sigmas [B] and weights [B] (each of the
+        last two or None) with the last round(batch_share * B) rows replaced by randomly drawn
+        iso-points, which weigh 1."""
         count = round(self.config.isopoints.batch_share * len(surface))
         if count == 0:
-            return surface, normals, sigmas
+            return surface, normals, sigmas, weights
         pick = torch.randint(len(self.isopoints), (count,), device=self.device, generator=self.generator)
         keep = len(surface) - count
         surface = torch.cat([surface[:keep], self.isopoints[pick]])
         normals = torch.cat([normals[:keep], self.isopoint_normals[pick]])
         if sigmas is not None:
             sigmas = torch.cat([sigmas[:keep], self.isopoint_sigmas[pick]])
-        return surface, normals, sigmas
+        if weights is not None:
+            weights = torch.cat([weights[:keep], weights.new_ones(count)])
+        return surface, normals, sigmas, weights
 
 
 def uses_igr_loss(config: TrainConfig) -> bool:
