@@ -13,6 +13,9 @@ count, both in units of the lattice's cell. Writes one JSON file.
         --out benchmarks/results/range_meshing.json
 
 --settings takes LEAF:MODE:K triples (K = kept affine symbols, "all" keeps every symbol).
+By default `range_mesh` first estimates the plan's cost and meshes densely when it would cost
+more (the row then says "fallback": true and keeps the estimate); --no-fallback always runs the
+plan, to measure range analysis itself.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ def main(argv=None) -> int:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--settings", nargs="+", default=["8:affine:8"], metavar="LEAF:MODE:K")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=True,
+                        help="let range_mesh fall back to the dense lattice when it predicts no gain (default)")
     parser.add_argument("--out", default="benchmarks/results/range_meshing.json")
     args = parser.parse_args(argv)
 
@@ -76,13 +81,14 @@ def main(argv=None) -> int:
             for setting in args.settings:
                 options = parse_setting(setting)
                 ranged, stats = range_mesh(spec, params, resolution, leaf=options["leaf"], mode=options["mode"],
-                                           max_symbols=options["max_symbols"])
+                                           max_symbols=options["max_symbols"], fallback=args.fallback)
                 row = {"field": name, "weights": path, **stats, **mesh_distance(ranged, dense, spacing),
                        "same_faces_as_dense": len(ranged.faces) == len(dense.faces),
                        "evaluation_ratio": dense_stats["evaluations"] / max(stats["evaluations"], 1),
                        "speedup": dense_stats["seconds"] / stats["seconds"]}
                 rows.append(row)
-                print(f"{name} {resolution} range {setting}: {stats['seconds']:.1f}s, {stats['evaluations']} evaluations "
+                print(f"{name} {resolution} {stats['method']} {setting}: {stats['seconds']:.1f}s, "
+                      f"{stats['evaluations']} evaluations "
                       f"({row['evaluation_ratio']:.1f}x fewer), {row['speedup']:.2f}x faster, "
                       f"chamfer {row['chamfer_cells']} cells", flush=True)
                 # Rewritten after every row, so a run stopped early keeps what it measured.

@@ -36,6 +36,10 @@ def add_query_commands(commands) -> None:
     mesh.add_argument("--mode", choices=("affine", "interval"), default="affine", help="range: arithmetic (default affine)")
     mesh.add_argument("--max-symbols", type=int, default=8, metavar="K",
                       help="range: affine noise symbols kept per form; 0 or more, -1 keeps all (default 8)")
+    mesh.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=True,
+                      help="range: first bound a few hundred boxes per level and mesh densely when range analysis is "
+                           "predicted to cost more than the dense lattice (metrics say \"fallback\": true); "
+                           "--no-fallback always runs the range plan (default: --fallback)")
 
     iso = commands.add_parser(
         "isopoints", help="sample points on a fitted field's zero level set (iso-points)",
@@ -152,7 +156,8 @@ def _mesh(args, spec, params, device) -> dict:
         mesh, stats = dense_mesh(spec, params, args.resolution, args.bound, device)
     else:
         max_symbols = None if args.max_symbols == -1 else args.max_symbols
-        mesh, stats = range_mesh(spec, params, args.resolution, args.bound, args.leaf, args.mode, max_symbols, device)
+        mesh, stats = range_mesh(spec, params, args.resolution, args.bound, args.leaf, args.mode, max_symbols, device,
+                                 fallback=args.fallback)
     out = write_atomic(args.out, mesh.export)
     metrics_path = Path(args.metrics) if args.metrics else out.parent / "metrics.json"
     record = {**stats, "mesh": str(out), "device": str(device), "ok": len(mesh.faces) > 0}

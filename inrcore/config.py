@@ -204,6 +204,8 @@ class RangeMeshConfig:
     (null keeps all: tightest, slowest). batch_boxes: boxes bounded at once.
     tasks: in the collection flow, the surviving leaf blocks are sampled by this many tasks
     spread over the Dask cluster.
+    fallback: bound `samples` random boxes per level first and mesh densely (every lattice
+    point) when range analysis is predicted to cost more (`inrcore.rangemesh.estimate_range_mesh`).
     """
 
     resolution: int = 256
@@ -214,6 +216,8 @@ class RangeMeshConfig:
     batch_boxes: int = 4096
     batch_points: int = 65536
     tasks: int = 4
+    fallback: bool = True
+    samples: int = 256
 
 
 @dataclass(frozen=True)
@@ -566,7 +570,7 @@ def _check_range_mesh(config: RangeMeshConfig, where: str) -> None:
         raise ConfigError(f"{where}.resolution: must be at least 2, got {config.resolution}")
     if config.bound <= 0:
         raise ConfigError(f"{where}.bound: must be positive, got {config.bound}")
-    for name in ("leaf", "batch_boxes", "batch_points", "tasks"):
+    for name in ("leaf", "batch_boxes", "batch_points", "tasks", "samples"):
         if getattr(config, name) < 1:
             raise ConfigError(f"{where}.{name}: must be positive, got {getattr(config, name)}")
     if config.mode not in ("affine", "interval"):

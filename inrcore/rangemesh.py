@@ -18,6 +18,10 @@ Plan separated from execution: `plan_range_mesh` does the subdivision and return
 `RangeMeshPlan` (the certified sign of every leaf block, the surviving leaves, counts);
 `evaluate_leaf_values` samples any subset of surviving leaves (so a scheduler can spread them
 over workers); `mesh_from_leaf_values` stitches one mesh. `range_mesh` does all three here.
+
+Range analysis pays only where bounds certify boxes much larger than a cell. `estimate_range_mesh`
+bounds a few hundred boxes per level first and predicts the cost of the plan; `range_mesh` falls
+back to `dense_mesh` (the same mesh) when the plan would cost more than sampling every point.
 """
 
 from __future__ import annotations
@@ -75,6 +79,35 @@ def _lattice_range(start: torch.Tensor, size: int, leaf: int, cells: int) -> tup
     return first, last
 
 
+def _signs_of_boxes(spec: FieldSpec, params: Params, boxes: torch.Tensor, size: int, leaf: int, cells: int,
+                    bound: float, mode: str, max_symbols: Optional[int], batch_boxes: int, margin: float,
+                    dtype: torch.dtype) -> torch.Tensor:
+    """Certified sign (POSITIVE / NEGATIVE / UNKNOWN) of boxes of `size` leaf blocks whose first blocks are
+    `boxes` [M, 3]: LongTensor [M]."""
+    spacing = 2.0 * bound / cells
+    first, last = _lattice_range(boxes, size, leaf, cells)
+    lower_corner = first.to(dtype) * spacing - bound
+    upper_corner = last.to(dtype) * spacing - bound
+    centre = (lower_corner + upper_corner) / 2
+    half = (upper_corner - lower_corner) / 2
+    box_signs = torch.empty(len(boxes), dtype=torch.long, device=boxes.device)
+    for s in range(0, len(boxes), batch_boxes):
+        c = centre[s:s + batch_boxes]
+        axes = torch.diag_embed(half[s:s + batch_boxes])
+        with torch.no_grad():
+            lo, hi = bound_of(spec, params, c, axes, mode, max_symbols)
+        box_signs[s:s + len(c)] = sign_of_bounds(lo[:, 0] - margin, hi[:, 0] + margin)
+    return box_signs
+
+
+def _levels(resolution: int, leaf: int, top_blocks: int) -> tuple[int, int, int, int]:
+    """(cells, leaf blocks per axis, number of subdivisions, coarsest box size in leaf blocks)."""
+    cells = resolution - 1
+    blocks = math.ceil(cells / leaf)
+    levels = max(0, math.ceil(math.log2(max(blocks / top_blocks, 1))))
+    return cells, blocks, levels, 2 ** levels
+
+
 def plan_range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: float = 1.0, leaf: int = 8,
                     mode: str = "affine", max_symbols: Optional[int] = 8, top_blocks: int = 4,
                     batch_boxes: int = 4096, margin: float = 0.0,
@@ -102,30 +135,16 @@ def plan_range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: flo
     device = torch.device(device)
     params = {k: v.to(device) for k, v in params.items()}
     dtype = next(iter(params.values())).dtype if params else torch.float32
-    cells = resolution - 1
-    blocks = math.ceil(cells / leaf)
-    levels = max(0, math.ceil(math.log2(max(blocks / top_blocks, 1))))
-    size = 2 ** levels
+    cells, blocks, levels, size = _levels(resolution, leaf, top_blocks)
     top = math.ceil(blocks / size)
-    spacing = 2.0 * bound / cells
     signs = np.zeros((blocks, blocks, blocks), dtype=np.int8)
 
     axis = torch.arange(top, device=device) * size
     boxes = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
     counts = []
     while True:
-        first, last = _lattice_range(boxes, size, leaf, cells)
-        lower_corner = first.to(dtype) * spacing - bound
-        upper_corner = last.to(dtype) * spacing - bound
-        centre = (lower_corner + upper_corner) / 2
-        half = (upper_corner - lower_corner) / 2
-        box_signs = torch.empty(len(boxes), dtype=torch.long, device=device)
-        for s in range(0, len(boxes), batch_boxes):
-            c = centre[s:s + batch_boxes]
-            axes = torch.diag_embed(half[s:s + batch_boxes])
-            with torch.no_grad():
-                lo, hi = bound_of(spec, params, c, axes, mode, max_symbols)
-            box_signs[s:s + len(c)] = sign_of_bounds(lo[:, 0] - margin, hi[:, 0] + margin)
+        box_signs = _signs_of_boxes(spec, params, boxes, size, leaf, cells, bound, mode, max_symbols,
+                                    batch_boxes, margin, dtype)
         counts.append(len(boxes))
         certified = box_signs != UNKNOWN
         blocks_first = boxes[certified].cpu().numpy()
@@ -145,6 +164,111 @@ def plan_range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: flo
                          leaves=leaves[order], box_evaluations=tuple(counts),
                          seconds=time.perf_counter() - start_time,
                          stats={"mode": mode, "max_symbols": max_symbols, "margin": margin})
+
+
+@dataclass(frozen=True)
+class RangeMeshEstimate:
+    """What `plan_range_mesh` would cost, predicted from bounds of a sample of boxes at every level.
+
+    certified: per level (coarsest first), the share of the sampled boxes whose sign is certified
+        (levels below one where every sampled box was certified are not sampled).
+    boxes: predicted boxes bounded per level (every level); leaves: predicted surviving leaf blocks;
+    points: predicted lattice points sampled in them ((leaf + 1)^3 each, an upper bound).
+    box_cost: one box bound's cost in point evaluations (measured on this device, or given).
+    range_cost = box_cost * sum(boxes) + points and dense_cost = resolution^3, in point evaluations.
+    sampled_boxes: boxes bounded to make the estimate; seconds: its wall time.
+    """
+
+    certified: tuple[float, ...]
+    boxes: tuple[int, ...]
+    leaves: int
+    points: int
+    box_cost: float
+    range_cost: float
+    dense_cost: float
+    sampled_boxes: int
+    seconds: float
+
+    @property
+    def worthwhile(self) -> bool:
+        """Whether range analysis is predicted to cost less than sampling every lattice point."""
+        return self.range_cost < self.dense_cost
+
+    def to_dict(self) -> dict:
+        return {"certified": list(self.certified), "boxes": list(self.boxes), "leaves": self.leaves,
+                "points": self.points, "box_cost": self.box_cost, "range_cost": self.range_cost,
+                "dense_cost": self.dense_cost, "sampled_boxes": self.sampled_boxes,
+                "worthwhile": self.worthwhile, "seconds": self.seconds}
+
+
+def estimate_range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: float = 1.0, leaf: int = 8,
+                        mode: str = "affine", max_symbols: Optional[int] = 8, top_blocks: int = 4,
+                        samples: int = 256, seed: int = 0, box_cost: Optional[float] = None,
+                        batch_boxes: int = 4096, device: torch.device | str = "cpu") -> RangeMeshEstimate:
+    """Predict the work of `plan_range_mesh` + `evaluate_leaf_values` before doing it.
+
+    At every level of the subdivision, `samples` boxes drawn at random (all of them when the level
+    has fewer) are bounded; p_l is the share certified. A box certified at a coarse level is taken
+    to stand for boxes its size or smaller there, so the share of the volume still unknown after
+    level l is a_l = 1 - max(p_0 .. p_l); level l bounds (its box count) * a_(l-1) boxes, and
+    (leaf blocks) * a_last leaves survive. On a field whose bounds certify no box of any size
+    (e.g. an omega = 30 SIREN with few symbols) this predicts every leaf bounded and sampled, so
+    the caller can mesh densely instead at the cost of a few hundred bounds.
+
+    Args:
+        samples: boxes sampled per level; seed: their draw.
+        box_cost: a box bound's cost in point evaluations; None measures it here (the leaf level's
+            sampled bounds against as many network evaluations of random points, timed on `device`).
+        The rest as `plan_range_mesh`.
+    """
+    if resolution < 2:
+        raise ValueError(f"resolution must be at least 2, got {resolution}")
+    if leaf < 1:
+        raise ValueError(f"leaf must be at least 1, got {leaf}")
+    if samples < 1:
+        raise ValueError(f"samples must be at least 1, got {samples}")
+    start_time = time.perf_counter()
+    device = torch.device(device)
+    params = {k: v.to(device) for k, v in params.items()}
+    dtype = next(iter(params.values())).dtype if params else torch.float32
+    cells, blocks, levels, size = _levels(resolution, leaf, top_blocks)
+    rng = np.random.default_rng(seed)
+    certified, totals = [], []
+    sampled = 0
+    seconds_per_box = 0.0
+    while True:
+        per_axis = math.ceil(blocks / size)
+        total = per_axis ** 3
+        chosen = rng.choice(total, size=min(samples, total), replace=False)
+        starts = np.stack(np.unravel_index(chosen, (per_axis,) * 3), axis=1) * size
+        boxes = torch.as_tensor(starts, dtype=torch.long, device=device)
+        tick = time.perf_counter()
+        box_signs = _signs_of_boxes(spec, params, boxes, size, leaf, cells, bound, mode, max_symbols,
+                                    batch_boxes, 0.0, dtype)
+        seconds_per_box = (time.perf_counter() - tick) / len(boxes)
+        certified.append(float((box_signs != UNKNOWN).float().mean()))
+        totals.append(total)
+        sampled += len(boxes)
+        if size == 1 or certified[-1] == 1.0:  # nothing left to subdivide below a fully certified level
+            break
+        size //= 2
+    if box_cost is None:
+        points = torch.rand(sampled, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float32) * 2 - 1
+        tick = time.perf_counter()
+        evaluate_points(spec, params, points.numpy() * bound, device)
+        seconds_per_point = (time.perf_counter() - tick) / sampled
+        box_cost = seconds_per_box / max(seconds_per_point, 1e-12)
+    unknown, boxes_per_level = 1.0, []
+    for share, total in zip(certified, totals):
+        boxes_per_level.append(int(round(total * unknown)))
+        unknown = min(unknown, 1.0 - share)
+    boxes_per_level += [0] * (levels + 1 - len(boxes_per_level))
+    leaves = int(round(blocks ** 3 * unknown))
+    points = min(leaves * (leaf + 1) ** 3, resolution ** 3)
+    return RangeMeshEstimate(certified=tuple(certified), boxes=tuple(boxes_per_level), leaves=leaves, points=points,
+                             box_cost=float(box_cost), range_cost=float(box_cost * sum(boxes_per_level) + points),
+                             dense_cost=float(resolution ** 3), sampled_boxes=sampled,
+                             seconds=time.perf_counter() - start_time)
 
 
 def leaf_lattice_points(plan: RangeMeshPlan, leaves: np.ndarray) -> np.ndarray:
@@ -211,16 +335,37 @@ def mesh_from_leaf_values(plan: RangeMeshPlan, values: np.ndarray, chunk: int = 
 
 def range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: float = 1.0, leaf: int = 8,
                mode: str = "affine", max_symbols: Optional[int] = 8, device: torch.device | str = "cpu",
-               batch_boxes: int = 4096, batch_points: int = 65536, chunk: int = 64) -> tuple[trimesh.Trimesh, dict]:
+               batch_boxes: int = 4096, batch_points: int = 65536, chunk: int = 64,
+               fallback: bool = True, samples: int = 256) -> tuple[trimesh.Trimesh, dict]:
     """Plan, sample the surviving leaves and mesh, on one machine.
 
+    With `fallback`, `estimate_range_mesh` first bounds `samples` boxes per level; when range
+    analysis is predicted to cost more than sampling every lattice point, the field is meshed by
+    `dense_mesh` instead (the same mesh: both run marching cubes on the same lattice).
+
     Returns:
-        the mesh (world coordinates, outward normals) and stats: "box_evaluations" (total and
-        "box_evaluations_per_level"), "point_evaluations", "evaluations" (their sum: one bound
-        of a box counted as one network evaluation), "leaves", "leaf_blocks" (all of them),
-        "seconds" (and "seconds_plan", "seconds_points", "seconds_mesh"), "vertices", "faces".
+        the mesh (world coordinates, outward normals) and stats: "method" ("range", or "dense"
+        after a fallback, with "fallback": True), "box_evaluations" (every box bounded, the
+        estimate's included; "box_evaluations_per_level" of the plan), "point_evaluations",
+        "evaluations" (their sum: one bound of a box counted as one network evaluation),
+        "leaves", "leaf_blocks" (all of them), "seconds" (and "seconds_estimate", "seconds_plan",
+        "seconds_points", "seconds_mesh"), "vertices", "faces", and "estimate" when one was made.
     """
     start = time.perf_counter()
+    settings = {"resolution": resolution, "leaf": leaf, "mode": mode, "max_symbols": max_symbols}
+    estimated = {}
+    sampled = 0
+    if fallback:
+        estimate = estimate_range_mesh(spec, params, resolution, bound, leaf, mode, max_symbols, samples=samples,
+                                       batch_boxes=batch_boxes, device=device)
+        sampled = estimate.sampled_boxes
+        estimated = {"estimate": estimate.to_dict(), "seconds_estimate": estimate.seconds}
+        if not estimate.worthwhile:
+            mesh, stats = dense_mesh(spec, params, resolution, bound, device, batch_points, chunk)
+            return mesh, {**stats, **settings, "method": "dense", "fallback": True, "box_evaluations": sampled,
+                          "box_evaluations_per_level": [], "evaluations": stats["evaluations"] + sampled,
+                          "seconds": time.perf_counter() - start, **estimated}
+    t_estimate = time.perf_counter()
     plan = plan_range_mesh(spec, params, resolution, bound, leaf, mode, max_symbols,
                            batch_boxes=batch_boxes, device=device)
     t_plan = time.perf_counter()
@@ -228,14 +373,15 @@ def range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: float = 
     t_points = time.perf_counter()
     mesh = mesh_from_leaf_values(plan, values, chunk)
     end = time.perf_counter()
-    boxes = int(sum(plan.box_evaluations))
+    boxes = int(sum(plan.box_evaluations)) + sampled
     return mesh, {
-        "method": "range", "resolution": resolution, "leaf": leaf, "mode": mode, "max_symbols": max_symbols,
+        "method": "range", **settings, "fallback": False,
         "box_evaluations": boxes, "box_evaluations_per_level": list(plan.box_evaluations),
         "point_evaluations": int(evaluated), "evaluations": boxes + int(evaluated),
         "leaves": int(len(plan.leaves)), "leaf_blocks": int(plan.blocks ** 3),
-        "seconds": end - start, "seconds_plan": t_plan - start, "seconds_points": t_points - t_plan,
+        "seconds": end - start, "seconds_plan": t_plan - t_estimate, "seconds_points": t_points - t_plan,
         "seconds_mesh": end - t_points, "vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),
+        **estimated,
     }
 
 

@@ -50,14 +50,7 @@ def evaluate_field(shape_id: str, store_url: str, model_uri: str, model_fingerpr
         for name in ("x", "y", "z"):
             coord = group.create_array(name, shape=(config.resolution,), dtype="float64", dimension_names=(name,))
             coord[...] = axis
-        sdf = group.create_array("sdf", shape=shape, chunks=(config.chunk,) * 3, dtype="float32",
-                                 dimension_names=("x", "y", "z"), fill_value=np.nan)
-        lazy = da.block(_nest([
-            da.from_delayed(dask.delayed(_block_values)(weights, config_to_dict(config), b),
-                            shape=tuple(s.stop - s.start for s in b), dtype=np.float32)
-            for b in blocks
-        ], shape, config.chunk))
-        _compute(da.store(lazy, sdf, lock=False, compute=False))
+        store_grid(group, "sdf", weights, config)
         mark_finished(group, key, {
             "model_uri": model_uri,
             "grid": config_to_dict(config),
@@ -72,6 +65,24 @@ def evaluate_field(shape_id: str, store_url: str, model_uri: str, model_fingerpr
         raise
     return {"path": f"{path}/sdf", "fingerprint": key, "reused": False,
             "seconds": time.perf_counter() - start, "blocks": len(blocks)}
+
+
+def store_grid(group, name: str, weights, config: GridConfig):
+    """Evaluate a field on the grid of `config` into a new array `name` of `group`, one Dask task per chunk.
+
+    weights: a `dask.delayed` {"spec": field_spec_to_json(spec), "params": {name: numpy array}}, shared by
+    every chunk's task. Computed on the Dask cluster this runs in, else on local threads. Returns the array.
+    """
+    shape = (config.resolution,) * 3
+    array = group.create_array(name, shape=shape, chunks=(config.chunk,) * 3, dtype="float32",
+                               dimension_names=("x", "y", "z"), fill_value=np.nan)
+    lazy = da.block(_nest([
+        da.from_delayed(dask.delayed(_block_values)(weights, config_to_dict(config), b),
+                        shape=tuple(s.stop - s.start for s in b), dtype=np.float32)
+        for b in grid_blocks(shape, config.chunk)
+    ], shape, config.chunk))
+    _compute(da.store(lazy, array, lock=False, compute=False))
+    return array
 
 
 def _block_values(weights: dict, grid: dict, block) -> np.ndarray:

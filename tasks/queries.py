@@ -11,12 +11,16 @@ import dask.array as da
 import numpy as np
 from prefect import task
 
-from inrcore.config import RangeMeshConfig, config_from_dict, config_to_dict, fingerprint
+from inrcore.config import GridConfig, RangeMeshConfig, config_from_dict, config_to_dict, fingerprint
+from inrcore.fields import grid_blocks
 from inrcore.files import write_atomic
 from inrcore.networks import field_spec_from_json, field_spec_to_json, resolve_device
-from inrcore.rangemesh import RangeMeshPlan, evaluate_leaf_values, mesh_from_leaf_values, plan_range_mesh
+from inrcore.rangemesh import (RangeMeshPlan, estimate_range_mesh, evaluate_leaf_values, mesh_from_leaf_values,
+                               plan_range_mesh)
+from inrcore.surface import marching_cubes_blocks
 
 from . import registry
+from .fields import store_grid
 from .options import retry_unless_bad_input
 from .store import finished_attrs, fresh_group, mark_finished, open_store, read_json, remove_group, write_json_atomic
 
@@ -34,6 +38,12 @@ def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_finger
     `faces`) go to the group's attributes, the record `<out_dir>/shapes/<shape_id>-range.json`
     and the shape's MLflow run. A finished group and mesh from the same field and settings are reused.
 
+    With `settings.fallback` (the default) a few hundred boxes per level are bounded first
+    (`inrcore.rangemesh.estimate_range_mesh`); when the plan is predicted to cost more than the
+    dense lattice, every lattice point is evaluated instead into `range/<shape_id>/dense`
+    [R, R, R], one Dask task per chunk, and meshed from there (the same mesh; the record says
+    "method": "dense", "fallback": true, and keeps the estimate).
+
     Returns {"mesh_path", "path", "fingerprint", "reused", "seconds", "evaluations", ...}.
     """
     start = time.perf_counter()
@@ -50,41 +60,30 @@ def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_finger
 
     spec, params, _, _ = registry.load_registered_field(tracking_uri, model_uri)
     device = resolve_device("auto")
-    plan = plan_range_mesh(spec, params, config.resolution, config.bound, config.leaf, config.mode,
-                           config.max_symbols, batch_boxes=config.batch_boxes, device=device)
-    n = config.leaf + 1
-    leaves = plan.leaves
-    per_task = max(1, math.ceil(len(leaves) / config.tasks))
+    weights = dask.delayed({"spec": field_spec_to_json(spec), "params": {k: v.numpy() for k, v in params.items()}},
+                           pure=True)
+    settings_stats = {"resolution": config.resolution, "leaf": config.leaf, "mode": config.mode,
+                      "max_symbols": config.max_symbols}
+    estimated, sampled = {}, 0
+    if config.fallback:
+        estimate = estimate_range_mesh(spec, params, config.resolution, config.bound, config.leaf, config.mode,
+                                       config.max_symbols, samples=config.samples, batch_boxes=config.batch_boxes,
+                                       device=device)
+        estimated, sampled = {"estimate": estimate.to_dict()}, estimate.sampled_boxes
     try:
         group = fresh_group(root, path)
-        group.create_array("signs", shape=plan.signs.shape, dtype="int8")[...] = plan.signs
-        group.create_array("leaves", shape=(len(leaves), 3), dtype="int64")[...] = leaves
-        values = group.create_array("values", shape=(len(leaves), n, n, n), chunks=(per_task, n, n, n),
-                                    dtype="float32", fill_value=np.nan)
-        weights = dask.delayed({"spec": field_spec_to_json(spec), "params": {k: v.numpy() for k, v in params.items()}},
-                               pure=True)
-        parts = [slice(s, min(s + per_task, len(leaves))) for s in range(0, len(leaves), per_task)]
-        shared_plan = dask.delayed(plan, pure=True)
-        outputs = [dask.delayed(_leaf_values, nout=2)(weights, shared_plan, leaves[part], config.batch_points)
-                   for part in parts]
-        point_evaluations = 0
-        if parts:
-            pieces = [da.from_delayed(block, shape=(p.stop - p.start, n, n, n), dtype=np.float32)
-                      for (block, _), p in zip(outputs, parts)]
-            store = da.store(da.concatenate(pieces), values, lock=False, compute=False)
-            point_evaluations = int(sum(_compute_results([count for _, count in outputs], store)))
-        mesh = mesh_from_leaf_values(plan, np.asarray(values[...]))
-        stats = {
-            "resolution": config.resolution, "leaf": config.leaf, "mode": config.mode, "max_symbols": config.max_symbols,
-            "box_evaluations": int(sum(plan.box_evaluations)), "point_evaluations": point_evaluations,
-            "evaluations": int(sum(plan.box_evaluations)) + point_evaluations, "leaves": int(len(leaves)),
-            "tasks": len(parts), "seconds_plan": plan.seconds,
-            "vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces)),
-        }
+        if estimated and not estimated["estimate"]["worthwhile"]:
+            mesh, stats = _dense_fallback(group, weights, config)
+            stats = {**settings_stats, **stats, "box_evaluations": sampled,
+                     "evaluations": stats["point_evaluations"] + sampled}
+        else:
+            mesh, stats = _range_plan_mesh(group, spec, params, weights, config, device)
+            stats = {**settings_stats, **stats, "box_evaluations": stats["box_evaluations"] + sampled,
+                     "evaluations": stats["evaluations"] + sampled}
+        stats.update(estimated, vertices=int(len(mesh.vertices)), faces=int(len(mesh.faces)))
         write_atomic(mesh_path, mesh.export)
         stats["seconds"] = time.perf_counter() - start
-        mark_finished(group, key, {"model_uri": model_uri, "settings": config_to_dict(config),
-                                   "box_evaluations_per_level": list(plan.box_evaluations), **stats})
+        mark_finished(group, key, {"model_uri": model_uri, "settings": config_to_dict(config), **stats})
     except BaseException:
         remove_group(root, path)
         raise
@@ -93,6 +92,47 @@ def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_finger
     result = {"mesh_path": str(mesh_path), "path": path, "fingerprint": key, **stats}
     write_json_atomic(record_path, {"fingerprint": key, "result": result})
     return {**result, "reused": False}
+
+
+def _range_plan_mesh(group, spec, params, weights, config: RangeMeshConfig, device):
+    """The subdivision here, the surviving leaves sampled by `config.tasks` Dask tasks into `values`
+    [L, n, n, n] next to `signs` and `leaves`, one mesh stitched from them."""
+    plan = plan_range_mesh(spec, params, config.resolution, config.bound, config.leaf, config.mode,
+                           config.max_symbols, batch_boxes=config.batch_boxes, device=device)
+    n = config.leaf + 1
+    leaves = plan.leaves
+    per_task = max(1, math.ceil(len(leaves) / config.tasks))
+    group.create_array("signs", shape=plan.signs.shape, dtype="int8")[...] = plan.signs
+    group.create_array("leaves", shape=(len(leaves), 3), dtype="int64")[...] = leaves
+    values = group.create_array("values", shape=(len(leaves), n, n, n), chunks=(per_task, n, n, n),
+                                dtype="float32", fill_value=np.nan)
+    parts = [slice(s, min(s + per_task, len(leaves))) for s in range(0, len(leaves), per_task)]
+    shared_plan = dask.delayed(plan, pure=True)
+    outputs = [dask.delayed(_leaf_values, nout=2)(weights, shared_plan, leaves[part], config.batch_points)
+               for part in parts]
+    point_evaluations = 0
+    if parts:
+        pieces = [da.from_delayed(block, shape=(p.stop - p.start, n, n, n), dtype=np.float32)
+                  for (block, _), p in zip(outputs, parts)]
+        store = da.store(da.concatenate(pieces), values, lock=False, compute=False)
+        point_evaluations = int(sum(_compute_results([count for _, count in outputs], store)))
+    mesh = mesh_from_leaf_values(plan, np.asarray(values[...]))
+    boxes = int(sum(plan.box_evaluations))
+    return mesh, {"method": "range", "fallback": False, "box_evaluations": boxes,
+                  "box_evaluations_per_level": list(plan.box_evaluations), "point_evaluations": point_evaluations,
+                  "evaluations": boxes + point_evaluations, "leaves": int(len(leaves)), "tasks": len(parts),
+                  "seconds_plan": plan.seconds}
+
+
+def _dense_fallback(group, weights, config: RangeMeshConfig):
+    """Every lattice point evaluated into `dense` [R, R, R] (one Dask task per chunk, as `evaluate_field`)
+    and meshed block by block: range analysis was predicted to cost more."""
+    grid = GridConfig(resolution=config.resolution, bound=config.bound, batch_points=config.batch_points)
+    values = store_grid(group, "dense", weights, grid)
+    spacing = 2.0 * config.bound / (config.resolution - 1)
+    mesh = marching_cubes_blocks(lambda block: values[block], values.shape, grid.chunk, spacing, (-config.bound,) * 3)
+    return mesh, {"method": "dense", "fallback": True, "point_evaluations": config.resolution ** 3,
+                  "tasks": len(list(grid_blocks(values.shape, grid.chunk)))}
 
 
 def _leaf_values(weights: dict, plan: RangeMeshPlan, leaves: np.ndarray, batch_points: int) -> tuple[np.ndarray, int]:

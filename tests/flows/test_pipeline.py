@@ -142,7 +142,8 @@ def test_same_flow_on_an_existing_cluster_an_fsspec_url_and_a_given_tracking_uri
                    "training": {"steps": 20, "batch_surface": 256, "batch_offsurface": 256, "batch_uniform": 256,
                                 "network": {"width": 32, "layers": 1}},
                    "grid": {"resolution": 32, "chunk": 16}, "metrics": {"n_points": 5000},
-                   "queries": {"isopoints": 300, "range_mesh": True, "range": {"resolution": 33, "leaf": 4, "tasks": 3}}},
+                   "queries": {"isopoints": 300, "range_mesh": True,
+                               "range": {"resolution": 33, "leaf": 4, "tasks": 3, "fallback": False}}},
     }))
     store_url = (tmp_path / "elsewhere" / "fields.zarr").as_uri()
     tracking = f"sqlite:///{tmp_path / 'tracking' / 'mlflow.db'}"

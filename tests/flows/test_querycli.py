@@ -27,7 +27,7 @@ def test_mesh_dense_and_range_give_the_same_mesh_and_write_metrics(sphere_file, 
     for method in ("dense", "range"):
         out = tmp_path / method / "mesh.ply"
         assert main(["mesh", sphere_file["path"], "--method", method, "--resolution", "33", "--out", str(out),
-                     "--leaf", "4"]) == 0
+                     "--leaf", "4", "--no-fallback"]) == 0
         printed = json.loads(capsys.readouterr().out)
         metrics = json.loads((out.parent / "metrics.json").read_text())
         assert {"evaluations", "seconds", "vertices", "faces"} <= set(metrics)
@@ -35,9 +35,23 @@ def test_mesh_dense_and_range_give_the_same_mesh_and_write_metrics(sphere_file, 
     dense = json.loads((tmp_path / "dense" / "metrics.json").read_text())
     ranged = json.loads((tmp_path / "range" / "metrics.json").read_text())
     assert dense["evaluations"] == 33 ** 3
+    assert ranged["method"] == "range" and ranged["fallback"] is False and "estimate" not in ranged
     assert ranged["point_evaluations"] < dense["evaluations"] and ranged["faces"] == dense["faces"]
     a, b = (trimesh.load(tmp_path / m / "mesh.ply", process=False) for m in ("dense", "range"))
     assert np.allclose(np.sort(a.vertices, axis=0), np.sort(b.vertices, axis=0), atol=1e-6)
+
+
+def test_mesh_range_falls_back_to_dense_on_a_field_it_cannot_bound(tmp_path, capsys):
+    # An untrained omega = 30 SIREN: no box is certified with 8 symbols, so the estimate picks the dense lattice.
+    spec, params = network_for(NetworkConfig(kind="siren", width=32, layers=2), torch.Generator().manual_seed(0))
+    save_field(tmp_path / "siren.safetensors", spec, params, {"shape_id": "noise"})
+    out = tmp_path / "mesh.ply"
+    assert main(["mesh", str(tmp_path / "siren.safetensors"), "--resolution", "33", "--leaf", "4", "--out", str(out)]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["method"] == "dense" and metrics["fallback"] is True
+    assert metrics["point_evaluations"] == 33 ** 3 and metrics["estimate"]["certified"] == [0.0, 0.0]
+    assert metrics["evaluations"] == 33 ** 3 + metrics["estimate"]["sampled_boxes"] and metrics["faces"] > 0
+    assert json.loads(capsys.readouterr().out)["faces"] == metrics["faces"]
 
 
 def test_isopoints_are_on_the_surface_and_readable(sphere_file, tmp_path, capsys):

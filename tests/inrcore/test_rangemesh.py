@@ -4,7 +4,8 @@ import torch
 
 from inrcore.config import NetworkConfig
 from inrcore.networks import LayerSpec, network_for
-from inrcore.rangemesh import dense_mesh, evaluate_leaf_values, mesh_from_leaf_values, plan_range_mesh, range_mesh
+from inrcore.rangemesh import (dense_mesh, estimate_range_mesh, evaluate_leaf_values, mesh_from_leaf_values,
+                               plan_range_mesh, range_mesh)
 
 
 def _plane(offset=-0.3):
@@ -37,14 +38,17 @@ def test_no_surface_gives_no_leaves_and_an_empty_mesh():
     spec, params = _plane(offset=5.0)
     mesh, stats = range_mesh(spec, params, resolution=33, leaf=4)
     assert stats["leaves"] == 0 and stats["point_evaluations"] == 0 and len(mesh.faces) == 0
-    assert stats["box_evaluations"] == 4 ** 3  # the coarsest level (about 4 boxes per axis) all certified
+    # The coarsest level (about 4 boxes per axis) all certified, by the estimate (which then samples no
+    # finer level) and by the plan.
+    assert stats["estimate"]["certified"] == [1.0] and stats["estimate"]["boxes"] == [64, 0]
+    assert stats["box_evaluations"] == 4 ** 3 + 4 ** 3 and stats["box_evaluations_per_level"] == [64]
 
 
 @pytest.mark.parametrize("resolution,leaf", [(33, 4), (50, 4), (65, 8)])
 def test_range_mesh_equals_dense_marching_cubes(resolution, leaf):
     # A near-sphere (geometric initialisation) and lattices whose cells do not fill whole leaf blocks (50).
     spec, params = network_for(NetworkConfig(kind="igr", radius=0.5, width=32, layers=3), torch.Generator().manual_seed(0))
-    ranged, stats = range_mesh(spec, params, resolution, leaf=leaf)
+    ranged, stats = range_mesh(spec, params, resolution, leaf=leaf, fallback=False)  # the plan, always
     dense, dense_stats = dense_mesh(spec, params, resolution)
     assert len(ranged.faces) == len(dense.faces) > 0 and len(ranged.vertices) == len(dense.vertices)
     assert np.allclose(np.sort(ranged.vertices, axis=0), np.sort(dense.vertices, axis=0), atol=1e-6)
@@ -71,7 +75,50 @@ def test_idf_fields_mesh_like_the_dense_grid():
 
     spec = idf_spec_for(NetworkConfig(kind="idf", width=16, layers=2, idf_omega_base=2.0, idf_omega_displacement=5.0))
     params = init_idf_params(spec, torch.Generator().manual_seed(0))
-    ranged, _ = range_mesh(spec, params, 33, leaf=4)
+    ranged, _ = range_mesh(spec, params, 33, leaf=4, fallback=False)
     dense, _ = dense_mesh(spec, params, 33)
     assert len(ranged.faces) == len(dense.faces)
     assert np.allclose(np.sort(ranged.vertices, axis=0), np.sort(dense.vertices, axis=0), atol=1e-5)
+
+
+def test_estimate_of_the_plane_by_hand():
+    # The lattice of test_plane_plan_by_hand: every box of every level is sampled (fewer than `samples`).
+    spec, params = _plane()
+    estimate = estimate_range_mesh(spec, params, resolution=17, leaf=4, top_blocks=1, box_cost=3.0)
+    # Root unknown; 4 of its 8 children certified; 48 of the 64 leaf blocks certified.
+    assert estimate.certified == (0.0, 0.5, 0.75)
+    # Predicted boxes per level: 1, then 8 x (1 - 0) = 8, then 64 x (1 - 0.5) = 32: the plan's own counts.
+    assert estimate.boxes == (1, 8, 32) == plan_range_mesh(spec, params, 17, leaf=4, top_blocks=1).box_evaluations
+    assert estimate.leaves == 16 and estimate.points == 16 * 5 ** 3
+    assert estimate.range_cost == 3.0 * 41 + 2000 and estimate.dense_cost == 17 ** 3
+    assert estimate.worthwhile and estimate.sampled_boxes == 1 + 8 + 64
+    # A box costing 100 points makes the same plan dearer than the dense grid.
+    assert not estimate_range_mesh(spec, params, 17, leaf=4, top_blocks=1, box_cost=100.0).worthwhile
+
+
+def test_estimate_samples_a_level_at_random_and_measures_the_box_cost():
+    spec, params = network_for(NetworkConfig(kind="igr", radius=0.5, width=32, layers=3), torch.Generator().manual_seed(0))
+    estimate = estimate_range_mesh(spec, params, resolution=129, leaf=4, samples=100)
+    # 32 leaf blocks per axis, 4 levels of 64, 512, 4096 and 32768 boxes; 64 sampled at the top, 100 below.
+    assert len(estimate.certified) == 4 and estimate.sampled_boxes == 64 + 3 * 100
+    assert estimate.boxes[0] == 64 and estimate.boxes[1] == round(512 * (1 - estimate.certified[0]))
+    assert estimate.box_cost > 0 and estimate.worthwhile
+    again = estimate_range_mesh(spec, params, resolution=129, leaf=4, samples=100, box_cost=estimate.box_cost)
+    assert again.certified == estimate.certified  # the same seeded draw
+
+
+def test_range_mesh_falls_back_to_dense_when_no_box_is_certified():
+    # An untrained omega = 30 SIREN changes sign everywhere: no box of any level is certified with 8 symbols.
+    spec, params = network_for(NetworkConfig(kind="siren", width=32, layers=2), torch.Generator().manual_seed(0))
+    ranged, stats = range_mesh(spec, params, 33, leaf=4)
+    dense, dense_stats = dense_mesh(spec, params, 33)
+    assert stats["fallback"] is True and stats["method"] == "dense"
+    assert stats["estimate"]["certified"] == [0.0, 0.0] and not stats["estimate"]["worthwhile"]
+    assert stats["point_evaluations"] == 33 ** 3 and stats["box_evaluations"] == stats["estimate"]["sampled_boxes"]
+    assert stats["evaluations"] == 33 ** 3 + stats["box_evaluations"]
+    assert len(ranged.faces) == len(dense.faces) > 0
+    assert np.allclose(np.sort(ranged.vertices, axis=0), np.sort(dense.vertices, axis=0))
+    # Without the fallback the plan runs, bounds every box and samples every leaf block.
+    forced, forced_stats = range_mesh(spec, params, 33, leaf=4, fallback=False)
+    assert forced_stats["method"] == "range" and forced_stats["leaves"] == forced_stats["leaf_blocks"] == 8 ** 3
+    assert "estimate" not in forced_stats and len(forced.faces) == len(dense.faces)

@@ -87,3 +87,36 @@ def test_an_implicit_displacement_field_registers_and_loads_back(tmp_path):
     assert isinstance(spec2, IdfSpec) and spec2 == spec and meta == {"shape_id": "idf"} and run2 == run_id
     points = np.random.default_rng(0).uniform(-1, 1, (200, 3)).astype(np.float32)
     assert np.array_equal(evaluate_points(spec2, params2, points), evaluate_points(spec, params, points))
+
+
+def test_range_mesh_task_falls_back_to_the_dense_lattice_when_bounds_cannot_pay(registered, tmp_path):
+    from inrcore.rangemesh import dense_mesh
+    from tasks.queries import range_mesh_field
+
+    store_url = str(tmp_path / "store.zarr")
+    common = (registered["model_uri"], "fp1")
+    outcomes = {}
+    for fallback in (True, False):
+        settings = {"resolution": 33, "leaf": 4, "tasks": 2, "fallback": fallback}
+        out = tmp_path / f"run-{fallback}"
+        outcomes[fallback] = range_mesh_field.fn("ball", store_url, *common, settings, str(out), registered["uri"],
+                                                 registered["run_id"])
+        if fallback:  # the whole lattice stored, chunk by chunk, as the grid task stores a field
+            lattice = np.asarray(open_store(store_url, mode="r")["range/ball/dense"][...])
+            axis = np.linspace(-1.0, 1.0, 33, dtype=np.float32)
+            points = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+            expected = evaluate_points(registered["spec"], registered["params"], points).reshape(33, 33, 33)
+            assert np.allclose(lattice, expected, atol=1e-5)
+    dense, _ = dense_mesh(registered["spec"], registered["params"], 33)
+    chosen, planned = outcomes[True], outcomes[False]
+    # The random SIREN's sign is certified nowhere with 8 symbols, so the estimate chooses the dense lattice.
+    root = open_store(store_url, mode="r")
+    group = root["range/ball"]
+    assert chosen["method"] == "dense" and chosen["fallback"] is True and chosen["point_evaluations"] == 33 ** 3
+    assert set(chosen["estimate"]["certified"]) == {0.0} and chosen["estimate"]["worthwhile"] is False
+    assert planned["method"] == "range" and planned["fallback"] is False
+    assert chosen["faces"] == planned["faces"] == len(dense.faces) > 0
+    # The second call (no fallback) replaced the group: its leaves and values, and no dense lattice.
+    assert "values" in group and "dense" not in group and group.attrs["method"] == "range"
+    assert planned["leaves"] == group["values"].shape[0] == 8 ** 3
+    assert chosen["evaluations"] == 33 ** 3 + chosen["box_evaluations"]
