@@ -245,8 +245,8 @@ def estimate_range_mesh(spec: FieldSpec, params: Params, resolution: int, bound:
         tick = time.perf_counter()
         box_signs = _signs_of_boxes(spec, params, boxes, size, leaf, cells, bound, mode, max_symbols,
                                     batch_boxes, 0.0, dtype)
+        certified.append(float((box_signs != UNKNOWN).float().mean()))  # (waits for the device)
         seconds_per_box = (time.perf_counter() - tick) / len(boxes)
-        certified.append(float((box_signs != UNKNOWN).float().mean()))
         totals.append(total)
         sampled += len(boxes)
         if size == 1 or certified[-1] == 1.0:  # nothing left to subdivide below a fully certified level
