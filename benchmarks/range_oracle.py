@@ -91,6 +91,9 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     blocks = math.ceil((args.resolution - 1) / args.leaf)
+    if blocks % 4 or (blocks // 4) & (blocks // 4 - 1):
+        parser.error(f"--resolution {args.resolution} with --leaf {args.leaf} gives {blocks} leaf blocks per axis; "
+                     "the oracle needs 4 times a power of two (e.g. 512 with leaf 4: 128)")
     dense = args.resolution ** 3
     rows = []
     for item in args.field:

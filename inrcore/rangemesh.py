@@ -101,11 +101,23 @@ def _signs_of_boxes(spec: FieldSpec, params: Params, boxes: torch.Tensor, size: 
 
 
 def _levels(resolution: int, leaf: int, top_blocks: int) -> tuple[int, int, int, int]:
-    """(cells, leaf blocks per axis, number of subdivisions, coarsest box size in leaf blocks)."""
+    """(cells, leaf blocks per axis, number of subdivisions, coarsest box size in leaf blocks);
+    ValueError for a lattice or leaf too small."""
+    if resolution < 2:
+        raise ValueError(f"resolution must be at least 2, got {resolution}")
+    if leaf < 1:
+        raise ValueError(f"leaf must be at least 1, got {leaf}")
     cells = resolution - 1
     blocks = math.ceil(cells / leaf)
     levels = max(0, math.ceil(math.log2(max(blocks / top_blocks, 1))))
     return cells, blocks, levels, 2 ** levels
+
+
+def _on_device(params: Params, device: torch.device | str) -> tuple[torch.device, Params, torch.dtype]:
+    """(the device, the params moved there, their dtype)."""
+    device = torch.device(device)
+    params = {k: v.to(device) for k, v in params.items()}
+    return device, params, next(iter(params.values())).dtype if params else torch.float32
 
 
 def plan_range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: float = 1.0, leaf: int = 8,
@@ -127,15 +139,9 @@ def plan_range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: flo
     Returns:
         the plan (see `RangeMeshPlan`).
     """
-    if resolution < 2:
-        raise ValueError(f"resolution must be at least 2, got {resolution}")
-    if leaf < 1:
-        raise ValueError(f"leaf must be at least 1, got {leaf}")
     start_time = time.perf_counter()
-    device = torch.device(device)
-    params = {k: v.to(device) for k, v in params.items()}
-    dtype = next(iter(params.values())).dtype if params else torch.float32
     cells, blocks, levels, size = _levels(resolution, leaf, top_blocks)
+    device, params, dtype = _on_device(params, device)
     top = math.ceil(blocks / size)
     signs = np.zeros((blocks, blocks, blocks), dtype=np.int8)
 
@@ -221,21 +227,14 @@ def estimate_range_mesh(spec: FieldSpec, params: Params, resolution: int, bound:
             sampled bounds against as many network evaluations of random points, timed on `device`).
         The rest as `plan_range_mesh`.
     """
-    if resolution < 2:
-        raise ValueError(f"resolution must be at least 2, got {resolution}")
-    if leaf < 1:
-        raise ValueError(f"leaf must be at least 1, got {leaf}")
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")
     start_time = time.perf_counter()
-    device = torch.device(device)
-    params = {k: v.to(device) for k, v in params.items()}
-    dtype = next(iter(params.values())).dtype if params else torch.float32
     cells, blocks, levels, size = _levels(resolution, leaf, top_blocks)
+    device, params, dtype = _on_device(params, device)
     rng = np.random.default_rng(seed)
     certified, totals = [], []
     sampled = 0
-    seconds_per_box = 0.0
     while True:
         per_axis = math.ceil(blocks / size)
         total = per_axis ** 3
@@ -348,8 +347,8 @@ def range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: float = 
         after a fallback, with "fallback": True), "box_evaluations" (every box bounded, the
         estimate's included; "box_evaluations_per_level" of the plan), "point_evaluations",
         "evaluations" (their sum: one bound of a box counted as one network evaluation),
-        "leaves", "leaf_blocks" (all of them), "seconds" (and "seconds_estimate", "seconds_plan",
-        "seconds_points", "seconds_mesh"), "vertices", "faces", and "estimate" when one was made.
+        "leaves", "leaf_blocks" (all of them), "seconds" (and "seconds_plan", "seconds_points",
+        "seconds_mesh"; the estimate's own in "estimate"), "vertices", "faces", and "estimate" when one was made.
     """
     start = time.perf_counter()
     settings = {"resolution": resolution, "leaf": leaf, "mode": mode, "max_symbols": max_symbols}
@@ -359,7 +358,7 @@ def range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: float = 
         estimate = estimate_range_mesh(spec, params, resolution, bound, leaf, mode, max_symbols, samples=samples,
                                        batch_boxes=batch_boxes, device=device)
         sampled = estimate.sampled_boxes
-        estimated = {"estimate": estimate.to_dict(), "seconds_estimate": estimate.seconds}
+        estimated = {"estimate": estimate.to_dict()}
         if not estimate.worthwhile:
             mesh, stats = dense_mesh(spec, params, resolution, bound, device, batch_points, chunk)
             return mesh, {**stats, **settings, "method": "dense", "fallback": True, "box_evaluations": sampled,

@@ -12,7 +12,7 @@ import numpy as np
 from prefect import task
 
 from inrcore.config import GridConfig, RangeMeshConfig, config_from_dict, config_to_dict, fingerprint
-from inrcore.fields import grid_blocks
+from inrcore.fields import grid_blocks, grid_spacing
 from inrcore.files import write_atomic
 from inrcore.networks import field_spec_from_json, field_spec_to_json, resolve_device
 from inrcore.rangemesh import (RangeMeshPlan, estimate_range_mesh, evaluate_leaf_values, mesh_from_leaf_values,
@@ -74,13 +74,12 @@ def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_finger
         group = fresh_group(root, path)
         if estimated and not estimated["estimate"]["worthwhile"]:
             mesh, stats = _dense_fallback(group, weights, config)
-            stats = {**settings_stats, **stats, "box_evaluations": sampled,
-                     "evaluations": stats["point_evaluations"] + sampled}
         else:
             mesh, stats = _range_plan_mesh(group, spec, params, weights, config, device)
-            stats = {**settings_stats, **stats, "box_evaluations": stats["box_evaluations"] + sampled,
-                     "evaluations": stats["evaluations"] + sampled}
-        stats.update(estimated, vertices=int(len(mesh.vertices)), faces=int(len(mesh.faces)))
+        boxes = stats.pop("box_evaluations", 0) + sampled
+        stats = {**settings_stats, **stats, "box_evaluations": boxes,
+                 "evaluations": boxes + stats["point_evaluations"], **estimated,
+                 "vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces))}
         write_atomic(mesh_path, mesh.export)
         stats["seconds"] = time.perf_counter() - start
         mark_finished(group, key, {"model_uri": model_uri, "settings": config_to_dict(config), **stats})
@@ -120,8 +119,7 @@ def _range_plan_mesh(group, spec, params, weights, config: RangeMeshConfig, devi
     boxes = int(sum(plan.box_evaluations))
     return mesh, {"method": "range", "fallback": False, "box_evaluations": boxes,
                   "box_evaluations_per_level": list(plan.box_evaluations), "point_evaluations": point_evaluations,
-                  "evaluations": boxes + point_evaluations, "leaves": int(len(leaves)), "tasks": len(parts),
-                  "seconds_plan": plan.seconds}
+                  "leaves": int(len(leaves)), "tasks": len(parts), "seconds_plan": plan.seconds}
 
 
 def _dense_fallback(group, weights, config: RangeMeshConfig):
@@ -129,8 +127,8 @@ def _dense_fallback(group, weights, config: RangeMeshConfig):
     and meshed block by block: range analysis was predicted to cost more."""
     grid = GridConfig(resolution=config.resolution, bound=config.bound, batch_points=config.batch_points)
     values = store_grid(group, "dense", weights, grid)
-    spacing = 2.0 * config.bound / (config.resolution - 1)
-    mesh = marching_cubes_blocks(lambda block: values[block], values.shape, grid.chunk, spacing, (-config.bound,) * 3)
+    mesh = marching_cubes_blocks(lambda block: values[block], values.shape, grid.chunk, grid_spacing(grid),
+                                 (-config.bound,) * 3)
     return mesh, {"method": "dense", "fallback": True, "point_evaluations": config.resolution ** 3,
                   "tasks": len(list(grid_blocks(values.shape, grid.chunk)))}
 
