@@ -1,4 +1,5 @@
-"""What every benchmark script records: the machine and the command, written as one JSON file."""
+"""What every benchmark script records: the machine and the command, written as one JSON file;
+and meshes saved exactly, for measuring them again later."""
 
 from __future__ import annotations
 
@@ -27,3 +28,27 @@ def write_result(path: str, name: str, argv, result: dict, quiet: bool = False) 
     if not quiet:
         print(json.dumps(report, indent=2))
     return report
+
+
+def save_mesh(path: Path, mesh) -> None:
+    """Write a mesh exactly: float64 vertices and int64 faces in an .npz, atomically."""
+    import numpy as np
+
+    from inrcore.files import write_atomic
+
+    vertices, faces = np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64)
+    write_atomic(path, lambda tmp: np.savez_compressed(tmp, vertices=vertices, faces=faces))
+
+
+def load_saved_mesh(path: Path):
+    """The mesh `save_mesh` wrote, as a trimesh.Trimesh (not processed)."""
+    import numpy as np
+    import trimesh
+
+    with np.load(path) as data:
+        return trimesh.Trimesh(vertices=data["vertices"], faces=data["faces"], process=False, validate=False)
+
+
+def metric_figures(metrics: dict) -> dict:
+    """Metric figures as benchmark results keep them: plain floats rounded to 5 decimals."""
+    return {k: round(float(v), 5) for k, v in metrics.items()}

@@ -4,13 +4,27 @@ For each (shape, method) the mesh is normalised and sampled as the pipeline does
 is fitted for `--seconds` of wall time (the learning-rate schedule follows the clock), then
 evaluated on a `--resolution`^3 grid, meshed and measured against the input mesh
 (Chamfer-L1, F-score at 1% of the diagonal, normal consistency, Hausdorff; see
-inrcore.metrics). Each run is one process pinned to `--cores-per-job` cores with as many
-torch threads, and writes one JSON row to `--rows`; rows already there are reused, so an
-interrupted benchmark resumes. `--out` gathers all rows of `--rows` into one result file and
-checks the claims listed in BENCHMARKS.md.
+inrcore.metrics: exact point-to-surface figures, and the point-to-point ones of earlier
+versions as "<name>_points"). Each run is one process pinned to `--cores-per-job` cores with
+as many torch threads, and writes one JSON row to `--rows`; rows already there are reused, so
+an interrupted benchmark resumes. Next to each row `<shape>-<method>-<device>.json` it keeps
+the fitted field (`.safetensors`, `inrcore.weights.save_field`, with the normalisation and
+config in its metadata) and the extracted mesh (`.npz`: float64 `vertices` [V, 3] in normalised
+coordinates, as measured, and int64 `faces` [F, 3]; exact, where a PLY would round the
+vertices to float32 and move the figures by ~1e-6), both written before the row. `--out`
+gathers all rows of `--rows` into one result file and checks the claims listed in
+BENCHMARKS.md, with the IDF-minus-SIREN margins of every figure.
 
     python benchmarks/sdf_quality.py --device cpu --seconds 300 --cores-per-job 2 --jobs 1 \
         --rows benchmarks/results/sdf_quality_rows --out benchmarks/results/sdf_quality.json
+
+`--rescore` fits nothing: it measures the saved mesh of every selected row again with the
+current `inrcore.metrics` (re-extracting it from the saved field when only that is there),
+replaces the row's metric figures and records `metrics_version`; rows with neither are
+listed as skipped. With `--out` it then gathers as usual:
+
+    python benchmarks/sdf_quality.py --rescore --rows benchmarks/results/sdf_quality_rows \
+        --out benchmarks/results/sdf_quality.json
 
 Methods: siren, idf, igr, relu-pe (the `inr fit --method` names) and relu (a ReLU MLP
 without positional encoding: relu-pe with zero frequencies), each with
@@ -28,7 +42,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, write_result  # noqa: E402
+from common import load_saved_mesh, machine, metric_figures, save_mesh, write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = {"bunny": "datasets/meshes/bunny.obj", "fandisk": "datasets/meshes/fandisk.obj",
@@ -36,15 +50,22 @@ SHAPES = {"bunny": "datasets/meshes/bunny.obj", "fandisk": "datasets/meshes/fand
 METHODS = ("siren", "idf", "igr", "relu-pe", "relu")
 
 
-def run_one(shape: str, method: str, seconds: float, device: str, resolution: int, threads: int) -> dict:
-    """Fit one shape with one method for `seconds`; its metrics, steps and times."""
+def run_one(shape: str, method: str, seconds: float, device: str, resolution: int, threads: int,
+            stem: Path) -> dict:
+    """Fit one shape with one method for `seconds`; its metrics, steps and times.
+
+    Saves the field to `stem`.safetensors and the mesh (normalised coordinates) to `stem`.npz.
+    """
     import torch
 
     torch.set_num_threads(threads)
     sys.path.insert(0, str(ROOT))
-    from inrcore.config import PipelineConfig, config_replace
+    from inrcore.config import PipelineConfig, config_replace, config_to_dict
+    from inrcore.files import make_readable
     from inrcore.fitshape import fit_shape
     from inrcore.methods import method_overrides
+    from inrcore.metrics import METRICS_VERSION
+    from inrcore.weights import save_field
 
     overrides = method_overrides("relu-pe" if method == "relu" else method)
     overrides.setdefault("training", {}).update({"steps": 10**9, "seconds": seconds, "device": device,
@@ -55,11 +76,76 @@ def run_one(shape: str, method: str, seconds: float, device: str, resolution: in
     config = config_replace(PipelineConfig(), overrides, "benchmark")
     start = time.perf_counter()
     result = fit_shape(str(ROOT / SHAPES[shape]), config)
+    total = time.perf_counter() - start
+    save_field(stem.with_suffix(".safetensors"), result.fit.spec, result.fit.params, metadata={
+        "method": method, "shape": shape, "input": SHAPES[shape], "normalisation": result.normalisation.to_dict(),
+        "config": config_to_dict(config)})
+    make_readable(stem.with_suffix(".safetensors"))
+    save_mesh(stem.with_suffix(".npz"), result.mesh)
     return {"shape": shape, "method": method, "device": result.fit.device, "threads": threads,
             "budget_seconds": seconds, "train_seconds": round(result.fit.seconds, 1), "steps": result.fit.steps,
-            "total_seconds": round(time.perf_counter() - start, 1), "resolution": resolution,
+            "total_seconds": round(total, 1), "resolution": resolution,
             "faces": int(len(result.mesh.faces)),
-            **{k: round(float(v), 5) for k, v in result.metrics.items()}}
+            **metric_figures(result.metrics),
+            "metrics_version": METRICS_VERSION, "metrics_config": config_to_dict(config.metrics),
+            "normalisation": result.normalisation.to_dict(),
+            "field": stem.with_suffix(".safetensors").name, "mesh": stem.with_suffix(".npz").name}
+
+
+def rescore(rows: Path, shapes: list[str], methods: list[str]) -> dict:
+    """Measure the saved mesh of every row of `shapes` x `methods` in `rows` again.
+
+    A row's mesh is `<row>.npz`; without it, the mesh is extracted again from `<row>.safetensors`
+    on the grid of the config stored there (and saved). The reference is the input mesh moved by
+    the row's normalisation (as `fit_shape` measured it); metric settings are the row's
+    `metrics_config` (the defaults when absent). Rewrites each rescored row in place.
+    Returns {"rescored": [row names], "skipped": {row name: why}}.
+    """
+    sys.path.insert(0, str(ROOT))
+    from inrcore.config import MetricsConfig, PipelineConfig, config_from_dict
+    from inrcore.files import write_atomic
+    from inrcore.fitshape import field_surface, load_reference, measure_reconstruction, normalisation_of, read_shape
+    from inrcore.meshes import Normalisation
+    from inrcore.metrics import METRIC_NAMES, METRICS_VERSION, POINT_METRIC_NAMES
+    from inrcore.weights import load_field
+
+    done, skipped = [], {}
+    for path in sorted(rows.glob("*.json")):
+        row = json.loads(path.read_text())
+        if row.get("shape") not in shapes or row.get("method") not in methods:
+            continue
+        mesh_path, field_path = path.with_suffix(".npz"), path.with_suffix(".safetensors")
+        if mesh_path.is_file():
+            mesh = load_saved_mesh(mesh_path)
+        elif field_path.is_file():
+            spec, params, metadata = load_field(field_path)
+            grid = config_from_dict(PipelineConfig, metadata.get("config"), str(field_path)).grid
+            mesh = field_surface(spec, params, grid, "cpu", where=str(field_path))
+            save_mesh(mesh_path, mesh)
+            row["mesh"] = mesh_path.name
+        else:
+            skipped[path.name] = "no saved mesh or field next to it (fitted before they were kept): fit it again"
+            continue
+        source = ROOT / SHAPES[row["shape"]]
+        if "normalisation" in row:
+            normalisation = Normalisation.from_dict(row["normalisation"])
+        else:
+            normalisation = normalisation_of(read_shape(source), PipelineConfig().sampling.extent)
+        config = config_from_dict(MetricsConfig, row.get("metrics_config"), f"{path.name}: metrics_config")
+        clock = time.perf_counter()
+        metrics = measure_reconstruction(mesh, load_reference(source, normalisation), config)
+        for key in METRIC_NAMES + POINT_METRIC_NAMES:
+            row.pop(key, None)
+        row.update(metric_figures(metrics))
+        row.update(metrics_version=METRICS_VERSION, rescored_seconds=round(time.perf_counter() - clock, 2))
+        text = json.dumps(row, indent=2) + "\n"
+        write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+        done.append(path.name)
+        print(f"{path.name}: chamfer_l1 {row['chamfer_l1']:.5f} (points {row['chamfer_l1_points']:.5f}) "
+              f"nc {row['normal_consistency']:.4f}", file=sys.stderr, flush=True)
+    for name, why in skipped.items():
+        print(f"{name}: skipped, {why}", file=sys.stderr, flush=True)
+    return {"rescored": done, "skipped": skipped}
 
 
 def launch(shape: str, method: str, args, cores: list[int], rows: Path) -> subprocess.Popen:
@@ -106,7 +192,11 @@ def gather(rows: Path) -> list[dict]:
 
 
 def claims(results: list[dict]) -> dict:
-    """The issue's claims and targets, checked on the rows of each device."""
+    """The issue's claims and targets, checked on the rows of each device.
+
+    The IDF-over-SIREN claims (small margins) are checked on every shape with both the
+    point-to-surface figures and, where the rows have them, the point-to-point ones; their
+    margins are in `margins`."""
     out = {}
     for device in sorted({r["device"].split(":")[0] for r in results}):
         table = {(r["shape"], r["method"]): r for r in results if r["device"].split(":")[0] == device}
@@ -122,11 +212,32 @@ def claims(results: list[dict]) -> dict:
             if a and b:
                 checks[f"{shape}: siren nc > relu (no PE) nc"] = a["normal_consistency"] > b["normal_consistency"]
                 checks[f"{shape}: siren chamfer < relu (no PE) chamfer"] = a["chamfer_l1"] < b["chamfer_l1"]
-        for shape in ("fandisk", "bunny"):
+        for shape in SHAPES:
             a, b = table.get((shape, "idf")), table.get((shape, "siren"))
             if a and b:
                 checks[f"{shape}: idf nc > siren nc"] = a["normal_consistency"] > b["normal_consistency"]
+                checks[f"{shape}: idf chamfer <= siren chamfer"] = a["chamfer_l1"] <= b["chamfer_l1"]
+                if "normal_consistency_points" in a and "normal_consistency_points" in b:
+                    checks[f"{shape}: idf nc_points > siren nc_points"] = (
+                        a["normal_consistency_points"] > b["normal_consistency_points"])
+                    checks[f"{shape}: idf chamfer_points <= siren chamfer_points"] = (
+                        a["chamfer_l1_points"] <= b["chamfer_l1_points"])
         out[device] = checks
+    return out
+
+
+def margins(results: list[dict]) -> dict:
+    """IDF minus SIREN per device and shape, for every metric both rows have (distances:
+    negative is better for IDF; fscore and normal consistency: positive is)."""
+    out = {}
+    for device in sorted({r["device"].split(":")[0] for r in results}):
+        table = {(r["shape"], r["method"]): r for r in results if r["device"].split(":")[0] == device}
+        for shape in SHAPES:
+            a, b = table.get((shape, "idf")), table.get((shape, "siren"))
+            if a and b:
+                keys = [k for k in a if k in b and (k.startswith(("chamfer_l1", "fscore", "normal_consistency",
+                                                                   "hausdorff")))]
+                out.setdefault(device, {})[shape] = {k: round(a[k] - b[k], 6) for k in keys}
     return out
 
 
@@ -144,6 +255,9 @@ def main(argv=None) -> int:
                         help="start no run that could end after this many seconds (resume later)")
     parser.add_argument("--rows", required=True, help="folder of one JSON row per run (reused when present)")
     parser.add_argument("--out", help="gather every row of --rows into this result file")
+    parser.add_argument("--rescore", action="store_true",
+                        help="fit nothing: measure the saved meshes of the selected rows again with the current "
+                             "metrics and rewrite those rows (then gather with --out)")
     parser.add_argument("--one", nargs=2, metavar=("SHAPE", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.shapes = [s for s in args.shapes.split(",") if s]
@@ -153,19 +267,25 @@ def main(argv=None) -> int:
         parser.error(f"unknown shapes or methods: {unknown}")
 
     if args.one:
-        row = run_one(args.one[0], args.one[1], args.seconds, args.device, args.resolution, args.cores_per_job)
+        path = row_path(Path(args.rows), args.one[0], args.one[1], args.device)
+        row = run_one(args.one[0], args.one[1], args.seconds, args.device, args.resolution, args.cores_per_job,
+                      stem=path.with_suffix(""))
         row["machine"] = machine()
         row["cores"] = sorted(os.sched_getaffinity(0))
-        path = row_path(Path(args.rows), args.one[0], args.one[1], args.device)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(row, indent=2) + "\n")
         tmp.replace(path)
         print(json.dumps(row), flush=True)
         return 0
-    run_all(args)
+    extra = {}
+    if args.rescore:
+        extra["rescore"] = rescore(Path(args.rows), args.shapes, args.methods)
+    else:
+        run_all(args)
     if args.out:
         results = gather(Path(args.rows))
-        write_result(args.out, "sdf_quality", argv, {"runs": results, "claims": claims(results)})
+        write_result(args.out, "sdf_quality", argv,
+                     {"runs": results, "claims": claims(results), "margins": margins(results), **extra})
     return 0
 
 

@@ -1,10 +1,14 @@
 """Surface metrics against values worked out by hand.
 
-Sampling-noise bound used below: n points sampled uniformly on a smooth surface of area A
-form (nearly) a Poisson process of density lam = n / A, whose nearest-neighbour distance
-has mean 1 / (2 sqrt(lam)) = 0.5 sqrt(A / n). Two independent sample sets of the *same*
-surface are therefore ~0.5 sqrt(A / n) apart on average (chamfer), and a point is farther
-than tau from the other set with probability exp(-lam pi tau^2).
+`compare_meshes`' plain names measure samples to the other *surface* (exact point-to-triangle
+distances), so their hand-worked values carry only Monte-Carlo error of the means; the
+"_points" names measure samples to the other *samples*, as earlier versions did.
+
+Sampling-noise bound used below for the "_points" figures: n points sampled uniformly on a
+smooth surface of area A form (nearly) a Poisson process of density lam = n / A, whose
+nearest-neighbour distance has mean 1 / (2 sqrt(lam)) = 0.5 sqrt(A / n). Two independent
+sample sets of the *same* surface are therefore ~0.5 sqrt(A / n) apart on average (chamfer),
+and a point is farther than tau from the other set with probability exp(-lam pi tau^2).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from inrcore.metrics import compare_meshes, compare_point_sets, fscore_of
+from inrcore.metrics import METRIC_NAMES, POINT_METRIC_NAMES, compare_meshes, compare_point_sets, fscore_of
 
 
 def _sphere(radius: float) -> trimesh.Trimesh:
@@ -64,15 +68,21 @@ def test_identical_meshes_score_perfectly_up_to_sampling_noise():
     sphere = _sphere(0.5)
     n = 100_000
     got = compare_meshes(sphere, sphere.copy(), n_points=n)
-    # Area ~ pi (4 pi 0.25), side 1: expected chamfer 0.5 sqrt(pi / 1e5) = 0.0028.
+    # Point to point: area ~ pi (4 pi 0.25), side 1: expected chamfer 0.5 sqrt(pi / 1e5) = 0.0028.
     noise = 0.5 * math.sqrt(sphere.area / n)
-    assert 0.8 * noise < got["chamfer_l1"] < 1.2 * noise
+    assert 0.8 * noise < got["chamfer_l1_points"] < 1.2 * noise
+    # Point to surface: every sample lies on the other mesh; only rounding is left.
+    assert got["chamfer_l1"] < 1e-6 and got["hausdorff"] < 1e-6
+    assert got["chamfer_l1_points"] > got["chamfer_l1"] and got["hausdorff_points"] > got["hausdorff"]
     # tau = 0.01 sqrt(3): P(miss) = exp(-(n / A) pi tau^2) = exp(-30), i.e. no misses.
     assert got["fscore"] == 1.0 and got["precision"] == 1.0 and got["recall"] == 1.0
+    assert got["fscore_points"] == 1.0
     # Nearest samples lie on the same or an adjacent face (dihedral ~ 4 degrees).
-    assert got["normal_consistency"] > 0.995
+    assert got["normal_consistency_points"] > 0.995
+    # The nearest triangle is the one the sample was drawn on: the same normal.
+    assert got["normal_consistency"] > 1 - 1e-9
     # The largest gap is a few times the mean spacing.
-    assert got["hausdorff"] < 10 * noise
+    assert got["hausdorff_points"] < 10 * noise
 
 
 def test_concentric_spheres_are_the_radius_gap_apart():
@@ -110,10 +120,14 @@ def test_box_against_translated_box():
     # distance d >= 0.1 it adds only ~E[r^2] / (2 d) ~ 1e-4.
     coincident = 4 * (1 - t) / 6
     noise = 0.5 * math.sqrt(6.0 / n)
-    assert got["chamfer_l1"] == pytest.approx(exact + coincident * noise, abs=5e-4)  # 0.03588
-    # The farthest points are the whole +x face, exactly t away.
-    assert got["hausdorff"] == pytest.approx(t, abs=3e-3)
-    assert got["hausdorff"] >= t - 1e-9
+    assert got["chamfer_l1_points"] == pytest.approx(exact + coincident * noise, abs=5e-4)  # 0.03588
+    # Point to surface: the exact mean itself, up to the Monte-Carlo error of two means of
+    # n = 1e5 distances in [0, t] (std < 0.05): ~1e-4.
+    assert got["chamfer_l1"] == pytest.approx(exact, abs=4e-4)  # 0.03356
+    # The farthest points are the whole +x face, exactly t away (to the surface: exactly t).
+    assert got["hausdorff_points"] == pytest.approx(t, abs=3e-3)
+    assert got["hausdorff_points"] >= t - 1e-9
+    assert got["hausdorff"] == pytest.approx(t, abs=1e-12)
     # Within tau = 0.01 sqrt(3): the -x face band min(...) <= tau (area 1 - (1-2 tau)^2) and
     # 1 - t + tau of each side face: fraction ((1 - (1-2 tau)^2) + 4 (1 - t + tau)) / 6.
     tau = 0.01 * math.sqrt(3.0)
@@ -121,6 +135,130 @@ def test_box_against_translated_box():
     assert got["precision"] == pytest.approx(within, abs=5e-3)
     assert got["recall"] == pytest.approx(within, abs=5e-3)
     assert got["fscore"] == pytest.approx(within, abs=5e-3)
+    # Normals against the nearest triangle's (the same both ways, by symmetry): the +x face
+    # and the coinciding parts of the side faces meet parallel faces (|cos| 1); on the -x
+    # face inside B the band where a side face of B is nearer than t (area 1 - (1-2t)^2)
+    # meets perpendicular faces (|cos| 0); the side strips beyond B's edge (area 4t) are
+    # nearest to that edge, shared by a parallel and a perpendicular face: the mean, 1/2.
+    band, strips = (1 - (1 - 2 * t) ** 2) / 6, 4 * t / 6  # 0.06, 0.0667; Monte-Carlo error ~1e-3
+    assert got["normal_consistency"] == pytest.approx(1 - band - strips / 2, abs=3e-3)  # 0.9067
+
+
+# ---- exact point-to-surface figures -----------------------------------------------------------
+
+def _square(side: float, z: float = 0.0) -> trimesh.Trimesh:
+    """The square [0, side]^2 at height z, two triangles, normal +z."""
+    vertices = np.array([[0.0, 0, z], [side, 0, z], [side, side, z], [0, side, z]])
+    return trimesh.Trimesh(vertices=vertices, faces=[[0, 1, 2], [0, 2, 3]], process=False)
+
+
+def test_result_keys_are_the_surface_figures_then_the_point_figures():
+    got = compare_meshes(_sphere(0.5), _sphere(0.55), n_points=2000)
+    assert tuple(got) == METRIC_NAMES + POINT_METRIC_NAMES
+    assert POINT_METRIC_NAMES == tuple(f"{name}_points" for name in METRIC_NAMES)
+
+
+def test_a_mesh_against_itself_scores_zero_not_the_sampling_floor():
+    # A closed box (sharp edges, 12 faces) and the open square: every sample of one lies on
+    # the other's surface, so only rounding is left of the distances.
+    for mesh in (trimesh.creation.box(extents=(1.0, 2.0, 0.5)), _square(2.0)):
+        got = compare_meshes(mesh, mesh.copy(), n_points=20_000, seed=5)
+        assert got["chamfer_l1"] < 1e-6 and got["hausdorff"] < 1e-6
+        assert got["fscore"] == got["precision"] == got["recall"] == 1.0
+        assert got["normal_consistency"] > 1 - 1e-9
+        # The old point-to-point figure is still there, and it is the sampling floor:
+        # 0.5 sqrt(area / n) / side, far above 1e-6.
+        floor = 0.5 * math.sqrt(mesh.area / 20_000) / mesh.extents.max()
+        assert 0.7 * floor < got["chamfer_l1_points"] < 1.3 * floor
+        assert got["hausdorff_points"] > got["hausdorff"]
+
+
+def test_square_against_itself_shifted_along_its_normal():
+    # Side 2 (the unit: every distance is divided by 2), the copy d = 0.05 above: each sample
+    # of either square projects inside the other, exactly d away.
+    d, side = 0.05, 2.0
+    reference, reconstruction = _square(side), _square(side, z=d)
+    got = compare_meshes(reconstruction, reference, n_points=20_000)
+    assert got["chamfer_l1"] == pytest.approx(d / side, rel=1e-9)  # 0.025
+    assert got["hausdorff"] == pytest.approx(d / side, rel=1e-9)
+    assert got["normal_consistency"] == pytest.approx(1.0, abs=1e-12)
+    # tau = 0.01 sqrt(2^2 + 2^2) / 2 = 0.0141 < 0.025: nothing within; at 0.02 sqrt(2) = 0.0283, all.
+    assert got["fscore"] == 0.0
+    assert compare_meshes(reconstruction, reference, n_points=20_000, fscore_ratio=0.02)["fscore"] == 1.0
+    # Point to point adds the lateral gap to the nearest sample: sqrt(d^2 + r^2) > d.
+    assert got["chamfer_l1_points"] > d / side + 1e-4
+
+
+def test_unit_cube_against_a_larger_concentric_cube():
+    # B: the unit cube (side 1, the unit); A: the cube of side 1 + 2a about the same centre.
+    a = 0.1
+    reference = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+    reconstruction = trimesh.creation.box(extents=(1 + 2 * a,) * 3)
+    got = compare_meshes(reconstruction, reference, n_points=50_000)
+    # B -> A: a point (1/2, y, z) of B, |y|, |z| <= 1/2, is min(a, 1/2 + a - |y|, 1/2 + a - |z|)
+    # = a from A, exactly, everywhere. A -> B: a point (1/2 + a, y, z) of A is
+    # sqrt(a^2 + u^2 + v^2) from B, u = max(|y| - 1/2, 0), v alike. Per face of A (area
+    # (1 + 2a)^2): the centre 1 x 1 at a; four strips 1 x a, each
+    #   int_0^a sqrt(a^2 + u^2) du = a^2 / 2 (sqrt 2 + asinh 1);
+    # four corners a x a, each a^3 int int_[0,1]^2 sqrt(1 + x^2 + y^2) = a^3 C.
+    from scipy.integrate import dblquad
+
+    corner = dblquad(lambda y, x: math.sqrt(1 + x * x + y * y), 0, 1, 0, 1)[0]  # C = 1.2808
+    strip = a * a / 2 * (math.sqrt(2) + math.asinh(1))
+    mean_a = (a + 4 * strip + 4 * a**3 * corner) / (1 + 2 * a) ** 2  # 0.104885
+    # Monte-Carlo error of the A mean: its distances lie in [a, a sqrt 3], std ~0.01: 5e-5.
+    assert got["chamfer_l1"] == pytest.approx(0.5 * (a + mean_a), abs=2e-4)  # 0.102443
+    # The farthest points are A's corners, a sqrt(3) from B's: the samples come close, never over.
+    assert a * math.sqrt(3) - 0.01 < got["hausdorff"] <= a * math.sqrt(3) + 1e-12
+    # Normals: B's samples all face a parallel face of A (|cos| 1). A's centres do too; A's
+    # strips are nearest to an edge of B (a parallel and a perpendicular face: mean 1/2), its
+    # corners to a corner of B (three faces, 90 degrees each, one parallel: mean 1/3).
+    mean_cos_a = (1 + 4 * a * 0.5 + 4 * a * a / 3) / (1 + 2 * a) ** 2  # 0.8426
+    assert got["normal_consistency"] == pytest.approx(0.5 * (1 + mean_cos_a), abs=1.5e-3)  # 0.9213
+    # Every B sample is a away: with tau just above a all of B is within, just below none.
+    ratio = a / math.sqrt(3)  # tau = ratio * diagonal sqrt 3 / side 1 = a
+    n = 10_000
+    assert compare_meshes(reconstruction, reference, n_points=n, fscore_ratio=ratio * (1 + 1e-9))["recall"] == 1.0
+    assert compare_meshes(reconstruction, reference, n_points=n, fscore_ratio=ratio * (1 - 1e-9))["recall"] == 0.0
+
+
+def test_zero_area_faces_are_no_surface():
+    from inrcore.metrics import distances_to_surface
+
+    # The unit square plus a degenerate face (a segment) at height 1 above it.
+    square = _square(1.0)
+    vertices = np.vstack([square.vertices, [[0.0, 0, 1], [1, 0, 1]]])
+    faces = np.vstack([square.faces, [[4, 5, 5]]])
+    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+    queries = np.array([[0.5, 0.0, 0.9], [0.25, 0.75, -0.5]])
+    normals = np.array([[0.0, 0, 1], [0.6, 0, 0.8]])
+    distances, cos = distances_to_surface(queries, normals, mesh)
+    assert distances == pytest.approx([0.9, 0.5], abs=1e-12)
+    assert cos == pytest.approx([1.0, 0.8], abs=1e-12)
+
+
+def test_ties_on_edges_and_vertices_take_the_best_agreeing_face():
+    from inrcore.metrics import distances_to_surface
+
+    # The closed unit box: points beyond an edge or a corner are nearest to it, where two or
+    # three faces (four or more triangles) are equally near.
+    box = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
+    queries = np.array([[0.7, 0.7, 0.0],      # beyond the +x+y edge, 0.2 sqrt 2 away
+                        [0.6, 0.6, 0.6],      # beyond the +x+y+z corner, 0.1 sqrt 3 away
+                        [0.2, 0.1, 0.8]])     # above the +z face, 0.3 away
+    normals = np.array([[0.0, 1, 0], [0, 0, 1], [0.6, 0, 0.8]])
+    distances, cos = distances_to_surface(queries, normals, box)
+    assert distances == pytest.approx([0.2 * math.sqrt(2), 0.1 * math.sqrt(3), 0.3], rel=1e-12)
+    # The mean over the equally near faces: the edge's +x and +y faces give |cos| 0 and 1;
+    # the corner's +x, +y, +z faces (90 degrees each, however split into triangles) 0, 0, 1.
+    assert cos == pytest.approx([0.5, 1 / 3, 0.8], rel=1e-12)
+    # Whichever triangle libigl finds first: the same with the faces listed backwards, and with
+    # the box's faces cut into other, smaller triangles. (At that corner the +z and +y faces have two
+    # triangles each and +x one: without the angle weights the mean would be 2/5.)
+    flipped = trimesh.Trimesh(vertices=box.vertices, faces=np.asarray(box.faces)[::-1], process=False)
+    assert distances_to_surface(queries, normals, flipped)[1] == pytest.approx([0.5, 1 / 3, 0.8], rel=1e-12)
+    finer = box.subdivide()
+    assert distances_to_surface(queries, normals, finer)[1] == pytest.approx([0.5, 1 / 3, 0.8], rel=1e-12)
 
 
 def test_metrics_are_in_unit_cube_units():
@@ -176,10 +314,13 @@ def test_mesh_against_its_own_vertices():
     mesh = trimesh.creation.icosphere(subdivisions=5, radius=1.0)  # 10242 vertices on the sphere
     points, normals = _unit_vertices(mesh)
     values = compare_mesh_to_points(mesh, points, normals, n_points=20000, seed=0)
-    assert set(values) == {"chamfer_l1", "fscore", "precision", "recall", "normal_consistency", "hausdorff"}
+    assert set(values) == {"chamfer_l1", "fscore", "precision", "recall", "normal_consistency", "hausdorff"} | {
+        f"{name}_points" for name in METRIC_NAMES}
     # Vertices lie on the mesh; what is left is the gap between mesh samples and the nearest
     # vertex, about 0.5 sqrt(A / 10242) / 2 = 0.0044 of the bbox side 2 for the mesh half.
     assert values["chamfer_l1"] < 0.008
+    # Vertices to the surface are exactly 0; to the mesh samples 0.5 sqrt(A / 20000) / 2 more.
+    assert values["chamfer_l1"] < values["chamfer_l1_points"]
     assert values["normal_consistency"] > 0.999 and values["fscore"] > 0.99
 
 
@@ -204,7 +345,12 @@ def test_mesh_against_points_subsamples_large_clouds_and_checks_inputs():
     points, normals = _unit_vertices(mesh)
     few = compare_mesh_to_points(mesh, points, normals, n_points=1000, seed=0)
     # 1000 of the 10242 vertices: sparser reference, larger gaps than with all of them.
-    assert 0.015 < few["chamfer_l1"] < 0.04
+    assert 0.015 < few["chamfer_l1_points"] < 0.04
+    # To the surface the vertices are 0 away; the mesh samples are ~0.5 sqrt(A / 1000) from
+    # the nearest of the 1000 vertices (A = 4 pi): 0.056, halved (one direction of two) and
+    # divided by the side 2: 0.0140.
+    expected = 0.5 * math.sqrt(mesh.area / 1000) / 2 / 2
+    assert 0.85 * expected < few["chamfer_l1"] < 1.15 * expected
     assert few == compare_mesh_to_points(mesh, points, normals, n_points=1000, seed=0)
     with pytest.raises(ValueError, match="no faces"):
         compare_mesh_to_points(trimesh.Trimesh(), points, normals)
