@@ -2,7 +2,8 @@
 
 Each shape's stages start as soon as its previous stage finishes (`flows.stages.StageChain`),
 spread over the Dask cluster; a shape whose stage fails stops there with its error recorded
-and the others go on. Every stage keeps a "finished" record, so running the flow again reuses what was done,
+and the others go on. At the end, `nerf_summary.json` and `report.html` (PSNR, SSIM, test
+views, depth, loss and PSNR curves, stage timings) go into the run folder. Every stage keeps a "finished" record, so running the flow again reuses what was done,
 and training resumes from its last checkpoint after a crash.
 """
 
@@ -15,6 +16,7 @@ from prefect import flow
 
 from inrcore.config import config_to_dict
 from tasks.nerf import generate_rays, make_scene, train_nerf
+from tasks.report import write_nerf_report
 from tasks.store import write_json_atomic
 from tasks.tracking import setup_tracking
 
@@ -62,7 +64,7 @@ def _run_scenes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
         return train_nerf.submit(shape_id, dataset, where["store_url"], r["rays"]["path"], r["rays"]["fingerprint"],
                                  r["scene"]["scene_dir"], config["training"], config["rays"]["downscale"],
                                  where["out_dir"], where["tracking_uri"], experiment_id, config["alias"],
-                                 config["turntable_frames"])
+                                 config["pictures"])
 
     def complete(shape_id: str) -> None:
         done = chain.results[shape_id]
@@ -76,12 +78,14 @@ def _run_scenes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
 
     ordered = [records[sid] for sid, _ in shapes]
     summary_path = Path(where["out_dir"]) / "nerf_summary.json"
-    summary = {"dataset": dataset, "shapes": ordered, "settings": {"config": config, **where},
+    settings = {"config": config, **where}
+    summary = {"dataset": dataset, "shapes": ordered, "settings": settings,
                "ok": sum(r["status"] == "ok" for r in ordered), "failed": sum(r["status"] == "failed" for r in ordered),
                "seconds": seconds}
     write_json_atomic(summary_path, summary)
+    report = write_nerf_report(where["out_dir"], dataset, ordered, settings)
     for r in ordered:
         say(f"{r['shape_id']:<16} {r['status']:<7} " + (f"PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.3f}  "
                                                        f"{r['steps']} steps" if r["status"] == "ok" else r["error"]))
-    say(f"summary: {summary_path}")
-    return {**summary, "summary": str(summary_path), **where}
+    say(f"report: {report}\nsummary: {summary_path}")
+    return {**summary, "summary": str(summary_path), "report": report, **where}

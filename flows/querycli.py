@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from .helptext import command_help
+
 FIELD_NOTE = ("MODEL: a weights file (e.g. inr fit's field.safetensors) or models:/<name>@<alias> from the MLflow "
               "registry at --tracking-uri (default $MLFLOW_TRACKING_URI). Coordinates are the field's own.")
 
@@ -22,7 +24,8 @@ FIELD_NOTE = ("MODEL: a weights file (e.g. inr fit's field.safetensors) or model
 def add_query_commands(commands) -> None:
     """Register mesh, isopoints and render on the `inr` subcommand parser."""
     mesh = commands.add_parser(
-        "mesh", help="mesh a fitted field by dense or range-bound marching cubes",
+        "mesh", help=command_help("mesh a fitted field by dense or range-bound marching cubes",
+                                    "inr mesh runs/spot/field.safetensors --out range.ply"),
         description="Extract the zero level set of a field as a triangle mesh. --method dense evaluates every point of "
                     "a resolution^3 lattice; --method range bounds boxes of the lattice by affine arithmetic and "
                     "samples only the blocks it cannot certify, giving the same mesh with far fewer evaluations. "
@@ -42,7 +45,8 @@ def add_query_commands(commands) -> None:
                            "--no-fallback always runs the range plan (default: --fallback)")
 
     iso = commands.add_parser(
-        "isopoints", help="sample points on a fitted field's zero level set (iso-points)",
+        "isopoints", help=command_help("sample points with normals on a fitted field's surface",
+                                         "inr isopoints runs/spot/field.safetensors --out iso.ply"),
         description="Iso-points (Wang Yifan et al. 2021): start at the sign changes of a coarse grid, project by "
                     "Newton steps onto the zero level set, resample uniformly and upsample towards edges. Writes a PLY "
                     "point cloud with normals. " + FIELD_NOTE)
@@ -52,7 +56,8 @@ def add_query_commands(commands) -> None:
     iso.add_argument("--seed", type=int, default=0)
 
     render = commands.add_parser(
-        "render", help="picture a fitted field's surface by ray casting (depth and normals)",
+        "render", help=command_help("depth and normal pictures of a fitted field, by ray casting",
+                                      "inr render runs/spot/field.safetensors --out render.png"),
         description="Render the zero level set of a field by range-bound ray casting (by frusta of pixel tiles, or "
                     "per ray) or by sphere tracing (true SDFs only). Writes one PNG with the depth image and the "
                     "normal image side by side (or one of them, --image). " + FIELD_NOTE)

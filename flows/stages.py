@@ -25,9 +25,19 @@ def progress_printer(quiet: bool) -> Callable[[str], None]:
 
 
 def new_record(shape_id: str, source: str, **fields) -> dict:
-    """A shape's record while it runs: status "running", no error, per-stage seconds and reuse."""
+    """A shape's record while it runs: status "running", no error, and per stage its own running
+    seconds, the seconds it waited (for a worker, or its pieces for workers) and whether it reused
+    a finished result."""
     return {"shape_id": shape_id, "source": source, "status": "running", "error": None, **fields,
-            "seconds": {}, "reused": {}}
+            "seconds": {}, "waiting": {}, "reused": {}}
+
+
+def waiting_seconds(outcome: dict, elapsed: float) -> float:
+    """How long of a stage's `elapsed` seconds (submission to completion, measured by the flow) it
+    waited rather than ran: `elapsed` less the task's own running time (for a batch task, the
+    whole batch's, "batch_seconds"), never below zero."""
+    running = outcome.get("batch_seconds", outcome["seconds"])
+    return max(0.0, elapsed - running)
 
 
 def error_message(outcome) -> str:
@@ -54,8 +64,9 @@ class StageChain:
         stages: the stage names, in order.
         submit: (shape_id, stage) -> a future whose result is a dict with "seconds" (and
             "reused" when the stage reused a finished result).
-        records: shape id -> its record (`new_record`), updated in place: "seconds" and
-            "reused" per stage, and on failure status "failed" with "error" "<stage>: <message>".
+        records: shape id -> its record (`new_record`), updated in place: "seconds" (the task's
+            own running time), "waiting" (`waiting_seconds`) and "reused" per stage, and on failure
+            status "failed" with "error" "<stage>: <message>".
         say: where progress lines go.
         on_complete: (shape_id) -> None, called when a shape's last stage has finished.
         hold: (shape_id, stage) -> True to not submit that stage now: the flow keeps the shape
@@ -78,8 +89,8 @@ class StageChain:
 
     def watch(self, future, shape_ids: tuple[str, ...], stage: str, batched: bool = False) -> None:
         """Follow a submitted task of `stage` for these shapes; a batched task returns one result per shape."""
-        self.pending[future] = (shape_ids, stage, batched)
-        future.add_done_callback(self._finished.put)
+        self.pending[future] = (shape_ids, stage, batched, time.perf_counter())
+        future.add_done_callback(lambda done: self._finished.put((done, time.perf_counter())))
 
     def launch(self, shape_id: str, stage: str) -> None:
         if self.hold is not None and self.hold(shape_id, stage):
@@ -95,17 +106,17 @@ class StageChain:
         for shape_id in shape_ids:
             self.launch(shape_id, self.stages[0])
         while self.pending:
-            future = self._finished.get()
-            shape_ids_done, stage, batched = self.pending.pop(future)
+            future, finished = self._finished.get()
+            shape_ids_done, stage, batched, submitted = self.pending.pop(future)
             outcome = future.result(raise_on_failure=False)
             failed = isinstance(outcome, BaseException) or not future.state.is_completed()
             for shape_id, shape_outcome in zip(shape_ids_done, per_shape(outcome, len(shape_ids_done), batched, failed)):
-                self._finish(shape_id, stage, shape_outcome, failed)
+                self._finish(shape_id, stage, shape_outcome, failed, finished - submitted)
             if self.after_event is not None:
                 self.after_event()
         return time.perf_counter() - self._start
 
-    def _finish(self, shape_id: str, stage: str, outcome, failed: bool) -> None:
+    def _finish(self, shape_id: str, stage: str, outcome, failed: bool, elapsed: float) -> None:
         record = self.records[shape_id]
         clock = f"[{time.perf_counter() - self._start:6.1f}s]"
         if failed:
@@ -113,10 +124,12 @@ class StageChain:
             self.say(f"{clock} {shape_id:<16} {stage:<{self._width}} FAILED  {error_message(outcome)}")
             return
         self.results[shape_id][stage] = outcome
+        waited = waiting_seconds(outcome, elapsed)
         record["seconds"][stage] = round(outcome["seconds"], 3)
+        record["waiting"][stage] = round(waited, 3)
         record["reused"][stage] = bool(outcome.get("reused"))
         self.say(f"{clock} {shape_id:<16} {stage:<{self._width}} {'reused' if outcome.get('reused') else 'done':<7} "
-                 f"{outcome['seconds']:.1f}s")
+                 f"{outcome['seconds']:.1f}s" + (f" (after {waited:.1f}s waiting)" if waited >= 0.05 else ""))
         following = self.stages.index(stage) + 1
         if following < len(self.stages):
             self.launch(shape_id, self.stages[following])

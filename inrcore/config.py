@@ -328,15 +328,34 @@ class RaysConfig:
 
 
 @dataclass(frozen=True)
+class NerfPicturesConfig:
+    """What comes after a radiance field's training: its measurement, then its pictures.
+
+    test_views: how many test views (spread evenly) the final PSNR and SSIM average over;
+    None: every one. shown_views of them go into test_views.png and depth.png, kept from the
+    measurement (not rendered again). The turntable GIF gets `turntable_frames` views (0: none)
+    at `turntable_size` pixels on the longer side (never more than the test images'), within
+    `seconds` (None: a tenth of the training time, at least 30 s): when its first frame shows
+    that all would not fit, it gets fewer frames, still spread over the whole circle.
+    """
+
+    test_views: Optional[int] = None
+    shown_views: int = 4
+    turntable_frames: int = 24
+    turntable_size: int = 128
+    seconds: Optional[float] = None
+
+
+@dataclass(frozen=True)
 class NerfPipelineConfig:
     """The NeRF collection flow: scenes from meshes (`scene`), rays (`rays`), training (`training`),
-    the registry alias of each new field and how many frames its turntable GIF gets."""
+    the registry alias of each new field, and its measurement and pictures (`pictures`)."""
 
     scene: MeshSceneConfig = field(default_factory=MeshSceneConfig)
     rays: RaysConfig = field(default_factory=RaysConfig)
     training: NerfConfig = field(default_factory=NerfConfig)
     alias: str = "champion"
-    turntable_frames: int = 24
+    pictures: NerfPicturesConfig = field(default_factory=NerfPicturesConfig)
 
 
 @dataclass(frozen=True)
@@ -502,8 +521,8 @@ def _check_ranges(config: Any, where: str) -> None:
         raise ConfigError(f"{where}.fscore_ratio: must be in (0, 1), got {config.fscore_ratio}")
     if isinstance(config, RaysConfig) and (config.chunk <= 0 or config.downscale <= 0):
         raise ConfigError(f"{where}: chunk and downscale must be positive")
-    if isinstance(config, NerfPipelineConfig) and config.turntable_frames < 0:
-        raise ConfigError(f"{where}.turntable_frames: must be zero or more, got {config.turntable_frames}")
+    if isinstance(config, NerfPicturesConfig):
+        _check_nerf_pictures(config, where)
     if isinstance(config, NerfPipelineConfig) and not _valid_alias(config.alias):
         raise ConfigError(f"{where}.alias: {config.alias!r} is not a usable registry alias")
     if isinstance(config, PipelineConfig) and not _valid_alias(config.alias):
@@ -596,6 +615,18 @@ def _check_mesh_scene(config: MeshSceneConfig, where: str) -> None:
                           f"(cameras outside the mesh's cube), got {config.radius}")
     if not (math.isfinite(config.far) and 0.0 <= config.near < config.far):
         raise ConfigError(f"{where}.near, far: need 0 <= near < far, got {config.near} and {config.far}")
+
+
+def _check_nerf_pictures(config: NerfPicturesConfig, where: str) -> None:
+    if config.test_views is not None and config.test_views <= 0:
+        raise ConfigError(f"{where}.test_views: must be positive (or null for every test view), got {config.test_views}")
+    for name in ("shown_views", "turntable_size"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"{where}.{name}: must be positive, got {getattr(config, name)}")
+    if config.turntable_frames < 0:
+        raise ConfigError(f"{where}.turntable_frames: must be zero or more, got {config.turntable_frames}")
+    if config.seconds is not None and config.seconds <= 0:
+        raise ConfigError(f"{where}.seconds: must be positive (or null for the default), got {config.seconds}")
 
 
 def _check_nerf(config: NerfConfig, where: str) -> None:

@@ -111,11 +111,23 @@ def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = Non
         seen[entry.shape_id] = entry.path
 
     config = config_from_dict(PipelineConfig, data.get("config"), f"{source}: config")
-    nerf = config_from_dict(NerfPipelineConfig, data.get("nerf"), f"{source}: nerf")
+    nerf = config_from_dict(NerfPipelineConfig, nerf_section_of(data.get("nerf")), f"{source}: nerf")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(f"{source}: 'description' must be text")
     return DatasetManifest(name=name, shapes=tuple(entries), config=config, nerf=nerf, description=description, source=str(source))
+
+
+def nerf_section_of(section):
+    """A manifest's `nerf` section with keys of earlier versions moved to where they are now:
+    `turntable_frames` (now `pictures.turntable_frames`). Anything else is returned as it is."""
+    if not isinstance(section, dict) or "turntable_frames" not in section:
+        return section
+    moved = {k: v for k, v in section.items() if k != "turntable_frames"}
+    pictures = moved.get("pictures") or {}
+    if isinstance(pictures, dict):
+        moved["pictures"] = {"turntable_frames": section["turntable_frames"], **pictures}
+    return moved
 
 
 def manifest_for_folder(folder: str | Path) -> DatasetManifest:

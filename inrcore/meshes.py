@@ -18,6 +18,7 @@ import numpy as np
 import trimesh
 
 from .errors import ConfigError, ShapeError
+from .plyfiles import read_ply_mesh
 
 SUPPORTED_SUFFIXES = (".glb", ".obj", ".off", ".ply", ".stl")
 
@@ -29,7 +30,9 @@ def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
 
     The file is read without trimesh's processing, so vertices are neither merged nor
     reordered; a scene of several meshes is concatenated into one with its node transforms
-    applied. Quads and polygons come back triangulated (trimesh's loaders do that).
+    applied. Quads and polygons come back triangulated as fans (v0, vk, vk+1). PLY files are
+    read by `inrcore.plyfiles`, which also takes the triangle strips (`tristrips`) scanners
+    write, and refuses an element of vertex indices of any other kind by name.
 
     Args:
         path: the mesh file.
@@ -38,10 +41,16 @@ def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
         every coordinate finite, every face index in [0, V), and non-zero surface area.
     Raises:
         ShapeError: the file is missing or empty, has an unsupported extension, cannot be
-            parsed, holds no faces, has NaN or infinite coordinates, faces that index missing
-            vertices, or no extent or area.
+            parsed, holds no faces (or faces of a kind it cannot read), has NaN or infinite
+            coordinates, faces that index missing vertices, or no extent or area.
     """
     suffix = _check_file(path)
+    if suffix == ".ply":
+        vertices, faces = read_ply_mesh(path)
+        if len(faces) == 0:
+            raise ShapeError(path, "mesh has no faces")
+        _check_arrays(vertices, faces, path)
+        return trimesh.Trimesh(vertices=vertices, faces=faces, process=False, validate=False)
     # OBJ: keep the file's vertex list as is (trimesh otherwise drops unreferenced vertices
     # and splits vertices at texture seams); materials are not needed.
     options = {"maintain_order": True, "skip_materials": True} if suffix == ".obj" else {}

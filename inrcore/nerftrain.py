@@ -8,6 +8,12 @@ hands PSNR/SSIM and the pictures to `on_eval`; every `checkpoint_every` steps it
 checkpoint (weights, optimiser, occupancy grid, step, clock, random state) that a later
 call with the same config resumes from. The training clock (`seconds`) counts training
 only, not the evaluations in between, so PSNR-against-time curves measure training.
+
+After training, numbers come before pictures: `measure_test_views` renders the test views
+once (PSNR, SSIM, keeping the few renders and depth maps the pictures need), then
+`write_test_pictures` lays those out without rendering again, and `render_turntable` renders
+a small GIF within a time budget (`picture_budget`). `seconds_after_training` predicts both
+from an in-training evaluation's render speed, so commands can say how long the rest takes.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from .config import NerfConfig, config_from_dict, config_to_dict, fingerprint
+from .config import NerfConfig, NerfPicturesConfig, config_from_dict, config_to_dict, fingerprint
 from .files import write_atomic
 from .imagemetrics import psnr, ssim
 from .nerf import NerfRenderer, NgpRenderer, build_renderer, render_rays_in_chunks
@@ -102,7 +108,8 @@ def train_radiance_field(
         near, far: the sampling range of NeRF's rays (NGP marches the scene box).
         test: held-out views for `on_eval` every `eval_every` steps (and at the end).
         on_log: called with {"step", "loss", "psnr", "lr", "seconds", "samples"} every `log_every` steps.
-        on_eval: called with (step, {"psnr", "ssim", "seconds"}, rendered test images [H, W, 3] uint8).
+        on_eval: called with (step, {"psnr", "ssim", "seconds", "render_seconds"}, rendered test images
+            [H, W, 3] uint8); "render_seconds" is how long rendering those views took (see `eval_rays`).
         checkpoint_path: a file to resume from (when it matches `config` and `data_key`) and to write.
         data_key: identifies the training data (e.g. the rays' fingerprint) for resuming.
     """
@@ -130,10 +137,11 @@ def train_radiance_field(
         if test is None or on_eval is None or config.eval_views == 0:
             return
         train_mode(False)
+        started = time.perf_counter()
         metrics, images = evaluate_views(renderer, test, view_indices(len(test.images), config.eval_views),
                                          config.chunk_rays)
         train_mode(True)
-        on_eval(at_step, {**metrics, "seconds": elapsed}, images)
+        on_eval(at_step, {**metrics, "seconds": elapsed, "render_seconds": time.perf_counter() - started}, images)
 
     def save_checkpoint() -> None:
         if not checkpoint_path:
@@ -279,34 +287,143 @@ def _device_of(renderer) -> torch.device:
     return next(iter(module.parameters())).device
 
 
-def write_nerf_renders(renderer, test: SceneSplit, folder, turntable_frames: int = 24,
-                       grid_views: int = 4, chunk: int = 4096) -> dict[str, Any]:
-    """Measure the renderer on every view of `test` and write its pictures into `folder`:
-    `test_views.png` (rendered views over their ground truth), `depth.png` (their depth maps),
-    `turntable.gif` (`turntable_frames` novel views on a circle at the test cameras' mean
-    distance, 30 degrees up). Returns {"psnr", "ssim", "views", "images": {name: path}}."""
-    from .render import image_grid, write_gif, write_png
+def eval_rays(config: NerfConfig, test: SceneSplit) -> int:
+    """How many rays one in-training evaluation renders: its `eval_views` test views' pixels."""
+    return len(view_indices(len(test.images), config.eval_views)) * test.intrinsics.width * test.intrinsics.height
+
+
+@dataclass
+class ViewMeasurement:
+    """A trained field measured on held-out views (`measure_test_views`).
+
+    psnr, ssim: means over the measured views `indices` (of the split); seconds: the time
+    their rendering took. `shown` are the views pictured in test_views.png and depth.png, with
+    their renders and depth pictures ([H, W, 3] uint8 each) kept from the measurement.
+    """
+
+    psnr: float
+    ssim: float
+    indices: list[int]
+    seconds: float
+    shown: list[int]
+    renders: list[np.ndarray]
+    depths: list[np.ndarray]
+
+
+def measure_test_views(renderer, test: SceneSplit, views: Optional[int] = None, shown_views: int = 4,
+                       chunk: int = 4096, on_view: Optional[Callable[[int, int, float], None]] = None
+                       ) -> ViewMeasurement:
+    """Render `views` test views spread evenly (None: every one), each once: their mean PSNR and
+    SSIM, with the renders and depth pictures of `shown_views` of them kept for the pictures.
+
+    on_view: called with (views done, views in all, seconds so far) after each view.
+    """
+    indices = list(range(len(test.images))) if views is None else view_indices(len(test.images), views)
+    shown = [indices[i] for i in view_indices(len(indices), shown_views)]
+    near, far = _depth_range(renderer, test)
+    psnrs, ssims, renders, depths = [], [], [], []
+    start = time.perf_counter()
+    for done, i in enumerate(indices, start=1):
+        view = render_view(renderer, test.poses[i], test.intrinsics, chunk)
+        psnrs.append(float(psnr(view["rgb"], test.images[i])))
+        ssims.append(float(ssim(view["rgb"], test.images[i])))
+        if i in shown:
+            renders.append(to_uint8(view["rgb"]))
+            depths.append(depth_to_image(view["depth"], view["opacity"], near, far))
+        if on_view:
+            on_view(done, len(indices), time.perf_counter() - start)
+    return ViewMeasurement(float(np.mean(psnrs)), float(np.mean(ssims)), indices, time.perf_counter() - start,
+                           shown, renders, depths)
+
+
+def write_test_pictures(measured: ViewMeasurement, test: SceneSplit, folder) -> dict[str, Path]:
+    """`test_views.png` (the shown views' renders above their ground truth) and `depth.png` (their
+    depth pictures) in `folder`, from what the measurement kept: nothing is rendered again."""
+    from .render import image_grid, write_png
 
     folder = Path(folder)
-    metrics, images = evaluate_views(renderer, test, None, chunk)
-    shown = view_indices(len(test.images), grid_views)
-    near, far = _depth_range(renderer, test)
-    depths = []
-    for i in shown:
-        view = render_view(renderer, test.poses[i], test.intrinsics, chunk)
-        depths.append(depth_to_image(view["depth"], view["opacity"], near, far))
-    truth = [to_uint8(test.images[i]) for i in shown]
-    paths = {
-        "test_views": write_png(image_grid([images[i] for i in shown] + truth, columns=len(shown)),
-                                folder / "test_views.png"),
-        "depth": write_png(image_grid(depths, columns=len(shown)), folder / "depth.png"),
-    }
-    if turntable_frames > 0:
-        radius = float(np.mean(np.linalg.norm(test.poses[:, :3, 3], axis=1)))
-        frames = [to_uint8(render_view(renderer, pose, test.intrinsics, chunk)["rgb"])
-                  for pose in orbit_poses(turntable_frames, radius)]
-        paths["turntable"] = write_gif(frames, folder / "turntable.gif")
-    return {**metrics, "views": len(test.images), "images": {k: str(v) for k, v in paths.items()}}
+    columns = len(measured.shown)
+    truth = [to_uint8(test.images[i]) for i in measured.shown]
+    return {"test_views": write_png(image_grid(measured.renders + truth, columns=columns), folder / "test_views.png"),
+            "depth": write_png(image_grid(measured.depths, columns=columns), folder / "depth.png")}
+
+
+MIN_PICTURE_SECONDS = 30.0
+PICTURE_SHARE = 0.1
+
+
+def picture_budget(pictures: NerfPicturesConfig, train_seconds: float) -> float:
+    """The turntable's time budget: `pictures.seconds`, else PICTURE_SHARE (a tenth) of the
+    training time, at least MIN_PICTURE_SECONDS."""
+    if pictures.seconds is not None:
+        return float(pictures.seconds)
+    return max(MIN_PICTURE_SECONDS, PICTURE_SHARE * float(train_seconds))
+
+
+def frames_within_budget(frames: int, seconds_per_frame: float, budget: Optional[float]) -> int:
+    """How many of `frames` turntable frames fit in `budget` seconds at `seconds_per_frame` each
+    (at least 1, the one already rendered when this is asked; None: no budget)."""
+    if budget is None or seconds_per_frame <= 0:
+        return frames
+    return max(1, min(frames, int(budget // seconds_per_frame)))
+
+
+def measured_view_count(pictures: NerfPicturesConfig, test: SceneSplit) -> int:
+    """How many views of `test` the measurement renders: `pictures.test_views`, at most all."""
+    return len(test.images) if pictures.test_views is None else min(pictures.test_views, len(test.images))
+
+
+def seconds_after_training(seconds_per_ray: float, test: SceneSplit, pictures: NerfPicturesConfig,
+                           budget: float) -> dict[str, float]:
+    """What measuring and picturing will take at `seconds_per_ray` (from an in-training evaluation):
+    {"measure": the measured views' pixels x seconds_per_ray, "turntable": its frames' pixels x
+    seconds_per_ray, at most `budget`}."""
+    count = measured_view_count(pictures, test)
+    small = test.intrinsics.scaled_to(pictures.turntable_size)
+    turntable = pictures.turntable_frames * small.width * small.height * seconds_per_ray
+    return {"measure": count * test.intrinsics.width * test.intrinsics.height * seconds_per_ray,
+            "turntable": min(turntable, budget)}
+
+
+@dataclass
+class Turntable:
+    """A written turntable: its file (None without frames), frames written and asked for, the
+    frame size (width, height) and the seconds it took."""
+
+    path: Optional[Path]
+    frames: int
+    requested: int
+    size: tuple[int, int]
+    seconds: float
+
+
+def render_turntable(renderer, test: SceneSplit, path, frames: int, size: int, budget: Optional[float],
+                     chunk: int = 4096, on_frame: Optional[Callable[[int, int, float], None]] = None) -> Turntable:
+    """`frames` novel views on a circle at the test cameras' mean distance, 30 degrees up, each
+    `size` pixels on its longer side (`Intrinsics.scaled_to`), as a looping GIF at `path`.
+
+    The first frame is timed; when all `frames` would not fit in `budget` seconds, the GIF gets
+    as many as fit (`frames_within_budget`), still spread over the whole circle (every count
+    of frames starts at the same view). on_frame: called with (frames done, frames in all,
+    seconds so far) after each frame.
+    """
+    from .render import write_gif
+
+    intrinsics = test.intrinsics.scaled_to(size)
+    if frames <= 0:
+        return Turntable(None, 0, 0, (intrinsics.width, intrinsics.height), 0.0)
+    radius = float(np.mean(np.linalg.norm(test.poses[:, :3, 3], axis=1)))
+    start = time.perf_counter()
+    images = [to_uint8(render_view(renderer, orbit_poses(frames, radius)[0], intrinsics, chunk)["rgb"])]
+    count = frames_within_budget(frames, time.perf_counter() - start, budget)
+    if on_frame:
+        on_frame(1, count, time.perf_counter() - start)
+    for done, pose in enumerate(orbit_poses(count, radius)[1:], start=2):
+        images.append(to_uint8(render_view(renderer, pose, intrinsics, chunk)["rgb"]))
+        if on_frame:
+            on_frame(done, count, time.perf_counter() - start)
+    written = write_gif(images, path)
+    return Turntable(written, count, frames, (intrinsics.width, intrinsics.height), time.perf_counter() - start)
 
 
 def _depth_range(renderer, split: SceneSplit) -> tuple[float, float]:

@@ -98,6 +98,22 @@ class Intrinsics:
         return Intrinsics(self.width // int(factor), self.height // int(factor), self.fx / factor, self.fy / factor,
                           self.cx / factor, self.cy / factor)
 
+    def scaled_to(self, longest: int) -> "Intrinsics":
+        """The same view in a smaller picture: the longer side `longest` pixels (never enlarged).
+
+        With s = longest / max(width, height) < 1: width and height times s (rounded, at least
+        1), fx, cx scaled by the new width / width and fy, cy by the new height / height, so
+        the picture frames the same field of view.
+        """
+        if isinstance(longest, bool) or not isinstance(longest, (int, np.integer)) or longest < 1:
+            raise ValueError(f"picture size must be a positive integer, got {longest!r}")
+        scale = longest / max(self.width, self.height)
+        if scale >= 1.0:
+            return self
+        width, height = max(1, round(self.width * scale)), max(1, round(self.height * scale))
+        sx, sy = width / self.width, height / self.height
+        return Intrinsics(width, height, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy)
+
 
 @dataclass(frozen=True, eq=False)
 class SceneSplit:

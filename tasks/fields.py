@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import dask
-import dask.array as da
 import numpy as np
 from prefect import task
 
@@ -16,6 +15,7 @@ from inrcore.networks import field_spec_from_json, field_spec_to_json, resolve_d
 from . import registry
 from .options import retry_unless_bad_input
 from .store import finished_attrs, fresh_group, mark_finished, open_store, remove_group
+from .timing import TaskClock
 
 
 @task(name="evaluate-field", retries=1, retry_condition_fn=retry_unless_bad_input)
@@ -23,21 +23,21 @@ def evaluate_field(shape_id: str, store_url: str, model_uri: str, model_fingerpr
                    grid: dict, tracking_uri: str) -> dict:
     """Evaluate the field on a `resolution`^3 grid and store it chunk by chunk.
 
-    The grid is a Dask array of one task per chunk, all sharing one copy of the weights;
-    `da.store` writes each chunk straight into its Zarr chunk, so no process ever holds the
-    whole grid. With a Dask cluster (the flow's task runner) the chunks spread over its
+    The grid is one Dask task per chunk, all sharing one copy of the weights; each task
+    writes its block straight into its Zarr chunk, so no process ever holds the whole grid. With a Dask cluster (the flow's task runner) the chunks spread over its
     workers; otherwise Dask's local threads compute them.
 
-    Returns {"path", "fingerprint", "reused", "seconds", "blocks"}.
+    Returns {"path", "fingerprint", "reused", "seconds", "waiting_seconds", "blocks"}: "seconds"
+    is the task's own running time, the time its chunks waited for a free worker left out
+    (that is "waiting_seconds", `tasks.timing.TaskClock`).
     """
-    start = time.perf_counter()
+    clock = TaskClock()
     config = config_from_dict(GridConfig, grid, "grid")
     key = fingerprint("grid", model_fingerprint, config)
     root = open_store(store_url)
     path = f"fields/{shape_id}"
     if finished_attrs(root, path, key) is not None:
-        return {"path": f"{path}/sdf", "fingerprint": key, "reused": True,
-                "seconds": time.perf_counter() - start, "blocks": 0}
+        return {"path": f"{path}/sdf", "fingerprint": key, "reused": True, **clock.result(), "blocks": 0}
 
     spec, params, _, _ = registry.load_registered_field(tracking_uri, model_uri)
     weights = dask.delayed({"spec": field_spec_to_json(spec), "params": {k: v.numpy() for k, v in params.items()}},
@@ -50,7 +50,9 @@ def evaluate_field(shape_id: str, store_url: str, model_uri: str, model_fingerpr
         for name in ("x", "y", "z"):
             coord = group.create_array(name, shape=(config.resolution,), dtype="float64", dimension_names=(name,))
             coord[...] = axis
-        store_grid(group, "sdf", weights, config)
+        since = clock.now()
+        _, intervals = store_grid(group, "sdf", weights, config)
+        clock.pieces_done(since, intervals)
         mark_finished(group, key, {
             "model_uri": model_uri,
             "grid": config_to_dict(config),
@@ -63,26 +65,30 @@ def evaluate_field(shape_id: str, store_url: str, model_uri: str, model_fingerpr
     except BaseException:
         remove_group(root, path)
         raise
-    return {"path": f"{path}/sdf", "fingerprint": key, "reused": False,
-            "seconds": time.perf_counter() - start, "blocks": len(blocks)}
+    return {"path": f"{path}/sdf", "fingerprint": key, "reused": False, **clock.result(), "blocks": len(blocks)}
 
 
 def store_grid(group, name: str, weights, config: GridConfig):
     """Evaluate a field on the grid of `config` into a new array `name` of `group`, one Dask task per chunk.
 
     weights: a `dask.delayed` {"spec": field_spec_to_json(spec), "params": {name: numpy array}}, shared by
-    every chunk's task. Computed on the Dask cluster this runs in, else on local threads. Returns the array.
+    every chunk's task. Computed on the Dask cluster this runs in, else on local threads. Returns the array
+    and the wall-clock interval (start, end) in which each chunk was evaluated and written.
     """
     shape = (config.resolution,) * 3
     array = group.create_array(name, shape=shape, chunks=(config.chunk,) * 3, dtype="float32",
                                dimension_names=("x", "y", "z"), fill_value=np.nan)
-    lazy = da.block(_nest([
-        da.from_delayed(dask.delayed(_block_values)(weights, config_to_dict(config), b),
-                        shape=tuple(s.stop - s.start for s in b), dtype=np.float32)
-        for b in grid_blocks(shape, config.chunk)
-    ], shape, config.chunk))
-    _compute(da.store(lazy, array, lock=False, compute=False))
-    return array
+    grid = config_to_dict(config)
+    pieces = [dask.delayed(_evaluate_into)(weights, grid, block, array) for block in grid_blocks(shape, config.chunk)]
+    return array, compute_on_cluster(pieces)
+
+
+def _evaluate_into(weights: dict, grid: dict, block, array) -> tuple[float, float]:
+    """Evaluate one block of the grid and write it into its own chunk of `array` (a Zarr array);
+    returns the wall-clock interval (time.time() before, after) this took."""
+    begin = time.time()
+    array[block] = _block_values(weights, grid, block)
+    return begin, time.time()
 
 
 def _block_values(weights: dict, grid: dict, block) -> np.ndarray:
@@ -93,20 +99,14 @@ def _block_values(weights: dict, grid: dict, block) -> np.ndarray:
     return evaluate_grid_block(spec, params, config_from_dict(GridConfig, grid), block, resolve_device("auto"))
 
 
-def _nest(flat: list, shape: tuple[int, int, int], chunk: int) -> list:
-    """Reshape the C-ordered block list into the nested lists `da.block` wants."""
-    n = [len(range(0, s, chunk)) for s in shape]
-    return [[flat[(i * n[1] + j) * n[2]:(i * n[1] + j + 1) * n[2]] for j in range(n[1])] for i in range(n[0])]
-
-
-def _compute(delayed) -> None:
-    """Run on the Dask cluster this task runs in (seceding from the worker's slot), else locally."""
+def compute_on_cluster(wanted: list) -> list:
+    """Compute `wanted` delayed values in one graph, on the Dask cluster this task runs in
+    (seceding from the worker's slot while they run), else on local threads."""
     try:
         from distributed import get_worker, worker_client
 
         get_worker()
     except (ImportError, ValueError):
-        dask.compute(delayed, scheduler="threads")
-        return
+        return list(dask.compute(*wanted, scheduler="threads"))
     with worker_client() as client:
-        client.compute(delayed).result()
+        return list(client.gather(client.compute(wanted)))

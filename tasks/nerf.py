@@ -9,8 +9,8 @@
 - `train_nerf`: streams shuffled batches from those chunks (`inrcore.raybatches`), trains
   (`inrcore.nerftrain`) with MLflow logging (loss and PSNR; test PSNR/SSIM and a render every
   `eval_every` steps), checkpoints into `<out>/checkpoints/<id>.pt` (a re-run after a crash
-  resumes there), measures every test view, writes renders into `<out>/nerf/<id>/` and
-  registers the field as `models:/<dataset>-<id>-nerf@<alias>`.
+  resumes there), measures the test views and writes `<out>/nerf/<id>/metrics.json`, then its
+  pictures, and registers the field as `models:/<dataset>-<id>-nerf@<alias>`.
 Each keeps a "finished" record, so a re-run reuses what is done.
 """
 
@@ -19,16 +19,19 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from prefect import task
 
-from inrcore.config import MeshSceneConfig, NerfConfig, RaysConfig, config_from_dict, config_to_dict, fingerprint
+from inrcore.config import (MeshSceneConfig, NerfConfig, NerfPicturesConfig, RaysConfig, config_from_dict,
+                            config_to_dict, fingerprint)
 from inrcore.errors import SceneError
 from inrcore.meshes import file_sha256
 from inrcore.meshscenes import scene_from_mesh
 from inrcore.networks import resolve_device
-from inrcore.nerftrain import save_radiance_field, train_radiance_field, write_nerf_renders
+from inrcore.nerftrain import (measure_test_views, picture_budget, render_turntable, save_radiance_field,
+                               train_radiance_field, write_test_pictures)
 from inrcore.raybatches import ShuffledRayBatches, shuffled_rays_of_split
 from inrcore.scenes import load_scene_split, scene_splits
 
@@ -125,21 +128,29 @@ def nerf_model_name(dataset: str, shape_id: str) -> str:
 @task(name="train-nerf", retries=1, retry_condition_fn=retry_unless_bad_input)
 def train_nerf(shape_id: str, dataset: str, store_url: str, rays_path: str, rays_key: str, scene_dir: str,
                nerf: dict, downscale: int, out_dir: str, tracking_uri: str, experiment_id: str, alias: str,
-               turntable_frames: int = 24) -> dict:
-    """Train, measure, render and register one shape's radiance field (see the module docstring).
+               pictures: Optional[dict] = None) -> dict:
+    """Train, measure, picture and register one shape's radiance field (see the module docstring).
+
+    Numbers come first: `<out>/nerf/<id>/metrics.json` is written (and the final PSNR/SSIM
+    logged) as soon as the test views are measured ("stage": "measured"), then the pictures
+    (`NerfPicturesConfig`: test_views.png, depth.png, a small turntable within its budget)
+    are made, the field registered, and the record rewritten with "stage": "complete".
+    Only a complete record is reused.
 
     Returns {"model_uri", "version", "run_id", "fingerprint", "psnr", "ssim", "steps", "seconds",
     "images", "reused"}.
     """
     start = time.perf_counter()
     config = config_from_dict(NerfConfig, nerf, "nerf")
+    picture_settings = config_from_dict(NerfPicturesConfig, pictures, "pictures")
     key = fingerprint("nerf", rays_key, {k: v for k, v in config_to_dict(config).items() if k != "device"})
     name = nerf_model_name(dataset, shape_id)
     folder = Path(out_dir) / "nerf" / shape_id
     record_path = folder / "metrics.json"
     record = read_json(record_path)
     found = registry.find_model_version(tracking_uri, name, key)
-    if found is not None and record and record.get("fingerprint") == key:
+    if (found is not None and record and record.get("fingerprint") == key
+            and record.get("stage", "complete") == "complete"):  # records from before stages were complete
         registry.set_alias(tracking_uri, name, alias, found.version)
         return {**record, "model_uri": f"models:/{name}@{alias}", "version": found.version, "reused": True,
                 "train_seconds": record["seconds"], "seconds": time.perf_counter() - start}
@@ -169,22 +180,38 @@ def train_nerf(shape_id: str, dataset: str, store_url: str, rays_path: str, rays
             checkpoint_path=str(Path(out_dir) / "checkpoints" / f"{shape_id}.pt"), data_key=rays_key)
         weights = save_radiance_field(folder / "field.safetensors", result.renderer, config,
                                       {"shape_id": shape_id, "dataset": dataset, "fingerprint": key})
-        measured = write_nerf_renders(result.renderer, test, folder, turntable_frames, chunk=config.chunk_rays)
-        registry.log_metrics(tracking_uri, run_id, {"test/psnr_final": measured["psnr"],
-                                                    "test/ssim_final": measured["ssim"],
+        measured = measure_test_views(result.renderer, test, picture_settings.test_views,
+                                      picture_settings.shown_views, config.chunk_rays)
+        outcome = {"fingerprint": key, "stage": "measured", "model": config.model, "psnr": measured.psnr,
+                   "ssim": measured.ssim, "views": len(measured.indices), "steps": result.steps,
+                   "seconds": result.seconds, "measure_seconds": measured.seconds,
+                   "resumed_from": result.resumed_from, "images": {}, "run_id": run_id, "weights": str(weights)}
+        write_json_atomic(record_path, outcome)
+        registry.log_metrics(tracking_uri, run_id, {"test/psnr_final": measured.psnr, "test/ssim_final": measured.ssim,
                                                     "train/seconds_total": result.seconds,
                                                     "train/steps_total": result.steps}, result.steps)
-        for image in measured["images"].values():
+        images = write_nerf_pictures(result.renderer, test, folder, measured, picture_settings, result.seconds,
+                                     config.chunk_rays)
+        for image in images.values():
             registry.log_artifact(tracking_uri, run_id, image, "renders")
         model_uri, version = registry.register_radiance_field(tracking_uri, run_id, name, alias, weights, key)
     except BaseException:
         registry.end_run(tracking_uri, run_id, "FAILED")
         raise
     registry.end_run(tracking_uri, run_id)
-    outcome = {"fingerprint": key, "model": config.model, "psnr": measured["psnr"], "ssim": measured["ssim"],
-               "views": measured["views"], "steps": result.steps, "seconds": result.seconds,
-               "resumed_from": result.resumed_from, "images": measured["images"], "run_id": run_id,
-               "weights": str(weights)}
+    outcome.update(stage="complete", images=images)
     write_json_atomic(record_path, outcome)
     return {**outcome, "model_uri": model_uri, "version": version, "reused": False,
             "train_seconds": result.seconds, "seconds": time.perf_counter() - start}
+
+
+def write_nerf_pictures(renderer, test, folder: Path, measured, pictures: NerfPicturesConfig, train_seconds: float,
+                        chunk: int) -> dict[str, str]:
+    """test_views.png and depth.png from the measurement, and the turntable within its budget
+    (`inrcore.nerftrain.picture_budget`); returns {picture name: path}."""
+    images = {name: str(path) for name, path in write_test_pictures(measured, test, folder).items()}
+    turntable = render_turntable(renderer, test, folder / "turntable.gif", pictures.turntable_frames,
+                                 pictures.turntable_size, picture_budget(pictures, train_seconds), chunk)
+    if turntable.path is not None:
+        images["turntable"] = str(turntable.path)
+    return images

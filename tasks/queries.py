@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import dask
-import dask.array as da
 import numpy as np
 from prefect import task
 
@@ -20,9 +19,10 @@ from inrcore.rangemesh import (RangeMeshPlan, estimate_range_mesh, evaluate_leaf
 from inrcore.surface import marching_cubes_blocks
 
 from . import registry
-from .fields import store_grid
+from .fields import compute_on_cluster, store_grid
 from .options import retry_unless_bad_input
 from .store import finished_attrs, fresh_group, mark_finished, open_store, read_json, remove_group, write_json_atomic
+from .timing import TaskClock
 
 
 @task(name="range-mesh", retries=1, retry_condition_fn=retry_unless_bad_input)
@@ -44,9 +44,11 @@ def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_finger
     [R, R, R], one Dask task per chunk, and meshed from there (the same mesh; the record says
     "method": "dense", "fallback": true, and keeps the estimate).
 
-    Returns {"mesh_path", "path", "fingerprint", "reused", "seconds", "evaluations", ...}.
+    Returns {"mesh_path", "path", "fingerprint", "reused", "seconds", "waiting_seconds",
+    "evaluations", ...}: "seconds" is the task's own running time, the time its Dask tasks
+    waited for a free worker left out (that is "waiting_seconds", `tasks.timing.TaskClock`).
     """
-    start = time.perf_counter()
+    clock = TaskClock()
     config = config_from_dict(RangeMeshConfig, settings, "queries.range")
     key = fingerprint("range-mesh", model_fingerprint, config)
     out = Path(out_dir)
@@ -56,7 +58,7 @@ def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_finger
     path = f"range/{shape_id}"
     record = read_json(record_path)
     if finished_attrs(root, path, key) is not None and mesh_path.is_file() and record and record.get("fingerprint") == key:
-        return {**record["result"], "reused": True, "seconds": time.perf_counter() - start}
+        return {**record["result"], "reused": True, **clock.result()}
 
     spec, params, _, _ = registry.load_registered_field(tracking_uri, model_uri)
     device = resolve_device("auto")
@@ -72,16 +74,18 @@ def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_finger
         estimated, sampled = {"estimate": estimate.to_dict()}, estimate.sampled_boxes
     try:
         group = fresh_group(root, path)
+        since = clock.now()
         if estimated and not estimated["estimate"]["worthwhile"]:
-            mesh, stats = _dense_fallback(group, weights, config)
+            mesh, stats, intervals = _dense_fallback(group, weights, config)
         else:
-            mesh, stats = _range_plan_mesh(group, spec, params, weights, config, device)
+            mesh, stats, intervals = _range_plan_mesh(group, spec, params, weights, config, device)
+        clock.pieces_done(since, intervals)
         boxes = stats.pop("box_evaluations", 0) + sampled
         stats = {**settings_stats, **stats, "box_evaluations": boxes,
                  "evaluations": boxes + stats["point_evaluations"], **estimated,
                  "vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces))}
         write_atomic(mesh_path, mesh.export)
-        stats["seconds"] = time.perf_counter() - start
+        stats.update(clock.result())
         mark_finished(group, key, {"model_uri": model_uri, "settings": config_to_dict(config), **stats})
     except BaseException:
         remove_group(root, path)
@@ -95,7 +99,8 @@ def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_finger
 
 def _range_plan_mesh(group, spec, params, weights, config: RangeMeshConfig, device):
     """The subdivision here, the surviving leaves sampled by `config.tasks` Dask tasks into `values`
-    [L, n, n, n] next to `signs` and `leaves`, one mesh stitched from them."""
+    [L, n, n, n] next to `signs` and `leaves`, one mesh stitched from them. Returns the mesh, its
+    counts and the wall-clock interval each Dask task ran in."""
     plan = plan_range_mesh(spec, params, config.resolution, config.bound, config.leaf, config.mode,
                            config.max_symbols, batch_boxes=config.batch_boxes, device=device)
     n = config.leaf + 1
@@ -107,30 +112,37 @@ def _range_plan_mesh(group, spec, params, weights, config: RangeMeshConfig, devi
                                 dtype="float32", fill_value=np.nan)
     parts = [slice(s, min(s + per_task, len(leaves))) for s in range(0, len(leaves), per_task)]
     shared_plan = dask.delayed(plan, pure=True)
-    outputs = [dask.delayed(_leaf_values, nout=2)(weights, shared_plan, leaves[part], config.batch_points)
-               for part in parts]
-    point_evaluations = 0
-    if parts:
-        pieces = [da.from_delayed(block, shape=(p.stop - p.start, n, n, n), dtype=np.float32)
-                  for (block, _), p in zip(outputs, parts)]
-        store = da.store(da.concatenate(pieces), values, lock=False, compute=False)
-        point_evaluations = int(sum(_compute_results([count for _, count in outputs], store)))
+    done = compute_on_cluster([dask.delayed(_leaf_values_into)(weights, shared_plan, leaves[part], values, part,
+                                                              config.batch_points) for part in parts])
+    point_evaluations = int(sum(count for count, _ in done))
+    intervals = [interval for _, interval in done]
     mesh = mesh_from_leaf_values(plan, np.asarray(values[...]))
     boxes = int(sum(plan.box_evaluations))
     return mesh, {"method": "range", "fallback": False, "box_evaluations": boxes,
                   "box_evaluations_per_level": list(plan.box_evaluations), "point_evaluations": point_evaluations,
-                  "leaves": int(len(leaves)), "tasks": len(parts), "seconds_plan": plan.seconds}
+                  "leaves": int(len(leaves)), "tasks": len(parts), "seconds_plan": plan.seconds}, intervals
 
 
 def _dense_fallback(group, weights, config: RangeMeshConfig):
     """Every lattice point evaluated into `dense` [R, R, R] (one Dask task per chunk, as `evaluate_field`)
     and meshed block by block: range analysis was predicted to cost more."""
     grid = GridConfig(resolution=config.resolution, bound=config.bound, batch_points=config.batch_points)
-    values = store_grid(group, "dense", weights, grid)
+    values, intervals = store_grid(group, "dense", weights, grid)
     mesh = marching_cubes_blocks(lambda block: values[block], values.shape, grid.chunk, grid_spacing(grid),
                                  (-config.bound,) * 3)
     return mesh, {"method": "dense", "fallback": True, "point_evaluations": config.resolution ** 3,
-                  "tasks": len(list(grid_blocks(values.shape, grid.chunk)))}
+                  "tasks": len(list(grid_blocks(values.shape, grid.chunk)))}, intervals
+
+
+def _leaf_values_into(weights: dict, plan: RangeMeshPlan, leaves: np.ndarray, values, part: slice,
+                      batch_points: int) -> tuple[int, tuple[float, float]]:
+    """Sample `leaves` (rows `part` of the plan's leaves) and write them into values[part], their own
+    Zarr chunk; returns the point evaluations and the wall-clock interval (time.time() before,
+    after) this took."""
+    begin = time.time()
+    sampled, count = _leaf_values(weights, plan, leaves, batch_points)
+    values[part] = sampled
+    return count, (begin, time.time())
 
 
 def _leaf_values(weights: dict, plan: RangeMeshPlan, leaves: np.ndarray, batch_points: int) -> tuple[np.ndarray, int]:
@@ -139,19 +151,6 @@ def _leaf_values(weights: dict, plan: RangeMeshPlan, leaves: np.ndarray, batch_p
     spec = field_spec_from_json(weights["spec"])
     params = {k: torch.from_numpy(v) for k, v in weights["params"].items()}
     return evaluate_leaf_values(spec, params, plan, leaves, resolve_device("auto"), batch_points)
-
-
-def _compute_results(wanted: list, *side_effects) -> list:
-    """Compute `wanted` delayed values together with `side_effects` (e.g. Zarr writes) in one graph,
-    on the Dask cluster this task runs in (seceding from the worker's slot), else on local threads."""
-    try:
-        from distributed import get_worker, worker_client
-
-        get_worker()
-    except (ImportError, ValueError):
-        return list(dask.compute(*wanted, *side_effects, scheduler="threads")[:len(wanted)])
-    with worker_client() as client:
-        return list(client.gather(client.compute([*wanted, *side_effects]))[:len(wanted)])
 
 
 @task(name="extract-isopoints", retries=1, retry_condition_fn=retry_unless_bad_input)

@@ -88,6 +88,15 @@ def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step:
     )
 
 
+def metric_histories(tracking_uri: str, run_id: str, prefixes: tuple[str, ...] = ("train/", "test/")
+                     ) -> dict[str, list[tuple[int, float]]]:
+    """Every logged value of the run's metrics whose names start with one of `prefixes`:
+    {name: [(step, value)] in step order}."""
+    c = client(tracking_uri)
+    names = sorted(name for name in c.get_run(run_id).data.metrics if name.startswith(prefixes))
+    return {name: sorted((m.step, m.value) for m in c.get_metric_history(run_id, name)) for name in names}
+
+
 def log_artifact(tracking_uri: str, run_id: str, path, artifact_path: Optional[str] = None) -> None:
     client(tracking_uri).log_artifact(run_id, str(path), artifact_path)
 

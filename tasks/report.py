@@ -3,22 +3,62 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
+import mlflow
 from prefect import task
 
-from inrcore.report import format_results_table, report_html
+from inrcore.report import format_results_table, report_html, training_curves
 
+from . import registry
 from .store import write_json_atomic, write_text_atomic
 
 
 @task(name="write-report")
 def write_report(out_dir: str, dataset: str, records: list[dict], settings: dict) -> dict:
-    """Write `summary.json` and `report.html` (atomically) and return their paths and the table text."""
+    """Write `summary.json` and `report.html` (atomically) and return their paths and the table text.
+
+    The report draws each shape's training curves from its MLflow run (`settings["tracking_uri"]`).
+    """
     out = Path(out_dir)
     summary = {"dataset": dataset, "settings": settings, "shapes": records,
                "ok": sum(r["status"] == "ok" for r in records),
                "failed": sum(r["status"] == "failed" for r in records)}
     write_json_atomic(out / "summary.json", summary)
-    write_text_atomic(out / "report.html", report_html(f"inrflow: {dataset}", records, settings))
+    page = report_html(f"inrflow: {dataset}", records, settings, curves=logged_curves(settings["tracking_uri"], records))
+    write_text_atomic(out / "report.html", page)
     return {"summary": str(out / "summary.json"), "report": str(out / "report.html"),
             "table": format_results_table(records)}
+
+
+@task(name="write-nerf-report")
+def write_nerf_report(out_dir: str, dataset: str, records: list[dict], settings: dict) -> str:
+    """Write the NeRF flow's `report.html` (atomically): PSNR and SSIM per shape, its test views
+    and depth maps, its loss and PSNR curves (from MLflow) and stage timings. Returns its path."""
+    path = Path(out_dir) / "report.html"
+    shown = [{**r, "metrics": {"psnr": r.get("psnr"), "ssim": r.get("ssim")}} for r in records]
+    page = report_html(f"inrflow: {dataset} (radiance fields)", shown, settings,
+                       curves=logged_curves(settings["tracking_uri"], records), metric_names=("psnr", "ssim"),
+                       picture_roles=("test_views", "depth"))
+    write_text_atomic(path, page)
+    return str(path)
+
+
+def logged_curves(tracking_uri: str, records: list[dict]) -> dict[str, list[dict]]:
+    """Each shape's training curves (`inrcore.report.training_curves`) from the histories its
+    MLflow run logged ("mlflow_run_id" or "run_id" of its record); a shape without a run, or
+    whose run cannot be read, has none (the report is still written)."""
+    curves = {}
+    for record in records:
+        run_id = _run_id(record)
+        if run_id is None:
+            continue
+        try:
+            curves[record["shape_id"]] = training_curves(registry.metric_histories(tracking_uri, run_id))
+        except mlflow.exceptions.MlflowException:
+            curves[record["shape_id"]] = []
+    return curves
+
+
+def _run_id(record: dict) -> Optional[str]:
+    return record.get("mlflow_run_id") or record.get("run_id")

@@ -1,6 +1,11 @@
 """`inr scene` and `inr nerf` end to end in this process (no Prefect, Dask, Zarr or MLflow)."""
 
 import json
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +32,8 @@ def test_scene_then_nerf_writes_metrics_and_renders(tmp_path, capsys):
     assert {"psnr", "ssim", "seconds", "steps", "model"} <= set(metrics)
     assert metrics["steps"] == 2 and metrics["model"] == "ngp" and metrics["views"] == 2
     assert metrics["split"] == "test" and 0 < metrics["psnr"] < 60
+    assert metrics["stage"] == "complete" and metrics["turntable_frames"] == 2
+    assert set(metrics["images"]) == {"test_views", "depth", "turntable"}
     for name in ("field.safetensors", "test_views.png", "depth.png", "turntable.gif", "checkpoint.pt"):
         assert (out / name).is_file()
     capsys.readouterr()
@@ -47,3 +54,79 @@ def test_nerf_bad_inputs_exit_2_naming_the_file(tmp_path, capsys):
     assert str(tmp_path / "missing.obj") in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["nerf", str(tmp_path), "--out", str(tmp_path / "o"), "--model", "tiny"])
+    assert main(["nerf", str(tmp_path), "--out", str(tmp_path / "o"), "--turntable-size", "0"]) == 2
+    assert "inr nerf.turntable_size: must be positive, got 0" in capsys.readouterr().err
+    assert main(["nerf", str(tmp_path), "--out", str(tmp_path / "o"), "--test-views", "0"]) == 2
+    assert "inr nerf.test_views: must be positive" in capsys.readouterr().err
+
+
+def test_durations_plans_and_training_estimates_for_people():
+    from inrcore.config import NerfConfig, NerfPicturesConfig
+    from inrcore.scenes import Intrinsics, SceneSplit
+
+    from flows.nerfcli import describe_plan, expected_training_seconds, format_duration
+
+    assert [format_duration(s) for s in (45.4, 89.6, 318.0, 5399.0, 5760.0)] == [
+        "45 s", "90 s", "5.3 min", "90.0 min", "1.6 h"]
+    # 500 of 5000 steps took 60 s: 600 s at that pace, unless a budget ends it sooner
+    assert expected_training_seconds(NerfConfig(steps=5000), 500, 60.0) == 600.0
+    assert expected_training_seconds(NerfConfig(steps=10**9, seconds=600.0), 500, 60.0) == 600.0
+    assert expected_training_seconds(NerfConfig(steps=1000, seconds=600.0), 500, 60.0) == 120.0
+    test = SceneSplit("test", [None] * 200, None, Intrinsics(400, 400, 555.0, 555.0, 200.0, 200.0), (), 2.0, 6.0)
+    assert describe_plan(NerfConfig(steps=10**9, seconds=600.0), NerfPicturesConfig(), test) == (
+        "training for 600s (--seconds), then measuring 200 test views of 400x400 into metrics.json, then pictures "
+        "(test_views.png, depth.png, a 24-frame turntable at 128x128 within a tenth of the training time "
+        "(at least 30s))")
+    assert describe_plan(NerfConfig(steps=300), NerfPicturesConfig(test_views=20, turntable_frames=0), test) == (
+        "training for 300 steps, then measuring 20 test views of 400x400 into metrics.json, then pictures "
+        "(test_views.png, depth.png)")
+
+
+def test_a_run_killed_while_picturing_leaves_its_metrics(tmp_path):
+    """Numbers before pictures: `inr nerf` killed during its turntable still leaves metrics.json
+    with the measured PSNR and SSIM; its plan and progress were printed on the way."""
+    scene = tmp_path / "scene"
+    assert main(["scene", str(ROOT / "datasets" / "meshes" / "spot.obj"), "--out", str(scene), "--size", "48",
+                 "--train", "3", "--test", "2"]) == 0
+    out = tmp_path / "out"
+    # 5000 frames of 48 x 48 take far longer than the few seconds before the kill
+    command = [sys.executable, "-m", "flows.cli", "nerf", str(scene), "--steps", "2", "--out", str(out),
+               "--frames", "5000", "--turntable-size", "64", "--picture-seconds", "100000", "--device", "cpu", *TINY]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not any("rendered 1/5000 turntable frames" in line for line in lines):  # well into the pictures
+            assert process.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.05)
+        assert process.poll() is None  # still picturing when killed
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        reader.join(timeout=10)
+    err = "".join(lines)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stage"] == "measured" and metrics["views"] == 2 and metrics["steps"] == 2
+    assert 0 < metrics["psnr"] < 60 and -1 <= metrics["ssim"] <= 1
+    assert not (out / "turntable.gif").exists()
+    assert ("training for 2 steps, then measuring 2 test views of 48x48 into metrics.json, then pictures "
+            "(test_views.png, depth.png, a 5000-frame turntable at 48x48 within 100000s)") in err
+    assert "inr nerf: measured 2/2 test views in " in err
+    assert "inr nerf: rendered 1/5000 turntable frames, about " in err
+    assert err.index("measured 2/2 test views") < err.index("inr nerf: PSNR") < err.index("rendered 1/5000")
+
+
+def test_progress_lines_come_about_ten_times_with_the_time_left():
+    from flows.nerfcli import progress_printer
+
+    lines = []
+    report = progress_printer(lines.append, "measured", "test views")
+    for done in range(1, 201):
+        report(done, 200, 2.0 * done)  # 2 s a view
+    assert len(lines) == 11  # the first view, every 20th, the last
+    assert lines[0] == "inr nerf: measured 1/200 test views, about 6.6 min left"  # 199 x 2 s
+    assert lines[1] == "inr nerf: measured 20/200 test views, about 6.0 min left"  # 180 x 2 s
+    assert lines[-1] == "inr nerf: measured 200/200 test views in 6.7 min"

@@ -26,7 +26,7 @@ TINY = {"scene": {"size": 16, "n_train": 6, "n_test": 2},
                      "hash_base_resolution": 4, "hash_finest_resolution": 32, "ngp_width": 16,
                      "grid_resolution": 8, "render_step": 0.05, "eval_every": 2, "eval_views": 1,
                      "checkpoint_every": 2},
-        "turntable_frames": 2}
+        "pictures": {"turntable_frames": 2, "turntable_size": 8}}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,24 @@ def test_scenes_train_and_the_bad_mesh_fails_alone(runs, collection):
             assert Path(path).is_file()
     summary = json.loads((out / "nerf_summary.json").read_text())
     assert summary["ok"] == 2 and summary["failed"] == 1
+
+
+def test_report_has_psnr_curves_and_each_stages_own_time(runs):
+    out, first, _ = runs
+    assert first["report"] == str(out / "report.html")
+    page = (out / "report.html").read_text()
+    for record in first["shapes"][:2]:
+        section = page[page.index(f">{record['shape_id']} <span"):]
+        section = section[:section.index("</section>")]
+        # a loss plot and a PSNR plot (train every 50 steps and step 1; test every eval_every = 2 steps)
+        assert section.count('<svg class="curve"') == 2 and ">PSNR (dB)</text>" in section
+        assert "<th>running s</th><th>waiting s</th>" in section
+        assert set(record["seconds"]) == set(record["waiting"]) == {"scene", "rays", "train"}
+        assert all(value >= 0 for value in record["waiting"].values())
+        record_file = json.loads((out / "nerf" / record["shape_id"] / "metrics.json").read_text())
+        assert record_file["stage"] == "complete" and record_file["psnr"] == record["psnr"]
+        assert set(record_file["images"]) == {"test_views", "depth", "turntable"}
+    assert "<th>psnr</th><th>ssim</th>" in page
 
 
 def test_rays_in_zarr_are_the_scene_pixels_in_a_fixed_order(runs):

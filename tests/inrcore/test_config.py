@@ -3,7 +3,7 @@ import json
 import pytest
 
 from inrcore.config import (
-    GridConfig, MeshSceneConfig, PipelineConfig, SamplingConfig, TrainConfig, config_from_dict, config_replace,
+    GridConfig, MeshSceneConfig, NerfPicturesConfig, NerfPipelineConfig, PipelineConfig, SamplingConfig, TrainConfig, config_from_dict, config_replace,
     config_to_dict, fingerprint,
 )
 from inrcore.errors import ConfigError
@@ -82,3 +82,23 @@ def test_mesh_scene_config_defaults_and_round_trip():
 def test_mesh_scene_config_bad_values(data, message):
     with pytest.raises(ConfigError, match=message):
         config_from_dict(MeshSceneConfig, data, "scene")
+
+
+def test_nerf_pictures_config_defaults_and_the_pipeline_section():
+    assert NerfPicturesConfig() == NerfPicturesConfig(test_views=None, shown_views=4, turntable_frames=24,
+                                                      turntable_size=128, seconds=None)
+    pipeline = config_from_dict(NerfPipelineConfig, {"pictures": {"turntable_frames": 0, "seconds": 20}})
+    assert pipeline.pictures == NerfPicturesConfig(turntable_frames=0, seconds=20.0)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"test_views": 0}, r"pictures.test_views: must be positive \(or null for every test view\), got 0"),
+    ({"shown_views": 0}, r"pictures.shown_views: must be positive, got 0"),
+    ({"turntable_size": -8}, r"pictures.turntable_size: must be positive, got -8"),
+    ({"turntable_frames": -1}, r"pictures.turntable_frames: must be zero or more, got -1"),
+    ({"seconds": 0}, r"pictures.seconds: must be positive \(or null for the default\), got 0"),
+    ({"turntable": 3}, r"pictures: unknown key\(s\) turntable"),
+])
+def test_nerf_pictures_config_bad_values(data, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(NerfPicturesConfig, data, "pictures")

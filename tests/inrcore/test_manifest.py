@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from inrcore.errors import ConfigError
 from inrcore.manifest import manifest_for_folder, manifest_from_dict, shape_id_for
@@ -70,3 +71,14 @@ def test_point_clouds_are_shapes_too(tmp_path):
     assert sorted(s.shape_id for s in manifest_for_folder(tmp_path / "s").shapes) == ["a", "c", "cloud", "scan"]
     only_clouds = manifest_for_folder(touch(tmp_path / "t" / "x.xyz").parent)
     assert [(s.shape_id, s.path) for s in only_clouds.shapes] == [("x", str(tmp_path / "t" / "x.xyz"))]
+
+
+def test_a_nerf_section_of_an_earlier_version_keeps_its_turntable_frames(tmp_path):
+    (tmp_path / "a.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    path = tmp_path / "m.yaml"
+    path.write_text("name: old\nshapes: [a.obj]\nnerf: {turntable_frames: 6, alias: best}\n")
+    manifest = manifest_from_dict(yaml.safe_load(path.read_text()), source=str(path))
+    assert manifest.nerf.pictures.turntable_frames == 6 and manifest.nerf.alias == "best"
+    path.write_text("name: old\nshapes: [a.obj]\nnerf: {turntable_frames: 6, pictures: {turntable_size: 64}}\n")
+    pictures = manifest_from_dict(yaml.safe_load(path.read_text()), source=str(path)).nerf.pictures
+    assert (pictures.turntable_frames, pictures.turntable_size) == (6, 64)

@@ -4,18 +4,24 @@ import numpy as np
 import pytest
 import torch
 
-from inrcore.config import NerfConfig
+from inrcore.config import NerfConfig, NerfPicturesConfig
 from inrcore.nerf import NgpRenderer
 from inrcore.nerftrain import (
     depth_to_image,
+    eval_rays,
+    frames_within_budget,
     learning_rate,
     load_radiance_field,
+    measure_test_views,
     orbit_poses,
+    picture_budget,
+    render_turntable,
     render_view,
     save_radiance_field,
+    seconds_after_training,
     train_radiance_field,
     view_indices,
-    write_nerf_renders,
+    write_test_pictures,
 )
 from inrcore.raybatches import ShuffledRayBatches, flatten_rays, ray_chunks_from_arrays
 from inrcore.rays import rays_from_cameras
@@ -91,6 +97,7 @@ def test_two_training_steps_end_to_end(tmp_path, settings):
     assert all(np.isfinite(entry["loss"]) and entry["samples"] > 0 for entry in logs)
     assert len(evals) == 1 and evals[0][0] == 2
     assert 0 < evals[0][1]["psnr"] < 60 and -1 <= evals[0][1]["ssim"] <= 1
+    assert 0 < evals[0][1]["render_seconds"] < 60  # the time of the renders, for estimates of what follows
     assert evals[0][2][0].shape == (12, 12, 3) and evals[0][2][0].dtype == np.uint8
     assert (tmp_path / "ckpt.pt").is_file()
 
@@ -101,14 +108,59 @@ def test_two_training_steps_end_to_end(tmp_path, settings):
     b = render_view(loaded, scene.poses[0], scene.intrinsics)["rgb"]
     np.testing.assert_allclose(a, b, atol=1e-6)
 
-    measured = write_nerf_renders(loaded, scene, tmp_path / "renders", turntable_frames=3, grid_views=2)
-    assert measured["views"] == 3
-    assert {"test_views", "depth", "turntable"} == set(measured["images"])
+    progress = []
+    measured = measure_test_views(loaded, scene, shown_views=2, on_view=lambda *a: progress.append(a[:2]))
+    assert measured.indices == [0, 1, 2] and measured.shown == [0, 2]
+    assert progress == [(1, 3), (2, 3), (3, 3)]
+    np.testing.assert_array_equal(measured.renders[1], np.rint(render_view(loaded, scene.poses[2],
+                                                                           scene.intrinsics)["rgb"] * 255))
+    pictures = write_test_pictures(measured, scene, tmp_path / "renders")
     from PIL import Image
 
-    grid = Image.open(measured["images"]["test_views"])
-    assert grid.size[1] > 2 * 12  # renders above, ground truth below
-    assert Image.open(measured["images"]["turntable"]).n_frames == 3
+    # two renders above their two ground truths, 4 px apart: (2 x 12 + 4) wide, (2 x 12 + 4) high
+    assert Image.open(pictures["test_views"]).size == (28, 28)
+    assert Image.open(pictures["depth"]).size == (28, 12)
+    turntable = render_turntable(loaded, scene, tmp_path / "renders" / "turntable.gif", 3, 6, budget=None)
+    assert (turntable.frames, turntable.requested, turntable.size) == (3, 3, (6, 6))
+    assert Image.open(turntable.path).n_frames == 3 and Image.open(turntable.path).size == (6, 6)
+
+
+def test_measuring_some_views_and_a_turntable_out_of_time(tmp_path):
+    scene = _tiny_scene(views=5)
+    result = train_radiance_field(NerfConfig(steps=1, **TINY_NGP), _batches(scene, 64), 2.0, 6.0, CPU)
+    measured = measure_test_views(result.renderer, scene, views=3, shown_views=1)
+    assert measured.indices == [0, 2, 4] and measured.shown == [0] and len(measured.depths) == 1
+    frames = []
+    # a budget no frame fits in: the first frame, rendered to time it, is the whole turntable
+    turntable = render_turntable(result.renderer, scene, tmp_path / "t.gif", 24, 128, budget=1e-9,
+                                 on_frame=lambda done, total, seconds: frames.append((done, total)))
+    assert (turntable.frames, turntable.requested) == (1, 24) and frames == [(1, 1)]
+    assert turntable.size == (12, 12)  # never larger than the test images
+    assert render_turntable(result.renderer, scene, tmp_path / "none.gif", 0, 64, None).path is None
+
+
+def test_frames_within_a_budget():
+    assert frames_within_budget(24, 2.0, 30.0) == 15  # 30 / 2
+    assert frames_within_budget(24, 0.5, 30.0) == 24  # all fit
+    assert frames_within_budget(24, 100.0, 30.0) == 1  # the one rendered to time it
+    assert frames_within_budget(24, 2.0, None) == 24
+
+
+def test_picture_budget_is_a_tenth_of_training_at_least_30_seconds():
+    assert picture_budget(NerfPicturesConfig(), 600.0) == 60.0
+    assert picture_budget(NerfPicturesConfig(), 100.0) == 30.0
+    assert picture_budget(NerfPicturesConfig(seconds=5.0), 600.0) == 5.0
+
+
+def test_seconds_after_training_from_a_render_speed():
+    scene = _tiny_scene(size=12, views=3)  # 3 test views of 12 x 12
+    assert eval_rays(NerfConfig(eval_views=2), scene) == 2 * 144
+    pictures = NerfPicturesConfig(turntable_frames=24, turntable_size=6)
+    # measuring: 3 x 144 rays x 1 ms = 0.432 s; turntable: 24 frames x 36 rays x 1 ms = 0.864 s, capped at 0.5 s
+    assert seconds_after_training(1e-3, scene, pictures, budget=0.5) == pytest.approx(
+        {"measure": 0.432, "turntable": 0.5})
+    fewer = NerfPicturesConfig(test_views=2, turntable_frames=0)
+    assert seconds_after_training(1e-3, scene, fewer, budget=0.5) == pytest.approx({"measure": 0.288, "turntable": 0.0})
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path):

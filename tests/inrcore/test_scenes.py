@@ -212,6 +212,22 @@ def test_intrinsics_downscaled_and_checks():
         Intrinsics(1, 1, math.nan, 1.0, 0.0, 0.0)
 
 
+def test_intrinsics_scaled_to_a_longest_side():
+    camera = Intrinsics(800, 600, 1111.0, 1112.0, 400.0, 300.0)
+    # 128 / 800 = 0.16: 128 x 96, every focal length and centre times 0.16
+    scaled = camera.scaled_to(128)
+    assert (scaled.width, scaled.height, scaled.cx, scaled.cy) == (128, 96, 64.0, 48.0)
+    assert (scaled.fx, scaled.fy) == (pytest.approx(177.76), pytest.approx(177.92))
+    # 70 / 800 x 600 = 52.5, rounded to 52: fy and cy follow 52 / 600 (cy = 300 x 52 / 600 = 26)
+    small = camera.scaled_to(70)
+    assert (small.width, small.height) == (70, 52)
+    assert small.fy == pytest.approx(1112.0 * 52 / 600) and small.cy == pytest.approx(26.0)
+    assert camera.scaled_to(800) is camera and camera.scaled_to(4000) is camera  # never enlarged
+    for size in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            camera.scaled_to(size)
+
+
 def test_scene_splits_lists_present_splits_in_order(tmp_path):
     assert scene_splits(tmp_path) == ()
     for split in ("test", "train"):

@@ -1,5 +1,7 @@
 """The registry adapter and the grid-evaluation task, on a real MLflow SQLite registry and a real Zarr store."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -59,8 +61,13 @@ def test_model_names_are_registry_safe():
 def test_grid_task_blocks_equal_one_shot_evaluation_and_are_reused(registered, tmp_path):
     grid = GridConfig(resolution=20, chunk=8)
     store = str(tmp_path / "store.zarr")
+    began = time.time()
     result = evaluate_field.fn("ball", store, registered["model_uri"], "fp1", config_to_dict(grid), registered["uri"])
+    took = time.time() - began
     assert result["reused"] is False and result["blocks"] == 27
+    # the task's time splits into its own running time and the gaps when none of its chunks ran
+    assert result["seconds"] > 0 and result["waiting_seconds"] >= 0
+    assert result["seconds"] + result["waiting_seconds"] == pytest.approx(took, abs=0.05)
     group = open_store(store)["fields/ball"]
     sdf = group["sdf"]
     assert sdf.shape == (20, 20, 20) and sdf.chunks == (8, 8, 8)

@@ -1,0 +1,25 @@
+"""How each command is listed in `inr --help`: one line saying what it does, an example under it."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def command_help(what: str, example: str) -> str:
+    """The help of one subcommand: `what` on the command's line, then "e.g. <example>" under it
+    (the top-level parser keeps the line break: `argparse.RawTextHelpFormatter`)."""
+    return f"{what}\n  e.g. {example}"
+
+
+class CommandListFormatter(argparse.RawTextHelpFormatter):
+    """Help that keeps line breaks (each command's example on its own line) and puts every
+    command's description in one column: argparse measures subcommand names one indent short,
+    so a long name ("isopoints") would push its line down."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        choices = getattr(action, "choices", None)
+        if action.help is not argparse.SUPPRESS and hasattr(action, "_get_subactions") and choices:
+            longest = max(len(name) for name in choices)
+            self._action_max_length = max(self._action_max_length,
+                                          longest + self._current_indent + self._indent_increment)
