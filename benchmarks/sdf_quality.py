@@ -51,8 +51,10 @@ METHODS = ("siren", "idf", "igr", "relu-pe", "relu")
 
 
 def run_one(shape: str, method: str, seconds: float, device: str, resolution: int, threads: int,
-            stem: Path) -> dict:
-    """Fit one shape with one method for `seconds`; its metrics, steps and times.
+            stem: Path, steps: int | None = None) -> dict:
+    """Fit one shape with one method for `seconds` (or, given `steps`, for that many steps, the
+    learning-rate schedule following the steps: a budget that the machine's load cannot change);
+    its metrics, steps and times.
 
     Saves the field to `stem`.safetensors and the mesh (normalised coordinates) to `stem`.npz.
     """
@@ -68,8 +70,8 @@ def run_one(shape: str, method: str, seconds: float, device: str, resolution: in
     from inrcore.weights import save_field
 
     overrides = method_overrides("relu-pe" if method == "relu" else method)
-    overrides.setdefault("training", {}).update({"steps": 10**9, "seconds": seconds, "device": device,
-                                                 "log_every": 10**9})
+    budget = {"steps": steps, "seconds": None} if steps else {"steps": 10**9, "seconds": seconds}
+    overrides.setdefault("training", {}).update({**budget, "device": device, "log_every": 10**9})
     if method == "relu":
         overrides["training"].setdefault("network", {})["frequencies"] = 0
     overrides["grid"] = {"resolution": resolution}
@@ -83,7 +85,7 @@ def run_one(shape: str, method: str, seconds: float, device: str, resolution: in
     make_readable(stem.with_suffix(".safetensors"))
     save_mesh(stem.with_suffix(".npz"), result.mesh)
     return {"shape": shape, "method": method, "device": result.fit.device, "threads": threads,
-            "budget_seconds": seconds, "train_seconds": round(result.fit.seconds, 1), "steps": result.fit.steps,
+            "budget_seconds": None if steps else seconds, "budget_steps": steps, "train_seconds": round(result.fit.seconds, 1), "steps": result.fit.steps,
             "total_seconds": round(total, 1), "resolution": resolution,
             "faces": int(len(result.mesh.faces)),
             **metric_figures(result.metrics),
@@ -153,6 +155,8 @@ def launch(shape: str, method: str, args, cores: list[int], rows: Path) -> subpr
     command = [sys.executable, __file__, "--one", shape, method, "--seconds", str(args.seconds), "--device",
                args.device, "--resolution", str(args.resolution), "--rows", str(rows),
                "--cores-per-job", str(len(cores))]
+    if method in args.steps:
+        command += ["--steps", f"{method}={args.steps[method]}"]
     env = dict(os.environ, OMP_NUM_THREADS=str(len(cores)), MKL_NUM_THREADS=str(len(cores)))
     return subprocess.Popen(command, env=env, preexec_fn=lambda: os.sched_setaffinity(0, cores))
 
@@ -175,7 +179,7 @@ def run_all(args) -> None:
     while todo or running:
         for slot_index, slot in enumerate(slots):
             if slot_index not in running and todo:
-                if deadline and time.monotonic() + args.seconds * 1.5 > deadline:
+                if deadline and not args.steps and time.monotonic() + args.seconds * 1.5 > deadline:
                     todo = []
                     break
                 shape, method = todo.pop(0)
@@ -246,6 +250,10 @@ def main(argv=None) -> int:
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated: " + ", ".join(SHAPES))
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated: " + ", ".join(METHODS))
     parser.add_argument("--seconds", type=float, default=300.0, help="training wall-clock budget per fit")
+    parser.add_argument("--steps", default="", metavar="METHOD=N,...",
+                        help="fixed training steps per method instead of --seconds, e.g. siren=5200,idf=3050 "
+                             "(the steps each made in 300 s on a quiet 2-core machine): figures that the "
+                             "machine's load cannot change")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--resolution", type=int, default=256, help="grid resolution for meshing")
     parser.add_argument("--cores-per-job", type=int, default=2)
@@ -262,6 +270,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.shapes = [s for s in args.shapes.split(",") if s]
     args.methods = [m for m in args.methods.split(",") if m]
+    try:
+        args.steps = {m: int(n) for m, n in (item.split("=", 1) for item in args.steps.split(",") if item)}
+    except ValueError:
+        parser.error(f"--steps {args.steps!r}: expected METHOD=N,... e.g. siren=5200,idf=3050")
     unknown = sorted(set(args.shapes) - set(SHAPES)) + sorted(set(args.methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown shapes or methods: {unknown}")
@@ -269,7 +281,7 @@ def main(argv=None) -> int:
     if args.one:
         path = row_path(Path(args.rows), args.one[0], args.one[1], args.device)
         row = run_one(args.one[0], args.one[1], args.seconds, args.device, args.resolution, args.cores_per_job,
-                      stem=path.with_suffix(""))
+                      stem=path.with_suffix(""), steps=args.steps.get(args.one[1]))
         row["machine"] = machine()
         row["cores"] = sorted(os.sched_getaffinity(0))
         tmp = path.with_suffix(".tmp")

@@ -17,33 +17,24 @@ import yaml
 
 from inrcore.methods import METHODS  # light: no torch, so --help stays quick
 
+from .helptext import CommandListFormatter, command_help
 from .nerfcli import NERF_COMMANDS, add_nerf_commands, nerf_command
 from .querycli import QUERY_COMMANDS, add_query_commands, query_command
 
 DESCRIPTION = """\
-inrflow: implicit neural representations of 3D shapes, run as pipelines over shape collections.
-
-Commands:
-  run      fit, evaluate, mesh and measure a neural SDF for every shape of a dataset
-  fit      fit one mesh or point cloud here and now: field, mesh, picture and metrics into a folder
-  mesh     mesh a fitted field (dense, or range-bound marching cubes) with evaluation counts
-  isopoints  sample points with normals on a fitted field's surface
-  render   depth and normal pictures of a fitted field by range-bound ray casting or sphere tracing
-  nerf     train a radiance field (NeRF or hash grid) on a Blender-format scene and render new views
-  scene    render a mesh into a Blender-format scene (views on a sphere, transforms_*.json)
-  nerf-run scene, rays into Zarr and a tracked, registered radiance field for every shape of a dataset
-"""
+inrflow: implicit neural representations of 3D shapes, run as pipelines over
+shape collections. `inr COMMAND --help` gives a command's options."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="inr", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = argparse.ArgumentParser(prog="inr", description=DESCRIPTION, formatter_class=CommandListFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     commands.required = True
 
     run = commands.add_parser(
         "run",
-        help="run the shape-collection pipeline (prepare, train, evaluate, extract, report)",
+        help=command_help("fit, mesh and measure a neural SDF for every shape of a dataset",
+                          "inr run datasets/demo.yaml --seconds 120"),
         description=(
             "Run the Prefect pipeline over a dataset: sample each shape, fit a SIREN SDF (tracked in MLflow "
             "and registered as models:/<dataset>-<shape>@<alias>), evaluate it on a grid into Zarr, extract "
@@ -74,19 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = commands.add_parser(
         "fit",
-        help="fit one mesh or oriented point cloud in this process and write its field, mesh and metrics",
+        help=command_help("fit one mesh or point cloud here: metrics, field, mesh, picture",
+                          "inr fit spot.obj --method igr --seconds 60 --out runs/spot"),
         description=(
             "Fit a neural SDF to one shape without the pipeline (no Prefect, Dask, Zarr or MLflow): a mesh "
             "(.obj .ply .off .stl .glb) or an oriented point cloud (.xyz, .npz, or .ply without faces; "
             "missing normals are estimated). Writes DIR/field.safetensors, DIR/mesh.ply (in the input's "
-            "coordinates), DIR/mesh.png and DIR/metrics.json (last)."
+            "coordinates), DIR/metrics.json as soon as the surface is measured, then the picture DIR/mesh.png."
         ),
     )
     fit.add_argument("shape", metavar="MESH_OR_POINTS", help="the mesh or point-cloud file")
     fit.add_argument("--method", required=True, choices=METHODS, help="the field's network and loss")
     budget = fit.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, metavar="N", help="training steps (default: training.steps)")
-    budget.add_argument("--seconds", type=float, metavar="S", help="train for S seconds of wall time instead")
+    budget.add_argument("--seconds", type=float, metavar="S",
+                        help="the training budget: train for S seconds of wall time instead (meshing, metrics and "
+                             "the picture come after it)")
     fit.add_argument("--out", required=True, metavar="DIR", help="folder for the results (created if needed)")
     fit.add_argument("--resolution", type=int, metavar="R", help="grid resolution of the mesh extraction (R^3 points)")
     fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -137,6 +131,8 @@ def run_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"inr: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        return report_prefect_start_failure(exc, verbose=args.verbose)
     if args.quiet:
         from inrcore.report import format_results_table
 
@@ -276,14 +272,22 @@ def _parse_value(text: str):
     return value
 
 
+# Seconds the command line lets Prefect's temporary server take to answer (Prefect's own default,
+# 20 s, is too short for a fresh PREFECT_HOME on a busy 2-core machine with Prefect 3.9).
+EPHEMERAL_STARTUP_SECONDS = 300
+EPHEMERAL_STARTUP_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+
+
 def use_offline_defaults(out_dir: str, verbose: bool = False) -> None:
     """Environment for a run with no servers; anything the user already set wins.
 
-    Prefect keeps its temporary server's database under the run folder, telemetry is off,
-    and log noise is kept to warnings unless `verbose`.
+    Prefect keeps its temporary server's database under the run folder and gets a generous
+    startup wait (`EPHEMERAL_STARTUP_SECONDS`), telemetry is off, and log noise is kept to
+    warnings unless `verbose`.
     """
     defaults = {
         "PREFECT_HOME": str(Path(out_dir) / "prefect"),
+        EPHEMERAL_STARTUP_SETTING: str(EPHEMERAL_STARTUP_SECONDS),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "INFO" if verbose else "WARNING",
         "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -297,6 +301,38 @@ def use_offline_defaults(out_dir: str, verbose: bool = False) -> None:
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+
+
+
+def prefect_start_failure(exc: BaseException) -> Optional[str]:
+    """One line for a run that failed because Prefect's temporary server never answered, or
+    None when `exc` (or an exception it was raised from) is anything else."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = str(exc)
+        if "ephemeral Prefect API server" in text:
+            wait = os.environ.get(EPHEMERAL_STARTUP_SETTING, "Prefect's default")
+            exited = " (its process exited)" if "process exited with code" in text else ""
+            return (f"inr: Prefect's temporary server did not start within {wait} s{exited}; "
+                    f"raise {EPHEMERAL_STARTUP_SETTING}, or set PREFECT_API_URL to a running Prefect server "
+                    "(--verbose shows the traceback)")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def report_prefect_start_failure(exc: Exception, verbose: bool) -> int:
+    """Exit status 2 with one line when Prefect's temporary server could not start (the
+    traceback too with `verbose`); any other exception is raised again."""
+    line = prefect_start_failure(exc)
+    if line is None:
+        raise exc
+    if verbose:
+        import traceback
+
+        traceback.print_exception(exc)
+    print(line, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

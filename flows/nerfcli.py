@@ -15,32 +15,49 @@ import sys
 import time
 from pathlib import Path
 
+from .helptext import command_help
+
 NERF_COMMANDS = ("nerf", "scene", "nerf-run")
 
 
 def add_nerf_commands(commands) -> None:
     """Register nerf, scene and nerf-run on the `inr` subcommand parser."""
     nerf = commands.add_parser(
-        "nerf", help="train a radiance field (NeRF or hash grid) on a Blender-format scene folder",
+        "nerf", help=command_help("train a radiance field (NeRF or hash grid) on a scene folder",
+                                  "inr nerf runs/spot-scene --seconds 600 --out runs/spot-ngp"),
         description="Train a radiance field on DATASET_DIR (transforms_train.json, transforms_test.json and their "
-                    "images, Blender / nerfstudio convention), measure it on the test views and write metrics.json "
-                    "(psnr, ssim, seconds, steps, model), field.safetensors, test_views.png (renders over ground "
-                    "truth), depth.png and turntable.gif into --out. Re-running with the same --out resumes.")
+                    "images, Blender / nerfstudio convention) into --out, in this order: training (within --steps "
+                    "or --seconds; checkpoint.pt), field.safetensors, then the test views are measured and "
+                    "metrics.json is written (psnr, ssim, seconds, steps, model; \"stage\": \"measured\"), then "
+                    "the pictures: test_views.png (renders over ground truth) and depth.png from the measured "
+                    "renders, and turntable.gif within --picture-seconds; metrics.json then gets their paths "
+                    "(\"stage\": \"complete\"). The command says how long measuring and pictures will take. "
+                    "Re-running with the same --out resumes.")
     nerf.add_argument("dataset", metavar="DATASET_DIR")
     nerf.add_argument("--model", choices=("nerf", "ngp"), default="ngp", help="default: ngp (hash grid, faster)")
     budget = nerf.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, metavar="N", help="training steps (default: the config's, 5000)")
-    budget.add_argument("--seconds", type=float, metavar="S", help="train for S seconds instead")
+    budget.add_argument("--seconds", type=float, metavar="S",
+                        help="the training budget in seconds; measuring and pictures come after it (their "
+                             "estimated time is printed)")
     nerf.add_argument("--out", required=True, metavar="DIR")
     nerf.add_argument("--downscale", type=int, default=1, metavar="K", help="shrink images K times (default 1)")
     nerf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="any NerfConfig setting, e.g. --set batch_rays=2048 --set view_dependent=false")
     nerf.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    nerf.add_argument("--test-views", type=int, metavar="N",
+                      help="measure PSNR and SSIM on N test views spread evenly (default: every test view)")
     nerf.add_argument("--frames", type=int, default=24, help="turntable frames (default 24; 0: no GIF)")
+    nerf.add_argument("--turntable-size", type=int, default=128, metavar="PX",
+                      help="the turntable's longer side in pixels (default 128; never more than the test images')")
+    nerf.add_argument("--picture-seconds", type=float, metavar="S",
+                      help="the turntable's time budget (default: a tenth of the training time, at least 30 s); "
+                           "fewer frames when all would not fit")
     nerf.add_argument("--quiet", action="store_true")
 
     scene = commands.add_parser(
-        "scene", help="render a mesh into a Blender-format NeRF dataset",
+        "scene", help=command_help("render a mesh into a Blender-format scene for `inr nerf`",
+                                   "inr scene spot.obj --size 100 --out runs/spot-scene"),
         description="Render MESH from cameras on a sphere into DIR: train/ and test/ RGBA images and "
                     "transforms_train.json / transforms_test.json.")
     scene.add_argument("mesh", metavar="MESH")
@@ -51,7 +68,8 @@ def add_nerf_commands(commands) -> None:
     scene.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any MeshSceneConfig setting")
 
     run = commands.add_parser(
-        "nerf-run", help="run the NeRF pipeline (scene, rays into Zarr, training, registry) over a manifest",
+        "nerf-run", help=command_help("a tracked, registered radiance field for every shape of a dataset",
+                                      "inr nerf-run datasets/demo.yaml --seconds 300"),
         description="For every shape of MANIFEST (meshes, or Blender scene folders): render a scene, write its rays "
                     "into the Zarr store, train a radiance field tracked in MLflow and registered as "
                     "models:/<dataset>-<shape>-nerf@<alias>. Local by default, like `inr run`.")
@@ -81,8 +99,13 @@ def nerf_command(args: argparse.Namespace) -> int:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    """`inr nerf`: exit 0, 2 (bad input or settings) or 1."""
-    from inrcore.config import NerfConfig, config_replace
+    """`inr nerf`: exit 0, 2 (bad input or settings) or 1.
+
+    metrics.json is written three times, each time atomically: after training ("stage":
+    "trained": steps, seconds, the last training and sampled test PSNR), after measuring the
+    test views ("measured": psnr, ssim), and after the pictures ("complete": their paths).
+    """
+    from inrcore.config import NerfConfig, NerfPicturesConfig, config_replace
     from inrcore.errors import ConfigError, InrflowError
 
     from .cli import overrides_from_set
@@ -96,13 +119,15 @@ def train_command(args: argparse.Namespace) -> int:
             overrides["seconds"] = args.seconds
             overrides.setdefault("steps", 10**9)
         config = config_replace(NerfConfig(), overrides, "inr nerf")
+        pictures = config_replace(NerfPicturesConfig(), picture_overrides(args), "inr nerf")
     except ConfigError as exc:
         print(f"inr: {exc}", file=sys.stderr)
         return 2
 
-
     from inrcore.networks import resolve_device
-    from inrcore.nerftrain import save_radiance_field, train_radiance_field, write_nerf_renders
+    from inrcore.nerftrain import (eval_rays, measure_test_views, measured_view_count, picture_budget,
+                                   render_turntable, save_radiance_field, seconds_after_training,
+                                   train_radiance_field, write_test_pictures)
     from inrcore.raybatches import in_memory_ray_batches
     from inrcore.scenes import load_scene_split, scene_splits
     from tasks.nerf import scene_fingerprint
@@ -123,30 +148,118 @@ def train_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     batches = in_memory_ray_batches(train, config.batch_rays, config.seed)
+    speed: dict[str, float] = {}  # seconds per rendered ray, from the first in-training evaluation
+    sampled: dict[str, float] = {}
 
     def on_log(entry: dict) -> None:
         say(f"inr nerf: step {entry['step']:>6}  loss {entry['loss']:.5f}  train PSNR {entry['psnr']:.2f}  "
             f"{entry['seconds']:.1f}s  {entry['samples']} samples")
 
     def on_eval(step: int, metrics: dict, images: list) -> None:
+        sampled["psnr"] = metrics["psnr"]
         say(f"inr nerf: step {step:>6}  test PSNR {metrics['psnr']:.2f}  SSIM {metrics['ssim']:.3f}")
+        if not speed:
+            speed["seconds_per_ray"] = metrics["render_seconds"] / eval_rays(config, test)
+            expected = expected_training_seconds(config, step, metrics["seconds"])
+            rest = seconds_after_training(speed["seconds_per_ray"], test, pictures,
+                                          picture_budget(pictures, expected))
+            say(f"inr nerf: after training, measuring will take about {format_duration(rest['measure'])} and the "
+                f"turntable about {format_duration(rest['turntable'])} (at this step's render speed)")
 
     say(f"inr nerf: {args.dataset} ({len(train.images)} training views of {train.intrinsics.width}x"
         f"{train.intrinsics.height}) with {config.model} on {device} -> {out}")
+    say(f"inr nerf: {describe_plan(config, pictures, test)}")
     start = time.perf_counter()
     result = train_radiance_field(config, batches, train.near, train.far, device, test=test, on_log=on_log,
                                   on_eval=on_eval, checkpoint_path=str(out / "checkpoint.pt"),
                                   data_key=scene_fingerprint(args.dataset) + f"/{args.downscale}")
     save_radiance_field(out / "field.safetensors", result.renderer, config, {"dataset": str(args.dataset)})
-    measured = write_nerf_renders(result.renderer, test, out, args.frames, chunk=config.chunk_rays)
-    metrics = {"psnr": measured["psnr"], "ssim": measured["ssim"], "seconds": result.seconds, "steps": result.steps,
-               "model": config.model, "views": measured["views"], "split": test.name, "device": str(device),
-               "resumed_from": result.resumed_from, "width": test.intrinsics.width,
-               "height": test.intrinsics.height, "images": measured["images"],
-               "total_seconds": time.perf_counter() - start}
-    write_json_atomic(out / "metrics.json", metrics)
-    print(json.dumps(metrics, indent=2))
+    record = {"stage": "trained", "seconds": result.seconds, "steps": result.steps, "model": config.model,
+              "split": test.name, "device": str(device), "resumed_from": result.resumed_from,
+              "width": test.intrinsics.width, "height": test.intrinsics.height,
+              "train_psnr": result.history[-1]["psnr"] if result.history else None,
+              "sampled_test_psnr": sampled.get("psnr"), "total_seconds": time.perf_counter() - start}
+    write_json_atomic(out / "metrics.json", record)
+
+    budget = picture_budget(pictures, result.seconds)
+    views = measured_view_count(pictures, test)
+    about = ""
+    if speed:
+        rest = seconds_after_training(speed["seconds_per_ray"], test, pictures, budget)
+        about = f", about {format_duration(rest['measure'])}, then pictures, about {format_duration(rest['turntable'])}"
+    say(f"inr nerf: trained {result.steps} steps in {result.seconds:.1f}s; measuring {views} {test.name} views of "
+        f"{test.intrinsics.width}x{test.intrinsics.height}{about}")
+    measured = measure_test_views(result.renderer, test, pictures.test_views, pictures.shown_views,
+                                  config.chunk_rays, on_view=progress_printer(say, "measured", f"{test.name} views"))
+    record.update(stage="measured", psnr=measured.psnr, ssim=measured.ssim, views=len(measured.indices),
+                  measure_seconds=measured.seconds, total_seconds=time.perf_counter() - start)
+    write_json_atomic(out / "metrics.json", record)
+    say(f"inr nerf: PSNR {measured.psnr:.2f}  SSIM {measured.ssim:.3f} on {len(measured.indices)} {test.name} views "
+        f"-> {out / 'metrics.json'}; now the pictures")
+
+    images = {name: str(path) for name, path in write_test_pictures(measured, test, out).items()}
+    turntable = render_turntable(result.renderer, test, out / "turntable.gif", pictures.turntable_frames,
+                                 pictures.turntable_size, budget, config.chunk_rays,
+                                 on_frame=progress_printer(say, "rendered", "turntable frames"))
+    if turntable.path is not None:
+        images["turntable"] = str(turntable.path)
+        if turntable.frames < turntable.requested:
+            say(f"inr nerf: the turntable got {turntable.frames} of {turntable.requested} frames to stay within "
+                f"{budget:.0f}s (--picture-seconds)")
+    record.update(stage="complete", images=images, turntable_frames=turntable.frames,
+                  picture_seconds=turntable.seconds, total_seconds=time.perf_counter() - start)
+    write_json_atomic(out / "metrics.json", record)
+    print(json.dumps(record, indent=2))
     return 0
+
+
+def picture_overrides(args: argparse.Namespace) -> dict:
+    """`inr nerf`'s measurement and picture options as `NerfPicturesConfig` settings."""
+    return {"test_views": args.test_views, "turntable_frames": args.frames, "turntable_size": args.turntable_size,
+            "seconds": args.picture_seconds}
+
+
+def expected_training_seconds(config, step: int, elapsed: float) -> float:
+    """How long training will take in all, seen at `step` after `elapsed` training seconds: the
+    steps' pace up to `steps`, no longer than the `seconds` budget."""
+    by_steps = elapsed * config.steps / max(step, 1)
+    return by_steps if config.seconds is None else min(by_steps, config.seconds)
+
+
+def describe_plan(config, pictures, test) -> str:
+    """One line saying what `inr nerf` does after training and within which budgets."""
+    training = f"for {config.seconds:g}s (--seconds)" if config.seconds is not None else f"for {config.steps} steps"
+    from inrcore.nerftrain import measured_view_count
+
+    views = measured_view_count(pictures, test)
+    turntable = ""
+    if pictures.turntable_frames:
+        small = test.intrinsics.scaled_to(pictures.turntable_size)
+        within = (f"{pictures.seconds:g}s" if pictures.seconds is not None
+                  else "a tenth of the training time (at least 30s)")
+        turntable = f", a {pictures.turntable_frames}-frame turntable at {small.width}x{small.height} within {within}"
+    return (f"training {training}, then measuring {views} {test.name} views of {test.intrinsics.width}x"
+            f"{test.intrinsics.height} into metrics.json, then pictures (test_views.png, depth.png{turntable})")
+
+
+def format_duration(seconds: float) -> str:
+    """A duration for people: "45 s" under 90 s, "5.3 min" under 90 min, else "1.6 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def progress_printer(say, verb: str, what: str):
+    """An (done, total, seconds) callback that says how far a long loop is and how long is left,
+    about ten times in all: after the first item, every tenth and the last."""
+    def report(done: int, total: int, seconds: float) -> None:
+        if done == 1 or done == total or done % -(-total // 10) == 0:
+            left = seconds / done * (total - done)
+            tail = f", about {format_duration(left)} left" if done < total else f" in {format_duration(seconds)}"
+            say(f"inr nerf: {verb} {done}/{total} {what}{tail}")
+    return report
 
 
 def scene_command(args: argparse.Namespace) -> int:
@@ -171,7 +284,7 @@ def scene_command(args: argparse.Namespace) -> int:
 def nerf_run_command(args: argparse.Namespace) -> int:
     from inrcore.errors import ConfigError
 
-    from .cli import overrides_from_set, use_offline_defaults
+    from .cli import overrides_from_set, report_prefect_start_failure, use_offline_defaults
     from .manifest import read_manifest
 
     try:
@@ -200,6 +313,8 @@ def nerf_run_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"inr: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"ok": summary["ok"], "failed": summary["failed"], "summary": summary["summary"],
-                      "tracking_uri": summary["tracking_uri"]}, indent=2))
+    except Exception as exc:
+        return report_prefect_start_failure(exc, verbose=args.verbose)
+    print(json.dumps({"ok": summary["ok"], "failed": summary["failed"], "report": summary["report"],
+                      "summary": summary["summary"], "tracking_uri": summary["tracking_uri"]}, indent=2))
     return 0 if summary["failed"] == 0 else 1

@@ -28,8 +28,9 @@ from .errors import InrflowError, ShapeError
 from .fields import evaluate_grid_block, grid_spacing
 from .files import make_readable, write_atomic
 from .meshes import SUPPORTED_SUFFIXES, Normalisation, load_mesh, normalisation_for, normalisation_for_points
-from .metrics import compare_mesh_to_points, compare_meshes
+from .metrics import POINT_METRIC_NAMES, compare_mesh_to_points, compare_meshes
 from .networks import resolve_device
+from .plyfiles import read_ply_header
 from .pointclouds import POINT_SUFFIXES, estimate_normals, load_point_cloud
 from .render import render_mesh, render_point_cloud, write_png
 from .sampling import ShapeSamples, known_distances, sample_point_cloud, sample_sdf
@@ -137,24 +138,16 @@ def input_kind_of(path) -> str:
 
 
 def ply_declares_faces(path) -> bool:
-    """Whether a PLY file's header has an `element face N` with N > 0.
+    """Whether a PLY file's header declares faces: a `face` or `tristrips` element with rows, or
+    rows of vertex indices of another kind (which `load_mesh` then refuses by name).
 
     A file whose header cannot be read counts as having faces, so that `load_mesh` reports
     what is wrong with it.
     """
-    with open(path, "rb") as stream:
-        head = stream.read(1 << 16)
-    end = head.find(b"end_header")
-    if not head.startswith(b"ply") or end < 0:
+    try:
+        return read_ply_header(path).declares_faces()
+    except ShapeError:
         return True
-    for line in head[:end].decode("latin-1").splitlines():
-        words = line.split()
-        if len(words) == 3 and words[0] == "element" and words[1] in ("face", "tristrips"):
-            try:
-                return int(words[2]) > 0
-            except ValueError:
-                return True
-    return False
 
 
 def read_shape(path) -> ShapeReference:
@@ -271,7 +264,9 @@ def fit_shape(path, config: PipelineConfig, on_log: Optional[Callable[[dict], No
 def fit_record(shape_fit: ShapeFit, method: str) -> dict:
     """The metrics.json content of `inr fit`: METRICS_FILE_KEYS first, then details.
 
-    `seconds` is the total wall time of all phases; `seconds_per_phase` splits it.
+    `seconds` is the total wall time of all phases; `seconds_per_phase` splits it. The
+    distances are `inrcore.metrics`' point-to-surface figures; the point-to-point ones of
+    earlier versions follow among the details as "<name>_points" (POINT_METRIC_NAMES).
     """
     record = {key: shape_fit.metrics[key] for key in ("chamfer_l1", "fscore", "normal_consistency", "hausdorff")}
     record.update({
@@ -280,6 +275,7 @@ def fit_record(shape_fit: ShapeFit, method: str) -> dict:
         "method": method,
         "precision": shape_fit.metrics["precision"],
         "recall": shape_fit.metrics["recall"],
+        **{key: shape_fit.metrics[key] for key in POINT_METRIC_NAMES if key in shape_fit.metrics},
         "seconds_per_phase": {k: float(v) for k, v in shape_fit.seconds.items()},
         "device": shape_fit.fit.device,
         "input": shape_fit.path,
@@ -294,11 +290,11 @@ def fit_record(shape_fit: ShapeFit, method: str) -> dict:
 
 
 def save_shape_fit(shape_fit: ShapeFit, out_dir, config: PipelineConfig) -> dict:
-    """Write `inr fit`'s results into `out_dir`, each file atomically, metrics.json last.
+    """Write `inr fit`'s results into `out_dir`, each file atomically, numbers before pictures.
 
     field.safetensors (metadata: method, normalisation, config, input), mesh.ply (in the
-    input's original coordinates), mesh.png (the reconstruction, normalised view), and
-    metrics.json (`fit_record`). Returns {"field", "mesh", "image", "metrics"}: the paths.
+    input's original coordinates), metrics.json (`fit_record`), then mesh.png (the
+    reconstruction, normalised view). Returns {"field", "mesh", "image", "metrics"}: the paths.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -312,9 +308,9 @@ def save_shape_fit(shape_fit: ShapeFit, out_dir, config: PipelineConfig) -> dict
     original = trimesh.Trimesh(vertices=shape_fit.normalisation.invert(np.asarray(shape_fit.mesh.vertices)),
                                faces=np.asarray(shape_fit.mesh.faces), process=False, validate=False)
     write_atomic(paths["mesh"], lambda tmp: original.export(tmp, file_type="ply"))
-    write_png(render_mesh(shape_fit.mesh), paths["image"])
     text = json.dumps(fit_record(shape_fit, method), indent=2) + "\n"
     write_atomic(paths["metrics"], lambda tmp: Path(tmp).write_text(text))
+    write_png(render_mesh(shape_fit.mesh), paths["image"])
     return paths
 
 

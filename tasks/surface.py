@@ -9,7 +9,8 @@ from prefect import task
 
 from inrcore.config import MetricsConfig, config_from_dict, config_to_dict, fingerprint
 from inrcore.fitshape import EmptySurfaceError, load_reference, measure_reconstruction, render_reference
-from inrcore.meshes import Normalisation
+from inrcore.meshes import Normalisation, load_mesh
+from inrcore.metrics import METRICS_VERSION
 from inrcore.render import render_mesh, write_png
 from inrcore.surface import marching_cubes_blocks
 
@@ -26,15 +27,19 @@ def extract_surface(shape_id: str, source: str, normalisation: dict, store_url: 
     stored normalisation); a cloud is measured with `compare_mesh_to_points` and pictured
     as splatted points.
 
-    Writes `<out_dir>/meshes/<id>.ply`, `<out_dir>/renders/<id>-{input,reconstruction}.png`
-    and the record `<out_dir>/shapes/<id>.json` (last); logs the metrics to the shape's
-    MLflow run. Reuses a record made from the same grid and metric settings.
+    Numbers before pictures: writes `<out_dir>/meshes/<id>.ply` and the record
+    `<out_dir>/shapes/<id>.json` and logs the metrics to the shape's MLflow run as soon as
+    the surface is measured, then draws `<out_dir>/renders/<id>-{input,reconstruction}.png`
+    (a reused record whose pictures are missing gets only its pictures drawn). Metrics go to
+    the run (as "eval/<name>": `inrcore.metrics.METRIC_NAMES` and the point-to-point
+    POINT_METRIC_NAMES). Reuses a record made from the same grid, metric settings and
+    metric definitions (`METRICS_VERSION`).
 
     Returns {"mesh_path", "metrics", "images", "reused", "seconds", "vertices", "faces"}.
     """
     start = time.perf_counter()
     config = config_from_dict(MetricsConfig, metrics, "metrics")
-    key = fingerprint("surface", field_fingerprint, config)
+    key = fingerprint("surface", field_fingerprint, config, METRICS_VERSION)
     out = Path(out_dir)
     record_path = out / "shapes" / f"{shape_id}.json"
     mesh_path = out / "meshes" / f"{shape_id}.ply"
@@ -42,7 +47,10 @@ def extract_surface(shape_id: str, source: str, normalisation: dict, store_url: 
               "reconstruction": str(out / "renders" / f"{shape_id}-reconstruction.png")}
     record = read_json(record_path)
     if record and record.get("fingerprint") == key and mesh_path.is_file():
-        return {**record["result"], "reused": True, "seconds": time.perf_counter() - start}
+        pictured = all(Path(path).is_file() for path in images.values())
+        if not pictured:  # a run stopped while drawing them
+            draw_pictures(load_mesh(mesh_path), load_reference(source, Normalisation.from_dict(normalisation)), images)
+        return {**record["result"], "reused": pictured, "seconds": time.perf_counter() - start}
 
     group = open_store(store_url, mode="r")[f"fields/{shape_id}"]
     sdf = group["sdf"]
@@ -58,12 +66,18 @@ def extract_surface(shape_id: str, source: str, normalisation: dict, store_url: 
     tmp = mesh_path.with_name(mesh_path.stem + ".tmp.ply")
     mesh.export(tmp)
     tmp.replace(mesh_path)
-    write_png(render_reference(reference), images["input"])
-    write_png(render_mesh(mesh), images["reconstruction"])
-    registry.log_metrics(tracking_uri, run_id, {f"eval/{k}": v for k, v in values.items()})
-    registry.log_artifact(tracking_uri, run_id, images["reconstruction"], "renders")
-
     result = {"mesh_path": str(mesh_path), "metrics": values, "images": images,
               "vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces))}
     write_json_atomic(record_path, {"fingerprint": key, "metrics_config": config_to_dict(config), "result": result})
+    registry.log_metrics(tracking_uri, run_id, {f"eval/{k}": v for k, v in values.items()})
+
+    draw_pictures(mesh, reference, images)
+    registry.log_artifact(tracking_uri, run_id, images["reconstruction"], "renders")
     return {**result, "reused": False, "seconds": time.perf_counter() - start}
+
+
+def draw_pictures(mesh, reference, images: dict) -> None:
+    """Picture the input (mesh or points) into images["input"] and the reconstruction into
+    images["reconstruction"] (PNG paths)."""
+    write_png(render_reference(reference), images["input"])
+    write_png(render_mesh(mesh), images["reconstruction"])

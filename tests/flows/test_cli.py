@@ -8,11 +8,28 @@ from flows.cli import build_parser, main, overrides_from_args, run_overrides
 from inrcore.errors import ConfigError
 
 
-def test_help_lists_commands_and_every_run_option(capsys):
+COMMANDS = ("run", "fit", "mesh", "isopoints", "render", "nerf", "scene", "nerf-run")
+
+
+def test_help_lists_each_command_once_with_what_it_does_and_an_example(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--help"])
     assert info.value.code == 0
-    assert "run      fit, evaluate, mesh and measure" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    listed = [line.split()[0] for line in lines if line.startswith("    ") and not line.startswith("     ")]
+    assert listed == list(COMMANDS)  # each once, in order, and nowhere else at the start of a line
+    for command in COMMANDS:
+        at = next(i for i, line in enumerate(lines) if line.split()[:1] == [command])
+        what = lines[at].split(None, 1)[1]
+        assert len(what) > 20  # a line saying what it does, on the command's own line
+        example = lines[at + 1].strip()
+        assert example.startswith(f"e.g. inr {command} ")  # and an example under it, which parses
+        assert build_parser().parse_args(example.split()[2:]).command == command
+    assert "fit, mesh and measure a neural SDF for every shape of a dataset" in lines[lines.index("commands:") + 2]
+    assert max(map(len, lines)) <= 80
+
+
+def test_help_lists_every_run_option(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     text = capsys.readouterr().out

@@ -70,9 +70,23 @@ def test_outputs_of_good_shapes(first_run):
     html = (out / "report.html").read_text()
     assert "spot" in html and "missing.obj: file does not exist" in html and "data:image/png;base64," in html
     for record in summary["shapes"][:2]:
+        # its loss curves, drawn from its MLflow run: the loss and its five terms, on a log axis
+        section = html[html.index(f">{record['shape_id']} <span"):]
+        section = section[:section.index("</section>")]
+        assert section.count('<svg class="curve"') == 1 and ">training loss</text>" in section
+        assert section.count("<polyline") == 6
+        for term in ("loss", "surface", "normal", "eikonal", "offsurface", "sdf"):
+            assert f'class="tick">{term}</text>' in section
+        # and each stage's own running time beside the time it waited
+        assert "<th>running s</th><th>waiting s</th>" in section
+        assert set(record["waiting"]) == set(record["seconds"]) == {"prepare", "train", "evaluate", "extract"}
+        assert all(value >= 0 for value in record["waiting"].values())
+    for record in summary["shapes"][:2]:
         metrics = record["metrics"]
         # 300 small steps: a coarse but real reconstruction of the shape.
         assert metrics["chamfer_l1"] < 0.05 and metrics["fscore"] > 0.2 and metrics["normal_consistency"] > 0.7
+        # The point-to-point figures ride along; samples lie on their surface, so never nearer.
+        assert metrics["chamfer_l1_points"] >= metrics["chamfer_l1"] - 1e-12
         assert Path(record["mesh_path"]).is_file()
         assert Path(record["images"]["input"]).is_file() and Path(record["images"]["reconstruction"]).is_file()
         assert record["model_uri"] == f"models:/tiny-{record['shape_id']}@champion"
@@ -105,6 +119,7 @@ def test_registry_and_tracking(first_run):
     run = client.get_run(spot["mlflow_run_id"])
     assert run.data.params["training.steps"] == "300"
     assert run.data.metrics["eval/chamfer_l1"] == pytest.approx(spot["metrics"]["chamfer_l1"])
+    assert run.data.metrics["eval/chamfer_l1_points"] == pytest.approx(spot["metrics"]["chamfer_l1_points"])
     curve = client.get_metric_history(spot["mlflow_run_id"], "train/loss")
     assert [m.step for m in curve] == [50, 100, 150, 200, 250, 300]
 
@@ -120,10 +135,15 @@ def test_rerun_reuses_everything_and_recovers_from_an_interrupted_stage(first_ru
         assert record["metrics"] == next(r for r in summary["shapes"] if r["shape_id"] == record["shape_id"])["metrics"]
     assert len(client.search_model_versions("name='tiny-spot'")) == versions_before
 
-    # A crash in the middle of writing spot's grid leaves its group unfinished.
+    # A crash in the middle of writing spot's grid leaves its group unfinished; one while bunny's
+    # pictures were drawn (after its metrics were recorded) leaves it without its reconstruction picture.
     root = open_store(str(out / "store.zarr"))
     root["fields/spot"].attrs.update({"complete": False})
+    bunny = next(r for r in summary["shapes"] if r["shape_id"] == "bunny")
+    Path(bunny["images"]["reconstruction"]).unlink()
     third = sdf_collection(manifest=str(collection), out_dir=str(out), workers=2, quiet=True)
+    assert third["shapes"][1]["reused"]["extract"] is False  # only its pictures drawn again
+    assert third["shapes"][1]["metrics"] == bunny["metrics"] and Path(bunny["images"]["reconstruction"]).is_file()
     spot = third["shapes"][0]
     assert spot["status"] == "ok"
     # Only the grid is computed again; the surface record depends on the same inputs, so it stands.

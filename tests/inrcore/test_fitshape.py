@@ -107,7 +107,9 @@ def test_nan_cloud_names_the_file(tmp_path):
 
 def _check_fit(result, kind: str) -> None:
     assert result.input_kind == kind
-    assert set(result.metrics) == {"chamfer_l1", "fscore", "precision", "recall", "normal_consistency", "hausdorff"}
+    assert set(result.metrics) == {"chamfer_l1", "fscore", "precision", "recall", "normal_consistency", "hausdorff",
+                                   "chamfer_l1_points", "fscore_points", "precision_points", "recall_points",
+                                   "normal_consistency_points", "hausdorff_points"}
     assert set(result.seconds) == {"prepare", "train", "extract", "metrics"}
     assert result.fit.steps == 200
     # Inside negative, outside positive (normalised coordinates: the sphere has radius 0.9).
@@ -148,3 +150,44 @@ def test_a_field_without_a_zero_level_set_is_an_error():
     with pytest.raises(EmptySurfaceError, match=r"my.xyz: the fitted field has no zero level set .* to -0\.\d+"):
         field_surface(spec, params, grid, where="my.xyz")
     assert len(field_surface(spec, params, GridConfig(resolution=16, chunk=8)).faces) > 0
+
+
+def _sphere_shape_fit() -> "ShapeFit":
+    """An untrained IGR network (geometric initialisation: about |x| - 0.5) and its surface, with
+    hand-set metrics: enough for `save_shape_fit`, without training."""
+    import torch
+
+    from inrcore.fitshape import ShapeFit
+    from inrcore.meshes import Normalisation
+    from inrcore.training import FitResult
+
+    spec, params = network_for(small_config("igr").training.network, torch.Generator().manual_seed(0))
+    fit = FitResult(spec=spec, params=params, steps=3, seconds=1.5, device="cpu",
+                    history=[{"step": 3, "seconds": 1.5, "loss": 0.25, "lr": 1e-3}])
+    metrics = {"chamfer_l1": 0.01, "fscore": 0.9, "normal_consistency": 0.95, "hausdorff": 0.05,
+               "precision": 0.8, "recall": 1.0}
+    return ShapeFit(fit=fit, mesh=field_surface(spec, params, GridConfig(resolution=16, chunk=8)), metrics=metrics,
+                    normalisation=Normalisation(center=(1.0, 2.0, 3.0), scale=2.0), input_kind="mesh",
+                    seconds={"prepare": 0.5, "train": 1.5}, path="sphere.ply")
+
+
+def test_save_shape_fit_writes_the_metrics_before_the_picture(tmp_path, monkeypatch):
+    import json
+
+    import inrcore.fitshape as fitshape
+
+    shape_fit, config = _sphere_shape_fit(), small_config("igr")
+
+    def killed(image, path):
+        raise KeyboardInterrupt("killed while drawing the picture")
+
+    monkeypatch.setattr(fitshape, "write_png", killed)
+    with pytest.raises(KeyboardInterrupt):
+        fitshape.save_shape_fit(shape_fit, tmp_path / "killed", config)
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == ["field.safetensors", "mesh.ply", "metrics.json"]
+    record = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert (record["chamfer_l1"], record["steps"], record["seconds"], record["loss"]) == (0.01, 3, 2.0, 0.25)
+
+    monkeypatch.undo()
+    paths = fitshape.save_shape_fit(shape_fit, tmp_path / "whole", config)
+    assert all(path.is_file() for path in paths.values())

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Drift check: resolve the newest versions that pyproject.toml's ranges allow (as scripts/lock.sh
+# would, into a temporary lock), install them into a throwaway environment, and run the tests that
+# drive the installed `inr` command as a user does (tests/flows/test_commands.py) there.
+# Exit status 0 when they pass with the newest versions; the checked-in requirements.lock and
+# .venv are left as they are. Prints which pins differ from requirements.lock.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+bash scripts/lock.sh "$work/latest.lock"
+echo "== newer than requirements.lock:"
+diff <(grep -E '^[A-Za-z0-9_.-]+==' requirements.lock | sed 's/ .*//' | sort) \
+     <(grep -E '^[A-Za-z0-9_.-]+==' "$work/latest.lock" | sed 's/ .*//' | sort) | grep '^>' || echo "   (none)"
+local_wheels=()
+if [ -d /opt/wheels ]; then local_wheels=(--find-links /opt/wheels); fi
+python3 -m venv "$work/venv"
+"$work/venv/bin/python" -m pip install --quiet --no-deps --require-hashes "${local_wheels[@]}" -r "$work/latest.lock"
+"$work/venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
+"$work/venv/bin/python" -m pip check
+"$work/venv/bin/python" -m pytest -q -p no:cacheprovider tests/flows/test_commands.py "$@"
