@@ -348,11 +348,7 @@ def _ascii_rows_one_by_one(tokens: list[str], at: int, element: PlyElement, path
                 positions[p.name].append(at)
                 at += 1
     _check_tokens(tokens, at, element, path)
-    layout = {}
-    for p in element.properties:
-        starts = np.asarray(positions[p.name], dtype=np.int64)
-        layout[p.name] = (np.asarray(lengths[p.name], dtype=np.int64), starts) if p.is_list else starts
-    return layout, at
+    return _layout_of(element, positions, lengths), at
 
 
 def _ascii_count(token: str, element: PlyElement, prop: PlyProperty, path) -> int:
@@ -482,11 +478,17 @@ def _binary_rows_one_by_one(data: bytes, at: int, element: PlyElement, endian: s
                 positions[p.name].append(at)
                 at += sizes[p.name]
     _check_bytes(data, at, element, path)
+    return _layout_of(element, positions, lengths), at
+
+
+def _layout_of(element: PlyElement, positions: dict, lengths: dict) -> dict:
+    """Each property's row positions as arrays: starts [N] for a scalar, (lengths [N], starts [N])
+    for a list, from the per-row `positions` and `lengths` collected while scanning."""
     layout = {}
     for p in element.properties:
         starts = np.asarray(positions[p.name], dtype=np.int64)
         layout[p.name] = (np.asarray(lengths[p.name], dtype=np.int64), starts) if p.is_list else starts
-    return layout, at
+    return layout
 
 
 def _binary_count(data: bytes, at: int, element: PlyElement, prop: PlyProperty, endian: str, path) -> int:
