@@ -294,6 +294,11 @@ def use_offline_defaults(out_dir: str, verbose: bool = False) -> None:
         "MLFLOW_LOGGING_LEVEL": "INFO" if verbose else "WARNING",
         "DO_NOT_TRACK": "1",
         "DASK_LOGGING__DISTRIBUTED": "info" if verbose else "warning",
+        # Progress lines go to the flow run's logger at INFO (flows.stages.progress_printer): the
+        # API (a server's UI, the temporary server's database) gets them, the console only
+        # warnings, since the lines are printed once already.
+        "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL": "INFO",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO" if verbose else "WARNING",
         # A shape's failure is reported on its progress line and in the summary; the task
         # engine's traceback for it (in the worker processes too) only with --verbose.
         "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "INFO" if verbose else "CRITICAL",

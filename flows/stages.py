@@ -18,10 +18,32 @@ from inrcore.errors import InrflowError
 
 
 def progress_printer(quiet: bool) -> Callable[[str], None]:
-    """Where a flow's progress lines go: standard error, or nowhere when quiet."""
-    if quiet:
-        return lambda text: None
-    return lambda text: print(text, file=sys.stderr, flush=True)
+    """Where a flow's progress lines go: the flow run's logger (so a Prefect server's UI shows
+    them, whether or not `quiet`) and standard error (unless `quiet`).
+
+    The lines are logged at INFO: the command line's offline defaults let the flow-run logger
+    pass INFO to the API while the console handler shows warnings only (`--verbose`: all), so
+    the terminal gets each line once, from here.
+    """
+    def say(text: str) -> None:
+        logger = run_logger()
+        if logger is not None:
+            logger.info(text)
+        if not quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    return say
+
+
+def run_logger():
+    """Prefect's logger of the current flow or task run, or None outside a run."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return None
 
 
 def new_record(shape_id: str, source: str, **fields) -> dict:

@@ -119,6 +119,25 @@ def test_inr_run_the_demo_exits_0_with_summary_store_report_and_models(demo_run)
     assert all(shape in report for shape in ("bunny", "fandisk", "spot"))
 
 
+def test_inr_run_progress_reaches_prefects_api_and_the_terminal_once(demo_run):
+    cwd, done = demo_run
+    assert done.returncode == 0, done.stderr[-3000:]
+    import sqlite3
+
+    # The temporary server kept its database in the run folder's Prefect home: the flow run's
+    # logs there are what a Prefect server's UI shows.
+    database = sqlite3.connect(cwd / "runs" / "demo" / "prefect" / "prefect.db")
+    try:
+        logged = [message for (message,) in database.execute("SELECT message FROM log")]
+    finally:
+        database.close()
+    for shape in ("bunny", "fandisk", "spot"):
+        for stage in ("prepare", "train", "evaluate", "extract"):
+            assert sum(shape in m and f" {stage} " in m and "done" in m for m in logged) == 1, (shape, stage)
+    printed = [line for line in done.stderr.splitlines() if " bunny " in line and " train " in line]
+    assert len(printed) == 1 and "INFO" not in printed[0]
+
+
 def test_inr_run_models_load_by_alias_in_a_fresh_process(demo_run):
     cwd, done = demo_run
     assert done.returncode == 0, done.stderr[-3000:]
