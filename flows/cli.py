@@ -164,15 +164,28 @@ def fit_command(args: argparse.Namespace) -> int:
 
     from inrcore.fitshape import fit_record, fit_shape, save_shape_fit
 
+    from .progress import ProgressLine
+
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
-    of_steps = "" if args.seconds is not None else f"/{config.training.steps}"
+    training = config.training
+    of_steps = "" if args.seconds is not None else f"/{training.steps}"
+    bar = None if args.quiet else ProgressLine(sys.stderr)
 
     def log(entry: dict) -> None:
-        say(f"inr fit: step {entry['step']:>6}{of_steps}  loss {entry['loss']:.5g}  {entry['seconds']:.1f}s")
+        if bar is not None:
+            done = entry["step"] / training.steps
+            if training.seconds:
+                done = max(done, entry["seconds"] / training.seconds)
+            bar.update(done, f"inr fit: step {entry['step']:>6}{of_steps}  loss {entry['loss']:.5g}  "
+                             f"{entry['seconds']:.1f}s")
 
-    say(f"inr fit: {args.shape} with {config.training.network.kind} -> {args.out}")
+    say(f"inr fit: {args.shape} with {training.network.kind} -> {args.out}")
     try:
-        result = fit_shape(args.shape, config, on_log=log)
+        try:
+            result = fit_shape(args.shape, config, on_log=log)
+        finally:
+            if bar is not None:
+                bar.close()
         save_shape_fit(result, args.out, config)
     except (ShapeError, ConfigError) as exc:
         print(f"inr: {exc}", file=sys.stderr)

@@ -133,7 +133,16 @@ def train_command(args: argparse.Namespace) -> int:
     from tasks.nerf import scene_fingerprint
     from tasks.store import write_json_atomic
 
-    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    from .progress import ProgressLine
+
+    bar = None if args.quiet else ProgressLine(sys.stderr)
+
+    def say(text: str) -> None:
+        """A line of its own, below the progress bar."""
+        if bar is not None:
+            bar.close()
+            print(text, file=sys.stderr, flush=True)
+
     try:
         device = resolve_device(config.device)
         train = load_scene_split(args.dataset, "train", args.downscale)
@@ -152,8 +161,12 @@ def train_command(args: argparse.Namespace) -> int:
     sampled: dict[str, float] = {}
 
     def on_log(entry: dict) -> None:
-        say(f"inr nerf: step {entry['step']:>6}  loss {entry['loss']:.5f}  train PSNR {entry['psnr']:.2f}  "
-            f"{entry['seconds']:.1f}s  {entry['samples']} samples")
+        if bar is not None:
+            done = entry["step"] / config.steps
+            if config.seconds:
+                done = max(done, entry["seconds"] / config.seconds)
+            bar.update(done, f"inr nerf: step {entry['step']:>6}  loss {entry['loss']:.5f}  train PSNR "
+                             f"{entry['psnr']:.2f}  {entry['seconds']:.1f}s  {entry['samples']} samples")
 
     def on_eval(step: int, metrics: dict, images: list) -> None:
         sampled["psnr"] = metrics["psnr"]
