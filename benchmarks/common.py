@@ -50,5 +50,6 @@ def load_saved_mesh(path: Path):
 
 
 def metric_figures(metrics: dict) -> dict:
-    """Metric figures as benchmark results keep them: plain floats rounded to 5 decimals."""
-    return {k: round(float(v), 5) for k, v in metrics.items()}
+    """Metric figures as benchmark results keep them: plain floats to 5 significant figures (exact
+    distances of good fits are ~1e-4, where 5 decimals would keep one or two digits)."""
+    return {k: float(f"{float(v):.5g}") for k, v in metrics.items()}
