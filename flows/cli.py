@@ -164,6 +164,8 @@ def fit_command(args: argparse.Namespace) -> int:
 
     from inrcore.fitshape import fit_record, fit_shape, save_shape_fit
 
+    from inrcore.config import budget_progress
+
     from .progress import ProgressLine
 
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
@@ -173,9 +175,7 @@ def fit_command(args: argparse.Namespace) -> int:
 
     def log(entry: dict) -> None:
         if bar is not None:
-            done = entry["step"] / training.steps
-            if training.seconds:
-                done = max(done, entry["seconds"] / training.seconds)
+            done = budget_progress(entry["step"], entry["seconds"], training.steps, training.seconds)
             bar.update(done, f"inr fit: step {entry['step']:>6}{of_steps}  loss {entry['loss']:.5g}  "
                              f"{entry['seconds']:.1f}s")
 

@@ -105,7 +105,7 @@ def train_command(args: argparse.Namespace) -> int:
     "trained": steps, seconds, the last training and sampled test PSNR), after measuring the
     test views ("measured": psnr, ssim), and after the pictures ("complete": their paths).
     """
-    from inrcore.config import NerfConfig, NerfPicturesConfig, config_replace
+    from inrcore.config import NerfConfig, NerfPicturesConfig, budget_progress, config_replace
     from inrcore.errors import ConfigError, InrflowError
 
     from .cli import overrides_from_set
@@ -162,9 +162,7 @@ def train_command(args: argparse.Namespace) -> int:
 
     def on_log(entry: dict) -> None:
         if bar is not None:
-            done = entry["step"] / config.steps
-            if config.seconds:
-                done = max(done, entry["seconds"] / config.seconds)
+            done = budget_progress(entry["step"], entry["seconds"], config.steps, config.seconds)
             bar.update(done, f"inr nerf: step {entry['step']:>6}  loss {entry['loss']:.5f}  train PSNR "
                              f"{entry['psnr']:.2f}  {entry['seconds']:.1f}s  {entry['samples']} samples")
 

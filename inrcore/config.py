@@ -414,6 +414,15 @@ def config_from_dict(cls: type[T], data: Optional[Mapping[str, Any]], where: str
     return config
 
 
+def budget_progress(step: int, elapsed: float, steps: int, seconds: Optional[float]) -> float:
+    """How far a run capped at `steps` and, when `seconds` is given, at that much wall time has
+    come, 0 to 1: by steps, or by wall time when the time budget is nearer."""
+    progress = step / steps
+    if seconds is not None:
+        progress = max(progress, elapsed / seconds)
+    return min(progress, 1.0)
+
+
 def config_replace(config: T, overrides: Mapping[str, Any], where: str = "overrides") -> T:
     """Return `config` with nested `overrides` applied (e.g. {"training": {"steps": 10}})."""
     merged = _deep_merge(config_to_dict(config), overrides)

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from .config import NerfConfig, NerfPicturesConfig, config_from_dict, config_to_dict, fingerprint
+from .config import NerfConfig, NerfPicturesConfig, budget_progress, config_from_dict, config_to_dict, fingerprint
 from .files import write_atomic
 from .imagemetrics import psnr, ssim
 from .nerf import NerfRenderer, NgpRenderer, build_renderer, render_rays_in_chunks
@@ -153,7 +153,7 @@ def train_radiance_field(
     train_mode(True)
     clock = time.perf_counter()
     while step < config.steps and (config.seconds is None or elapsed < config.seconds):
-        progress = max(step / config.steps, elapsed / config.seconds if config.seconds else 0.0)
+        progress = budget_progress(step, elapsed, config.steps, config.seconds)
         lr = learning_rate(config, progress)
         for group in optimizer.param_groups:
             group["lr"] = lr

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from .config import TrainConfig
+from .config import TrainConfig, budget_progress
 from .idf import apply_idf_stage, idf_param_groups, idf_stage_at, staged_idf_loss
 from .isopoints import IsoPoints, bilateral_weights_from_isopoints, extract_isopoints, isopoints_due, jittered, normals_from_neighbours
 from .losses import gradient_of_field, igr_sdf_loss, siren_sdf_loss
@@ -37,11 +37,8 @@ class FitResult:
 
 
 def training_progress(step: int, elapsed: float, config: TrainConfig) -> float:
-    """How far the run is, 0 to 1: by steps, or by wall time when a time budget is nearer."""
-    progress = step / config.steps
-    if config.seconds is not None:
-        progress = max(progress, elapsed / config.seconds)
-    return min(progress, 1.0)
+    """How far the run is, 0 to 1 (`budget_progress` of its steps and time budget)."""
+    return budget_progress(step, elapsed, config.steps, config.seconds)
 
 
 def time_is_up(step: int, elapsed: float, config: TrainConfig) -> bool:

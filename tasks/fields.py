@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import dask
 import numpy as np
@@ -15,7 +14,7 @@ from inrcore.networks import field_spec_from_json, field_spec_to_json, resolve_d
 from . import registry
 from .options import retry_unless_bad_input
 from .store import finished_attrs, fresh_group, mark_finished, open_store, remove_group
-from .timing import TaskClock
+from .timing import TaskClock, timed
 
 
 @task(name="evaluate-field", retries=1, retry_condition_fn=retry_unless_bad_input)
@@ -85,10 +84,11 @@ def store_grid(group, name: str, weights, config: GridConfig):
 
 def _evaluate_into(weights: dict, grid: dict, block, array) -> tuple[float, float]:
     """Evaluate one block of the grid and write it into its own chunk of `array` (a Zarr array);
-    returns the wall-clock interval (time.time() before, after) this took."""
-    begin = time.time()
-    array[block] = _block_values(weights, grid, block)
-    return begin, time.time()
+    returns the wall-clock interval this took (`timed`)."""
+    def write() -> None:
+        array[block] = _block_values(weights, grid, block)
+
+    return timed(write)[1]
 
 
 def _block_values(weights: dict, grid: dict, block) -> np.ndarray:

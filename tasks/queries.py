@@ -22,7 +22,7 @@ from . import registry
 from .fields import compute_on_cluster, store_grid
 from .options import retry_unless_bad_input
 from .store import finished_attrs, fresh_group, mark_finished, open_store, read_json, remove_group, write_json_atomic
-from .timing import TaskClock
+from .timing import TaskClock, timed
 
 
 @task(name="range-mesh", retries=1, retry_condition_fn=retry_unless_bad_input)
@@ -137,12 +137,13 @@ def _dense_fallback(group, weights, config: RangeMeshConfig):
 def _leaf_values_into(weights: dict, plan: RangeMeshPlan, leaves: np.ndarray, values, part: slice,
                       batch_points: int) -> tuple[int, tuple[float, float]]:
     """Sample `leaves` (rows `part` of the plan's leaves) and write them into values[part], their own
-    Zarr chunk; returns the point evaluations and the wall-clock interval (time.time() before,
-    after) this took."""
-    begin = time.time()
-    sampled, count = _leaf_values(weights, plan, leaves, batch_points)
-    values[part] = sampled
-    return count, (begin, time.time())
+    Zarr chunk; returns the point evaluations and the wall-clock interval this took (`timed`)."""
+    def sample_and_write() -> int:
+        sampled, count = _leaf_values(weights, plan, leaves, batch_points)
+        values[part] = sampled
+        return count
+
+    return timed(sample_and_write)
 
 
 def _leaf_values(weights: dict, plan: RangeMeshPlan, leaves: np.ndarray, batch_points: int) -> tuple[np.ndarray, int]:

@@ -102,3 +102,12 @@ def test_nerf_pictures_config_defaults_and_the_pipeline_section():
 def test_nerf_pictures_config_bad_values(data, message):
     with pytest.raises(ConfigError, match=message):
         config_from_dict(NerfPicturesConfig, data, "pictures")
+
+
+def test_budget_progress_by_steps_or_the_nearer_time_budget():
+    from inrcore.config import budget_progress
+
+    assert budget_progress(25, 999.0, 100, None) == 0.25  # no time budget: steps alone
+    assert budget_progress(25, 30.0, 100, 60.0) == 0.5  # the clock is nearer its budget
+    assert budget_progress(50, 6.0, 100, 60.0) == 0.5
+    assert budget_progress(10, 120.0, 100, 60.0) == 1.0  # capped at 1
