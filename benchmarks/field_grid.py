@@ -21,8 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
+
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
@@ -48,11 +50,10 @@ def main(argv=None) -> int:
     from distributed import Client, LocalCluster
 
     from flows.pipeline import configure_local_workers
-
-    from inrcore.config import GridConfig, NetworkConfig, config_to_dict
-    from inrcore.networks import init_siren_params, siren_spec
-    from inrcore.surface import marching_cubes_blocks
-    from inrcore.weights import load_field
+    from inrcore.fields.networks import init_siren_params, siren_spec
+    from inrcore.fields.weights import load_field
+    from inrcore.geometry.marching import marching_cubes_blocks
+    from inrcore.settings import GridConfig, config_to_dict
     from tasks import registry
     from tasks.fields import evaluate_field
     from tasks.store import open_store
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
     if args.weights:
         spec, params, _ = load_field(args.weights)
     else:
-        spec = siren_spec(NetworkConfig(width=args.width, layers=args.layers))
+        spec = siren_spec(width=args.width, layers=args.layers)
         params = init_siren_params(spec, torch.Generator().manual_seed(0))
     grid = GridConfig(resolution=args.resolution, chunk=args.chunk)
 

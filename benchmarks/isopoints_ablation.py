@@ -6,7 +6,7 @@ are drawn from it with a fixed seed:
   sparse  `--sparse-points` area-weighted surface points with their true normals;
   noisy   `--noisy-points` surface points moved by Gaussian noise of standard deviation
           `--noise` x the bounding-box diagonal, normals estimated from the noisy points
-          (`inrcore.pointclouds.estimate_normals`: PCA of 16 neighbours, spanning-tree orientation);
+          (`inrcore.geometry.pointclouds.estimate_normals`: PCA of 16 neighbours, spanning-tree orientation);
   outliers the noisy cloud plus `--outliers` x as many points again drawn uniformly in the
           mesh's bounding box grown by 10%, normals estimated from the whole cloud.
 
@@ -22,7 +22,7 @@ result) with the same seed, once per variant:
                  library's defaults for `training.isopoints`
 
 The field is meshed on a `--resolution`^3 grid and measured against the true mesh
-(`inrcore.metrics.compare_meshes`: Chamfer-L1, F-score at 1% of the diagonal, normal
+(`inrcore.geometry.metrics.compare_meshes`: Chamfer-L1, F-score at 1% of the diagonal, normal
 consistency, Hausdorff; distances in units of the longest bounding-box side). Rows are written to
 `--out` after every run, and rows already there with the same settings are reused, so an
 interrupted run resumes.
@@ -39,8 +39,10 @@ import sys
 import time
 from pathlib import Path
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_result  # noqa: E402
+
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = {"bunny": "datasets/meshes/bunny.obj", "fandisk": "datasets/meshes/fandisk.obj",
@@ -57,9 +59,9 @@ def make_cloud(shape: str, cloud: str, args):
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
-    from inrcore.meshes import load_mesh, normalise_mesh
-    from inrcore.pointclouds import estimate_normals
-    from inrcore.sampling import sample_surface
+    from inrcore.geometry.meshes import load_mesh, normalise_mesh
+    from inrcore.geometry.pointclouds import estimate_normals
+    from inrcore.geometry.sampling import sample_surface
 
     mesh, _ = normalise_mesh(load_mesh(ROOT / SHAPES[shape]), 0.9)
     rng = np.random.default_rng(args.seed)
@@ -85,16 +87,15 @@ def make_cloud(shape: str, cloud: str, args):
 
 def run_one(shape: str, cloud: str, variant: str, args) -> dict:
     """Fit one cloud with one variant; its metrics and counts."""
-    import numpy as np
     import torch
 
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(ROOT))
-    from inrcore.config import GridConfig, SamplingConfig, TrainConfig, config_from_dict
-    from inrcore.fitshape import field_surface
-    from inrcore.metrics import compare_meshes
-    from inrcore.sampling import sample_point_cloud
-    from inrcore.training import fit_sdf
+    from inrcore.geometry.metrics import compare_meshes
+    from inrcore.geometry.sampling import sample_point_cloud
+    from inrcore.sdf.fitshape import field_surface
+    from inrcore.sdf.training import fit_sdf
+    from inrcore.settings import GridConfig, SamplingConfig, TrainConfig, config_from_dict
 
     mesh, points, normals, facts = make_cloud(shape, cloud, args)
     samples = sample_point_cloud(points, normals, SamplingConfig(seed=args.seed))

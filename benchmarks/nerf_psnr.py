@@ -1,6 +1,6 @@
 """PSNR against training time for radiance fields on a scene rendered from a mesh.
 
-Each run: render the mesh into a Blender-format scene (`inrcore.meshscenes`, 100 training and
+Each run: render the mesh into a Blender-format scene (`inrcore.nerf.meshscenes`, 100 training and
 20 test views of SIZE x SIZE), train one model for a wall-time budget, measuring PSNR/SSIM on
 `--curve-views` test views every `--eval-every` steps (the training clock pauses for these),
 then on all test views at the end. Runs are written to the JSON file as they finish.
@@ -23,17 +23,19 @@ import tempfile
 import time
 from pathlib import Path
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
 from benchmarks.common import write_result  # noqa: E402
-from inrcore.config import MeshSceneConfig, NerfConfig  # noqa: E402
-from inrcore.meshscenes import scene_from_mesh  # noqa: E402
-from inrcore.nerftrain import evaluate_views, train_radiance_field  # noqa: E402
-from inrcore.networks import resolve_device  # noqa: E402
-from inrcore.raybatches import in_memory_ray_batches  # noqa: E402
-from inrcore.scenes import load_scene_split  # noqa: E402
+from inrcore.device import resolve_device
+from inrcore.nerf.meshscenes import scene_from_mesh
+from inrcore.nerf.pictures import evaluate_views
+from inrcore.nerf.raybatches import in_memory_ray_batches
+from inrcore.nerf.scenes import load_scene_split
+from inrcore.nerf.training import train_radiance_field
+from inrcore.settings import MeshSceneConfig, NerfConfig
 
 
 def model_settings(name: str, args) -> dict:

@@ -1,4 +1,4 @@
-"""Benchmark: range-bound meshing (`inrcore.rangemesh.range_mesh`) against dense marching cubes.
+"""Benchmark: range-bound meshing (`inrcore.queries.rangemesh.range_mesh`) against dense marching cubes.
 
 For each fitted field (a .safetensors weights file, e.g. `inr fit`'s field.safetensors) and each
 lattice resolution, meshes the field densely (every lattice point evaluated) and by range analysis
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
@@ -64,8 +65,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from inrcore.rangemesh import dense_mesh, range_mesh
-    from inrcore.weights import load_field
+    from inrcore.fields.weights import load_field
+    from inrcore.queries.rangemesh import dense_mesh, range_mesh
 
     torch.set_num_threads(args.threads)
     rows = []

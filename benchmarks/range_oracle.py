@@ -2,7 +2,7 @@
 
 For each fitted field (a .safetensors weights file):
 
-1. **Predicted plans.** `inrcore.rangemesh.estimate_range_mesh` for each LEAF:MODE:K setting at
+1. **Predicted plans.** `inrcore.queries.rangemesh.estimate_range_mesh` for each LEAF:MODE:K setting at
    the given resolution: the share of sampled boxes certified per level, the predicted boxes,
    leaves and cost, and the measured cost of one box bound in point evaluations.
 2. **Sampled-range oracle.** The field sampled on a (2 * blocks + 1)^3 grid, every leaf block of
@@ -24,6 +24,7 @@ import math
 import sys
 from pathlib import Path
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 
@@ -32,7 +33,7 @@ def sampled_grid(spec, params, n: int, bound: float = 1.0):
     """Field values on an n^3 grid spanning [-bound, bound]^3, slab by slab: float32 [n, n, n]."""
     import numpy as np
 
-    from inrcore.fields import evaluate_points
+    from inrcore.fields.evaluation import evaluate_points
 
     axis = np.linspace(-bound, bound, n, dtype=np.float32)
     values = np.empty((n, n, n), np.float32)
@@ -86,8 +87,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from inrcore.rangemesh import estimate_range_mesh
-    from inrcore.weights import load_field
+    from inrcore.fields.weights import load_field
+    from inrcore.queries.rangemesh import estimate_range_mesh
 
     torch.set_num_threads(args.threads)
     blocks = math.ceil((args.resolution - 1) / args.leaf)

@@ -17,8 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
+
 
 MODES = [("interval", None), ("affine", 3), ("affine", 8), ("affine", 32), ("affine", None)]
 
@@ -32,12 +34,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="benchmarks/results/range_tightness.json")
     args = parser.parse_args(argv)
 
-    import numpy as np
     import torch
 
-    from inrcore.arithmetic import bound_of
-    from inrcore.fields import evaluate_points
-    from inrcore.weights import load_field
+    from inrcore.fields.evaluation import evaluate_points
+    from inrcore.fields.weights import load_field
+    from inrcore.queries.bounds import bound_of
 
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)

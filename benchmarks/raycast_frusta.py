@@ -2,7 +2,7 @@
 
 A SIREN (3 sine layers of 64 by default) is fitted to datasets/meshes/bunny.obj for a fixed
 number of steps (the weights are cached in --cache, so reruns skip training), then depth and
-normal images are rendered with `inrcore.raycast.render_field` by each method: "ray"
+normal images are rendered with `inrcore.queries.frusta.render_field` by each method: "ray"
 (range-bound casting of every pixel), "frusta" (tiles of pixels certified together, split down
 to pixels, 16 x 16 initial tiles) and "sphere" (sphere tracing: not guaranteed for a fitted
 SIREN, which is only roughly a distance field, and indeed it passes through the surface in
@@ -44,8 +44,10 @@ import tempfile
 import time
 from pathlib import Path
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
+
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,12 +57,12 @@ def fitted_field(args):
     """The cached SIREN for these settings, fitted (and cached) if missing: (spec, params, info)."""
     import torch
 
-    from inrcore.config import PipelineConfig, config_replace
-    from inrcore.fitshape import load_shape_input
-    from inrcore.methods import method_overrides
-    from inrcore.sampling import known_distances
-    from inrcore.training import fit_sdf
-    from inrcore.weights import load_field, save_field
+    from inrcore.fields.weights import load_field, save_field
+    from inrcore.geometry.sampling import known_distances
+    from inrcore.sdf.fitshape import load_shape_input
+    from inrcore.sdf.methods import method_overrides
+    from inrcore.sdf.training import fit_sdf
+    from inrcore.settings import PipelineConfig, config_replace
 
     key = f"{Path(args.mesh).stem}-siren{args.width}x{args.layers}-{args.train_steps}steps-seed{args.seed}"
     cache = Path(args.cache) / f"raycast-{key}.safetensors"
@@ -100,7 +102,7 @@ def strided_ray_row(spec, params, camera, options, stride: int, frusta) -> dict:
     """Per-ray casting of every `stride`-th row and column; steps and seconds scaled to the image."""
     import torch
 
-    from inrcore.raycast import cast_rays
+    from inrcore.queries.raycast import cast_rays
 
     device, dtype = next(iter(params.values())).device, next(iter(params.values())).dtype
     height, width = camera.size
@@ -159,8 +161,9 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from inrcore.networks import resolve_device
-    from inrcore.raycast import CastOptions, orthographic_camera, render_field, write_render
+    from inrcore.device import resolve_device
+    from inrcore.queries.frusta import orthographic_camera, render_field, write_render
+    from inrcore.queries.raycast import CastOptions
 
     device = resolve_device(args.device)
     spec, params, field_info = fitted_field(args)

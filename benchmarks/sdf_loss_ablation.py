@@ -3,7 +3,7 @@
 Fits one mesh twice with the demo's settings (same samples, same seed), once with
 `loss.sdf = 0` and once with the default, in two processes side by side (one torch thread
 each, as the pipeline's Dask workers run), evaluates each field on a 128^3 grid, meshes it
-and measures it against the input (`inrcore.metrics.compare_meshes`: point-to-surface figures,
+and measures it against the input (`inrcore.geometry.metrics.compare_meshes`: point-to-surface figures,
 and the point-to-point ones as "<name>_points"). Writes one JSON file, and next to it each
 fitted field and mesh as `<out>-sdf<weight>.safetensors` / `.npz` (`common.save_mesh`: exact
 float64 vertices in the normalised coordinates they were measured in).
@@ -25,14 +25,15 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_saved_mesh, metric_figures, save_mesh, write_result  # noqa: E402
 
 
 def reference_mesh(mesh_path: str):
     """The input mesh normalised as the fits saw it."""
-    from inrcore.config import SamplingConfig
-    from inrcore.meshes import load_mesh, normalise_mesh
+    from inrcore.geometry.meshes import load_mesh, normalise_mesh
+    from inrcore.settings import SamplingConfig
 
     return normalise_mesh(load_mesh(mesh_path), SamplingConfig().extent)[0]
 
@@ -43,19 +44,20 @@ def fit_and_measure(mesh_path: str, steps: int, sdf_weight: float, resolution: i
     import torch
 
     torch.set_num_threads(1)
-    from inrcore.config import GridConfig, SamplingConfig, TrainConfig, config_replace, config_to_dict
-    from inrcore.fields import evaluate_grid_block, grid_blocks, grid_spacing
+    from inrcore.fields.evaluation import evaluate_grid_block
+    from inrcore.fields.weights import save_field
     from inrcore.files import make_readable
-    from inrcore.metrics import METRICS_VERSION, compare_meshes
-    from inrcore.sampling import sample_sdf
-    from inrcore.surface import marching_cubes_blocks
-    from inrcore.weights import save_field
+    from inrcore.geometry.grids import grid_blocks, grid_spacing
+    from inrcore.geometry.marching import marching_cubes_blocks
+    from inrcore.geometry.metrics import METRICS_VERSION, compare_meshes
+    from inrcore.geometry.sampling import sample_sdf
+    from inrcore.settings import GridConfig, SamplingConfig, TrainConfig, config_replace, config_to_dict
 
     mesh = reference_mesh(mesh_path)
     samples = sample_sdf(mesh, SamplingConfig(n_surface=50_000, n_near=40_000, n_uniform=20_000))
     config = config_replace(TrainConfig(steps=steps), {"loss": {"sdf": sdf_weight}})
     n = samples.n_surface
-    from inrcore.training import fit_sdf
+    from inrcore.sdf.training import fit_sdf
 
     start = time.perf_counter()
     result = fit_sdf(samples.points[:n], samples.normals[:n], samples.points[n:], config, volume_sdf=samples.sdf[n:])
@@ -80,7 +82,7 @@ def fit_and_measure(mesh_path: str, steps: int, sdf_weight: float, resolution: i
 
 def rescore(out: Path) -> dict:
     """Measure the saved meshes of `out`'s runs again and rewrite `out`; {"rescored", "skipped"}."""
-    from inrcore.metrics import METRIC_NAMES, METRICS_VERSION, POINT_METRIC_NAMES, compare_meshes
+    from inrcore.geometry.metrics import METRIC_NAMES, METRICS_VERSION, POINT_METRIC_NAMES, compare_meshes
 
     report = json.loads(out.read_text())
     reference = reference_mesh(report["mesh"])
@@ -115,7 +117,7 @@ def main(argv=None) -> int:
         rescore(Path(args.out))
         return 0
 
-    from inrcore.config import LossConfig
+    from inrcore.settings import LossConfig
 
     weights = [0.0, LossConfig().sdf]
     stems = [str(Path(args.out).with_suffix("")) + f"-sdf{weight:g}" for weight in weights]

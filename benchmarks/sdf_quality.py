@@ -4,11 +4,11 @@ For each (shape, method) the mesh is normalised and sampled as the pipeline does
 is fitted for `--seconds` of wall time (the learning-rate schedule follows the clock), then
 evaluated on a `--resolution`^3 grid, meshed and measured against the input mesh
 (Chamfer-L1, F-score at 1% of the diagonal, normal consistency, Hausdorff; see
-inrcore.metrics: exact point-to-surface figures, and the point-to-point ones of earlier
+inrcore.geometry.metrics: exact point-to-surface figures, and the point-to-point ones of earlier
 versions as "<name>_points"). Each run is one process pinned to `--cores-per-job` cores with
 as many torch threads, and writes one JSON row to `--rows`; rows already there are reused, so
 an interrupted benchmark resumes. Next to each row `<shape>-<method>-<device>.json` it keeps
-the fitted field (`.safetensors`, `inrcore.weights.save_field`, with the normalisation and
+the fitted field (`.safetensors`, `inrcore.fields.weights.save_field`, with the normalisation and
 config in its metadata) and the extracted mesh (`.npz`: float64 `vertices` [V, 3] in normalised
 coordinates, as measured, and int64 `faces` [F, 3]; exact, where a PLY would round the
 vertices to float32 and move the figures by ~1e-6), both written before the row. `--out`
@@ -19,7 +19,7 @@ BENCHMARKS.md, with the IDF-minus-SIREN margins of every figure.
         --rows benchmarks/results/sdf_quality_rows --out benchmarks/results/sdf_quality.json
 
 `--rescore` fits nothing: it measures the saved mesh of every selected row again with the
-current `inrcore.metrics` (re-extracting it from the saved field when only that is there),
+current `inrcore.geometry.metrics` (re-extracting it from the saved field when only that is there),
 replaces the row's metric figures and records `metrics_version`; rows with neither are
 listed as skipped. With `--out` it then gathers as usual:
 
@@ -28,7 +28,7 @@ listed as skipped. With `--out` it then gathers as usual:
 
 Methods: siren, idf, igr, relu-pe (the `inr fit --method` names) and relu (a ReLU MLP
 without positional encoding: relu-pe with zero frequencies), each with
-`inrcore.methods.method_overrides`.
+`inrcore.sdf.methods.method_overrides`.
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ import sys
 import time
 from pathlib import Path
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_saved_mesh, machine, metric_figures, save_mesh, write_result  # noqa: E402
+
 
 ROOT = Path(__file__).resolve().parent.parent
 SHAPES = {"bunny": "datasets/meshes/bunny.obj", "fandisk": "datasets/meshes/fandisk.obj",
@@ -62,12 +64,12 @@ def run_one(shape: str, method: str, seconds: float, device: str, resolution: in
 
     torch.set_num_threads(threads)
     sys.path.insert(0, str(ROOT))
-    from inrcore.config import PipelineConfig, config_replace, config_to_dict
+    from inrcore.fields.weights import save_field
     from inrcore.files import make_readable
-    from inrcore.fitshape import fit_shape
-    from inrcore.methods import method_overrides
-    from inrcore.metrics import METRICS_VERSION
-    from inrcore.weights import save_field
+    from inrcore.geometry.metrics import METRICS_VERSION
+    from inrcore.sdf.fitshape import fit_shape
+    from inrcore.sdf.methods import method_overrides
+    from inrcore.settings import PipelineConfig, config_replace, config_to_dict
 
     overrides = method_overrides("relu-pe" if method == "relu" else method)
     budget = {"steps": steps, "seconds": None} if steps else {"steps": 10**9, "seconds": seconds}
@@ -104,12 +106,18 @@ def rescore(rows: Path, shapes: list[str], methods: list[str]) -> dict:
     Returns {"rescored": [row names], "skipped": {row name: why}}.
     """
     sys.path.insert(0, str(ROOT))
-    from inrcore.config import MetricsConfig, PipelineConfig, config_from_dict
+    from inrcore.fields.weights import load_field
     from inrcore.files import write_atomic
-    from inrcore.fitshape import field_surface, load_reference, measure_reconstruction, normalisation_of, read_shape
-    from inrcore.meshes import Normalisation
-    from inrcore.metrics import METRIC_NAMES, METRICS_VERSION, POINT_METRIC_NAMES
-    from inrcore.weights import load_field
+    from inrcore.geometry.meshes import Normalisation
+    from inrcore.geometry.metrics import METRIC_NAMES, METRICS_VERSION, POINT_METRIC_NAMES
+    from inrcore.sdf.fitshape import (
+        field_surface,
+        load_reference,
+        measure_reconstruction,
+        normalisation_of,
+        read_shape,
+    )
+    from inrcore.settings import MetricsConfig, PipelineConfig, config_from_dict
 
     done, skipped = [], {}
     for path in sorted(rows.glob("*.json")):

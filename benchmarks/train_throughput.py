@@ -1,5 +1,5 @@
 """Benchmark: training throughput, shape by shape (`fit_sdf`) against stacked-weight batches
-(`inrcore.batched.fit_sdf_batch`), in shape-steps per second on one device.
+(`inrcore.sdf.batched.fit_sdf_batch`), in shape-steps per second on one device.
 
 Shape by shape is measured once on --baseline-shapes shapes (its rate does not depend on
 how many shapes a collection has); each batch size in --sizes is measured on that many
@@ -12,7 +12,7 @@ shapes trained together. Every fit uses the same TrainConfig: by default the pip
 
 The shapes are analytic by default (spheres and tori of different sizes and positions, with
 exact normals and signed distances), so the script needs torch, numpy and scipy only.
---meshes samples the given mesh files with `inrcore.sampling` instead (needs libigl and
+--meshes samples the given mesh files with `inrcore.geometry.sampling` instead (needs libigl and
 trimesh; without them it says so and uses the analytic shapes).
 """
 
@@ -26,9 +26,11 @@ import time
 import types
 from pathlib import Path
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import write_result  # noqa: E402
+
 
 MESH_LIBRARIES = ("igl", "trimesh")
 
@@ -45,7 +47,7 @@ def placeholder_module(name: str) -> types.ModuleType:
 
 
 def allow_training_without_mesh_libraries() -> list[str]:
-    """`inrcore.training` imports `inrcore.sampling`, which imports libigl and trimesh for
+    """`inrcore.sdf.training` imports `inrcore.geometry.sampling`, which imports libigl and trimesh for
     sampling meshes; training never calls them. Register stand-ins for the missing ones (a
     bare GPU image may have neither) and return their names."""
     missing = []
@@ -129,10 +131,10 @@ def analytic_shape(index: int, n_surface: int, n_near: int, n_uniform: int, seed
 
 
 def mesh_shapes(paths: list[str], count: int):
-    """`count` shapes sampled from the mesh files (cycling through them) with `inrcore.sampling`."""
-    from inrcore.config import SamplingConfig
-    from inrcore.meshes import load_mesh, normalise_mesh
-    from inrcore.sampling import sample_sdf
+    """`count` shapes sampled from the mesh files (cycling through them) with `inrcore.geometry.sampling`."""
+    from inrcore.geometry.meshes import load_mesh, normalise_mesh
+    from inrcore.geometry.sampling import sample_sdf
+    from inrcore.settings import SamplingConfig
 
     shapes = []
     for index in range(count):
@@ -152,7 +154,7 @@ def shapes_for(count: int, meshes: list[str], missing_libraries: list[str]):
     if meshes:
         print(f"--meshes needs {' and '.join(missing_libraries)}, missing here; using analytic shapes",
               file=sys.stderr)
-    from inrcore.config import SamplingConfig
+    from inrcore.settings import SamplingConfig
 
     sampling = SamplingConfig()
     return ([analytic_shape(i, sampling.n_surface, sampling.n_near, sampling.n_uniform) for i in range(count)],
@@ -168,8 +170,8 @@ def synchronise(device) -> None:
 
 def time_one_by_one(shapes, config) -> dict:
     """Fit each shape alone with `fit_sdf`: wall seconds (set-up included) and training-loop seconds."""
-    from inrcore.networks import resolve_device
-    from inrcore.training import fit_sdf
+    from inrcore.device import resolve_device
+    from inrcore.sdf.training import fit_sdf
 
     device = resolve_device(config.device)
     synchronise(device)
@@ -189,8 +191,8 @@ def time_batched(shapes, config) -> dict:
     """Fit the shapes together with `fit_sdf_batch`: wall and loop seconds, peak GPU memory."""
     import torch
 
-    from inrcore.batched import fit_sdf_batch
-    from inrcore.networks import resolve_device
+    from inrcore.device import resolve_device
+    from inrcore.sdf.batched import fit_sdf_batch
 
     device = resolve_device(config.device)
     if device.type == "cuda":
@@ -229,8 +231,8 @@ def main(argv=None) -> int:
     stand_ins = allow_training_without_mesh_libraries()
     import torch
 
-    from inrcore.config import NetworkConfig, TrainConfig
-    from inrcore.networks import resolve_device
+    from inrcore.device import resolve_device
+    from inrcore.settings import NetworkConfig, TrainConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)

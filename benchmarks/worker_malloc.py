@@ -17,14 +17,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
+
 
 FIT = """
 import json, resource, time, numpy as np, torch
 torch.set_num_threads(1)
-from inrcore.config import TrainConfig
-from inrcore.training import fit_sdf
+from inrcore.settings import TrainConfig
+from inrcore.sdf.training import fit_sdf
 rng = np.random.default_rng(0)
 p = rng.normal(size=(50000, 3)); p /= np.linalg.norm(p, axis=1, keepdims=True)
 v = rng.uniform(-1, 1, (60000, 3))

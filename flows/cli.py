@@ -15,11 +15,12 @@ from typing import Optional, Sequence
 
 import yaml
 
-from inrcore.methods import METHODS  # light: no torch, so --help stays quick
+from inrcore.sdf.methods import METHODS
 
 from .helptext import CommandListFormatter, command_help
 from .nerfcli import NERF_COMMANDS, add_nerf_commands, nerf_command
 from .querycli import QUERY_COMMANDS, add_query_commands, query_command
+
 
 DESCRIPTION = """\
 inrflow: implicit neural representations of 3D shapes, run as pipelines over
@@ -143,10 +144,10 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def fit_command(args: argparse.Namespace) -> int:
-    """`inr fit`: one shape through inrcore.fitshape, results into --out. Exit 0, 2 (bad input) or 1."""
-    from inrcore.config import PipelineConfig, config_replace
+    """`inr fit`: one shape through inrcore.sdf.fitshape, results into --out. Exit 0, 2 (bad input) or 1."""
+    from inrcore.device import resolve_device
     from inrcore.errors import ConfigError, InrflowError, ShapeError
-    from inrcore.networks import resolve_device
+    from inrcore.settings import PipelineConfig, config_replace
 
     try:
         config = config_replace(PipelineConfig(), fit_overrides(args), "inr fit")
@@ -162,9 +163,8 @@ def fit_command(args: argparse.Namespace) -> int:
         print(f"inr: {args.out}: cannot create the output folder: {exc.strerror or exc}", file=sys.stderr)
         return 2
 
-    from inrcore.fitshape import fit_record, fit_shape, save_shape_fit
-
-    from inrcore.config import budget_progress
+    from inrcore.sdf.fitshape import fit_record, fit_shape, save_shape_fit
+    from inrcore.settings import budget_progress
 
     from .progress import ProgressLine
 
@@ -201,25 +201,25 @@ def fit_command(args: argparse.Namespace) -> int:
 
 
 def run_overrides(args: argparse.Namespace) -> dict:
-    """`inr run`'s nested overrides: --method's settings (`inrcore.methods`), if given, with
+    """`inr run`'s nested overrides: --method's settings (`inrcore.sdf.methods`), if given, with
     `overrides_from_args` over them. Both are laid over the manifest's config."""
     overrides = overrides_from_args(args)
     if args.method:
-        from inrcore.methods import method_overrides
+        from inrcore.sdf.methods import method_overrides
 
         overrides = method_overrides(args.method, overrides)
     return overrides
 
 
 def fit_overrides(args: argparse.Namespace) -> dict:
-    """`inr fit`'s nested overrides: the method's settings (`inrcore.methods`), then
+    """`inr fit`'s nested overrides: the method's settings (`inrcore.sdf.methods`), then
     `overrides_from_args` over them, then --method's network kind and --device.
 
     With --seconds and no training.steps of its own, the step cap is lifted so that the time
     budget decides.
     """
     from inrcore.errors import ConfigError
-    from inrcore.methods import method_overrides
+    from inrcore.sdf.methods import method_overrides
 
     overrides = overrides_from_args(args)
     if not isinstance(overrides.get("training", {}), dict) or not isinstance(

@@ -1,13 +1,153 @@
-"""Reading dataset manifests from YAML files (or a folder of meshes)."""
+"""Dataset manifests: which shape files make a collection, and the pipeline settings for it.
+
+A manifest is a mapping, read from a YAML file by `read_manifest` (or made for a folder of shapes):
+
+    name: demo                       # required: names the MLflow experiment and registry models
+    description: three small meshes  # optional
+    shapes:                          # file paths relative to the manifest, or {id, path}
+      - meshes/bunny.obj
+      - {id: cow, path: meshes/cow.obj}
+    glob: meshes/*.ply               # optional, a pattern or a list of patterns
+    config:                          # optional overrides of PipelineConfig
+      training: {steps: 1500}
+    nerf:                            # optional overrides of NerfPipelineConfig (the NeRF flow)
+      scene: {size: 100}
+      training: {model: ngp, seconds: 600}
+
+Shapes are mesh files (MESH_SUFFIXES) or oriented point clouds (.xyz, .npz, and .ply files
+without faces; see `inrcore.sdf.fitshape`). A listed file that is missing is not a manifest error: it fails that shape alone, so the
+rest of the collection still runs. For the NeRF flow an entry may also be a scene folder
+(Blender format: `transforms_train.json` and its images), used as it is.
+"""
 
 from __future__ import annotations
 
+import glob as globlib
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import yaml
 
 from inrcore.errors import ConfigError
-from inrcore.manifest import DatasetManifest, manifest_for_folder, manifest_from_dict
+from inrcore.geometry.pointclouds import POINT_SUFFIXES
+from inrcore.settings import NerfPipelineConfig, PipelineConfig, config_from_dict
+
+
+MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb")
+SHAPE_SUFFIXES = MESH_SUFFIXES + tuple(s for s in POINT_SUFFIXES if s not in MESH_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class ShapeEntry:
+    shape_id: str
+    path: str
+
+
+@dataclass(frozen=True)
+class DatasetManifest:
+    name: str
+    shapes: tuple[ShapeEntry, ...]
+    config: PipelineConfig = field(default_factory=PipelineConfig)
+    nerf: NerfPipelineConfig = field(default_factory=NerfPipelineConfig)
+    description: str = ""
+    source: str = ""
+
+
+_ID = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def shape_id_for(path: str) -> str:
+    """A registry- and store-safe id from a file name: its stem with other characters as '_'."""
+    return _ID.sub("_", Path(path).stem).strip("_") or "shape"
+
+
+def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = None) -> DatasetManifest:
+    """Validate a manifest mapping; paths are resolved against `base_dir` (default: source's folder)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: a manifest must be a mapping with 'name' and 'shapes' or 'glob'")
+    allowed = {"name", "description", "shapes", "glob", "config", "nerf"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}; expected some of {', '.join(sorted(allowed))}")
+    name = data.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ConfigError(f"{source}: 'name' must be a word of letters, digits, '.', '_' or '-', got {name!r}")
+    base = Path(base_dir) if base_dir is not None else Path(source).resolve().parent
+
+    entries: list[ShapeEntry] = []
+    shapes = data.get("shapes") or []
+    if not isinstance(shapes, list):
+        raise ConfigError(f"{source}: 'shapes' must be a list")
+    for i, item in enumerate(shapes):
+        if isinstance(item, str):
+            entries.append(ShapeEntry(shape_id_for(item), str(_resolve(base, item))))
+        elif isinstance(item, Mapping) and isinstance(item.get("path"), str) and set(item) <= {"id", "path"}:
+            shape_id = item.get("id", shape_id_for(item["path"]))
+            if not isinstance(shape_id, str) or _ID.search(shape_id) or not shape_id:
+                raise ConfigError(f"{source}: shapes[{i}].id must use letters, digits, '_' or '-', got {shape_id!r}")
+            entries.append(ShapeEntry(shape_id, str(_resolve(base, item["path"]))))
+        else:
+            raise ConfigError(f"{source}: shapes[{i}] must be a path or a mapping with 'path' (and optional 'id'), got {item!r}")
+
+    patterns = data.get("glob") or []
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise ConfigError(f"{source}: 'glob' must be a pattern or a list of patterns")
+    for pattern in patterns:
+        matches = sorted(p for p in globlib.glob(str(_resolve(base, pattern)), recursive=True)
+                         if Path(p).suffix.lower() in SHAPE_SUFFIXES)
+        if not matches:
+            raise ConfigError(f"{source}: glob {pattern!r} matches no mesh or point-cloud file "
+                              f"({', '.join(SHAPE_SUFFIXES)}) under {base}")
+        entries.extend(ShapeEntry(shape_id_for(p), str(Path(p))) for p in matches)
+
+    if not entries:
+        raise ConfigError(f"{source}: the manifest lists no shapes (give 'shapes' or 'glob')")
+    seen: dict[str, str] = {}
+    for entry in entries:
+        if entry.shape_id in seen:
+            raise ConfigError(f"{source}: shape id {entry.shape_id!r} is used by both {seen[entry.shape_id]} "
+                              f"and {entry.path}; give one of them an explicit 'id'")
+        seen[entry.shape_id] = entry.path
+
+    config = config_from_dict(PipelineConfig, data.get("config"), f"{source}: config")
+    nerf = config_from_dict(NerfPipelineConfig, nerf_section_of(data.get("nerf")), f"{source}: nerf")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"{source}: 'description' must be text")
+    return DatasetManifest(name=name, shapes=tuple(entries), config=config, nerf=nerf, description=description, source=str(source))
+
+
+def nerf_section_of(section):
+    """A manifest's `nerf` section with keys of earlier versions moved to where they are now:
+    `turntable_frames` (now `pictures.turntable_frames`). Anything else is returned as it is."""
+    if not isinstance(section, dict) or "turntable_frames" not in section:
+        return section
+    moved = {k: v for k, v in section.items() if k != "turntable_frames"}
+    pictures = moved.get("pictures") or {}
+    if isinstance(pictures, dict):
+        moved["pictures"] = {"turntable_frames": section["turntable_frames"], **pictures}
+    return moved
+
+
+def manifest_for_folder(folder: str | Path) -> DatasetManifest:
+    """A manifest of every mesh and point-cloud file directly in `folder`, named after the folder."""
+    folder = Path(folder)
+    patterns = [f"*{suffix}" for suffix in SHAPE_SUFFIXES]
+    present = [p for p in patterns if any(folder.glob(p))]
+    if not present:
+        raise ConfigError(f"{folder}: the folder holds no mesh or point-cloud file ({', '.join(SHAPE_SUFFIXES)})")
+    name = _ID.sub("_", folder.resolve().name).strip("_") or "collection"
+    return manifest_from_dict({"name": name, "glob": present},
+                              source=str(folder), base_dir=folder)
+
+
+def _resolve(base: Path, path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base / p
 
 
 def read_manifest(path: str) -> DatasetManifest:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .helptext import command_help
 
+
 NERF_COMMANDS = ("nerf", "scene", "nerf-run")
 
 
@@ -105,8 +106,8 @@ def train_command(args: argparse.Namespace) -> int:
     "trained": steps, seconds, the last training and sampled test PSNR), after measuring the
     test views ("measured": psnr, ssim), and after the pictures ("complete": their paths).
     """
-    from inrcore.config import NerfConfig, NerfPicturesConfig, budget_progress, config_replace
     from inrcore.errors import ConfigError, InrflowError
+    from inrcore.settings import NerfConfig, NerfPicturesConfig, budget_progress, config_replace
 
     from .cli import overrides_from_set
 
@@ -124,12 +125,19 @@ def train_command(args: argparse.Namespace) -> int:
         print(f"inr: {exc}", file=sys.stderr)
         return 2
 
-    from inrcore.networks import resolve_device
-    from inrcore.nerftrain import (eval_rays, measure_test_views, measured_view_count, picture_budget,
-                                   render_turntable, save_radiance_field, seconds_after_training,
-                                   train_radiance_field, write_test_pictures)
-    from inrcore.raybatches import in_memory_ray_batches
-    from inrcore.scenes import load_scene_split, scene_splits
+    from inrcore.device import resolve_device
+    from inrcore.nerf.pictures import (
+        eval_rays,
+        measure_test_views,
+        measured_view_count,
+        picture_budget,
+        render_turntable,
+        seconds_after_training,
+        write_test_pictures,
+    )
+    from inrcore.nerf.raybatches import in_memory_ray_batches
+    from inrcore.nerf.scenes import load_scene_split, scene_splits
+    from inrcore.nerf.training import save_radiance_field, train_radiance_field
     from tasks.nerf import scene_fingerprint
     from tasks.store import write_json_atomic
 
@@ -240,7 +248,7 @@ def expected_training_seconds(config, step: int, elapsed: float) -> float:
 def describe_plan(config, pictures, test) -> str:
     """One line saying what `inr nerf` does after training and within which budgets."""
     training = f"for {config.seconds:g}s (--seconds)" if config.seconds is not None else f"for {config.steps} steps"
-    from inrcore.nerftrain import measured_view_count
+    from inrcore.nerf.pictures import measured_view_count
 
     views = measured_view_count(pictures, test)
     turntable = ""
@@ -274,9 +282,9 @@ def progress_printer(say, verb: str, what: str):
 
 
 def scene_command(args: argparse.Namespace) -> int:
-    from inrcore.config import MeshSceneConfig, config_replace
     from inrcore.errors import ConfigError, InrflowError
-    from inrcore.meshscenes import scene_from_mesh
+    from inrcore.nerf.meshscenes import scene_from_mesh
+    from inrcore.settings import MeshSceneConfig, config_replace
 
     from .cli import overrides_from_set
 

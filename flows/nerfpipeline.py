@@ -14,14 +14,14 @@ from typing import Optional
 
 from prefect import flow
 
-from inrcore.config import config_to_dict
+from flows.pipeline import start_collection, task_runner
+from flows.stages import StageChain, new_record, progress_printer
+from inrcore.settings import config_to_dict
 from tasks.nerf import generate_rays, make_scene, train_nerf
 from tasks.report import write_nerf_report
 from tasks.store import write_json_atomic
 from tasks.tracking import setup_tracking
 
-from flows.pipeline import start_collection, task_runner
-from flows.stages import StageChain, new_record, progress_printer
 
 NERF_STAGES = ("scene", "rays", "train")
 

@@ -20,8 +20,10 @@ import dask
 from prefect import flow
 from prefect_dask import DaskTaskRunner
 
-from inrcore.batched import BATCHED_KINDS
-from inrcore.config import config_replace, config_to_dict
+from flows.manifest import read_manifest
+from flows.stages import StageChain, new_record, progress_printer
+from inrcore.sdf.batched import BATCHED_KINDS
+from inrcore.settings import config_replace, config_to_dict
 from tasks.fields import evaluate_field
 from tasks.prepare import prepare_samples
 from tasks.queries import extract_isopoints, range_mesh_field
@@ -30,8 +32,6 @@ from tasks.surface import extract_surface
 from tasks.tracking import setup_tracking
 from tasks.train import train_sdf, train_sdf_batch
 
-from flows.manifest import read_manifest
-from flows.stages import StageChain, new_record, progress_printer
 
 STAGES = ("prepare", "train", "evaluate", "extract")
 

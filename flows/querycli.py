@@ -1,7 +1,7 @@
 """`inr mesh`, `inr isopoints` and `inr render`: queries on one fitted field, here and now.
 
 MODEL is a weights file written by inrflow (`inr fit`'s field.safetensors, or any
-`inrcore.weights.save_field` file) or a registry URI models:/<name>@<alias>, read from the
+`inrcore.fields.weights.save_field` file) or a registry URI models:/<name>@<alias>, read from the
 MLflow tracking server given by --tracking-uri (default: $MLFLOW_TRACKING_URI). Everything is
 in the field's own coordinates (the normalised frame the shape was fitted in).
 """
@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from .helptext import command_help
+
 
 FIELD_NOTE = ("MODEL: a weights file (e.g. inr fit's field.safetensors) or models:/<name>@<alias> from the MLflow "
               "registry at --tracking-uri (default $MLFLOW_TRACKING_URI). Coordinates are the field's own.")
@@ -130,10 +131,9 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 def load_model(model: str, tracking_uri, device_name: str = "auto"):
     """(spec, params on the device, device) of a weights file or a models:/ registry URI."""
-    import torch  # noqa: F401  (torch before MLflow keeps its import quick)
 
-    from inrcore.networks import resolve_device
-    from inrcore.weights import load_field
+    from inrcore.device import resolve_device
+    from inrcore.fields.weights import load_field
 
     device = resolve_device(device_name)
     if model.startswith("models:/"):
@@ -155,7 +155,7 @@ def load_model(model: str, tracking_uri, device_name: str = "auto"):
 
 def _mesh(args, spec, params, device) -> dict:
     from inrcore.files import write_atomic
-    from inrcore.rangemesh import dense_mesh, range_mesh
+    from inrcore.queries.rangemesh import dense_mesh, range_mesh
 
     if args.method == "dense":
         mesh, stats = dense_mesh(spec, params, args.resolution, args.bound, device)
@@ -173,8 +173,9 @@ def _mesh(args, spec, params, device) -> dict:
 def _isopoints(args, spec, params, device) -> dict:
     import torch
 
-    from inrcore.isopoints import extract_isopoints, field_of_network
-    from inrcore.pointclouds import write_point_cloud_ply
+    from inrcore.fields.gradients import field_of_network
+    from inrcore.geometry.pointclouds import write_point_cloud_ply
+    from inrcore.queries.isopoints import extract_isopoints
 
     start = time.perf_counter()
     iso = extract_isopoints(field_of_network(spec, params), args.n, bound=args.bound, device=device,
@@ -186,10 +187,15 @@ def _isopoints(args, spec, params, device) -> dict:
 
 
 def _render(args, spec, params, device) -> dict:
-    from inrcore.raycast import (
-        CastOptions, depth_image, normal_image, orthographic_camera, perspective_camera, render_field,
+    from inrcore.geometry.images import side_by_side, write_png
+    from inrcore.queries.frusta import (
+        depth_image,
+        normal_image,
+        orthographic_camera,
+        perspective_camera,
+        render_field,
     )
-    from inrcore.render import side_by_side, write_png
+    from inrcore.queries.raycast import CastOptions
 
     camera_of = perspective_camera if args.perspective else orthographic_camera
     camera = camera_of((args.size, args.size), args.azimuth, args.elevation, args.bound)

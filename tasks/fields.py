@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-
 import dask
 import numpy as np
 from prefect import task
 
-from inrcore.config import GridConfig, config_from_dict, config_to_dict, fingerprint
-from inrcore.fields import evaluate_grid_block, grid_axis, grid_blocks, grid_spacing
-from inrcore.networks import field_spec_from_json, field_spec_to_json, resolve_device
+from inrcore.device import resolve_device
+from inrcore.fields.build import field_spec_from_json, field_spec_to_json
+from inrcore.fields.evaluation import evaluate_grid_block
+from inrcore.geometry.grids import grid_axis, grid_blocks, grid_spacing
+from inrcore.settings import GridConfig, config_from_dict, config_to_dict, fingerprint
 
 from . import registry
 from .options import retry_unless_bad_input

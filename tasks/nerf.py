@@ -6,8 +6,8 @@
 - `generate_rays`: the scene's training views -> `rays/<id>/{origins,directions,colours}`
   [N, 3] float32 in the Zarr store, in one fixed random order, in chunks of
   `rays.chunk` rays, so that streaming random chunks gives well-mixed batches.
-- `train_nerf`: streams shuffled batches from those chunks (`inrcore.raybatches`), trains
-  (`inrcore.nerftrain`) with MLflow logging (loss and PSNR; test PSNR/SSIM and a render every
+- `train_nerf`: streams shuffled batches from those chunks (`inrcore.nerf.raybatches`), trains
+  (`inrcore.nerf.training`) with MLflow logging (loss and PSNR; test PSNR/SSIM and a render every
   `eval_every` steps), checkpoints into `<out>/checkpoints/<id>.pt` (a re-run after a crash
   resumes there), measures the test views and writes `<out>/nerf/<id>/metrics.json`, then its
   pictures, and registers the field as `models:/<dataset>-<id>-nerf@<alias>`.
@@ -24,20 +24,35 @@ from typing import Optional
 import numpy as np
 from prefect import task
 
-from inrcore.config import (MeshSceneConfig, NerfConfig, NerfPicturesConfig, RaysConfig, config_from_dict,
-                            config_to_dict, fingerprint)
+from inrcore.device import resolve_device
 from inrcore.errors import SceneError
-from inrcore.meshes import file_sha256
-from inrcore.meshscenes import scene_from_mesh
-from inrcore.networks import resolve_device
-from inrcore.nerftrain import (measure_test_views, picture_budget, render_turntable, save_radiance_field,
-                               train_radiance_field, write_test_pictures)
-from inrcore.raybatches import ShuffledRayBatches, shuffled_rays_of_split
-from inrcore.scenes import load_scene_split, scene_splits
+from inrcore.geometry.meshes import file_sha256
+from inrcore.nerf.meshscenes import scene_from_mesh
+from inrcore.nerf.pictures import measure_test_views, picture_budget, render_turntable, write_test_pictures
+from inrcore.nerf.raybatches import ShuffledRayBatches, shuffled_rays_of_split
+from inrcore.nerf.scenes import load_scene_split, scene_splits
+from inrcore.nerf.training import save_radiance_field, train_radiance_field
+from inrcore.settings import (
+    MeshSceneConfig,
+    NerfConfig,
+    NerfPicturesConfig,
+    RaysConfig,
+    config_from_dict,
+    config_to_dict,
+    fingerprint,
+)
 
 from . import registry
 from .options import retry_unless_bad_input
-from .store import finished_attrs, fresh_group, mark_finished, open_store, read_json, remove_group, write_json_atomic
+from .store import (
+    finished_attrs,
+    fresh_group,
+    mark_finished,
+    open_store,
+    read_json,
+    remove_group,
+    write_json_atomic,
+)
 
 
 def scene_fingerprint(folder) -> str:
@@ -208,7 +223,7 @@ def train_nerf(shape_id: str, dataset: str, store_url: str, rays_path: str, rays
 def write_nerf_pictures(renderer, test, folder: Path, measured, pictures: NerfPicturesConfig, train_seconds: float,
                         chunk: int) -> dict[str, str]:
     """test_views.png and depth.png from the measurement, and the turntable within its budget
-    (`inrcore.nerftrain.picture_budget`); returns {picture name: path}."""
+    (`inrcore.nerf.pictures.picture_budget`); returns {picture name: path}."""
     images = {name: str(path) for name, path in write_test_pictures(measured, test, folder).items()}
     turntable = render_turntable(renderer, test, folder / "turntable.gif", pictures.turntable_frames,
                                  pictures.turntable_size, picture_budget(pictures, train_seconds), chunk)

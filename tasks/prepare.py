@@ -8,11 +8,12 @@ import time
 import numpy as np
 from prefect import task
 
-from inrcore.config import SamplingConfig, config_from_dict, config_to_dict, fingerprint
-from inrcore.fitshape import load_shape_input
-from inrcore.meshes import file_sha256
+from inrcore.geometry.meshes import file_sha256
+from inrcore.sdf.fitshape import load_shape_input
+from inrcore.settings import SamplingConfig, config_from_dict, config_to_dict, fingerprint
 
 from .store import finished_attrs, fresh_group, mark_finished, open_store, remove_group
+
 
 ROWS_PER_CHUNK = 65536
 

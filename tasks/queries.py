@@ -10,25 +10,39 @@ import dask
 import numpy as np
 from prefect import task
 
-from inrcore.config import GridConfig, RangeMeshConfig, config_from_dict, config_to_dict, fingerprint
-from inrcore.fields import grid_blocks, grid_spacing
+from inrcore.device import resolve_device
+from inrcore.fields.build import field_spec_from_json, field_spec_to_json
 from inrcore.files import write_atomic
-from inrcore.networks import field_spec_from_json, field_spec_to_json, resolve_device
-from inrcore.rangemesh import (RangeMeshPlan, estimate_range_mesh, evaluate_leaf_values, mesh_from_leaf_values,
-                               plan_range_mesh)
-from inrcore.surface import marching_cubes_blocks
+from inrcore.geometry.grids import grid_blocks, grid_spacing
+from inrcore.geometry.marching import marching_cubes_blocks
+from inrcore.queries.rangemesh import (
+    RangeMeshPlan,
+    estimate_range_mesh,
+    evaluate_leaf_values,
+    mesh_from_leaf_values,
+    plan_range_mesh,
+)
+from inrcore.settings import GridConfig, RangeMeshConfig, config_from_dict, config_to_dict, fingerprint
 
 from . import registry
 from .fields import compute_on_cluster, store_grid
 from .options import retry_unless_bad_input
-from .store import finished_attrs, fresh_group, mark_finished, open_store, read_json, remove_group, write_json_atomic
+from .store import (
+    finished_attrs,
+    fresh_group,
+    mark_finished,
+    open_store,
+    read_json,
+    remove_group,
+    write_json_atomic,
+)
 from .timing import TaskClock, timed
 
 
 @task(name="range-mesh", retries=1, retry_condition_fn=retry_unless_bad_input)
 def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_fingerprint: str, settings: dict,
                      out_dir: str, tracking_uri: str, run_id: str) -> dict:
-    """Mesh a registered field by range analysis (`inrcore.rangemesh`).
+    """Mesh a registered field by range analysis (`inrcore.queries.rangemesh`).
 
     The subdivision runs here; the surviving leaf blocks are then sampled by `settings.tasks`
     Dask tasks (on the flow's cluster when there is one), each writing its leaves' values into
@@ -39,7 +53,7 @@ def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_finger
     and the shape's MLflow run. A finished group and mesh from the same field and settings are reused.
 
     With `settings.fallback` (the default) a few hundred boxes per level are bounded first
-    (`inrcore.rangemesh.estimate_range_mesh`); when the plan is predicted to cost more than the
+    (`inrcore.queries.rangemesh.estimate_range_mesh`); when the plan is predicted to cost more than the
     dense lattice, every lattice point is evaluated instead into `range/<shape_id>/dense`
     [R, R, R], one Dask task per chunk, and meshed from there (the same mesh; the record says
     "method": "dense", "fallback": true, and keeps the estimate).
@@ -157,7 +171,7 @@ def _leaf_values(weights: dict, plan: RangeMeshPlan, leaves: np.ndarray, batch_p
 @task(name="extract-isopoints", retries=1, retry_condition_fn=retry_unless_bad_input)
 def extract_isopoints(shape_id: str, store_url: str, model_uri: str, model_fingerprint: str, count: int,
                       tracking_uri: str, run_id: str, seed: int = 0) -> dict:
-    """About `count` iso-points of a registered field (`inrcore.isopoints.extract_isopoints`: Newton
+    """About `count` iso-points of a registered field (`inrcore.queries.isopoints.extract_isopoints`: Newton
     projection, uniform resampling, edge-aware upsampling) into `isopoints/<shape_id>` of the Zarr
     store: `points` [M, 3] and `normals` [M, 3] float32 in the field's coordinates. Reuses a finished
     group made from the same field, count and seed.
@@ -166,7 +180,8 @@ def extract_isopoints(shape_id: str, store_url: str, model_uri: str, model_finge
     """
     import torch
 
-    from inrcore.isopoints import extract_isopoints as isopoints_of, field_of_network
+    from inrcore.fields.gradients import field_of_network
+    from inrcore.queries.isopoints import extract_isopoints as isopoints_of
 
     start = time.perf_counter()
     key = fingerprint("isopoints", model_fingerprint, int(count), int(seed))

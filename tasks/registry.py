@@ -1,6 +1,6 @@
 """MLflow: experiment runs for training, and the model registry holding each shape's field.
 
-A registered model version's files are `model.safetensors` (see `inrcore.weights`) plus an
+A registered model version's files are `model.safetensors` (see `inrcore.fields.weights`) plus an
 MLmodel file of the pyfunc flavour whose loader is this module (`_load_pyfunc`), so
 `mlflow.pyfunc.load_model("models:/<name>@<alias>").predict(points)` returns SDF values
 and nothing pickled is ever executed on load.
@@ -16,15 +16,16 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
-
 import mlflow
+import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from inrcore.fields import evaluate_points
-from inrcore.networks import FieldSpec, resolve_device
-from inrcore.weights import load_field, save_field
+from inrcore.device import resolve_device
+from inrcore.fields.evaluation import evaluate_points
+from inrcore.fields.networks import FieldSpec
+from inrcore.fields.weights import load_field, save_field
+
 
 WEIGHTS_FILE = "model.safetensors"
 # pyfunc.save_model copies data_path to <model>/data/<its name>.
@@ -200,7 +201,7 @@ RADIANCE_FIELD_DIR = "radiance_field"
 
 def register_radiance_field(tracking_uri: str, run_id: str, name: str, alias: str, weights_path,
                             fingerprint: str) -> tuple[str, str]:
-    """Log a saved radiance field (`inrcore.nerftrain.save_radiance_field`) as the run's "model"
+    """Log a saved radiance field (`inrcore.nerf.training.save_radiance_field`) as the run's "model"
     artifact, register a new version of `name` tagged with `fingerprint` and point `alias` at it.
 
     `mlflow.pyfunc.load_model(uri).predict(rays [N, 6])` (origins then unit directions) returns

@@ -8,9 +8,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from inrcore.nerf import render_rays_in_chunks
-from inrcore.nerftrain import load_radiance_field
-from inrcore.networks import resolve_device
+from inrcore.device import resolve_device
+from inrcore.nerf.models import render_rays_in_chunks
+from inrcore.nerf.training import load_radiance_field
+
 
 WEIGHTS_FILE = "model.safetensors"
 

@@ -8,7 +8,8 @@ from typing import Optional
 import mlflow
 from prefect import task
 
-from inrcore.report import format_results_table, report_html, training_curves
+from inrcore.curves import training_curves
+from inrcore.report import format_results_table, report_html
 
 from . import registry
 from .store import write_json_atomic, write_text_atomic
@@ -45,7 +46,7 @@ def write_nerf_report(out_dir: str, dataset: str, records: list[dict], settings:
 
 
 def logged_curves(tracking_uri: str, records: list[dict]) -> dict[str, list[dict]]:
-    """Each shape's training curves (`inrcore.report.training_curves`) from the histories its
+    """Each shape's training curves (`inrcore.curves.training_curves`) from the histories its
     MLflow run logged ("mlflow_run_id" or "run_id" of its record); a shape without a run, or
     whose run cannot be read, has none (the report is still written)."""
     curves = {}

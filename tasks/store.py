@@ -18,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 import zarr
 
-from inrcore.sampling import known_distances
+from inrcore.geometry.sampling import known_distances
 
 
 def open_store(url: str, mode: str = "a") -> zarr.Group:
@@ -63,8 +63,8 @@ def mark_finished(group: zarr.Group, fingerprint: str, attrs: dict[str, Any]) ->
 def volume_sdf_of(group: zarr.Group, n_surface: int) -> Optional[np.ndarray]:
     """The stored off-surface distances [V] of a samples group, or None when unknown.
 
-    Point-cloud samples store NaN off the surface (`inrcore.sampling.sample_point_cloud`):
-    they give None, so training uses no distances. See `inrcore.sampling.known_distances`.
+    Point-cloud samples store NaN off the surface (`inrcore.geometry.sampling.sample_point_cloud`):
+    they give None, so training uses no distances. See `inrcore.geometry.sampling.known_distances`.
     """
     return known_distances(np.asarray(group["sdf"][n_surface:]))
 

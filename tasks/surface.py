@@ -7,12 +7,13 @@ from pathlib import Path
 
 from prefect import task
 
-from inrcore.config import MetricsConfig, config_from_dict, config_to_dict, fingerprint
-from inrcore.fitshape import EmptySurfaceError, load_reference, measure_reconstruction, render_reference
-from inrcore.meshes import Normalisation, load_mesh
-from inrcore.metrics import METRICS_VERSION
-from inrcore.render import render_mesh, write_png
-from inrcore.surface import marching_cubes_blocks
+from inrcore.geometry.images import write_png
+from inrcore.geometry.marching import marching_cubes_blocks
+from inrcore.geometry.meshes import Normalisation, load_mesh
+from inrcore.geometry.metrics import METRICS_VERSION
+from inrcore.geometry.render import render_mesh
+from inrcore.sdf.fitshape import EmptySurfaceError, load_reference, measure_reconstruction, render_reference
+from inrcore.settings import MetricsConfig, config_from_dict, config_to_dict, fingerprint
 
 from . import registry
 from .store import open_store, read_json, write_json_atomic
@@ -23,7 +24,7 @@ def extract_surface(shape_id: str, source: str, normalisation: dict, store_url: 
                     out_dir: str, metrics: dict, tracking_uri: str, run_id: str) -> dict:
     """Marching cubes on the stored grid, metrics against the input shape, renders of both.
 
-    The input is a mesh or a point cloud (`inrcore.fitshape.load_reference`, moved by the
+    The input is a mesh or a point cloud (`inrcore.sdf.fitshape.load_reference`, moved by the
     stored normalisation); a cloud is measured with `compare_mesh_to_points` and pictured
     as splatted points.
 
@@ -31,7 +32,7 @@ def extract_surface(shape_id: str, source: str, normalisation: dict, store_url: 
     `<out_dir>/shapes/<id>.json` and logs the metrics to the shape's MLflow run as soon as
     the surface is measured, then draws `<out_dir>/renders/<id>-{input,reconstruction}.png`
     (a reused record whose pictures are missing gets only its pictures drawn). Metrics go to
-    the run (as "eval/<name>": `inrcore.metrics.METRIC_NAMES` and the point-to-point
+    the run (as "eval/<name>": `inrcore.geometry.metrics.METRIC_NAMES` and the point-to-point
     POINT_METRIC_NAMES). Reuses a record made from the same grid, metric settings and
     metric definitions (`METRICS_VERSION`).
 

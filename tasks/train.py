@@ -1,7 +1,7 @@
 """Training: stored samples -> a fitted SDF, tracked in MLflow and registered.
 
 `train_sdf` fits one shape; `train_sdf_batch` fits several shapes together with stacked
-weights (`inrcore.batched.fit_sdf_batch`). Both record each shape the same way: one MLflow
+weights (`inrcore.sdf.batched.fit_sdf_batch`). Both record each shape the same way: one MLflow
 run with the settings and the loss curve, one registered model version tagged with the
 fingerprint of the samples and the training settings, so either reuses what the other made.
 """
@@ -15,13 +15,14 @@ from typing import Callable, Optional
 import numpy as np
 from prefect import task
 
-from inrcore.batched import check_batched_kind, fit_sdf_batch
-from inrcore.config import TrainConfig, config_from_dict, config_to_dict, fingerprint
-from inrcore.training import FitResult, fit_sdf
+from inrcore.sdf.batched import check_batched_kind, fit_sdf_batch
+from inrcore.sdf.training import FitResult, fit_sdf
+from inrcore.settings import TrainConfig, config_from_dict, config_to_dict, fingerprint
 
 from . import registry
 from .options import retry_unless_bad_input
 from .store import open_store, volume_sdf_of
+
 
 # Settings that change how shapes are trained, not what is fitted: left out of the fingerprint.
 EXECUTION_ONLY = ("shapes_per_batch",)

@@ -97,7 +97,7 @@ def check_fit_outputs(out, method: str, capsys) -> dict:
     import numpy as np
     import trimesh
 
-    from inrcore.weights import load_field
+    from inrcore.fields.weights import load_field
 
     assert sorted(p.name for p in out.iterdir()) == ["field.safetensors", "mesh.ply",
                                                       "mesh.png", "metrics.json"]

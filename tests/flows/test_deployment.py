@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+
 ROOT = Path(__file__).resolve().parents[2]
 DECLARED = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
 COLLECTION = [d for d in DECLARED if d["entrypoint"] == "flows/pipeline.py:sdf_collection"]
@@ -51,7 +52,7 @@ def test_prefect_yaml_deploys_with_its_schedule_and_parameters(prefect_api):
 def test_collection_deployments_give_a_valid_config_and_their_stages(deployment):
     from flows.manifest import read_manifest
     from flows.pipeline import STAGES, sdf_collection, stages_for
-    from inrcore.config import config_replace, config_to_dict
+    from inrcore.settings import config_replace, config_to_dict
 
     parameters = deployment["parameters"]
     assert set(parameters) <= set(inspect.signature(sdf_collection.fn).parameters)
@@ -73,7 +74,7 @@ NERF = [d for d in DECLARED if d["entrypoint"] == "flows/nerfpipeline.py:nerf_co
 def test_nerf_deployments_fit_their_flow_and_give_a_valid_config(deployment):
     from flows.manifest import read_manifest
     from flows.nerfpipeline import nerf_collection
-    from inrcore.config import config_replace
+    from inrcore.settings import config_replace
 
     parameters = deployment["parameters"]
     assert set(parameters) <= set(inspect.signature(nerf_collection.fn).parameters)

@@ -12,6 +12,7 @@ import pytest
 
 from flows.cli import main
 
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--set", "hash_levels=4", "--set", "hash_log2_size=12", "--set", "hash_base_resolution=4",
         "--set", "hash_finest_resolution=32", "--set", "ngp_width=16", "--set", "grid_resolution=8",
@@ -61,10 +62,10 @@ def test_nerf_bad_inputs_exit_2_naming_the_file(tmp_path, capsys):
 
 
 def test_durations_plans_and_training_estimates_for_people():
-    from inrcore.config import NerfConfig, NerfPicturesConfig
-    from inrcore.scenes import Intrinsics, SceneSplit
-
     from flows.nerfcli import describe_plan, expected_training_seconds, format_duration
+    from inrcore.geometry.cameras import Intrinsics
+    from inrcore.nerf.scenes import SceneSplit
+    from inrcore.settings import NerfConfig, NerfPicturesConfig
 
     assert [format_duration(s) for s in (45.4, 89.6, 318.0, 5399.0, 5760.0)] == [
         "45 s", "90 s", "5.3 min", "90.0 min", "1.6 h"]

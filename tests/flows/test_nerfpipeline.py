@@ -12,12 +12,13 @@ import pytest
 import yaml
 
 from flows.nerfpipeline import nerf_collection
-from inrcore.config import MeshSceneConfig
-from inrcore.meshscenes import scene_from_mesh
-from inrcore.rays import rays_from_cameras
-from inrcore.scenes import load_scene_split
+from inrcore.geometry.rays import rays_from_cameras
+from inrcore.nerf.meshscenes import scene_from_mesh
+from inrcore.nerf.scenes import load_scene_split
+from inrcore.settings import MeshSceneConfig
 from tasks import registry
 from tasks.store import open_store
+
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"scene": {"size": 16, "n_train": 6, "n_test": 2},

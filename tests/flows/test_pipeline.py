@@ -13,6 +13,7 @@ from flows.pipeline import sdf_collection
 from tasks import registry
 from tasks.store import open_store
 
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -190,8 +191,8 @@ def _check_query_stages(record, store_url, tracking):
     import torch
     import trimesh
 
-    from inrcore.networks import evaluate_field
-    from inrcore.rangemesh import dense_mesh
+    from inrcore.fields.networks import evaluate_field
+    from inrcore.queries.rangemesh import dense_mesh
 
     spec, params, _, _ = registry.load_registered_field(tracking, record["model_uri"])
     root = open_store(store_url, mode="r")
@@ -240,7 +241,7 @@ def test_a_batch_outcome_is_split_per_shape_and_a_batch_failure_is_each_shapes()
 
 
 def test_shapes_trained_in_batches_are_registered_and_reused(prefect_api, collection, tmp_path):
-    from inrcore.config import TrainConfig, config_from_dict, config_to_dict, fingerprint
+    from inrcore.settings import TrainConfig, config_from_dict, config_to_dict, fingerprint
 
     shutil.copy(ROOT / "datasets" / "meshes" / "fandisk.obj", tmp_path / "fandisk.obj")
     folder = collection.parent
@@ -308,7 +309,7 @@ def test_point_clouds_run_beside_meshes_and_a_bad_cloud_fails_alone(prefect_api,
         assert all(np.isfinite(v) for v in record["metrics"].values())
         assert Path(record["images"]["input"]).is_file() and Path(record["mesh_path"]).is_file()
     ball = next(r for r in summary["shapes"] if r["shape_id"] == "ball")
-    assert ball["metrics"]["chamfer_l1"] < 0.04  # 0.020 measured with inrcore.fitshape.fit_shape alike
+    assert ball["metrics"]["chamfer_l1"] < 0.04  # 0.020 measured with inrcore.sdf.fitshape.fit_shape alike
 
     samples = open_store(str(out / "store.zarr"), mode="r")["samples/ball"]
     assert samples.attrs["input_kind"] == "points" and samples.attrs["points"] == 3000

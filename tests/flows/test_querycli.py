@@ -8,10 +8,11 @@ import torch
 import trimesh
 
 from flows.cli import main
-from inrcore.config import NetworkConfig
-from inrcore.networks import evaluate_field, network_for
-from inrcore.pointclouds import load_point_cloud
-from inrcore.weights import save_field
+from inrcore.fields.build import network_for
+from inrcore.fields.networks import evaluate_field
+from inrcore.fields.weights import save_field
+from inrcore.geometry.pointclouds import load_point_cloud
+from inrcore.settings import NetworkConfig
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from inrcore.networks import LayerSpec, evaluate_network
+from inrcore.fields.networks import LayerSpec, evaluate_network
 
 
 def _centred(weight: torch.Tensor, centre) -> torch.Tensor:

@@ -7,8 +7,9 @@ import base64
 import numpy as np
 import pytest
 
-from inrcore.render import write_png
-from inrcore.report import curve_svg, format_number, format_results_table, report_html, shorten, training_curves
+from inrcore.curves import curve_svg, training_curves
+from inrcore.geometry.images import write_png
+from inrcore.report import format_number, format_results_table, report_html, shorten
 
 
 def _ok_record(shape_id: str, images: dict | None = None) -> dict:
@@ -175,7 +176,7 @@ def test_curve_svg_places_points_on_a_log_axis():
 
 
 def test_linear_axes_tick_at_1_2_5_10_and_so_on():
-    from inrcore.report import tick_step
+    from inrcore.curves import tick_step
 
     assert tick_step(20.5, 24.5) == 1  # 20..25: 5 ticks apart
     assert tick_step(10.0, 24.9) == 5  # 10..25 in 1s or 2s would be 15 or 8 steps

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from inrcore.config import GridConfig, NetworkConfig, config_to_dict
-from inrcore.fields import block_points, evaluate_points
-from inrcore.networks import init_siren_params, siren_spec
+from inrcore.fields.evaluation import evaluate_points
+from inrcore.fields.networks import init_siren_params, siren_spec
+from inrcore.geometry.grids import block_points
+from inrcore.settings import GridConfig, NetworkConfig, config_to_dict
 from tasks import registry
 from tasks.fields import evaluate_field
 from tasks.store import open_store
@@ -21,7 +22,7 @@ def registered(tmp_path_factory):
     uri = f"sqlite:///{root / 'mlflow.db'}"
     experiment = registry.ensure_experiment(uri, "inrflow-unit", (root / "artifacts").as_uri())
     assert registry.ensure_experiment(uri, "inrflow-unit") == experiment  # idempotent
-    spec = siren_spec(NetworkConfig(width=16, layers=1))
+    spec = siren_spec(width=16, layers=1)
     params = init_siren_params(spec, torch.Generator().manual_seed(0))
     run_id = registry.start_run(uri, experiment, "ball", {"training": {"steps": 1}}, {"inrflow.shape_id": "ball"})
     model_uri, version = registry.register_field(uri, run_id, "unit-ball", "champion", spec, params,
@@ -80,7 +81,8 @@ def test_grid_task_blocks_equal_one_shot_evaluation_and_are_reused(registered, t
 
 
 def test_an_implicit_displacement_field_registers_and_loads_back(tmp_path):
-    from inrcore.idf import IdfSpec, idf_spec_for, init_idf_params
+    from inrcore.fields.build import idf_spec_for
+    from inrcore.fields.idf import IdfSpec, init_idf_params
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     experiment = registry.ensure_experiment(uri, "inrflow-idf", (tmp_path / "artifacts").as_uri())
@@ -97,7 +99,7 @@ def test_an_implicit_displacement_field_registers_and_loads_back(tmp_path):
 
 
 def test_range_mesh_task_falls_back_to_the_dense_lattice_when_bounds_cannot_pay(registered, tmp_path):
-    from inrcore.rangemesh import dense_mesh
+    from inrcore.queries.rangemesh import dense_mesh
     from tasks.queries import range_mesh_field
 
     store_url = str(tmp_path / "store.zarr")

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from inrcore.config import IsoPointsConfig, TrainConfig, config_to_dict, fingerprint
+from inrcore.settings import IsoPointsConfig, TrainConfig, config_to_dict, fingerprint
 from tasks.train import EXECUTION_ONLY, training_fingerprint
 
 

@@ -1,0 +1,64 @@
+"""Self-describing weight files: safetensors tensors plus the field spec in its metadata
+(a layer list, or a composite field's dict such as an IDF's; see `field_spec_to_json`).
+
+Loading never executes pickled code: safetensors holds raw tensors and JSON strings only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inrcore.errors import ShapeError
+from inrcore.fields.build import field_spec_from_json, field_spec_to_json
+from inrcore.fields.networks import FieldSpec
+
+
+_SPEC_KEY = "inrflow.network"
+_META_KEY = "inrflow.metadata"
+
+
+def save_field(path, spec: FieldSpec, params: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> Path:
+    """Write a field to `path` (.safetensors) atomically: a temporary file, then a rename."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = {_SPEC_KEY: json.dumps(field_spec_to_json(spec)), _META_KEY: json.dumps(metadata or {})}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in params.items()}
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=header)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_field(path) -> tuple[FieldSpec, dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a field written by `save_field`: (spec, params on the CPU, metadata)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ShapeError(path, "weights file does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            params = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ShapeError(path, f"not a readable safetensors file: {exc}") from exc
+    if _SPEC_KEY not in header:
+        raise ShapeError(path, "safetensors file has no inrflow network description")
+    try:
+        spec = field_spec_from_json(json.loads(header[_SPEC_KEY]))
+    except (TypeError, ValueError) as exc:
+        raise ShapeError(path, f"bad network description: {exc}") from exc
+    return spec, params, json.loads(header.get(_META_KEY, "{}"))

@@ -1,0 +1,168 @@
+"""Fitting many shapes' SDFs at once: one process, one device, stacked weights.
+
+B shapes train as B networks of one spec whose parameters are stacked ("<index>_weight"
+[B, out, in], "<index>_bias" [B, out]): each step evaluates all of them with batched matrix
+products on points [B, N, 3], which keeps a GPU busy where one small network leaves it idle.
+Each shape gets the fit `fit_sdf` would give it with the same config, up to rounding: the
+same initial parameters, its own `ShapeSampler` (the same point stream), the same loss, and
+the same Adam steps. That holds because the shapes are independent: the gradient of the summed
+losses with respect to shape b's parameters is shape b's own gradient, and Adam is elementwise.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from inrcore.device import resolve_device
+from inrcore.errors import ConfigError
+from inrcore.fields.build import network_for
+from inrcore.fields.gradients import gradient_of_field
+from inrcore.fields.networks import evaluate_network, stack_params, unstack_params
+from inrcore.sdf.training import (
+    FitResult,
+    ShapeSampler,
+    StepPoints,
+    history_entry,
+    learning_rate_at,
+    step_loss,
+    time_is_up,
+    training_progress,
+)
+from inrcore.settings import TrainConfig
+
+
+BATCHED_KINDS = ("siren", "igr", "relu-pe")
+
+# One shape's stored samples: surface_points [S, 3], surface_normals [S, 3], volume_points [V, 3]
+# (may be empty) and volume_sdf [V] or None (point clouds).
+ShapeSamples = tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]
+
+
+def check_batched_kind(kind: str) -> None:
+    """Raise ConfigError (a ValueError) unless network kind `kind` can be trained with stacked weights."""
+    if kind not in BATCHED_KINDS:
+        raise ConfigError(f"training.network.kind: batched training supports network kinds "
+                          f"{', '.join(BATCHED_KINDS)}; got {kind!r} (train such shapes one by one: "
+                          "training.shapes_per_batch = 1)")
+
+
+def points_per_step(samplers: Sequence[ShapeSampler], config: TrainConfig) -> list[int]:
+    """How many points each shape's steps hold (surface + stored off-surface + uniform [+ IGR perturbed])."""
+    counts = []
+    for sampler in samplers:
+        n_known = config.batch_offsurface if len(sampler.volume) and config.batch_offsurface else 0
+        counts.append(config.batch_surface + n_known + config.batch_uniform
+                      + (config.batch_surface if sampler.use_igr else 0))
+    return counts
+
+
+def check_same_layout(samplers: Sequence[ShapeSampler], config: TrainConfig) -> None:
+    """Stacked steps need as many points for every shape: raise ValueError when some shapes
+    have stored off-surface points and others none."""
+    counts = points_per_step(samplers, config)
+    if len(set(counts)) > 1:
+        with_volume = [i for i, s in enumerate(samplers) if len(s.volume)]
+        without = [i for i, s in enumerate(samplers) if not len(s.volume)]
+        raise ValueError(
+            "shapes trained together need the same step layout: shapes "
+            f"{with_volume} have stored off-surface points and shapes {without} have none; "
+            "train them in separate batches")
+
+
+def stacked_step_points(steps: Sequence[StepPoints]) -> torch.Tensor:
+    """The shapes' step points as one tensor: B x [N, 3] -> [B, N, 3]."""
+    return torch.stack([step.points for step in steps])
+
+
+def fit_sdf_batch(
+    shapes: Sequence[ShapeSamples],
+    config: TrainConfig,
+    bound: float = 1.0,
+    on_log: Optional[Callable[[int, dict], None]] = None,
+) -> list[FitResult]:
+    """Fit B shapes' SDFs together, each as `fit_sdf` would fit it alone with `config`.
+
+    Args:
+        shapes: B tuples (surface_points [S, 3], surface_normals [S, 3], volume_points [V, 3],
+            volume_sdf [V] or None), as `fit_sdf` takes them; S and V may differ between shapes,
+            but either every shape or none has stored off-surface points (V > 0), so that all
+            steps hold the same number of points.
+        config: the training configuration (network kind "siren", "igr" or "relu-pe").
+        bound: fresh uniform points are drawn in [-bound, bound]^3.
+        on_log: called with (shape index, history entry) every `log_every` steps and at the end.
+    Returns:
+        B FitResults in the order of `shapes`: the same spec, parameters on the CPU, each
+        shape's own loss history; steps, seconds and device are the batch's.
+
+    `config.seconds` caps the wall time of the whole batch; at least one step always runs.
+    Raises ConfigError (a ValueError) for another network kind or with iso-points enabled,
+    ValueError for mixed step layouts, FloatingPointError when a shape's loss is not finite at a
+    logged step.
+    """
+    check_batched_kind(config.network.kind)
+    if config.isopoints.enabled:
+        raise ConfigError("training.isopoints.enabled: batched training does not extract iso-points; "
+                          "train such shapes one by one (training.shapes_per_batch = 1)")
+    if not shapes:
+        return []
+    device = resolve_device(config.device)
+    spec, initial = network_for(config.network, torch.Generator().manual_seed(config.seed))
+    samplers = [ShapeSampler(surface, normals, volume, config, device, volume_sdf=sdf, bound=bound)
+                for surface, normals, volume, sdf in shapes]
+    check_same_layout(samplers, config)
+    count = len(samplers)
+    params = nn.ParameterDict({name: nn.Parameter(tensor.to(device))
+                               for name, tensor in stack_params([initial] * count).items()})
+    optimizer = torch.optim.Adam(params.parameters(), lr=config.lr)
+
+    histories: list[list[dict]] = [[] for _ in range(count)]
+
+    def record(index: int, entry: dict) -> None:
+        histories[index].append(entry)
+        if on_log is not None:
+            on_log(index, entry)
+
+    start = time.perf_counter()
+    step = 0
+    while step < config.steps:
+        elapsed = time.perf_counter() - start
+        if time_is_up(step, elapsed, config):
+            break
+        lr = learning_rate_at(training_progress(step, elapsed, config), config.lr, config.lr_final)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        batches = [sampler.draw() for sampler in samplers]
+        points = stacked_step_points(batches).requires_grad_(True)
+        values = evaluate_network(spec, params, points)  # [B, N, 1]
+        gradients = gradient_of_field(values, points)  # [B, N, 3]: shape b's values depend on its points only
+        losses = [step_loss(values[i], gradients[i], batch, config) for i, batch in enumerate(batches)]
+        optimizer.zero_grad(set_to_none=True)
+        sum(loss for loss, _ in losses).backward()
+        optimizer.step()
+        step += 1
+
+        if step % config.log_every == 0 or step == config.steps:
+            seconds = time.perf_counter() - start
+            entries = [history_entry(step, seconds, loss, lr, terms) for loss, terms in losses]
+            for index, entry in enumerate(entries):
+                if not math.isfinite(entry["loss"]):
+                    raise FloatingPointError(f"training diverged at step {step}: shape {index}'s loss is {entry['loss']}")
+            for index, entry in enumerate(entries):
+                record(index, entry)
+
+    seconds = time.perf_counter() - start
+    for index, (loss, terms) in enumerate(losses):
+        if not histories[index] or histories[index][-1]["step"] != step:
+            # Record the final state even when a time budget stopped the loop between logs.
+            record(index, history_entry(step, seconds, loss, lr, terms))
+    final = {name: tensor.detach().to("cpu", torch.float32) for name, tensor in params.items()}
+    return [FitResult(spec=spec, params={name: t.clone() for name, t in unstack_params(final, index).items()},
+                      steps=step, seconds=seconds, device=str(device), history=histories[index])
+            for index in range(count)]

@@ -1,0 +1,84 @@
+import pytest
+import yaml
+
+from inrcore.errors import ConfigError
+from flows.manifest import manifest_for_folder, manifest_from_dict, shape_id_for
+
+
+def touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("v 0 0 0\n")
+    return path
+
+
+def test_shapes_paths_ids_and_config(tmp_path):
+    touch(tmp_path / "meshes" / "a.obj")
+    m = manifest_from_dict({
+        "name": "set1",
+        "shapes": ["meshes/a.obj", {"id": "b2", "path": "meshes/missing.ply"}],
+        "config": {"training": {"steps": 12}},
+    }, source=str(tmp_path / "set1.yaml"))
+    assert m.name == "set1"
+    assert [(s.shape_id, s.path) for s in m.shapes] == [
+        ("a", str(tmp_path / "meshes" / "a.obj")), ("b2", str(tmp_path / "meshes" / "missing.ply"))]
+    assert m.config.training.steps == 12
+
+
+def test_glob_collects_mesh_files_only(tmp_path):
+    for name in ("x.obj", "y.PLY", "notes.txt"):
+        touch(tmp_path / "m" / name)
+    m = manifest_from_dict({"name": "g", "glob": "m/*"}, source=str(tmp_path / "g.yaml"))
+    assert sorted(s.shape_id for s in m.shapes) == ["x", "y"]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"shapes": ["a.obj"]}, r"'name' must be a word"),
+    ({"name": "n"}, r"lists no shapes"),
+    ({"name": "n", "glob": "none/*.obj"}, r"glob 'none/\*.obj' matches no mesh or point-cloud file"),
+    ({"name": "n", "shapes": ["a.obj", "sub/a.obj"]}, r"shape id 'a' is used by both"),
+    ({"name": "n", "shapes": [3]}, r"shapes\[0\] must be a path"),
+    ({"name": "n", "shapes": ["a.obj"], "extra": 1}, r"unknown key\(s\) extra"),
+    ({"name": "n", "shapes": ["a.obj"], "config": {"grid": {"resolution": "high"}}},
+     r"m.yaml: config.grid.resolution: expected an integer"),
+    (["a.obj"], r"a manifest must be a mapping"),
+])
+def test_bad_manifests_name_the_source(tmp_path, data, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        manifest_from_dict(data, source=str(tmp_path / "m.yaml"))
+    assert str(tmp_path / "m.yaml") in str(info.value)
+
+
+def test_folder_manifest(tmp_path):
+    touch(tmp_path / "shapes" / "cow.obj")
+    touch(tmp_path / "shapes" / "teapot.stl")
+    m = manifest_for_folder(tmp_path / "shapes")
+    assert m.name == "shapes"
+    assert sorted(s.shape_id for s in m.shapes) == ["cow", "teapot"]
+    with pytest.raises(ConfigError, match="holds no mesh or point-cloud file"):
+        manifest_for_folder(tmp_path)
+
+
+def test_shape_ids_are_safe():
+    assert shape_id_for("/x/My Bunny (v2).obj") == "My_Bunny_v2"
+    assert shape_id_for("rocker-arm.obj") == "rocker-arm"
+
+
+def test_point_clouds_are_shapes_too(tmp_path):
+    for name in ("a.obj", "scan.xyz", "cloud.npz", "c.ply", "notes.txt", "d.csv"):
+        touch(tmp_path / "s" / name)
+    m = manifest_from_dict({"name": "p", "glob": "s/*"}, source=str(tmp_path / "p.yaml"))
+    assert sorted(s.shape_id for s in m.shapes) == ["a", "c", "cloud", "scan"]
+    assert sorted(s.shape_id for s in manifest_for_folder(tmp_path / "s").shapes) == ["a", "c", "cloud", "scan"]
+    only_clouds = manifest_for_folder(touch(tmp_path / "t" / "x.xyz").parent)
+    assert [(s.shape_id, s.path) for s in only_clouds.shapes] == [("x", str(tmp_path / "t" / "x.xyz"))]
+
+
+def test_a_nerf_section_of_an_earlier_version_keeps_its_turntable_frames(tmp_path):
+    (tmp_path / "a.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    path = tmp_path / "m.yaml"
+    path.write_text("name: old\nshapes: [a.obj]\nnerf: {turntable_frames: 6, alias: best}\n")
+    manifest = manifest_from_dict(yaml.safe_load(path.read_text()), source=str(path))
+    assert manifest.nerf.pictures.turntable_frames == 6 and manifest.nerf.alias == "best"
+    path.write_text("name: old\nshapes: [a.obj]\nnerf: {turntable_frames: 6, pictures: {turntable_size: 64}}\n")
+    pictures = manifest_from_dict(yaml.safe_load(path.read_text()), source=str(path)).nerf.pictures
+    assert (pictures.turntable_frames, pictures.turntable_size) == (6, 64)

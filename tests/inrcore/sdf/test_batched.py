@@ -1,0 +1,111 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from inrcore.fields.build import network_for
+from inrcore.fields.networks import evaluate_network, stack_params, unstack_params
+from inrcore.sdf.batched import fit_sdf_batch
+from inrcore.sdf.training import fit_sdf
+from inrcore.settings import NetworkConfig, TrainConfig
+
+
+def sphere_samples(n_surface, radius, centre, seed, n_volume=300):
+    """Oriented points on a sphere and uniform volume points with their true signed distances."""
+    rng = np.random.default_rng(seed)
+    directions = rng.normal(size=(n_surface, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    centre = np.asarray(centre, np.float64)
+    volume = rng.uniform(-1.0, 1.0, size=(n_volume, 3))
+    sdf = np.linalg.norm(volume - centre, axis=1) - radius
+    return centre + radius * directions, directions, volume, sdf
+
+
+THREE_SPHERES = [sphere_samples(600, 0.3, (0.0, 0.0, 0.0), 0),
+                 sphere_samples(500, 0.5, (0.1, -0.2, 0.0), 1),
+                 sphere_samples(700, 0.4, (-0.2, 0.1, 0.3), 2)]
+
+
+def small_config(kind, **changes):
+    config = TrainConfig(steps=20, batch_surface=128, batch_offsurface=128, batch_uniform=128, lr=1e-3,
+                         lr_final=1e-4, log_every=5, device="cpu",
+                         network=NetworkConfig(kind=kind, width=16, layers=2, frequencies=2))
+    return dataclasses.replace(config, **changes)
+
+
+@pytest.mark.parametrize("kind", ["siren", "igr", "relu-pe"])
+def test_stacked_evaluation_equals_each_network_alone(kind):
+    config = NetworkConfig(kind=kind, width=16, layers=2, frequencies=2)
+    networks = [network_for(config, torch.Generator().manual_seed(seed)) for seed in range(3)]
+    spec = networks[0][0]
+    stacked = stack_params([params for _, params in networks])
+    first_weight = next(name for name in stacked if name.endswith("_weight"))
+    assert stacked[first_weight].shape == (3,) + networks[0][1][first_weight].shape
+    points = torch.rand((3, 50, 3), generator=torch.Generator().manual_seed(7)) * 2 - 1
+    together = evaluate_network(spec, stacked, points)
+    assert together.shape == (3, 50, 1)
+    for index, (_, params) in enumerate(networks):
+        alone = evaluate_network(spec, params, points[index])
+        torch.testing.assert_close(together[index], alone, atol=1e-6, rtol=1e-5)
+        assert all(torch.equal(unstack_params(stacked, index)[name], params[name]) for name in params)
+
+
+@pytest.mark.parametrize("kind", ["siren", "igr", "relu-pe"])
+def test_batch_fit_equals_separate_fits(kind):
+    config = small_config(kind)
+    logged = []
+    together = fit_sdf_batch(THREE_SPHERES, config, on_log=lambda index, entry: logged.append((index, entry)))
+    alone = [fit_sdf(surface, normals, volume, config, volume_sdf=sdf) for surface, normals, volume, sdf in THREE_SPHERES]
+    assert len(together) == 3
+    for index, (batched, single) in enumerate(zip(together, alone)):
+        assert batched.spec == single.spec and batched.steps == single.steps == 20
+        assert set(batched.params) == set(single.params)
+        for name, tensor in single.params.items():
+            assert batched.params[name].device.type == "cpu" and batched.params[name].shape == tensor.shape
+            assert torch.allclose(batched.params[name], tensor, atol=1e-5, rtol=0), name
+        assert [e["step"] for e in batched.history] == [e["step"] for e in single.history] == [5, 10, 15, 20]
+        for mine, theirs in zip(batched.history, single.history):
+            assert set(mine) == set(theirs)
+            assert mine["loss"] == pytest.approx(theirs["loss"], rel=1e-5)
+            assert mine["lr"] == pytest.approx(theirs["lr"], rel=1e-12)
+        assert [entry for i, entry in logged if i == index] == batched.history
+    # The shapes really differ: the three fits end apart from each other.
+    last_bias = sorted(together[0].params, key=lambda name: int(name.split("_")[0]))[-1]
+    assert not torch.allclose(together[0].params[last_bias], together[1].params[last_bias], atol=1e-4)
+
+
+def test_point_clouds_without_distances_fit_like_alone():
+    clouds = [(surface, normals, volume, None) for surface, normals, volume, _ in THREE_SPHERES[:2]]
+    config = small_config("siren", steps=10)
+    together = fit_sdf_batch(clouds, config)
+    for batched, (surface, normals, volume, _) in zip(together, clouds):
+        single = fit_sdf(surface, normals, volume, config)
+        assert all(torch.allclose(batched.params[k], single.params[k], atol=1e-5, rtol=0) for k in single.params)
+        assert "sdf" not in batched.history[-1] and batched.history[-1]["loss"] == pytest.approx(single.history[-1]["loss"], rel=1e-5)
+
+
+def test_other_network_kinds_are_refused():
+    config = dataclasses.replace(small_config("siren"), network=dataclasses.replace(NetworkConfig(), kind="idf"))
+    with pytest.raises(ValueError, match="batched training supports network kinds siren, igr, relu-pe; got 'idf'"):
+        fit_sdf_batch(THREE_SPHERES, config)
+
+
+def test_mixed_step_layouts_are_refused():
+    surface, normals, _, _ = THREE_SPHERES[1]
+    mixed = [THREE_SPHERES[0], (surface, normals, np.zeros((0, 3)), None)]
+    with pytest.raises(ValueError, match=r"shapes \[0\] have stored off-surface points and shapes \[1\] have none"):
+        fit_sdf_batch(mixed, small_config("siren"))
+
+
+def test_no_shapes_give_no_results():
+    assert fit_sdf_batch([], small_config("siren")) == []
+
+
+def test_time_budget_stops_the_whole_batch_and_is_recorded():
+    config = small_config("siren", steps=10_000_000, seconds=0.5, log_every=1000)
+    results = fit_sdf_batch(THREE_SPHERES, config)
+    assert 1 <= results[0].steps < 10_000_000 and results[0].seconds < 5.0
+    for result in results:
+        assert result.steps == results[0].steps and result.history[-1]["step"] == result.steps
+        assert np.isfinite(result.history[-1]["loss"])
