@@ -53,9 +53,9 @@ def main(argv=None) -> int:
     from inrcore.fields.networks import init_siren_params, siren_spec
     from inrcore.fields.weights import load_field
     from inrcore.geometry.marching import marching_cubes_blocks
-    from inrcore.settings import GridConfig, config_to_dict
+    from inrcore.geometry.settings import GridConfig
     from tasks import registry
-    from tasks.fields import evaluate_field
+    from tasks.sdf.evaluate import evaluate_field
     from tasks.store import open_store
 
     if args.weights:
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
             start = time.perf_counter()
-            result = client.submit(evaluate_field.fn, "bench", store, model_uri, "fp", config_to_dict(grid), uri,
+            result = client.submit(evaluate_field.fn, "bench", store, model_uri, "fp", grid, uri,
                                    pure=False).result()
             seconds = time.perf_counter() - start
             worker_peak = client.run(peak_rss_mb)
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
 
     n_points = args.resolution ** 3
     write_result(args.out, "field_grid", argv, {
-        "resolution": args.resolution, "chunk": args.chunk, "blocks": result["blocks"],
+        "resolution": args.resolution, "chunk": args.chunk, "blocks": result.blocks,
         "network": {"width": args.width, "layers": args.layers, "weights": args.weights or "random SIREN init"},
         "workers": args.workers,
         "evaluate_seconds": round(seconds, 2),

@@ -93,9 +93,11 @@ def run_one(shape: str, cloud: str, variant: str, args) -> dict:
     sys.path.insert(0, str(ROOT))
     from inrcore.geometry.metrics import compare_meshes
     from inrcore.geometry.sampling import sample_point_cloud
+    from inrcore.geometry.settings import GridConfig, SamplingConfig
     from inrcore.sdf.fitshape import field_surface
+    from inrcore.sdf.settings import TrainConfig
     from inrcore.sdf.training import fit_sdf
-    from inrcore.settings import GridConfig, SamplingConfig, TrainConfig, config_from_dict
+    from inrcore.settings import config_from_dict
 
     mesh, points, normals, facts = make_cloud(shape, cloud, args)
     samples = sample_point_cloud(points, normals, SamplingConfig(seed=args.seed))

@@ -34,8 +34,8 @@ from inrcore.nerf.meshscenes import scene_from_mesh
 from inrcore.nerf.pictures import evaluate_views
 from inrcore.nerf.raybatches import in_memory_ray_batches
 from inrcore.nerf.scenes import load_scene_split
+from inrcore.nerf.settings import MeshSceneConfig, NerfConfig
 from inrcore.nerf.training import train_radiance_field
-from inrcore.settings import MeshSceneConfig, NerfConfig
 
 
 def model_settings(name: str, args) -> dict:

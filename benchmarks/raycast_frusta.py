@@ -61,8 +61,9 @@ def fitted_field(args):
     from inrcore.geometry.sampling import known_distances
     from inrcore.sdf.fitshape import load_shape_input
     from inrcore.sdf.methods import method_overrides
+    from inrcore.sdf.settings import PipelineConfig
     from inrcore.sdf.training import fit_sdf
-    from inrcore.settings import PipelineConfig, config_replace
+    from inrcore.settings import config_replace
 
     key = f"{Path(args.mesh).stem}-siren{args.width}x{args.layers}-{args.train_steps}steps-seed{args.seed}"
     cache = Path(args.cache) / f"raycast-{key}.safetensors"

@@ -33,7 +33,7 @@ from common import load_saved_mesh, metric_figures, save_mesh, write_result  # n
 def reference_mesh(mesh_path: str):
     """The input mesh normalised as the fits saw it."""
     from inrcore.geometry.meshes import load_mesh, normalise_mesh
-    from inrcore.settings import SamplingConfig
+    from inrcore.geometry.settings import SamplingConfig
 
     return normalise_mesh(load_mesh(mesh_path), SamplingConfig().extent)[0]
 
@@ -51,7 +51,9 @@ def fit_and_measure(mesh_path: str, steps: int, sdf_weight: float, resolution: i
     from inrcore.geometry.marching import marching_cubes_blocks
     from inrcore.geometry.metrics import METRICS_VERSION, compare_meshes
     from inrcore.geometry.sampling import sample_sdf
-    from inrcore.settings import GridConfig, SamplingConfig, TrainConfig, config_replace, config_to_dict
+    from inrcore.geometry.settings import GridConfig, SamplingConfig
+    from inrcore.sdf.settings import TrainConfig
+    from inrcore.settings import config_replace, config_to_dict
 
     mesh = reference_mesh(mesh_path)
     samples = sample_sdf(mesh, SamplingConfig(n_surface=50_000, n_near=40_000, n_uniform=20_000))
@@ -117,7 +119,7 @@ def main(argv=None) -> int:
         rescore(Path(args.out))
         return 0
 
-    from inrcore.settings import LossConfig
+    from inrcore.sdf.settings import LossConfig
 
     weights = [0.0, LossConfig().sdf]
     stems = [str(Path(args.out).with_suffix("")) + f"-sdf{weight:g}" for weight in weights]

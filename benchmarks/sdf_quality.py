@@ -69,7 +69,8 @@ def run_one(shape: str, method: str, seconds: float, device: str, resolution: in
     from inrcore.geometry.metrics import METRICS_VERSION
     from inrcore.sdf.fitshape import fit_shape
     from inrcore.sdf.methods import method_overrides
-    from inrcore.settings import PipelineConfig, config_replace, config_to_dict
+    from inrcore.sdf.settings import PipelineConfig
+    from inrcore.settings import config_replace, config_to_dict
 
     overrides = method_overrides("relu-pe" if method == "relu" else method)
     budget = {"steps": steps, "seconds": None} if steps else {"steps": 10**9, "seconds": seconds}
@@ -110,6 +111,7 @@ def rescore(rows: Path, shapes: list[str], methods: list[str]) -> dict:
     from inrcore.files import write_atomic
     from inrcore.geometry.meshes import Normalisation
     from inrcore.geometry.metrics import METRIC_NAMES, METRICS_VERSION, POINT_METRIC_NAMES
+    from inrcore.geometry.settings import MetricsConfig
     from inrcore.sdf.fitshape import (
         field_surface,
         load_reference,
@@ -117,7 +119,8 @@ def rescore(rows: Path, shapes: list[str], methods: list[str]) -> dict:
         normalisation_of,
         read_shape,
     )
-    from inrcore.settings import MetricsConfig, PipelineConfig, config_from_dict
+    from inrcore.sdf.settings import PipelineConfig
+    from inrcore.settings import config_from_dict
 
     done, skipped = [], {}
     for path in sorted(rows.glob("*.json")):

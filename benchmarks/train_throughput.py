@@ -134,7 +134,7 @@ def mesh_shapes(paths: list[str], count: int):
     """`count` shapes sampled from the mesh files (cycling through them) with `inrcore.geometry.sampling`."""
     from inrcore.geometry.meshes import load_mesh, normalise_mesh
     from inrcore.geometry.sampling import sample_sdf
-    from inrcore.settings import SamplingConfig
+    from inrcore.geometry.settings import SamplingConfig
 
     shapes = []
     for index in range(count):
@@ -154,7 +154,7 @@ def shapes_for(count: int, meshes: list[str], missing_libraries: list[str]):
     if meshes:
         print(f"--meshes needs {' and '.join(missing_libraries)}, missing here; using analytic shapes",
               file=sys.stderr)
-    from inrcore.settings import SamplingConfig
+    from inrcore.geometry.settings import SamplingConfig
 
     sampling = SamplingConfig()
     return ([analytic_shape(i, sampling.n_surface, sampling.n_near, sampling.n_uniform) for i in range(count)],
@@ -232,7 +232,8 @@ def main(argv=None) -> int:
     import torch
 
     from inrcore.device import resolve_device
-    from inrcore.settings import NetworkConfig, TrainConfig
+    from inrcore.fields.settings import NetworkConfig
+    from inrcore.sdf.settings import TrainConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)

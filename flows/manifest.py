@@ -32,7 +32,9 @@ import yaml
 
 from inrcore.errors import ConfigError
 from inrcore.geometry.pointclouds import POINT_SUFFIXES
-from inrcore.settings import NerfPipelineConfig, PipelineConfig, config_from_dict
+from inrcore.nerf.settings import NerfPipelineConfig
+from inrcore.sdf.settings import PipelineConfig
+from inrcore.settings import config_from_dict
 
 
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb")

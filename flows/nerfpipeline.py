@@ -16,8 +16,11 @@ from prefect import flow
 
 from flows.pipeline import start_collection, task_runner
 from flows.stages import StageChain, new_record, progress_printer
+from inrcore.nerf.settings import NerfPipelineConfig
 from inrcore.settings import config_to_dict
-from tasks.nerf import generate_rays, make_scene, train_nerf
+from tasks.nerf.rays import generate_rays
+from tasks.nerf.scenes import make_scene
+from tasks.nerf.training import train_nerf
 from tasks.report import write_nerf_report
 from tasks.store import write_json_atomic
 from tasks.tracking import setup_tracking
@@ -45,11 +48,11 @@ def nerf_collection(
     """
     data, config, where = start_collection(manifest, "nerf", overrides, out_dir, store_url, tracking_uri)
     run = _run_scenes.with_options(task_runner=task_runner(dask_address, workers))
-    return run(data.name, [(s.shape_id, s.path) for s in data.shapes], config_to_dict(config), where, quiet)
+    return run(data.name, [(s.shape_id, s.path) for s in data.shapes], config, where, quiet)
 
 
 @flow(name="nerf-collection-shapes")
-def _run_scenes(dataset: str, shapes: list, config: dict, where: dict, quiet: bool = False) -> dict:
+def _run_scenes(dataset: str, shapes: list, config: NerfPipelineConfig, where: dict, quiet: bool = False) -> dict:
     say = progress_printer(quiet)
     experiment_id = setup_tracking(where["tracking_uri"], f"inrflow-{dataset}-nerf", where["artifact_location"])
     records = {sid: new_record(sid, path) for sid, path in shapes}
@@ -57,20 +60,21 @@ def _run_scenes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
     def submit(shape_id: str, stage: str):
         r = chain.results[shape_id]
         if stage == "scene":
-            return make_scene.submit(shape_id, records[shape_id]["source"], where["out_dir"], config["scene"])
+            return make_scene.submit(shape_id, records[shape_id]["source"], where["out_dir"], config.scene)
         if stage == "rays":
-            return generate_rays.submit(shape_id, r["scene"]["scene_dir"], r["scene"]["fingerprint"],
-                                        where["store_url"], config["rays"])
-        return train_nerf.submit(shape_id, dataset, where["store_url"], r["rays"]["path"], r["rays"]["fingerprint"],
-                                 r["scene"]["scene_dir"], config["training"], config["rays"]["downscale"],
-                                 where["out_dir"], where["tracking_uri"], experiment_id, config["alias"],
-                                 config["pictures"])
+            return generate_rays.submit(shape_id, r["scene"].scene_dir, r["scene"].fingerprint, where["store_url"],
+                                        config.rays)
+        return train_nerf.submit(shape_id, dataset, where["store_url"], r["rays"].path, r["rays"].fingerprint,
+                                 r["scene"].scene_dir, config.training, config.rays.downscale, where["out_dir"],
+                                 where["tracking_uri"], experiment_id, config.alias, config.pictures)
 
     def complete(shape_id: str) -> None:
         done = chain.results[shape_id]
-        records[shape_id].update(status="ok", scene_dir=done["scene"]["scene_dir"], rays=done["rays"]["count"],
-                                 **{k: done["train"][k] for k in ("model_uri", "version", "run_id", "psnr", "ssim",
-                                                                  "steps", "train_seconds", "images", "model")})
+        trained = done["train"]
+        records[shape_id].update(status="ok", scene_dir=done["scene"].scene_dir, rays=done["rays"].count,
+                                 model_uri=trained.model_uri, version=trained.version, run_id=trained.run_id,
+                                 psnr=trained.psnr, ssim=trained.ssim, steps=trained.steps,
+                                 train_seconds=trained.train_seconds, images=trained.images, model=trained.model)
 
     chain = StageChain(NERF_STAGES, submit, records, say, on_complete=complete)
     say(f"inrflow nerf: {len(shapes)} scene(s) of '{dataset}' -> {where['out_dir']}")
@@ -78,7 +82,7 @@ def _run_scenes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
 
     ordered = [records[sid] for sid, _ in shapes]
     summary_path = Path(where["out_dir"]) / "nerf_summary.json"
-    settings = {"config": config, **where}
+    settings = {"config": config_to_dict(config), **where}
     summary = {"dataset": dataset, "shapes": ordered, "settings": settings,
                "ok": sum(r["status"] == "ok" for r in ordered), "failed": sum(r["status"] == "failed" for r in ordered),
                "seconds": seconds}

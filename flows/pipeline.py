@@ -23,24 +23,25 @@ from prefect_dask import DaskTaskRunner
 from flows.manifest import read_manifest
 from flows.stages import StageChain, new_record, progress_printer
 from inrcore.sdf.batched import BATCHED_KINDS
+from inrcore.sdf.settings import PipelineConfig, TrainConfig
 from inrcore.settings import config_replace, config_to_dict
-from tasks.fields import evaluate_field
-from tasks.prepare import prepare_samples
-from tasks.queries import extract_isopoints, range_mesh_field
+from tasks.queries.isopoints import extract_isopoints
+from tasks.queries.rangemesh import range_mesh_field
 from tasks.report import write_report
-from tasks.surface import extract_surface
+from tasks.sdf.evaluate import evaluate_field
+from tasks.sdf.prepare import prepare_samples
+from tasks.sdf.surface import extract_surface
+from tasks.sdf.train import train_sdf, train_sdf_batch
 from tasks.tracking import setup_tracking
-from tasks.train import train_sdf, train_sdf_batch
 
 
 STAGES = ("prepare", "train", "evaluate", "extract")
 
 
-def stages_for(config: dict) -> tuple[str, ...]:
-    """Every shape's stages: STAGES, then the query stages `config["queries"]` switches on."""
-    queries = config.get("queries", {})
-    extra = (("isopoints",) if queries.get("isopoints") else ()) + (("range-mesh",) if queries.get("range_mesh") else ())
-    return STAGES + extra
+def stages_for(config: PipelineConfig) -> tuple[str, ...]:
+    """Every shape's stages: STAGES, then the query stages `config.queries` switches on."""
+    queries = config.queries
+    return STAGES + (("isopoints",) if queries.isopoints else ()) + (("range-mesh",) if queries.range_mesh else ())
 
 
 def locations(dataset: str, out_dir: Optional[str], store_url: Optional[str], tracking_uri: Optional[str]) -> dict:
@@ -110,7 +111,7 @@ def sdf_collection(
     """
     data, config, where = start_collection(manifest, "config", overrides, out_dir, store_url, tracking_uri)
     run = _run_shapes.with_options(task_runner=task_runner(dask_address, workers))
-    return run(data.name, [(s.shape_id, s.path) for s in data.shapes], config_to_dict(config), where, quiet)
+    return run(data.name, [(s.shape_id, s.path) for s in data.shapes], config, where, quiet)
 
 
 def start_collection(manifest: str, section: str, overrides: Optional[dict], out_dir: Optional[str],
@@ -126,7 +127,7 @@ def start_collection(manifest: str, section: str, overrides: Optional[dict], out
 
 
 @flow(name="sdf-collection-shapes")
-def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bool = False) -> dict:
+def _run_shapes(dataset: str, shapes: list, config: PipelineConfig, where: dict, quiet: bool = False) -> dict:
     say = progress_printer(quiet)
     experiment_id = setup_tracking(where["tracking_uri"], f"inrflow-{dataset}", where["artifact_location"])
     records = {sid: _new_record(sid, path) for sid, path in shapes}
@@ -134,28 +135,28 @@ def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
     def submit(shape_id: str, stage: str):
         r, source = chain.results[shape_id], records[shape_id]["source"]
         if stage == "prepare":
-            return prepare_samples.submit(shape_id, source, where["store_url"], config["sampling"])
+            return prepare_samples.submit(shape_id, source, where["store_url"], config.sampling)
         if stage == "train":
-            return train_sdf.submit(shape_id, dataset, where["store_url"], r["prepare"]["fingerprint"],
-                                    config["training"], where["tracking_uri"], experiment_id, config["alias"])
+            return train_sdf.submit(shape_id, dataset, where["store_url"], r["prepare"].fingerprint,
+                                    config.training, where["tracking_uri"], experiment_id, config.alias)
+        trained = r["train"]
         if stage == "evaluate":
-            return evaluate_field.submit(shape_id, where["store_url"], r["train"]["model_uri"],
-                                         r["train"]["fingerprint"], config["grid"], where["tracking_uri"])
+            return evaluate_field.submit(shape_id, where["store_url"], trained.model_uri, trained.fingerprint,
+                                         config.grid, where["tracking_uri"])
         if stage == "isopoints":
-            return extract_isopoints.submit(shape_id, where["store_url"], r["train"]["model_uri"],
-                                            r["train"]["fingerprint"], config["queries"]["isopoints"],
-                                            where["tracking_uri"], r["train"]["run_id"])
+            return extract_isopoints.submit(shape_id, where["store_url"], trained.model_uri, trained.fingerprint,
+                                            config.queries.isopoints, where["tracking_uri"], trained.run_id)
         if stage == "range-mesh":
-            return range_mesh_field.submit(shape_id, where["store_url"], r["train"]["model_uri"],
-                                           r["train"]["fingerprint"], config["queries"]["range"], where["out_dir"],
-                                           where["tracking_uri"], r["train"]["run_id"])
-        return extract_surface.submit(shape_id, source, r["prepare"]["normalisation"], where["store_url"],
-                                      r["evaluate"]["fingerprint"], where["out_dir"], config["metrics"],
-                                      where["tracking_uri"], r["train"]["run_id"])
+            return range_mesh_field.submit(shape_id, where["store_url"], trained.model_uri, trained.fingerprint,
+                                           config.queries.range, where["out_dir"], where["tracking_uri"],
+                                           trained.run_id)
+        return extract_surface.submit(shape_id, source, r["prepare"].normalisation, where["store_url"],
+                                      r["evaluate"].fingerprint, where["out_dir"], config.metrics,
+                                      where["tracking_uri"], trained.run_id)
 
     # With shapes_per_batch > 1, shapes ready to train wait here and train in batch tasks that
     # return one result per shape: a full batch at once, the rest when no shape is still preparing.
-    batch_size = training_batch_size(config["training"])
+    batch_size = training_batch_size(config.training)
     waiting_to_train: list[str] = []
 
     def hold(shape_id: str, stage: str) -> bool:
@@ -167,8 +168,8 @@ def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
     def launch_training_batches() -> None:
         for batch in training_batches(waiting_to_train, batch_size, more_coming=chain.running("prepare")):
             future = train_sdf_batch.submit(batch, dataset, where["store_url"],
-                                            [chain.results[sid]["prepare"]["fingerprint"] for sid in batch],
-                                            config["training"], where["tracking_uri"], experiment_id, config["alias"])
+                                            [chain.results[sid]["prepare"].fingerprint for sid in batch],
+                                            config.training, where["tracking_uri"], experiment_id, config.alias)
             chain.watch(future, tuple(batch), "train", batched=True)
 
     chain = StageChain(stages_for(config), submit, records, say,
@@ -178,7 +179,7 @@ def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
     seconds = chain.run([sid for sid, _ in shapes])
 
     ordered = [records[sid] for sid, _ in shapes]
-    settings = {"config": config, **where}
+    settings = {"config": config_to_dict(config), **where}
     paths = write_report(where["out_dir"], dataset, ordered, settings)
     say(paths["table"])
     say(f"report: {paths['report']}\nsummary: {paths['summary']}")
@@ -187,12 +188,12 @@ def _run_shapes(dataset: str, shapes: list, config: dict, where: dict, quiet: bo
             "seconds": seconds, **where}
 
 
-def training_batch_size(training: dict) -> int:
+def training_batch_size(training: TrainConfig) -> int:
     """Shapes per training task: `shapes_per_batch`, or 1 for network kinds batched training
     does not support (idf) and for fits with iso-points, which then train shape by shape."""
-    if training["network"]["kind"] not in BATCHED_KINDS or training.get("isopoints", {}).get("enabled"):
+    if training.network.kind not in BATCHED_KINDS or training.isopoints.enabled:
         return 1
-    return int(training.get("shapes_per_batch", 1))
+    return training.shapes_per_batch
 
 
 def training_batches(waiting: list[str], size: int, more_coming: bool) -> list[list[str]]:
@@ -212,12 +213,12 @@ def _new_record(shape_id: str, source: str) -> dict:
 
 def _finish_record(record: dict, results: dict) -> None:
     extract, train = results["extract"], results["train"]
-    record.update(status="ok", metrics=extract["metrics"], images=extract["images"], mesh_path=extract["mesh_path"],
-                  model_uri=train["model_uri"], model_version=train["version"], mlflow_run_id=train["run_id"],
-                  field=results["evaluate"]["path"])
+    record.update(status="ok", metrics=extract.metrics, images=extract.images, mesh_path=extract.mesh_path,
+                  model_uri=train.model_uri, model_version=train.version, mlflow_run_id=train.run_id,
+                  field=results["evaluate"].path)
     if "isopoints" in results:
-        record["isopoints"] = {"path": results["isopoints"]["path"], "count": results["isopoints"]["count"]}
+        record["isopoints"] = {"path": results["isopoints"].path, "count": results["isopoints"].count}
     if "range-mesh" in results:
         ranged = results["range-mesh"]
-        record["range_mesh"] = {key: ranged[key] for key in ("mesh_path", "evaluations", "box_evaluations",
-                                                              "point_evaluations", "vertices", "faces")}
+        record["range_mesh"] = {"mesh_path": ranged.mesh_path, **{key: ranged.stats[key] for key in (
+            "evaluations", "box_evaluations", "point_evaluations", "vertices", "faces")}}

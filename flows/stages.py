@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable, Optional
 
 from inrcore.errors import InrflowError
+from tasks.results import StageResult
 
 
 def progress_printer(quiet: bool) -> Callable[[str], None]:
@@ -54,12 +55,11 @@ def new_record(shape_id: str, source: str, **fields) -> dict:
             "seconds": {}, "waiting": {}, "reused": {}}
 
 
-def waiting_seconds(outcome: dict, elapsed: float) -> float:
+def waiting_seconds(outcome: StageResult, elapsed: float) -> float:
     """How long of a stage's `elapsed` seconds (submission to completion, measured by the flow) it
     waited rather than ran: `elapsed` less the task's own running time (for a batch task, the
-    whole batch's, "batch_seconds"), never below zero."""
-    running = outcome.get("batch_seconds", outcome["seconds"])
-    return max(0.0, elapsed - running)
+    whole batch's), never below zero."""
+    return max(0.0, elapsed - outcome.running_seconds)
 
 
 def error_message(outcome) -> str:
@@ -84,8 +84,7 @@ class StageChain:
 
     Args:
         stages: the stage names, in order.
-        submit: (shape_id, stage) -> a future whose result is a dict with "seconds" (and
-            "reused" when the stage reused a finished result).
+        submit: (shape_id, stage) -> a future whose result is a `tasks.results.StageResult`.
         records: shape id -> its record (`new_record`), updated in place: "seconds" (the task's
             own running time), "waiting" (`waiting_seconds`) and "reused" per stage, and on failure
             status "failed" with "error" "<stage>: <message>".
@@ -147,11 +146,11 @@ class StageChain:
             return
         self.results[shape_id][stage] = outcome
         waited = waiting_seconds(outcome, elapsed)
-        record["seconds"][stage] = round(outcome["seconds"], 3)
+        record["seconds"][stage] = round(outcome.seconds, 3)
         record["waiting"][stage] = round(waited, 3)
-        record["reused"][stage] = bool(outcome.get("reused"))
-        self.say(f"{clock} {shape_id:<16} {stage:<{self._width}} {'reused' if outcome.get('reused') else 'done':<7} "
-                 f"{outcome['seconds']:.1f}s" + (f" (after {waited:.1f}s waiting)" if waited >= 0.05 else ""))
+        record["reused"][stage] = outcome.reused
+        self.say(f"{clock} {shape_id:<16} {stage:<{self._width}} {'reused' if outcome.reused else 'done':<7} "
+                 f"{outcome.seconds:.1f}s" + (f" (after {waited:.1f}s waiting)" if waited >= 0.05 else ""))
         following = self.stages.index(stage) + 1
         if following < len(self.stages):
             self.launch(shape_id, self.stages[following])

@@ -8,13 +8,14 @@ and nothing pickled is ever executed on load.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import mlflow
 import numpy as np
@@ -104,6 +105,17 @@ def log_artifact(tracking_uri: str, run_id: str, path, artifact_path: Optional[s
 
 def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
     client(tracking_uri).set_terminated(run_id, status)
+
+
+@contextlib.contextmanager
+def ending_run(tracking_uri: str, run_id: str) -> Iterator[str]:
+    """Ends run `run_id` when the block is left: FINISHED when it completes, FAILED when it raises."""
+    try:
+        yield run_id
+    except BaseException:
+        end_run(tracking_uri, run_id, "FAILED")
+        raise
+    end_run(tracking_uri, run_id)
 
 
 def register_field(

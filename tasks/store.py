@@ -10,14 +10,13 @@ whose fingerprint still matches.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import zarr
 
+from inrcore.files import write_atomic
 from inrcore.geometry.sampling import known_distances
 
 
@@ -71,17 +70,7 @@ def volume_sdf_of(group: zarr.Group, n_surface: int) -> Optional[np.ndarray]:
 
 def write_text_atomic(path, text: str) -> Path:
     """Write a text file via a temporary name in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_json_atomic(path, data: Any) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("inrcore", "tasks", "flows")
 FORBIDDEN = {

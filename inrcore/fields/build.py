@@ -21,7 +21,7 @@ from inrcore.fields.networks import (
     spec_from_list,
     spec_to_list,
 )
-from inrcore.settings import NetworkConfig
+from inrcore.fields.settings import NetworkConfig
 
 
 # Each composite field kind and how its JSON description is read back.

@@ -12,7 +12,7 @@ import torch
 
 from inrcore.fields.networks import FieldSpec, Params, evaluate_field
 from inrcore.geometry.grids import Block, block_points
-from inrcore.settings import GridConfig
+from inrcore.geometry.settings import GridConfig
 
 
 @torch.no_grad()

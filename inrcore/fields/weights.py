@@ -7,8 +7,6 @@ Loading never executes pickled code: safetensors holds raw tensors and JSON stri
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import torch
 from inrcore.errors import ShapeError
 from inrcore.fields.build import field_spec_from_json, field_spec_to_json
 from inrcore.fields.networks import FieldSpec
+from inrcore.files import write_atomic
 
 
 _SPEC_KEY = "inrflow.network"
@@ -27,19 +26,9 @@ def save_field(path, spec: FieldSpec, params: dict[str, torch.Tensor], metadata:
     """Write a field to `path` (.safetensors) atomically: a temporary file, then a rename."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = {_SPEC_KEY: json.dumps(field_spec_to_json(spec)), _META_KEY: json.dumps(metadata or {})}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in params.items()}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=header))
 
 
 def load_field(path) -> tuple[FieldSpec, dict[str, torch.Tensor], dict[str, Any]]:

@@ -5,12 +5,43 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 
+WORLD_UP = np.array([0.0, 1.0, 0.0])
+
+
+def look_at_axes(towards: np.ndarray, world_up: np.ndarray,
+                 fallback_right: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """The sideways and upward axes of cameras that look along -towards, upright for world_up.
+
+    Args:
+        towards [..., 3]: unit vectors from the looked-at point to each camera (the camera's
+            backward axis, +z of a camera-to-world pose).
+        world_up [3] or [..., 3]: the world direction that should point up in the picture.
+        fallback_right [3] or None: the right axis of cameras whose world_up x towards is
+            shorter than 1e-9 (looking along world_up); None: no such cameras are expected.
+    Returns:
+        right [..., 3] = world_up x towards normalised (the image's +column direction, camera +x)
+        and up [..., 3] = towards x right (its -row direction, camera +y).
+    """
+    right = np.cross(world_up, towards)
+    length = np.linalg.norm(right, axis=-1, keepdims=True)
+    if fallback_right is not None:
+        parallel = length[..., 0] < 1e-9
+        right[parallel] = fallback_right
+        length[parallel] = 1.0
+    right = right / length
+    return right, np.cross(towards, right)
+
+
 def camera_axes(azimuth_deg: float, elevation_deg: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The orthonormal camera frame for a view direction.
+    """The orthonormal camera frame for a view direction (`look_at_axes` with y up).
+
+    Azimuth turns the camera about y from +z towards +x, elevation lifts it towards +y; straight
+    down or up (elevation +-90) the frame is the limit of those at nearby elevations.
 
     Returns:
         towards_camera [3] (unit vector from the origin to the camera, also the light
@@ -18,12 +49,10 @@ def camera_axes(azimuth_deg: float, elevation_deg: float) -> tuple[np.ndarray, n
     """
     az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
     towards_camera = np.array([np.cos(el) * np.sin(az), np.sin(el), np.cos(el) * np.cos(az)])
-    world_up = np.array([0.0, 1.0, 0.0])
+    world_up = WORLD_UP
     if abs(np.cos(el)) < 1e-9:  # looking straight down or up: y is the view axis
         world_up = np.array([-np.sin(az), 0.0, -np.cos(az)]) * np.sign(np.sin(el))
-    right = np.cross(world_up, towards_camera)
-    right /= np.linalg.norm(right)
-    up = np.cross(towards_camera, right)
+    right, up = look_at_axes(towards_camera, world_up)
     return towards_camera, right, up
 
 
@@ -95,21 +124,15 @@ def look_at_origin(positions: np.ndarray) -> np.ndarray:
     """Camera-to-world poses [N, 4, 4] float64 of cameras at positions [N, 3] looking at the origin, y up.
 
     The camera's z axis points from the origin to the camera, its x axis is horizontal
-    (y_world x z, normalised) and its y axis is z x x. A camera straight above or below the
-    origin (on the y axis) gets x = world +x.
+    (y_world x z, normalised) and its y axis is z x x (`look_at_axes`). A camera straight above
+    or below the origin (on the y axis) gets x = world +x.
     """
     positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
     distance = np.linalg.norm(positions, axis=1, keepdims=True)  # [N, 1]
     if not np.all(distance > 0):
         raise ValueError("a camera cannot sit at the origin it looks at")
     backward = positions / distance  # camera +z
-    right = np.cross(np.array([0.0, 1.0, 0.0]), backward)  # [N, 3]
-    length = np.linalg.norm(right, axis=1, keepdims=True)
-    vertical = length[:, 0] < 1e-9
-    right[vertical] = np.array([1.0, 0.0, 0.0])
-    length[vertical] = 1.0
-    right = right / length
-    up = np.cross(backward, right)
+    right, up = look_at_axes(backward, WORLD_UP, fallback_right=np.array([1.0, 0.0, 0.0]))  # [N, 3] each
     poses = np.zeros((len(positions), 4, 4))
     poses[:, :3, 0], poses[:, :3, 1], poses[:, :3, 2], poses[:, :3, 3] = right, up, backward, positions
     poses[:, 3, 3] = 1.0

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
-from inrcore.settings import GridConfig
+from inrcore.geometry.settings import GridConfig
 
 
 Block = tuple[slice, slice, slice]

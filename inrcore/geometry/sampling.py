@@ -15,7 +15,7 @@ import igl
 import numpy as np
 import trimesh
 
-from inrcore.settings import SamplingConfig
+from inrcore.geometry.settings import SamplingConfig
 
 
 def sample_surface(mesh: trimesh.Trimesh, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

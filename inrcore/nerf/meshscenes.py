@@ -34,7 +34,7 @@ import trimesh
 from inrcore.geometry.cameras import Intrinsics, look_at_origin
 from inrcore.geometry.meshes import load_mesh, normalise_mesh
 from inrcore.nerf.scenewrite import write_scene
-from inrcore.settings import MeshSceneConfig
+from inrcore.nerf.settings import MeshSceneConfig
 
 
 AMBIENT = 0.2

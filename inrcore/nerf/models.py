@@ -35,6 +35,7 @@ from torch import nn
 
 from inrcore.geometry.rays import ray_box_intersection
 from inrcore.nerf.encodings import HashEncoding, positional_encoding, positional_encoding_width
+from inrcore.nerf.settings import NerfConfig
 from inrcore.nerf.volrender import (
     accumulate_along_rays,
     accumulate_along_rays_packed,
@@ -45,7 +46,6 @@ from inrcore.nerf.volrender import (
     render_weight_from_density_packed,
     stratified_intervals,
 )
-from inrcore.settings import NerfConfig
 
 
 # Transmittance below which samples further along a ray no longer count (early stop).

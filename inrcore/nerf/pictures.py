@@ -13,12 +13,12 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from inrcore.geometry.cameras import Intrinsics
+from inrcore.geometry.cameras import Intrinsics, camera_axes
 from inrcore.geometry.imagemetrics import psnr, ssim
 from inrcore.geometry.rays import rays_from_cameras
 from inrcore.nerf.models import NgpRenderer, render_rays_in_chunks
 from inrcore.nerf.scenes import SceneSplit
-from inrcore.settings import NerfConfig, NerfPicturesConfig
+from inrcore.nerf.settings import NerfConfig, NerfPicturesConfig
 
 
 def view_indices(count: int, wanted: int) -> list[int]:
@@ -67,21 +67,15 @@ def depth_to_image(depth: np.ndarray, opacity: np.ndarray, near: float, far: flo
 
 
 def orbit_poses(n: int, radius: float, elevation_deg: float = 30.0) -> np.ndarray:
-    """n cameras [n, 4, 4] on a circle around the y axis at `elevation_deg`, looking at the origin
-    (y up, the camera's -z towards the origin), for turntables."""
-    poses = []
-    el = math.radians(elevation_deg)
+    """n camera-to-world poses [n, 4, 4] float32 on a circle around the y axis at `elevation_deg`,
+    looking at the origin, for turntables. Camera k is the view of `camera_axes` at azimuth
+    360 k / n degrees: it sits at radius * towards_camera, with right, up and towards_camera as
+    its x, y and z axes (y up, its -z towards the origin)."""
+    poses = np.tile(np.eye(4), (n, 1, 1))
     for k in range(n):
-        az = 2.0 * math.pi * k / n
-        position = radius * np.array([math.cos(el) * math.sin(az), math.sin(el), math.cos(el) * math.cos(az)])
-        back = position / np.linalg.norm(position)  # camera +z points away from the origin
-        right = np.cross([0.0, 1.0, 0.0], back)
-        right /= np.linalg.norm(right)
-        up = np.cross(back, right)
-        pose = np.eye(4)
-        pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, up, back, position
-        poses.append(pose)
-    return np.asarray(poses, dtype=np.float32)
+        towards, right, up = camera_axes(360.0 * k / n, elevation_deg)
+        poses[k, :3, 0], poses[k, :3, 1], poses[k, :3, 2], poses[k, :3, 3] = right, up, towards, radius * towards
+    return poses.astype(np.float32)
 
 
 def eval_rays(config: NerfConfig, test: SceneSplit) -> int:

@@ -32,6 +32,7 @@ file (the transforms file, or the image) and says what is wrong.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -328,3 +329,10 @@ def _box_downscale(rgb: np.ndarray, factor: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- writing
 
 
+def scene_fingerprint(folder) -> str:
+    """A hash of every file of a scene folder (names and bytes), in a stable order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

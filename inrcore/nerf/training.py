@@ -32,7 +32,8 @@ from inrcore.files import write_atomic
 from inrcore.nerf.models import NerfRenderer, NgpRenderer, build_renderer
 from inrcore.nerf.pictures import evaluate_views, view_indices
 from inrcore.nerf.scenes import SceneSplit
-from inrcore.settings import NerfConfig, budget_progress, config_from_dict, config_to_dict, fingerprint
+from inrcore.nerf.settings import NerfConfig
+from inrcore.settings import budget_progress, config_from_dict, config_to_dict, fingerprint
 
 
 DEFAULT_LR = {"nerf": 5e-4, "ngp": 1e-2}

@@ -391,7 +391,7 @@ def dense_mesh(spec: FieldSpec, params: Params, resolution: int, bound: float = 
     Returns the mesh and stats ("evaluations" = resolution^3, "seconds", "vertices", "faces").
     """
     from inrcore.fields.evaluation import evaluate_grid_block
-    from inrcore.settings import GridConfig
+    from inrcore.geometry.settings import GridConfig
 
     start = time.perf_counter()
     grid = GridConfig(resolution=resolution, chunk=chunk, bound=bound, batch_points=batch_points)

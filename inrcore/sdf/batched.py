@@ -11,8 +11,6 @@ losses with respect to shape b's parameters is shape b's own gradient, and Adam 
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -24,17 +22,9 @@ from inrcore.errors import ConfigError
 from inrcore.fields.build import network_for
 from inrcore.fields.gradients import gradient_of_field
 from inrcore.fields.networks import evaluate_network, stack_params, unstack_params
-from inrcore.sdf.training import (
-    FitResult,
-    ShapeSampler,
-    StepPoints,
-    history_entry,
-    learning_rate_at,
-    step_loss,
-    time_is_up,
-    training_progress,
-)
-from inrcore.settings import TrainConfig
+from inrcore.sdf.loop import StepLosses
+from inrcore.sdf.settings import TrainConfig
+from inrcore.sdf.training import FitResult, ShapeSampler, StepPoints, run_steps, step_loss
 
 
 BATCHED_KINDS = ("siren", "igr", "relu-pe")
@@ -121,48 +111,16 @@ def fit_sdf_batch(
                                for name, tensor in stack_params([initial] * count).items()})
     optimizer = torch.optim.Adam(params.parameters(), lr=config.lr)
 
-    histories: list[list[dict]] = [[] for _ in range(count)]
-
-    def record(index: int, entry: dict) -> None:
-        histories[index].append(entry)
-        if on_log is not None:
-            on_log(index, entry)
-
-    start = time.perf_counter()
-    step = 0
-    while step < config.steps:
-        elapsed = time.perf_counter() - start
-        if time_is_up(step, elapsed, config):
-            break
-        lr = learning_rate_at(training_progress(step, elapsed, config), config.lr, config.lr_final)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-
+    def take_step(step: int, progress: float, lr: float) -> StepLosses:
+        """One (loss, terms) per shape, from one evaluation of the stacked networks."""
         batches = [sampler.draw() for sampler in samplers]
         points = stacked_step_points(batches).requires_grad_(True)
         values = evaluate_network(spec, params, points)  # [B, N, 1]
         gradients = gradient_of_field(values, points)  # [B, N, 3]: shape b's values depend on its points only
-        losses = [step_loss(values[i], gradients[i], batch, config) for i, batch in enumerate(batches)]
-        optimizer.zero_grad(set_to_none=True)
-        sum(loss for loss, _ in losses).backward()
-        optimizer.step()
-        step += 1
+        return [step_loss(values[i], gradients[i], batch, config) for i, batch in enumerate(batches)]
 
-        if step % config.log_every == 0 or step == config.steps:
-            seconds = time.perf_counter() - start
-            entries = [history_entry(step, seconds, loss, lr, terms) for loss, terms in losses]
-            for index, entry in enumerate(entries):
-                if not math.isfinite(entry["loss"]):
-                    raise FloatingPointError(f"training diverged at step {step}: shape {index}'s loss is {entry['loss']}")
-            for index, entry in enumerate(entries):
-                record(index, entry)
-
-    seconds = time.perf_counter() - start
-    for index, (loss, terms) in enumerate(losses):
-        if not histories[index] or histories[index][-1]["step"] != step:
-            # Record the final state even when a time budget stopped the loop between logs.
-            record(index, history_entry(step, seconds, loss, lr, terms))
+    steps, seconds, histories = run_steps(config, optimizer, take_step, on_log=on_log, name_shapes=True)
     final = {name: tensor.detach().to("cpu", torch.float32) for name, tensor in params.items()}
     return [FitResult(spec=spec, params={name: t.clone() for name, t in unstack_params(final, index).items()},
-                      steps=step, seconds=seconds, device=str(device), history=histories[index])
+                      steps=steps, seconds=seconds, device=str(device), history=histories[index])
             for index in range(count)]

@@ -43,8 +43,10 @@ from inrcore.geometry.plyfiles import read_ply_header
 from inrcore.geometry.pointclouds import POINT_SUFFIXES, estimate_normals, load_point_cloud
 from inrcore.geometry.render import render_mesh, render_point_cloud
 from inrcore.geometry.sampling import ShapeSamples, known_distances, sample_point_cloud, sample_sdf
+from inrcore.geometry.settings import GridConfig, MetricsConfig, SamplingConfig
+from inrcore.sdf.settings import PipelineConfig
 from inrcore.sdf.training import FitResult, fit_sdf
-from inrcore.settings import GridConfig, MetricsConfig, PipelineConfig, SamplingConfig, config_to_dict
+from inrcore.settings import config_to_dict
 
 
 SHAPE_SUFFIXES = tuple(sorted(set(SUPPORTED_SUFFIXES) | set(POINT_SUFFIXES)))

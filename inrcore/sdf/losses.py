@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from inrcore.settings import LossConfig
+from inrcore.sdf.settings import LossConfig
 
 
 def surface_residual(surface_values: torch.Tensor) -> torch.Tensor:

@@ -2,14 +2,15 @@
 
 Each method is a network kind plus the training settings it is fitted with by default. The
 names are what users type; `method_overrides` gives the nested settings to lay over a
-`PipelineConfig` (with `config.config_replace`), so a manifest or `--set` can still change
+`PipelineConfig` (with `inrcore.settings.config_replace`), so a manifest or `--set` can still change
 any of them.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Mapping, Optional
+
+from inrcore.settings import merge_overrides
 
 
 # Learning rates: SIREN and IDF start at 2e-4 with a cosine decay to 2e-5 (the library default,
@@ -33,14 +34,3 @@ def method_overrides(method: str, overrides: Optional[Mapping] = None) -> dict:
     if method not in _METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     return merge_overrides(_METHODS[method], overrides or {})
-
-
-def merge_overrides(base: Mapping, top: Mapping) -> dict:
-    """Nested dicts merged key by key; where both hold a value that is not a dict, `top`'s wins."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = merge_overrides(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged

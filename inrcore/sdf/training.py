@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -24,8 +23,10 @@ from inrcore.queries.isopoints import (
 )
 from inrcore.queries.levelset import IsoPoints
 from inrcore.sdf.idfstages import apply_idf_stage, idf_param_groups, idf_stage_at, staged_idf_loss
+from inrcore.sdf.loop import LossHistories, StepLosses, learning_rate_at, time_is_up
 from inrcore.sdf.losses import igr_sdf_loss, siren_sdf_loss
-from inrcore.settings import TrainConfig, budget_progress
+from inrcore.sdf.settings import TrainConfig
+from inrcore.settings import budget_progress
 
 
 @dataclass
@@ -51,20 +52,44 @@ def training_progress(step: int, elapsed: float, config: TrainConfig) -> float:
     return budget_progress(step, elapsed, config.steps, config.seconds)
 
 
-def time_is_up(step: int, elapsed: float, config: TrainConfig) -> bool:
-    """Whether a time budget stops the loop before `step` (the first step always runs)."""
-    return step > 0 and config.seconds is not None and elapsed >= config.seconds
+def run_steps(config: TrainConfig, optimizer: torch.optim.Optimizer,
+              take_step: Callable[[int, float, float], StepLosses],
+              on_log: Optional[Callable[[int, dict], None]] = None,
+              name_shapes: bool = False) -> tuple[int, float, list[list[dict]]]:
+    """The step loop of `fit_sdf` and `fit_sdf_batch`, for one or more shapes trained together.
 
+    Steps until `config.steps`, or from the second step on until `config.seconds` of wall time
+    (`time_is_up`). Each step sets every parameter group's learning rate to `learning_rate_at`
+    the `training_progress`, calls take_step(step, progress, lr) (which may change the rates,
+    as IDF stages do) for the step's `StepLosses` and steps the optimiser on their sum. Every
+    `log_every` steps, at the last step and, when a time budget stopped the loop between logs,
+    after it, the shapes' entries go to `LossHistories(on_log, name_shapes)`.
 
-def history_entry(step: int, seconds: float, loss: torch.Tensor, lr: float, terms: dict) -> dict:
-    """One history entry: {"step", "seconds", "loss", "lr", **terms}."""
-    return {"step": step, "seconds": seconds, "loss": float(loss.detach()), "lr": lr, **terms}
+    Returns:
+        (steps taken, seconds of wall time, one history per shape).
+    """
+    histories = LossHistories(on_log, name_shapes)
+    start = time.perf_counter()
+    step = 0
+    while step < config.steps:
+        elapsed = time.perf_counter() - start
+        if time_is_up(step, elapsed, config):
+            break
+        progress = training_progress(step, elapsed, config)
+        lr = learning_rate_at(progress, config.lr, config.lr_final)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        losses = take_step(step, progress, lr)
+        optimizer.zero_grad(set_to_none=True)
+        sum(loss for loss, _ in losses).backward()
+        optimizer.step()
+        step += 1
+        if step % config.log_every == 0 or step == config.steps:
+            histories.log(step, time.perf_counter() - start, losses, lr)
 
-
-def learning_rate_at(progress: float, lr: float, lr_final: float) -> float:
-    """Cosine decay from lr (progress 0) to lr_final (progress 1)."""
-    progress = min(max(progress, 0.0), 1.0)
-    return lr_final + 0.5 * (lr - lr_final) * (1.0 + math.cos(math.pi * progress))
+    seconds = time.perf_counter() - start
+    histories.close(step, seconds, losses, lr)
+    return step, seconds, histories.histories
 
 
 @dataclass
@@ -328,20 +353,11 @@ def fit_sdf(
     refreshes, last_refresh = 0, None
     isopoint_generator = torch.Generator(device=device).manual_seed(config.seed + 2)
 
-    history: list[dict] = []
-    start = time.perf_counter()
-    step = 0
-    while step < config.steps:
-        elapsed = time.perf_counter() - start
-        if time_is_up(step, elapsed, config):
-            break
-        progress = training_progress(step, elapsed, config)
-        lr = learning_rate_at(progress, config.lr, config.lr_final)
+    def take_step(step: int, progress: float, lr: float) -> StepLosses:
+        """The IDF stage's learning rates, an iso-point refresh when due, and one draw's loss."""
+        nonlocal isopoints, refreshes, last_refresh
         stage = idf_stage_at(progress, config.network.idf_base_fraction, config.network.idf_blend_end) if staged else None
-        if stage is None:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-        else:
+        if stage is not None:
             apply_idf_stage(optimizer.param_groups, stage, lr)
         if config.isopoints.enabled and isopoints_due(step, progress, last_refresh, config.isopoints.warmup,
                                                       config.isopoints.refresh_every):
@@ -365,25 +381,9 @@ def fit_sdf(
                      "isopoint_refreshes": refreshes}
             if sampler.data_weights is not None:
                 terms["data_weight"] = float(sampler.data_weights.mean())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
+        return [(loss, terms)]
 
-        if step % config.log_every == 0 or step == config.steps:
-            entry = history_entry(step, time.perf_counter() - start, loss, lr, terms)
-            if not math.isfinite(entry["loss"]):
-                raise FloatingPointError(f"training diverged at step {step}: loss is {entry['loss']}")
-            history.append(entry)
-            if on_log is not None:
-                on_log(entry)
-
-    seconds = time.perf_counter() - start
-    if not history or history[-1]["step"] != step:
-        # Record the final state even when a time budget stopped the loop between logs.
-        entry = history_entry(step, seconds, loss, lr, terms)
-        history.append(entry)
-        if on_log is not None:
-            on_log(entry)
-    return FitResult(spec=spec, params=module.params(), steps=step, seconds=seconds,
+    steps, seconds, (history,) = run_steps(config, optimizer, take_step,
+                                           on_log=None if on_log is None else lambda _, entry: on_log(entry))
+    return FitResult(spec=spec, params=module.params(), steps=steps, seconds=seconds,
                      device=str(device), history=history)

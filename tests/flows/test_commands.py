@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+
 ROOT = Path(__file__).resolve().parents[2]
 INR = Path(sys.executable).with_name("inr")
 SPOT = ROOT / "datasets" / "meshes" / "spot.obj"

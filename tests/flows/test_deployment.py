@@ -52,13 +52,13 @@ def test_prefect_yaml_deploys_with_its_schedule_and_parameters(prefect_api):
 def test_collection_deployments_give_a_valid_config_and_their_stages(deployment):
     from flows.manifest import read_manifest
     from flows.pipeline import STAGES, sdf_collection, stages_for
-    from inrcore.settings import config_replace, config_to_dict
+    from inrcore.settings import config_replace
 
     parameters = deployment["parameters"]
     assert set(parameters) <= set(inspect.signature(sdf_collection.fn).parameters)
     data = read_manifest(str(ROOT / parameters["manifest"]))
     config = config_replace(data.config, parameters.get("overrides") or {}, f"{deployment['name']}: overrides")
-    stages = stages_for(config_to_dict(config))
+    stages = stages_for(config)
     if deployment["name"] == "queries-weekly":  # the query stages on, after the usual ones
         assert stages == STAGES + ("isopoints", "range-mesh")
         queries = config.queries

@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from inrcore.errors import ConfigError
 from flows.manifest import manifest_for_folder, manifest_from_dict, shape_id_for
+from inrcore.errors import ConfigError
 
 
 def touch(path):

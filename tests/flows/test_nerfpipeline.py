@@ -15,7 +15,7 @@ from flows.nerfpipeline import nerf_collection
 from inrcore.geometry.rays import rays_from_cameras
 from inrcore.nerf.meshscenes import scene_from_mesh
 from inrcore.nerf.scenes import load_scene_split
-from inrcore.settings import MeshSceneConfig
+from inrcore.nerf.settings import MeshSceneConfig
 from tasks import registry
 from tasks.store import open_store
 

@@ -224,10 +224,12 @@ def test_training_batches_take_full_batches_and_the_rest_when_no_more_come():
 
 def test_kinds_without_batched_training_train_shape_by_shape():
     from flows.pipeline import training_batch_size
+    from inrcore.fields.settings import NetworkConfig
+    from inrcore.sdf.settings import TrainConfig
 
-    assert training_batch_size({"shapes_per_batch": 8, "network": {"kind": "siren"}}) == 8
-    assert training_batch_size({"shapes_per_batch": 8, "network": {"kind": "relu-pe"}}) == 8
-    assert training_batch_size({"shapes_per_batch": 8, "network": {"kind": "idf"}}) == 1
+    assert training_batch_size(TrainConfig(shapes_per_batch=8, network=NetworkConfig(kind="siren"))) == 8
+    assert training_batch_size(TrainConfig(shapes_per_batch=8, network=NetworkConfig(kind="relu-pe"))) == 8
+    assert training_batch_size(TrainConfig(shapes_per_batch=8, network=NetworkConfig(kind="idf"))) == 1
 
 
 def test_a_batch_outcome_is_split_per_shape_and_a_batch_failure_is_each_shapes():
@@ -241,7 +243,8 @@ def test_a_batch_outcome_is_split_per_shape_and_a_batch_failure_is_each_shapes()
 
 
 def test_shapes_trained_in_batches_are_registered_and_reused(prefect_api, collection, tmp_path):
-    from inrcore.settings import TrainConfig, config_from_dict, config_to_dict, fingerprint
+    from inrcore.sdf.settings import TrainConfig
+    from inrcore.settings import config_from_dict, config_to_dict, fingerprint
 
     shutil.copy(ROOT / "datasets" / "meshes" / "fandisk.obj", tmp_path / "fandisk.obj")
     folder = collection.parent

@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 from flows import stages
 from flows.stages import StageChain, new_record, waiting_seconds
+from tasks.results import StageResult
 
 
 class FakeClock:
@@ -32,16 +33,16 @@ class FinishedFuture:
 
 
 def test_waiting_is_the_elapsed_time_less_the_tasks_own():
-    assert waiting_seconds({"seconds": 13.0}, 272.6) == 259.6
-    assert waiting_seconds({"seconds": 2.5, "batch_seconds": 10.0}, 12.0) == 2.0  # a batch ran 10 s for all
-    assert waiting_seconds({"seconds": 5.0}, 4.9) == 0.0  # clocks a little apart: no negative waits
+    assert waiting_seconds(StageResult(seconds=13.0), 272.6) == 259.6
+    assert waiting_seconds(StageResult(seconds=2.5, batch_seconds=10.0), 12.0) == 2.0  # a batch ran 10 s for all
+    assert waiting_seconds(StageResult(seconds=5.0), 4.9) == 0.0  # clocks a little apart: no negative waits
 
 
 def test_a_chain_records_running_and_waiting_per_stage(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(stages, "time", clock)
     # "evaluate" waited 259.6 s for a worker and ran 13 s; "extract" started at once and reused its record
-    plan = {"evaluate": ({"seconds": 13.0}, 272.6), "extract": ({"seconds": 0.5, "reused": True}, 0.5)}
+    plan = {"evaluate": (StageResult(seconds=13.0), 272.6), "extract": (StageResult(seconds=0.5, reused=True), 0.5)}
     records = {"bunny": new_record("bunny", "bunny.obj")}
     lines, completed = [], []
     chain = StageChain(("evaluate", "extract"), lambda sid, stage: FinishedFuture(clock, *plan[stage]), records,

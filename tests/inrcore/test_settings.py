@@ -3,19 +3,10 @@ import json
 import pytest
 
 from inrcore.errors import ConfigError
-from inrcore.settings import (
-    GridConfig,
-    MeshSceneConfig,
-    NerfPicturesConfig,
-    NerfPipelineConfig,
-    PipelineConfig,
-    SamplingConfig,
-    TrainConfig,
-    config_from_dict,
-    config_replace,
-    config_to_dict,
-    fingerprint,
-)
+from inrcore.geometry.settings import GridConfig, SamplingConfig
+from inrcore.nerf.settings import MeshSceneConfig, NerfPicturesConfig, NerfPipelineConfig
+from inrcore.sdf.settings import PipelineConfig, TrainConfig
+from inrcore.settings import config_from_dict, config_replace, config_to_dict, fingerprint
 
 
 def test_round_trip_through_json_is_identity():

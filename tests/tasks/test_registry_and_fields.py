@@ -8,10 +8,11 @@ import torch
 
 from inrcore.fields.evaluation import evaluate_points
 from inrcore.fields.networks import init_siren_params, siren_spec
+from inrcore.fields.settings import NetworkConfig
 from inrcore.geometry.grids import block_points
-from inrcore.settings import GridConfig, NetworkConfig, config_to_dict
+from inrcore.geometry.settings import GridConfig
 from tasks import registry
-from tasks.fields import evaluate_field
+from tasks.sdf.evaluate import evaluate_field
 from tasks.store import open_store
 
 
@@ -63,12 +64,12 @@ def test_grid_task_blocks_equal_one_shot_evaluation_and_are_reused(registered, t
     grid = GridConfig(resolution=20, chunk=8)
     store = str(tmp_path / "store.zarr")
     began = time.time()
-    result = evaluate_field.fn("ball", store, registered["model_uri"], "fp1", config_to_dict(grid), registered["uri"])
+    result = evaluate_field.fn("ball", store, registered["model_uri"], "fp1", grid, registered["uri"])
     took = time.time() - began
-    assert result["reused"] is False and result["blocks"] == 27
+    assert result.reused is False and result.blocks == 27
     # the task's time splits into its own running time and the gaps when none of its chunks ran
-    assert result["seconds"] > 0 and result["waiting_seconds"] >= 0
-    assert result["seconds"] + result["waiting_seconds"] == pytest.approx(took, abs=0.05)
+    assert result.seconds > 0 and result.waiting_seconds >= 0
+    assert result.seconds + result.waiting_seconds == pytest.approx(took, abs=0.05)
     group = open_store(store)["fields/ball"]
     sdf = group["sdf"]
     assert sdf.shape == (20, 20, 20) and sdf.chunks == (8, 8, 8)
@@ -76,8 +77,8 @@ def test_grid_task_blocks_equal_one_shot_evaluation_and_are_reused(registered, t
     assert np.allclose(sdf[...], expected.reshape(20, 20, 20), atol=1e-6)
     assert np.allclose(group["x"][...], np.linspace(-1, 1, 20))
     assert group.attrs["spacing"] == pytest.approx(2 / 19) and group.attrs["complete"] is True
-    again = evaluate_field.fn("ball", store, registered["model_uri"], "fp1", config_to_dict(grid), registered["uri"])
-    assert again["reused"] is True and again["fingerprint"] == result["fingerprint"]
+    again = evaluate_field.fn("ball", store, registered["model_uri"], "fp1", grid, registered["uri"])
+    assert again.reused is True and again.fingerprint == result.fingerprint
 
 
 def test_an_implicit_displacement_field_registers_and_loads_back(tmp_path):
@@ -100,13 +101,14 @@ def test_an_implicit_displacement_field_registers_and_loads_back(tmp_path):
 
 def test_range_mesh_task_falls_back_to_the_dense_lattice_when_bounds_cannot_pay(registered, tmp_path):
     from inrcore.queries.rangemesh import dense_mesh
-    from tasks.queries import range_mesh_field
+    from inrcore.queries.settings import RangeMeshConfig
+    from tasks.queries.rangemesh import range_mesh_field
 
     store_url = str(tmp_path / "store.zarr")
     common = (registered["model_uri"], "fp1")
     outcomes = {}
     for fallback in (True, False):
-        settings = {"resolution": 33, "leaf": 4, "tasks": 2, "fallback": fallback}
+        settings = RangeMeshConfig(resolution=33, leaf=4, tasks=2, fallback=fallback)
         out = tmp_path / f"run-{fallback}"
         outcomes[fallback] = range_mesh_field.fn("ball", store_url, *common, settings, str(out), registered["uri"],
                                                  registered["run_id"])
@@ -117,7 +119,7 @@ def test_range_mesh_task_falls_back_to_the_dense_lattice_when_bounds_cannot_pay(
             expected = evaluate_points(registered["spec"], registered["params"], points).reshape(33, 33, 33)
             assert np.allclose(lattice, expected, atol=1e-5)
     dense, _ = dense_mesh(registered["spec"], registered["params"], 33)
-    chosen, planned = outcomes[True], outcomes[False]
+    chosen, planned = outcomes[True].stats, outcomes[False].stats
     # The random SIREN's sign is certified nowhere with 8 symbols, so the estimate chooses the dense lattice.
     root = open_store(store_url, mode="r")
     group = root["range/ball"]

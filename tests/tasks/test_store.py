@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from tasks.store import (
-    finished_attrs, fresh_group, mark_finished, open_store, read_json, remove_group, write_json_atomic,
+    finished_attrs,
+    fresh_group,
+    mark_finished,
+    open_store,
+    read_json,
+    remove_group,
+    write_json_atomic,
 )
 
 

@@ -2,8 +2,9 @@
 
 import dataclasses
 
-from inrcore.settings import IsoPointsConfig, TrainConfig, config_to_dict, fingerprint
-from tasks.train import EXECUTION_ONLY, training_fingerprint
+from inrcore.sdf.settings import IsoPointsConfig, TrainConfig
+from inrcore.settings import config_to_dict, fingerprint
+from tasks.sdf.train import EXECUTION_ONLY, training_fingerprint
 
 
 def test_isopoint_settings_count_only_when_isopoints_are_on():

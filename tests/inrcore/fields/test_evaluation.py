@@ -4,7 +4,7 @@ import torch
 from inrcore.fields.evaluation import evaluate_grid_block, evaluate_points
 from inrcore.fields.networks import init_siren_params, siren_spec
 from inrcore.geometry.grids import block_points, grid_axis, grid_blocks, grid_spacing
-from inrcore.settings import GridConfig, NetworkConfig
+from inrcore.geometry.settings import GridConfig
 
 
 def test_axis_and_spacing():

@@ -18,12 +18,13 @@ from inrcore.fields.idf import (
     part_params,
 )
 from inrcore.fields.networks import FieldModule, LayerSpec, evaluate_field, evaluate_network
+from inrcore.fields.settings import NetworkConfig
 from inrcore.fields.weights import load_field, save_field
 from inrcore.sdf.idfstages import apply_idf_stage, idf_param_groups, idf_stage_at
+from inrcore.sdf.settings import TrainConfig
 from inrcore.sdf.training import fit_sdf
-from inrcore.settings import NetworkConfig, TrainConfig, config_from_dict
-
-from .test_training import sphere_cloud
+from inrcore.settings import config_from_dict
+from tests.inrcore.sdf.test_training import sphere_cloud
 
 
 def small_idf(nu=0.5, max_displacement=0.2, seed=0, dtype=torch.float64):

@@ -13,7 +13,7 @@ from inrcore.fields.networks import (
     spec_from_list,
     spec_to_list,
 )
-from inrcore.settings import NetworkConfig
+from inrcore.fields.settings import NetworkConfig
 
 
 def test_siren_spec_alternates_dense_and_sine():

@@ -6,7 +6,6 @@ import torch
 from inrcore.errors import ShapeError
 from inrcore.fields.networks import init_siren_params, siren_spec
 from inrcore.fields.weights import load_field, save_field
-from inrcore.settings import NetworkConfig
 
 
 def test_round_trip_keeps_spec_params_and_metadata(tmp_path):

@@ -3,7 +3,7 @@ from skimage.measure import marching_cubes
 
 from inrcore.geometry.grids import grid_axis, grid_spacing
 from inrcore.geometry.marching import marching_cubes_blocks, weld_vertices
-from inrcore.settings import GridConfig
+from inrcore.geometry.settings import GridConfig
 
 
 def sphere_grid(resolution, radius=0.5):

@@ -15,7 +15,7 @@ import trimesh
 
 from inrcore.geometry.meshes import load_mesh, normalise_mesh
 from inrcore.geometry.sampling import ShapeSamples, near_counts, sample_sdf, sample_surface, signed_distance
-from inrcore.settings import SamplingConfig
+from inrcore.geometry.settings import SamplingConfig
 
 
 DATASETS = Path(__file__).resolve().parents[3] / "datasets" / "meshes"

@@ -30,7 +30,7 @@ from inrcore.nerf.meshscenes import (
     shade_surface,
 )
 from inrcore.nerf.scenes import load_scene_split, scene_splits
-from inrcore.settings import MeshSceneConfig
+from inrcore.nerf.settings import MeshSceneConfig
 
 
 SPOT = Path(__file__).resolve().parents[3] / "datasets" / "meshes" / "spot.obj"

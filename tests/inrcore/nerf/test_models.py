@@ -16,7 +16,7 @@ from inrcore.nerf.models import (
     render_rays_in_chunks,
     trunc_exp,
 )
-from inrcore.settings import NerfConfig
+from inrcore.nerf.settings import NerfConfig
 
 
 RED = torch.tensor([1.0, 0.0, 0.0])

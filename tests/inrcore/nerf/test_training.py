@@ -22,8 +22,8 @@ from inrcore.nerf.pictures import (
 )
 from inrcore.nerf.raybatches import ShuffledRayBatches, flatten_rays, ray_chunks_from_arrays
 from inrcore.nerf.scenes import SceneSplit
+from inrcore.nerf.settings import NerfConfig, NerfPicturesConfig
 from inrcore.nerf.training import learning_rate, load_radiance_field, save_radiance_field, train_radiance_field
-from inrcore.settings import NerfConfig, NerfPicturesConfig
 
 
 CPU = torch.device("cpu")

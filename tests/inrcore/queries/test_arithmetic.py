@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from inrcore.fields.build import network_for
 from inrcore.fields.networks import EXACT_RULES, LayerSpec, evaluate_network
+from inrcore.fields.settings import NetworkConfig
 from inrcore.queries.arithmetic import AffineForm, condense, interval_of
 from inrcore.queries.bounds import (
     AFFINE_RULES,
@@ -19,7 +20,6 @@ from inrcore.queries.bounds import (
     evaluate_interval,
     range_bound,
 )
-from inrcore.settings import NetworkConfig
 
 
 QUICK = settings(max_examples=50, deadline=None)

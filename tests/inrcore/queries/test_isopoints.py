@@ -10,6 +10,7 @@ import torch
 from inrcore.errors import ConfigError
 from inrcore.fields.build import network_for
 from inrcore.fields.gradients import field_of_network
+from inrcore.fields.settings import NetworkConfig
 from inrcore.queries.isopoints import (
     bilateral_weights_from_isopoints,
     extract_isopoints,
@@ -21,8 +22,9 @@ from inrcore.queries.isopoints import (
 from inrcore.queries.isoresample import resample_uniformly, upsample_edge_aware
 from inrcore.queries.levelset import converged_points, nearest_neighbours, newton_step, project_to_level_set
 from inrcore.sdf.batched import fit_sdf_batch
+from inrcore.sdf.settings import IsoPointsConfig, TrainConfig
 from inrcore.sdf.training import ShapeSampler, fit_sdf
-from inrcore.settings import IsoPointsConfig, NetworkConfig, TrainConfig, config_from_dict, config_to_dict
+from inrcore.settings import config_from_dict, config_to_dict
 
 
 HALF_SIDES = torch.tensor([0.4, 0.3, 0.5])
@@ -332,10 +334,10 @@ def test_batched_training_refuses_isopoints_and_the_pipeline_trains_one_by_one()
         fit_sdf_batch([(points, point_normals, np.zeros((0, 3)), None)], small_fit_config())
     from flows.pipeline import training_batch_size
 
-    assert training_batch_size({"shapes_per_batch": 8, "network": {"kind": "siren"},
-                                "isopoints": {"enabled": True}}) == 1
-    assert training_batch_size({"shapes_per_batch": 8, "network": {"kind": "siren"},
-                                "isopoints": {"enabled": False}}) == 8
+    assert training_batch_size(TrainConfig(shapes_per_batch=8, network=NetworkConfig(kind="siren"),
+                                           isopoints=IsoPointsConfig(enabled=True))) == 1
+    assert training_batch_size(TrainConfig(shapes_per_batch=8, network=NetworkConfig(kind="siren"),
+                                           isopoints=IsoPointsConfig(enabled=False))) == 8
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -4,6 +4,7 @@ import torch
 
 from inrcore.fields.build import network_for
 from inrcore.fields.networks import LayerSpec
+from inrcore.fields.settings import NetworkConfig
 from inrcore.queries.rangemesh import (
     dense_mesh,
     estimate_range_mesh,
@@ -12,7 +13,6 @@ from inrcore.queries.rangemesh import (
     plan_range_mesh,
     range_mesh,
 )
-from inrcore.settings import NetworkConfig
 
 
 def _plane(offset=-0.3):

@@ -6,9 +6,10 @@ import torch
 
 from inrcore.fields.build import network_for
 from inrcore.fields.networks import evaluate_network, stack_params, unstack_params
+from inrcore.fields.settings import NetworkConfig
 from inrcore.sdf.batched import fit_sdf_batch
+from inrcore.sdf.settings import TrainConfig
 from inrcore.sdf.training import fit_sdf
-from inrcore.settings import NetworkConfig, TrainConfig
 
 
 def sphere_samples(n_surface, radius, centre, seed, n_volume=300):

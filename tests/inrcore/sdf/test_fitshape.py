@@ -14,6 +14,7 @@ import trimesh
 from inrcore.errors import ShapeError
 from inrcore.fields.build import network_for
 from inrcore.fields.evaluation import evaluate_points
+from inrcore.geometry.settings import GridConfig, SamplingConfig
 from inrcore.sdf.fitshape import (
     EmptySurfaceError,
     field_surface,
@@ -22,7 +23,8 @@ from inrcore.sdf.fitshape import (
     load_reference,
     load_shape_input,
 )
-from inrcore.settings import GridConfig, PipelineConfig, SamplingConfig, config_replace
+from inrcore.sdf.settings import PipelineConfig
+from inrcore.settings import config_replace
 
 
 CENTRE = np.array([1.0, 2.0, 3.0])

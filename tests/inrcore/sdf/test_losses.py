@@ -11,7 +11,7 @@ from inrcore.sdf.losses import (
     siren_sdf_loss,
     surface_residual,
 )
-from inrcore.settings import LossConfig
+from inrcore.sdf.settings import LossConfig
 
 
 RADIUS = 0.5

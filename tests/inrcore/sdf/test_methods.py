@@ -1,7 +1,8 @@
 import pytest
 
-from inrcore.sdf.methods import METHODS, merge_overrides, method_overrides
-from inrcore.settings import PipelineConfig, config_replace
+from inrcore.sdf.methods import METHODS, method_overrides
+from inrcore.sdf.settings import PipelineConfig
+from inrcore.settings import config_replace, merge_overrides
 
 
 def test_every_method_gives_a_valid_config_of_its_kind():

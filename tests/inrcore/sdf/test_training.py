@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from inrcore.fields.evaluation import evaluate_points
+from inrcore.fields.settings import NetworkConfig
+from inrcore.sdf.settings import TrainConfig
 from inrcore.sdf.training import fit_sdf, learning_rate_at
-from inrcore.settings import NetworkConfig, TrainConfig
 
 
 def sphere_cloud(n, radius=0.5, seed=0):

@@ -3,25 +3,42 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import task
 
+from inrcore.files import write_atomic
 from inrcore.geometry.images import write_png
 from inrcore.geometry.marching import marching_cubes_blocks
 from inrcore.geometry.meshes import Normalisation, load_mesh
 from inrcore.geometry.metrics import METRICS_VERSION
 from inrcore.geometry.render import render_mesh
+from inrcore.geometry.settings import MetricsConfig
 from inrcore.sdf.fitshape import EmptySurfaceError, load_reference, measure_reconstruction, render_reference
-from inrcore.settings import MetricsConfig, config_from_dict, config_to_dict, fingerprint
+from inrcore.settings import config_to_dict, fingerprint
 
-from . import registry
-from .store import open_store, read_json, write_json_atomic
+from .. import registry
+from ..results import StageResult
+from ..store import open_store, read_json, write_json_atomic
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeasuredSurface(StageResult):
+    """A shape's reconstructed surface: the mesh file, its metrics against the input
+    ({name: value}, `inrcore.geometry.metrics`), its pictures ({"input", "reconstruction"}: PNG
+    paths) and its size."""
+
+    mesh_path: str
+    metrics: dict
+    images: dict
+    vertices: int
+    faces: int
 
 
 @task(name="extract-surface")
 def extract_surface(shape_id: str, source: str, normalisation: dict, store_url: str, field_fingerprint: str,
-                    out_dir: str, metrics: dict, tracking_uri: str, run_id: str) -> dict:
+                    out_dir: str, metrics: MetricsConfig, tracking_uri: str, run_id: str) -> MeasuredSurface:
     """Marching cubes on the stored grid, metrics against the input shape, renders of both.
 
     The input is a mesh or a point cloud (`inrcore.sdf.fitshape.load_reference`, moved by the
@@ -36,10 +53,9 @@ def extract_surface(shape_id: str, source: str, normalisation: dict, store_url: 
     POINT_METRIC_NAMES). Reuses a record made from the same grid, metric settings and
     metric definitions (`METRICS_VERSION`).
 
-    Returns {"mesh_path", "metrics", "images", "reused", "seconds", "vertices", "faces"}.
     """
     start = time.perf_counter()
-    config = config_from_dict(MetricsConfig, metrics, "metrics")
+    config = metrics
     key = fingerprint("surface", field_fingerprint, config, METRICS_VERSION)
     out = Path(out_dir)
     record_path = out / "shapes" / f"{shape_id}.json"
@@ -51,7 +67,7 @@ def extract_surface(shape_id: str, source: str, normalisation: dict, store_url: 
         pictured = all(Path(path).is_file() for path in images.values())
         if not pictured:  # a run stopped while drawing them
             draw_pictures(load_mesh(mesh_path), load_reference(source, Normalisation.from_dict(normalisation)), images)
-        return {**record["result"], "reused": pictured, "seconds": time.perf_counter() - start}
+        return MeasuredSurface(**record["result"], reused=pictured, seconds=time.perf_counter() - start)
 
     group = open_store(store_url, mode="r")[f"fields/{shape_id}"]
     sdf = group["sdf"]
@@ -63,10 +79,7 @@ def extract_surface(shape_id: str, source: str, normalisation: dict, store_url: 
     reference = load_reference(source, Normalisation.from_dict(normalisation))
     values = measure_reconstruction(mesh, reference, config)
 
-    mesh_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = mesh_path.with_name(mesh_path.stem + ".tmp.ply")
-    mesh.export(tmp)
-    tmp.replace(mesh_path)
+    write_atomic(mesh_path, mesh.export)
     result = {"mesh_path": str(mesh_path), "metrics": values, "images": images,
               "vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces))}
     write_json_atomic(record_path, {"fingerprint": key, "metrics_config": config_to_dict(config), "result": result})
@@ -74,7 +87,7 @@ def extract_surface(shape_id: str, source: str, normalisation: dict, store_url: 
 
     draw_pictures(mesh, reference, images)
     registry.log_artifact(tracking_uri, run_id, images["reconstruction"], "renders")
-    return {**result, "reused": False, "seconds": time.perf_counter() - start}
+    return MeasuredSurface(**result, seconds=time.perf_counter() - start)
 
 
 def draw_pictures(mesh, reference, images: dict) -> None:

@@ -1,4 +1,4 @@
-"""The `inr` command line.
+"""`inr run` and `inr fit`: neural SDFs, over a dataset by the Prefect pipeline or for one shape here.
 
 Heavy imports (Prefect, torch, MLflow) happen inside the commands, after the embedded
 defaults for offline runs are in the environment.
@@ -8,30 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
-
-import yaml
 
 from inrcore.sdf.methods import METHODS
 
-from .helptext import CommandListFormatter, command_help
-from .nerfcli import NERF_COMMANDS, add_nerf_commands, nerf_command
-from .querycli import QUERY_COMMANDS, add_query_commands, query_command
+from .helptext import command_help
+from .overrides import overrides_from_set, put_override
+from .prefect_env import report_prefect_start_failure, use_offline_defaults
 
 
-DESCRIPTION = """\
-inrflow: implicit neural representations of 3D shapes, run as pipelines over
-shape collections. `inr COMMAND --help` gives a command's options."""
+SDF_COMMANDS = ("run", "fit")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="inr", description=DESCRIPTION, formatter_class=CommandListFormatter)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    commands.required = True
-
+def add_sdf_commands(commands) -> None:
+    """Register run and fit on the `inr` subcommand parser."""
     run = commands.add_parser(
         "run",
         help=command_help("fit, mesh and measure a neural SDF for every shape of a dataset",
@@ -90,28 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where to train and evaluate (default: auto, CUDA when present)")
     fit.add_argument("--quiet", action="store_true", help="no progress lines, only the metrics")
     fit.set_defaults(alias=None)
-    add_query_commands(commands)
-    add_nerf_commands(commands)
-    return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "run":
-        return run_command(args)
-    if args.command == "fit":
-        return fit_command(args)
-    if args.command in QUERY_COMMANDS:
-        return query_command(args)
-    if args.command in NERF_COMMANDS:
-        return nerf_command(args)
-    return 2  # pragma: no cover - argparse rejects unknown commands
+def sdf_command(args: argparse.Namespace) -> int:
+    """Run `inr run` or `inr fit`; the exit status."""
+    return run_command(args) if args.command == "run" else fit_command(args)
 
 
 def run_command(args: argparse.Namespace) -> int:
     from inrcore.errors import ConfigError
 
-    from .manifest import read_manifest
+    from ..manifest import read_manifest
 
     try:
         manifest = read_manifest(args.manifest)
@@ -122,7 +102,7 @@ def run_command(args: argparse.Namespace) -> int:
     out_dir = str(Path(args.out or Path("runs") / manifest.name).resolve())
     use_offline_defaults(out_dir, verbose=args.verbose)
 
-    from .pipeline import sdf_collection
+    from ..pipeline import sdf_collection
 
     try:
         summary = sdf_collection(
@@ -147,7 +127,8 @@ def fit_command(args: argparse.Namespace) -> int:
     """`inr fit`: one shape through inrcore.sdf.fitshape, results into --out. Exit 0, 2 (bad input) or 1."""
     from inrcore.device import resolve_device
     from inrcore.errors import ConfigError, InrflowError, ShapeError
-    from inrcore.settings import PipelineConfig, config_replace
+    from inrcore.sdf.settings import PipelineConfig
+    from inrcore.settings import config_replace
 
     try:
         config = config_replace(PipelineConfig(), fit_overrides(args), "inr fit")
@@ -246,112 +227,3 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
     if args.alias is not None:
         put_override(overrides, "alias", args.alias)
     return overrides
-
-
-def overrides_from_set(items: Sequence[str]) -> dict:
-    """Nested overrides from --set KEY=VALUE options (dotted KEY, VALUE read as YAML)."""
-    from inrcore.errors import ConfigError
-
-    overrides: dict = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.steps=500")
-        key, value = item.split("=", 1)
-        put_override(overrides, key.strip(), _parse_value(value))
-    return overrides
-
-
-def put_override(overrides: dict, dotted: str, value) -> None:
-    """Set overrides[a][b][c] = value for dotted "a.b.c", making sections as needed."""
-    from inrcore.errors import ConfigError
-
-    node = overrides
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {dotted}: {key} is not a section")
-    node[leaf] = value
-
-
-def _parse_value(text: str):
-    """A --set value read as YAML, except that '1e-4' (which YAML 1.1 keeps as text) is a number."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-# Seconds the command line lets Prefect's temporary server take to answer (Prefect's own default,
-# 20 s, is too short for a fresh PREFECT_HOME on a busy 2-core machine with Prefect 3.9).
-EPHEMERAL_STARTUP_SECONDS = 300
-EPHEMERAL_STARTUP_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
-
-
-def use_offline_defaults(out_dir: str, verbose: bool = False) -> None:
-    """Environment for a run with no servers; anything the user already set wins.
-
-    Prefect keeps its temporary server's database under the run folder and gets a generous
-    startup wait (`EPHEMERAL_STARTUP_SECONDS`), telemetry is off, and log noise is kept to
-    warnings unless `verbose`.
-    """
-    defaults = {
-        "PREFECT_HOME": str(Path(out_dir) / "prefect"),
-        EPHEMERAL_STARTUP_SETTING: str(EPHEMERAL_STARTUP_SECONDS),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "INFO" if verbose else "WARNING",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "MLFLOW_LOGGING_LEVEL": "INFO" if verbose else "WARNING",
-        "DO_NOT_TRACK": "1",
-        "DASK_LOGGING__DISTRIBUTED": "info" if verbose else "warning",
-        # Progress lines go to the flow run's logger at INFO (flows.stages.progress_printer): the
-        # API (a server's UI, the temporary server's database) gets them, the console only
-        # warnings, since the lines are printed once already.
-        "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL": "INFO",
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO" if verbose else "WARNING",
-        # A shape's failure is reported on its progress line and in the summary; the task
-        # engine's traceback for it (in the worker processes too) only with --verbose.
-        "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "INFO" if verbose else "CRITICAL",
-    }
-    for key, value in defaults.items():
-        os.environ.setdefault(key, value)
-    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
-
-
-
-def prefect_start_failure(exc: BaseException) -> Optional[str]:
-    """One line for a run that failed because Prefect's temporary server never answered, or
-    None when `exc` (or an exception it was raised from) is anything else."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        text = str(exc)
-        if "ephemeral Prefect API server" in text:
-            wait = os.environ.get(EPHEMERAL_STARTUP_SETTING, "Prefect's default")
-            exited = " (its process exited)" if "process exited with code" in text else ""
-            return (f"inr: Prefect's temporary server did not start within {wait} s{exited}; "
-                    f"raise {EPHEMERAL_STARTUP_SETTING}, or set PREFECT_API_URL to a running Prefect server "
-                    "(--verbose shows the traceback)")
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def report_prefect_start_failure(exc: Exception, verbose: bool) -> int:
-    """Exit status 2 with one line when Prefect's temporary server could not start (the
-    traceback too with `verbose`); any other exception is raised again."""
-    line = prefect_start_failure(exc)
-    if line is None:
-        raise exc
-    if verbose:
-        import traceback
-
-        traceback.print_exception(exc)
-    print(line, file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,9 @@
-"""Query stages on fitted fields: range-bound meshing and iso-point extraction, into Zarr and mesh files."""
+"""Range-bound meshing of a fitted field: signs certified by range analysis and leaf blocks sampled on\nDask into Zarr, one mesh file from them."""
 
 from __future__ import annotations
 
 import math
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import dask
@@ -11,10 +11,10 @@ import numpy as np
 from prefect import task
 
 from inrcore.device import resolve_device
-from inrcore.fields.build import field_spec_from_json, field_spec_to_json
 from inrcore.files import write_atomic
 from inrcore.geometry.grids import grid_blocks, grid_spacing
 from inrcore.geometry.marching import marching_cubes_blocks
+from inrcore.geometry.settings import GridConfig
 from inrcore.queries.rangemesh import (
     RangeMeshPlan,
     estimate_range_mesh,
@@ -22,12 +22,15 @@ from inrcore.queries.rangemesh import (
     mesh_from_leaf_values,
     plan_range_mesh,
 )
-from inrcore.settings import GridConfig, RangeMeshConfig, config_from_dict, config_to_dict, fingerprint
+from inrcore.queries.settings import RangeMeshConfig
+from inrcore.settings import config_to_dict, fingerprint
 
-from . import registry
-from .fields import compute_on_cluster, store_grid
-from .options import retry_unless_bad_input
-from .store import (
+from .. import registry
+from ..cluster import compute_on_cluster, field_of_shared, shared_field
+from ..options import retry_unless_bad_input
+from ..results import StageResult
+from ..sdf.evaluate import store_grid
+from ..store import (
     finished_attrs,
     fresh_group,
     mark_finished,
@@ -36,12 +39,25 @@ from .store import (
     remove_group,
     write_json_atomic,
 )
-from .timing import TaskClock, timed
+from ..timing import TaskClock, timed
+
+
+@dataclass(frozen=True, kw_only=True)
+class RangeMeshed(StageResult):
+    """A field meshed by range analysis: the mesh file, the Zarr group at `path`, its fingerprint,
+    and `stats`, the record's counts and choices: method ("range" or "dense"), fallback,
+    evaluations, box_evaluations, point_evaluations, vertices, faces, tasks, leaves (range),
+    estimate (with fallback), the settings that shaped them and per-level box counts."""
+
+    mesh_path: str
+    path: str
+    fingerprint: str
+    stats: dict
 
 
 @task(name="range-mesh", retries=1, retry_condition_fn=retry_unless_bad_input)
-def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_fingerprint: str, settings: dict,
-                     out_dir: str, tracking_uri: str, run_id: str) -> dict:
+def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_fingerprint: str,
+                     settings: RangeMeshConfig, out_dir: str, tracking_uri: str, run_id: str) -> RangeMeshed:
     """Mesh a registered field by range analysis (`inrcore.queries.rangemesh`).
 
     The subdivision runs here; the surviving leaf blocks are then sampled by `settings.tasks`
@@ -58,12 +74,11 @@ def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_finger
     [R, R, R], one Dask task per chunk, and meshed from there (the same mesh; the record says
     "method": "dense", "fallback": true, and keeps the estimate).
 
-    Returns {"mesh_path", "path", "fingerprint", "reused", "seconds", "waiting_seconds",
-    "evaluations", ...}: "seconds" is the task's own running time, the time its Dask tasks
-    waited for a free worker left out (that is "waiting_seconds", `tasks.timing.TaskClock`).
+    Its `seconds` are the task's own running time, the time its Dask tasks waited for a free
+    worker left out (that is `waiting_seconds`, `tasks.timing.TaskClock`).
     """
     clock = TaskClock()
-    config = config_from_dict(RangeMeshConfig, settings, "queries.range")
+    config = settings
     key = fingerprint("range-mesh", model_fingerprint, config)
     out = Path(out_dir)
     mesh_path = out / "meshes" / f"{shape_id}-range.ply"
@@ -72,12 +87,11 @@ def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_finger
     path = f"range/{shape_id}"
     record = read_json(record_path)
     if finished_attrs(root, path, key) is not None and mesh_path.is_file() and record and record.get("fingerprint") == key:
-        return {**record["result"], "reused": True, **clock.result()}
+        return _range_meshed(record["result"], reused=True, **clock.result())
 
     spec, params, _, _ = registry.load_registered_field(tracking_uri, model_uri)
     device = resolve_device("auto")
-    weights = dask.delayed({"spec": field_spec_to_json(spec), "params": {k: v.numpy() for k, v in params.items()}},
-                           pure=True)
+    weights = shared_field(spec, params)
     settings_stats = {"resolution": config.resolution, "leaf": config.leaf, "mode": config.mode,
                       "max_symbols": config.max_symbols}
     estimated, sampled = {}, 0
@@ -108,7 +122,15 @@ def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_finger
                                                 if isinstance(v, (int, float)) and v is not None})
     result = {"mesh_path": str(mesh_path), "path": path, "fingerprint": key, **stats}
     write_json_atomic(record_path, {"fingerprint": key, "result": result})
-    return {**result, "reused": False}
+    return _range_meshed(result, seconds=stats["seconds"], waiting_seconds=stats["waiting_seconds"])
+
+
+def _range_meshed(record: dict, **timing) -> RangeMeshed:
+    """The task's result from the record it writes ({"mesh_path", "path", "fingerprint", **stats})."""
+    stats = {k: v for k, v in record.items() if k not in ("mesh_path", "path", "fingerprint", "seconds",
+                                                           "waiting_seconds")}
+    return RangeMeshed(mesh_path=record["mesh_path"], path=record["path"], fingerprint=record["fingerprint"],
+                       stats=stats, **timing)
 
 
 def _range_plan_mesh(group, spec, params, weights, config: RangeMeshConfig, device):
@@ -161,52 +183,5 @@ def _leaf_values_into(weights: dict, plan: RangeMeshPlan, leaves: np.ndarray, va
 
 
 def _leaf_values(weights: dict, plan: RangeMeshPlan, leaves: np.ndarray, batch_points: int) -> tuple[np.ndarray, int]:
-    import torch
-
-    spec = field_spec_from_json(weights["spec"])
-    params = {k: torch.from_numpy(v) for k, v in weights["params"].items()}
+    spec, params = field_of_shared(weights)
     return evaluate_leaf_values(spec, params, plan, leaves, resolve_device("auto"), batch_points)
-
-
-@task(name="extract-isopoints", retries=1, retry_condition_fn=retry_unless_bad_input)
-def extract_isopoints(shape_id: str, store_url: str, model_uri: str, model_fingerprint: str, count: int,
-                      tracking_uri: str, run_id: str, seed: int = 0) -> dict:
-    """About `count` iso-points of a registered field (`inrcore.queries.isopoints.extract_isopoints`: Newton
-    projection, uniform resampling, edge-aware upsampling) into `isopoints/<shape_id>` of the Zarr
-    store: `points` [M, 3] and `normals` [M, 3] float32 in the field's coordinates. Reuses a finished
-    group made from the same field, count and seed.
-
-    Returns {"path", "count", "fingerprint", "reused", "seconds"}.
-    """
-    import torch
-
-    from inrcore.fields.gradients import field_of_network
-    from inrcore.queries.isopoints import extract_isopoints as isopoints_of
-
-    start = time.perf_counter()
-    key = fingerprint("isopoints", model_fingerprint, int(count), int(seed))
-    root = open_store(store_url)
-    path = f"isopoints/{shape_id}"
-    attrs = finished_attrs(root, path, key)
-    if attrs is not None:
-        return {"path": path, "count": int(attrs["count"]), "fingerprint": key, "reused": True,
-                "seconds": time.perf_counter() - start}
-    spec, params, _, _ = registry.load_registered_field(tracking_uri, model_uri)
-    device = resolve_device("auto")
-    params = {k: v.to(device) for k, v in params.items()}
-    iso = isopoints_of(field_of_network(spec, params), int(count), device=device,
-                       generator=torch.Generator().manual_seed(int(seed)))
-    points = iso.points.detach().cpu().numpy().astype(np.float32)
-    normals = iso.normals.detach().cpu().numpy().astype(np.float32)
-    try:
-        group = fresh_group(root, path)
-        for name, data in (("points", points), ("normals", normals)):
-            group.create_array(name, shape=data.shape, dtype="float32", dimension_names=("point", "xyz"))[...] = data
-        mark_finished(group, key, {"model_uri": model_uri, "count": int(len(points)), "requested": int(count),
-                                   "seed": int(seed)})
-    except BaseException:
-        remove_group(root, path)
-        raise
-    registry.log_metrics(tracking_uri, run_id, {"isopoints/count": float(len(points))})
-    return {"path": path, "count": int(len(points)), "fingerprint": key, "reused": False,
-            "seconds": time.perf_counter() - start}

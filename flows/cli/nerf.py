@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from .helptext import command_help
+from .overrides import overrides_from_set
 
 
 NERF_COMMANDS = ("nerf", "scene", "nerf-run")
@@ -107,9 +108,8 @@ def train_command(args: argparse.Namespace) -> int:
     test views ("measured": psnr, ssim), and after the pictures ("complete": their paths).
     """
     from inrcore.errors import ConfigError, InrflowError
-    from inrcore.settings import NerfConfig, NerfPicturesConfig, budget_progress, config_replace
-
-    from .cli import overrides_from_set
+    from inrcore.nerf.settings import NerfConfig, NerfPicturesConfig
+    from inrcore.settings import budget_progress, config_replace
 
     try:
         overrides = overrides_from_set(args.set)
@@ -136,9 +136,8 @@ def train_command(args: argparse.Namespace) -> int:
         write_test_pictures,
     )
     from inrcore.nerf.raybatches import in_memory_ray_batches
-    from inrcore.nerf.scenes import load_scene_split, scene_splits
+    from inrcore.nerf.scenes import load_scene_split, scene_fingerprint, scene_splits
     from inrcore.nerf.training import save_radiance_field, train_radiance_field
-    from tasks.nerf import scene_fingerprint
     from tasks.store import write_json_atomic
 
     from .progress import ProgressLine
@@ -284,9 +283,8 @@ def progress_printer(say, verb: str, what: str):
 def scene_command(args: argparse.Namespace) -> int:
     from inrcore.errors import ConfigError, InrflowError
     from inrcore.nerf.meshscenes import scene_from_mesh
-    from inrcore.settings import MeshSceneConfig, config_replace
-
-    from .cli import overrides_from_set
+    from inrcore.nerf.settings import MeshSceneConfig
+    from inrcore.settings import config_replace
 
     try:
         overrides = overrides_from_set(args.set)
@@ -303,8 +301,8 @@ def scene_command(args: argparse.Namespace) -> int:
 def nerf_run_command(args: argparse.Namespace) -> int:
     from inrcore.errors import ConfigError
 
-    from .cli import overrides_from_set, report_prefect_start_failure, use_offline_defaults
-    from .manifest import read_manifest
+    from ..manifest import read_manifest
+    from .prefect_env import report_prefect_start_failure, use_offline_defaults
 
     try:
         manifest = read_manifest(args.manifest)
@@ -323,7 +321,7 @@ def nerf_run_command(args: argparse.Namespace) -> int:
     out_dir = str(Path(args.out or Path("runs") / f"{manifest.name}-nerf").resolve())
     use_offline_defaults(out_dir, verbose=args.verbose)
 
-    from .nerfpipeline import nerf_collection
+    from ..nerfpipeline import nerf_collection
 
     try:
         summary = nerf_collection(manifest=args.manifest, out_dir=out_dir, store_url=args.store,

@@ -3,7 +3,8 @@
 MODEL is a weights file written by inrflow (`inr fit`'s field.safetensors, or any
 `inrcore.fields.weights.save_field` file) or a registry URI models:/<name>@<alias>, read from the
 MLflow tracking server given by --tracking-uri (default: $MLFLOW_TRACKING_URI). Everything is
-in the field's own coordinates (the normalised frame the shape was fitted in).
+in the field's own coordinates (the normalised frame the shape was fitted in). `inr mesh` shows
+its stages (loading, meshing, writing) on a progress line on standard error unless --quiet.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import time
 from pathlib import Path
 
 from .helptext import command_help
+from .progress import StageLine
 
 
+MESH_STAGES = ("loading", "meshing", "writing")
 FIELD_NOTE = ("MODEL: a weights file (e.g. inr fit's field.safetensors) or models:/<name>@<alias> from the MLflow "
               "registry at --tracking-uri (default $MLFLOW_TRACKING_URI). Coordinates are the field's own.")
 
@@ -44,6 +47,7 @@ def add_query_commands(commands) -> None:
                       help="range: first bound a few hundred boxes per level and mesh densely when range analysis is "
                            "predicted to cost more than the dense lattice (metrics say \"fallback\": true); "
                            "--no-fallback always runs the range plan (default: --fallback)")
+    mesh.add_argument("--quiet", action="store_true", help="no progress lines, only the metrics")
 
     iso = commands.add_parser(
         "isopoints", help=command_help("sample points with normals on a fitted field's surface",
@@ -90,15 +94,23 @@ def query_command(args: argparse.Namespace) -> int:
     """Run one query command. Exit 0, 2 (bad arguments or MODEL), or 1 (the field has no surface)."""
     from inrcore.errors import InrflowError
 
+    stages = StageLine("inr mesh", MESH_STAGES, sys.stderr, quiet=args.command != "mesh" or args.quiet)
     try:
         _check_arguments(args)
+        stages.show("loading", f"loading {args.model}")
         spec, params, device = load_model(args.model, args.tracking_uri, args.device)
     except (ValueError, InrflowError, RuntimeError, OSError) as exc:
+        stages.close()
         print(f"inr {args.command}: {exc}", file=sys.stderr)
         return 2
-    run = {"mesh": _mesh, "isopoints": _isopoints, "render": _render}[args.command]
     try:
-        record = run(args, spec, params, device)
+        try:
+            if args.command == "mesh":
+                record = _mesh(args, spec, params, device, stages)
+            else:
+                record = {"isopoints": _isopoints, "render": _render}[args.command](args, spec, params, device)
+        finally:
+            stages.close()
     except OSError as exc:
         print(f"inr {args.command}: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
@@ -153,20 +165,27 @@ def load_model(model: str, tracking_uri, device_name: str = "auto"):
     return spec, {k: v.to(device) for k, v in params.items()}, device
 
 
-def _mesh(args, spec, params, device) -> dict:
+def _mesh(args, spec, params, device, stages: StageLine) -> dict:
     from inrcore.files import write_atomic
     from inrcore.queries.rangemesh import dense_mesh, range_mesh
 
+    lattice = f"{args.resolution}^3 lattice on {device}"
+    stages.show("meshing", f"meshing densely, {lattice}" if args.method == "dense" else
+                f"bounding and meshing, {lattice}, leaf blocks of {args.leaf}^3 cells")
     if args.method == "dense":
         mesh, stats = dense_mesh(spec, params, args.resolution, args.bound, device)
     else:
         max_symbols = None if args.max_symbols == -1 else args.max_symbols
         mesh, stats = range_mesh(spec, params, args.resolution, args.bound, args.leaf, args.mode, max_symbols, device,
                                  fallback=args.fallback)
+    dense_instead = " (densely: range analysis would cost more)" if stats.get("fallback") else ""
+    stages.show("writing", f"writing {len(mesh.faces)} faces{dense_instead} to {args.out}")
     out = write_atomic(args.out, mesh.export)
     metrics_path = Path(args.metrics) if args.metrics else out.parent / "metrics.json"
     record = {**stats, "mesh": str(out), "device": str(device), "ok": len(mesh.faces) > 0}
     _write_json(metrics_path, record)
+    stages.done(f"{len(mesh.vertices)} vertices, {len(mesh.faces)} faces (meshed in {stats['seconds']:.1f}s) "
+                f"-> {out}")
     return {**record, "metrics": str(metrics_path)}
 
 

@@ -1,6 +1,6 @@
 import io
 
-from flows.progress import ProgressLine, progress_bar
+from flows.cli.progress import ProgressLine, progress_bar
 
 
 class Terminal(io.StringIO):
@@ -33,3 +33,22 @@ def test_elsewhere_each_update_is_a_plain_line():
     line.update(0.5, "step 2")
     line.close()
     assert out.getvalue() == "step 1\nstep 2\n"
+
+
+def test_stages_show_the_share_done_before_each_and_end_at_100_percent():
+    from flows.cli.progress import StageLine
+
+    out = Terminal()
+    stages = StageLine("inr x", ("a", "b", "c", "d"), out)
+    stages.show("a", "one")
+    stages.show("c", "three")
+    stages.done("all")
+    stages.close()  # nothing more
+    bar = "[" + "#" * 12 + "." * 12 + "]"  # 24 cells, the ProgressLine default
+    assert out.getvalue() == ("\r[" + "." * 24 + "]   0% inr x: one" + "\r" + bar + "  50% inr x: three"
+                              + "\r[" + "#" * 24 + "] 100% inr x: all" + " " * 2 + "\n")
+    quiet = io.StringIO()
+    stages = StageLine("inr x", ("a",), quiet, quiet=True)
+    stages.show("a", "one")
+    stages.done("all")
+    assert quiet.getvalue() == ""

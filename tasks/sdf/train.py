@@ -16,16 +16,18 @@ import numpy as np
 from prefect import task
 
 from inrcore.sdf.batched import check_batched_kind, fit_sdf_batch
+from inrcore.sdf.settings import TrainConfig
 from inrcore.sdf.training import FitResult, fit_sdf
-from inrcore.settings import TrainConfig, config_from_dict, config_to_dict, fingerprint
+from inrcore.settings import config_to_dict, execution_only_fields, fingerprint, result_settings
 
-from . import registry
-from .options import retry_unless_bad_input
-from .store import open_store, volume_sdf_of
+from .. import registry
+from ..options import retry_unless_bad_input
+from ..results import StageResult
+from ..store import open_store, volume_sdf_of
 
 
 # Settings that change how shapes are trained, not what is fitted: left out of the fingerprint.
-EXECUTION_ONLY = ("shapes_per_batch",)
+EXECUTION_ONLY = execution_only_fields(TrainConfig)
 
 
 @dataclass
@@ -48,14 +50,11 @@ class StoredSamples:
 def training_fingerprint(samples_fingerprint: str, config: TrainConfig) -> str:
     """The registry tag of a field fitted from these samples with these settings.
 
-    Settings in EXECUTION_ONLY are left out: a shape trained in a batch is the field it would be
-    alone, and fingerprints stay those of configs that predate them. For the same reason the
-    iso-point settings count only when iso-points are on (off, they change nothing).
+    `result_settings` leaves out the execution-only ones (a shape trained in a batch is the field
+    it would be alone, and fingerprints stay those of configs that predate them) and the iso-point
+    settings while iso-points are off (they change nothing).
     """
-    settings = {k: v for k, v in config_to_dict(config).items() if k not in EXECUTION_ONLY}
-    if not config.isopoints.enabled:
-        settings.pop("isopoints", None)
-    return fingerprint("field", samples_fingerprint, settings)
+    return fingerprint("field", samples_fingerprint, result_settings(config))
 
 
 def read_samples(store_url: str, shape_id: str) -> StoredSamples:
@@ -68,15 +67,31 @@ def read_samples(store_url: str, shape_id: str) -> StoredSamples:
                          volume_sdf_of(group, n_surface), dict(group.attrs["normalisation"]))
 
 
-def reuse_registered(tracking_uri: str, name: str, key: str, alias: str, start: float) -> Optional[dict]:
+@dataclass(frozen=True, kw_only=True)
+class TrainedField(StageResult):
+    """A shape's fitted field in the registry: `model_uri` (models:/<name>@<alias>), its version,
+    MLflow run and fingerprint; steps, final loss and device of a fit made now (None when reused).
+    A shape trained in a batch also says how many shapes trained with it (`batch_shapes`)."""
+
+    model_uri: str
+    model_name: str
+    version: str
+    run_id: str
+    fingerprint: str
+    steps: Optional[int] = None
+    loss: Optional[float] = None
+    device: Optional[str] = None
+    batch_shapes: Optional[int] = None
+
+
+def reuse_registered(tracking_uri: str, name: str, key: str, alias: str, start: float) -> Optional[TrainedField]:
     """When a version of `name` tagged `key` exists: point `alias` at it and return its result, else None."""
     found = registry.find_model_version(tracking_uri, name, key)
     if found is None:
         return None
     registry.set_alias(tracking_uri, name, alias, found.version)
-    return {"model_uri": f"models:/{name}@{alias}", "model_name": name, "version": found.version,
-            "run_id": found.run_id, "fingerprint": key, "reused": True,
-            "seconds": time.perf_counter() - start, "steps": None, "loss": None, "device": None}
+    return TrainedField(model_uri=f"models:/{name}@{alias}", model_name=name, version=found.version,
+                        run_id=found.run_id, fingerprint=key, reused=True, seconds=time.perf_counter() - start)
 
 
 def start_training_run(tracking_uri: str, experiment_id: str, shape_id: str, dataset: str,
@@ -112,11 +127,11 @@ def register_fit(tracking_uri: str, run_id: str, name: str, alias: str, key: str
 
 
 def trained_result(model_uri: str, name: str, version: str, run_id: str, key: str, seconds: float,
-                   result: FitResult) -> dict:
-    """A training task's result for one shape fitted now (see `train_sdf`)."""
-    return {"model_uri": model_uri, "model_name": name, "version": version, "run_id": run_id,
-            "fingerprint": key, "reused": False, "seconds": seconds,
-            "steps": result.steps, "loss": result.history[-1]["loss"], "device": result.device}
+                   result: FitResult, **batch) -> TrainedField:
+    """A training task's result for one shape fitted now (`batch`: batch_shapes and batch_seconds)."""
+    return TrainedField(model_uri=model_uri, model_name=name, version=version, run_id=run_id, fingerprint=key,
+                        seconds=seconds, steps=result.steps, loss=result.history[-1]["loss"], device=result.device,
+                        **batch)
 
 
 @task(name="train-sdf", retries=1, retry_condition_fn=retry_unless_bad_input)
@@ -125,21 +140,18 @@ def train_sdf(
     dataset: str,
     store_url: str,
     samples_fingerprint: str,
-    training: dict,
+    training: TrainConfig,
     tracking_uri: str,
     experiment_id: str,
     alias: str,
-) -> dict:
+) -> TrainedField:
     """Fit the shape's field, log the run (parameters, loss curve) and register the model.
 
     A registered version made from the same samples and training settings is reused: the
     alias is pointed at it and nothing is retrained.
-
-    Returns {"model_uri", "model_name", "version", "run_id", "fingerprint", "reused",
-    "seconds", "steps", "loss", "device"}.
     """
     start = time.perf_counter()
-    config = config_from_dict(TrainConfig, training, "training")
+    config = training
     key = training_fingerprint(samples_fingerprint, config)
     name = registry.model_name(dataset, shape_id)
     reused = reuse_registered(tracking_uri, name, key, alias, start)
@@ -148,15 +160,11 @@ def train_sdf(
 
     samples = read_samples(store_url, shape_id)
     run_id = start_training_run(tracking_uri, experiment_id, shape_id, dataset, samples_fingerprint, config)
-    try:
+    with registry.ending_run(tracking_uri, run_id):
         result = fit_sdf(samples.surface_points, samples.surface_normals, samples.volume_points, config,
                          volume_sdf=samples.volume_sdf, on_log=loss_logger(tracking_uri, run_id))
         model_uri, version = register_fit(tracking_uri, run_id, name, alias, key, result, shape_id, dataset,
                                           samples, config)
-    except BaseException:
-        registry.end_run(tracking_uri, run_id, "FAILED")
-        raise
-    registry.end_run(tracking_uri, run_id)
     return trained_result(model_uri, name, version, run_id, key, time.perf_counter() - start, result)
 
 
@@ -166,11 +174,11 @@ def train_sdf_batch(
     dataset: str,
     store_url: str,
     samples_fingerprints: list[str],
-    training: dict,
+    training: TrainConfig,
     tracking_uri: str,
     experiment_id: str,
     alias: str,
-) -> list[dict]:
+) -> list[TrainedField]:
     """Fit several shapes' fields together (stacked weights, one device), each recorded as
     `train_sdf` records it: its own MLflow run and registered version, with the fingerprint
     `train_sdf` would give it, so a shape registered either way is reused and not retrained.
@@ -182,12 +190,12 @@ def train_sdf_batch(
     start = time.perf_counter()
     if len(samples_fingerprints) != len(shape_ids):
         raise ValueError(f"{len(shape_ids)} shapes but {len(samples_fingerprints)} samples fingerprints")
-    config = config_from_dict(TrainConfig, training, "training")
+    config = training
     check_batched_kind(config.network.kind)
     keys = [training_fingerprint(fp, config) for fp in samples_fingerprints]
     names = [registry.model_name(dataset, shape_id) for shape_id in shape_ids]
-    outcomes: list[Optional[dict]] = [reuse_registered(tracking_uri, name, key, alias, start)
-                                      for name, key in zip(names, keys)]
+    outcomes: list[Optional[TrainedField]] = [reuse_registered(tracking_uri, name, key, alias, start)
+                                              for name, key in zip(names, keys)]
     todo = [i for i, outcome in enumerate(outcomes) if outcome is None]
     if not todo:
         return outcomes
@@ -213,6 +221,6 @@ def train_sdf_batch(
         raise
     seconds = time.perf_counter() - start
     for i, (result, model_uri, version) in registered.items():
-        outcomes[i] = {**trained_result(model_uri, names[i], version, run_ids[i], keys[i], seconds / len(todo), result),
-                       "batch_shapes": len(todo), "batch_seconds": seconds}
+        outcomes[i] = trained_result(model_uri, names[i], version, run_ids[i], keys[i], seconds / len(todo), result,
+                                     batch_shapes=len(todo), batch_seconds=seconds)
     return outcomes

@@ -10,9 +10,9 @@ import trimesh
 from flows.cli import main
 from inrcore.fields.build import network_for
 from inrcore.fields.networks import evaluate_field
+from inrcore.fields.settings import NetworkConfig
 from inrcore.fields.weights import save_field
 from inrcore.geometry.pointclouds import load_point_cloud
-from inrcore.settings import NetworkConfig
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +77,18 @@ def test_render_writes_depth_and_normals_side_by_side(sphere_file, tmp_path, cap
     assert main(["render", sphere_file["path"], "--out", str(out), "--size", "32", "--image", "normals",
                  "--method", "sphere"]) == 0
     assert np.asarray(Image.open(out)).shape == (32, 32, 3)
+
+
+def test_mesh_says_its_stages_on_standard_error_unless_quiet(sphere_file, tmp_path, capsys):
+    out = tmp_path / "mesh.ply"
+    assert main(["mesh", sphere_file["path"], "--method", "dense", "--resolution", "9", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    lines, vertices = printed.err.splitlines(), json.loads(printed.out)["vertices"]
+    assert [line.split()[2] for line in lines] == ["loading", "meshing", "writing", str(vertices)]
+    assert lines[0] == f"inr mesh: loading {sphere_file['path']}" and lines[-1].endswith(f"-> {out}")
+    assert main(["mesh", sphere_file["path"], "--method", "dense", "--resolution", "9", "--out", str(out),
+                 "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_bad_model_and_arguments_exit_2_with_a_message(tmp_path, capsys, monkeypatch):

@@ -5,7 +5,7 @@ a pipe, a test), so nothing is lost where carriage returns would garble it."""
 from __future__ import annotations
 
 import sys
-from typing import Optional, TextIO
+from typing import Optional, Sequence, TextIO
 
 
 def progress_bar(fraction: float, width: int = 24) -> str:
@@ -41,3 +41,30 @@ class ProgressLine:
             self.stream.write("\n")
             self.stream.flush()
             self._shown = 0
+
+
+class StageLine:
+    """A command's named stages on a `ProgressLine`, for work with no finer progress to show:
+    `show(stage, text)` draws the bar at the share of `stages` before `stage`, `done(text)` at
+    100 % and ends the line. With `quiet` nothing is shown.
+    """
+
+    def __init__(self, command: str, stages: Sequence[str], stream: Optional[TextIO] = None,
+                 quiet: bool = False) -> None:
+        self.command = command
+        self.stages = tuple(stages)
+        self.line = None if quiet else ProgressLine(stream)
+
+    def show(self, stage: str, text: str) -> None:
+        if self.line is not None:
+            self.line.update(self.stages.index(stage) / len(self.stages), f"{self.command}: {text}")
+
+    def done(self, text: str) -> None:
+        if self.line is not None:
+            self.line.update(1.0, f"{self.command}: {text}")
+        self.close()
+
+    def close(self) -> None:
+        """End the line (before printing anything else); again or after `done`, nothing."""
+        if self.line is not None:
+            self.line.close()

@@ -13,7 +13,7 @@ import pytest
 from flows.cli import main
 
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TINY = ["--set", "hash_levels=4", "--set", "hash_log2_size=12", "--set", "hash_base_resolution=4",
         "--set", "hash_finest_resolution=32", "--set", "ngp_width=16", "--set", "grid_resolution=8",
         "--set", "render_step=0.05", "--set", "batch_rays=64", "--set", "eval_every=2", "--set", "eval_views=1"]
@@ -62,10 +62,10 @@ def test_nerf_bad_inputs_exit_2_naming_the_file(tmp_path, capsys):
 
 
 def test_durations_plans_and_training_estimates_for_people():
-    from flows.nerfcli import describe_plan, expected_training_seconds, format_duration
+    from flows.cli.nerf import describe_plan, expected_training_seconds, format_duration
     from inrcore.geometry.cameras import Intrinsics
     from inrcore.nerf.scenes import SceneSplit
-    from inrcore.settings import NerfConfig, NerfPicturesConfig
+    from inrcore.nerf.settings import NerfConfig, NerfPicturesConfig
 
     assert [format_duration(s) for s in (45.4, 89.6, 318.0, 5399.0, 5760.0)] == [
         "45 s", "90 s", "5.3 min", "90.0 min", "1.6 h"]
@@ -121,7 +121,7 @@ def test_a_run_killed_while_picturing_leaves_its_metrics(tmp_path):
 
 
 def test_progress_lines_come_about_ten_times_with_the_time_left():
-    from flows.nerfcli import progress_printer
+    from flows.cli.nerf import progress_printer
 
     lines = []
     report = progress_printer(lines.append, "measured", "test views")

@@ -4,7 +4,8 @@ from argparse import Namespace
 
 import pytest
 
-from flows.cli import build_parser, main, overrides_from_args, run_overrides
+from flows.cli import build_parser, main
+from flows.cli.sdf import overrides_from_args, run_overrides
 from inrcore.errors import ConfigError
 
 
@@ -143,7 +144,7 @@ def test_fit_command_progress_lines_unless_quiet(sphere_xyz, tmp_path, capsys):
 
 
 def test_fit_overrides_map_method_device_and_time_budget():
-    from flows.cli import fit_overrides
+    from flows.cli.sdf import fit_overrides
 
     parse = build_parser().parse_args
     args = parse(["fit", "a.xyz", "--method", "relu-pe", "--out", "o", "--steps", "7", "--resolution", "40",

@@ -4,22 +4,35 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from prefect import task
 
 from inrcore.geometry.meshes import file_sha256
+from inrcore.geometry.settings import SamplingConfig
 from inrcore.sdf.fitshape import load_shape_input
-from inrcore.settings import SamplingConfig, config_from_dict, config_to_dict, fingerprint
+from inrcore.settings import config_to_dict, fingerprint
 
-from .store import finished_attrs, fresh_group, mark_finished, open_store, remove_group
+from ..results import StageResult
+from ..store import finished_attrs, fresh_group, mark_finished, open_store, remove_group
 
 
 ROWS_PER_CHUNK = 65536
 
 
+@dataclass(frozen=True, kw_only=True)
+class PreparedSamples(StageResult):
+    """A shape's samples in the store: `samples/<shape_id>`, made under `fingerprint`, and the
+    normalisation that moved the input into the unit cube (`Normalisation.to_dict()`)."""
+
+    shape_id: str
+    fingerprint: str
+    normalisation: dict
+
+
 @task(name="prepare-samples")
-def prepare_samples(shape_id: str, source: str, store_url: str, sampling: dict) -> dict:
+def prepare_samples(shape_id: str, source: str, store_url: str, sampling: SamplingConfig) -> PreparedSamples:
     """Load, validate and normalise one mesh or point cloud; store oriented surface points and SDF samples.
 
     Writes `samples/<shape_id>/{points [N,3], normals [N,3], sdf [N]}`; the first
@@ -28,18 +41,17 @@ def prepare_samples(shape_id: str, source: str, store_url: str, sampling: dict) 
     "input_kind" is "mesh" or "points". Reuses a finished group made from the same file bytes
     and sampler settings.
 
-    Returns {"shape_id", "fingerprint", "normalisation", "reused", "seconds"}.
     """
     start = time.perf_counter()
-    config = config_from_dict(SamplingConfig, sampling, "sampling")
+    config = sampling
     source_hash = file_sha256(source) if os.path.isfile(source) else None
     key = fingerprint("samples", source_hash, config)
     root = open_store(store_url)
     path = f"samples/{shape_id}"
     done = finished_attrs(root, path, key) if source_hash else None
     if done is not None:
-        return {"shape_id": shape_id, "fingerprint": key, "normalisation": done["normalisation"],
-                "reused": True, "seconds": time.perf_counter() - start}
+        return PreparedSamples(shape_id=shape_id, fingerprint=key, normalisation=done["normalisation"], reused=True,
+                               seconds=time.perf_counter() - start)
 
     shape = load_shape_input(source, config)  # raises ShapeError naming the file
     samples, normalisation = shape.samples, shape.normalisation
@@ -63,6 +75,6 @@ def prepare_samples(shape_id: str, source: str, store_url: str, sampling: dict) 
     except BaseException:
         remove_group(root, path)
         raise
-    return {"shape_id": shape_id, "fingerprint": key, "normalisation": normalisation.to_dict(),
-            "reused": False, "seconds": time.perf_counter() - start}
+    return PreparedSamples(shape_id=shape_id, fingerprint=key, normalisation=normalisation.to_dict(),
+                           seconds=time.perf_counter() - start)
 

@@ -1,0 +1,9 @@
+"""`python -m flows.cli`: the `inr` command."""
+
+import sys
+
+from . import main
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Prefect for the pipeline commands (`inr run`, `inr nerf-run`) without servers: the embedded
+defaults put in the environment before Prefect is imported, and one line instead of a traceback
+when Prefect's temporary server does not start."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+
+# Seconds the command line lets Prefect's temporary server take to answer (Prefect's own default,
+# 20 s, is too short for a fresh PREFECT_HOME on a busy 2-core machine with Prefect 3.9).
+EPHEMERAL_STARTUP_SECONDS = 300
+EPHEMERAL_STARTUP_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+
+
+def use_offline_defaults(out_dir: str, verbose: bool = False) -> None:
+    """Environment for a run with no servers; anything the user already set wins.
+
+    Prefect keeps its temporary server's database under the run folder and gets a generous
+    startup wait (`EPHEMERAL_STARTUP_SECONDS`), telemetry is off, and log noise is kept to
+    warnings unless `verbose`.
+    """
+    defaults = {
+        "PREFECT_HOME": str(Path(out_dir) / "prefect"),
+        EPHEMERAL_STARTUP_SETTING: str(EPHEMERAL_STARTUP_SECONDS),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO" if verbose else "WARNING",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_LOGGING_LEVEL": "INFO" if verbose else "WARNING",
+        "DO_NOT_TRACK": "1",
+        "DASK_LOGGING__DISTRIBUTED": "info" if verbose else "warning",
+        # Progress lines go to the flow run's logger at INFO (flows.stages.progress_printer): the
+        # API (a server's UI, the temporary server's database) gets them, the console only
+        # warnings, since the lines are printed once already.
+        "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL": "INFO",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "INFO" if verbose else "WARNING",
+        # A shape's failure is reported on its progress line and in the summary; the task
+        # engine's traceback for it (in the worker processes too) only with --verbose.
+        "PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL": "INFO" if verbose else "CRITICAL",
+    }
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+
+
+def prefect_start_failure(exc: BaseException) -> Optional[str]:
+    """One line for a run that failed because Prefect's temporary server never answered, or
+    None when `exc` (or an exception it was raised from) is anything else."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = str(exc)
+        if "ephemeral Prefect API server" in text:
+            wait = os.environ.get(EPHEMERAL_STARTUP_SETTING, "Prefect's default")
+            exited = " (its process exited)" if "process exited with code" in text else ""
+            return (f"inr: Prefect's temporary server did not start within {wait} s{exited}; "
+                    f"raise {EPHEMERAL_STARTUP_SETTING}, or set PREFECT_API_URL to a running Prefect server "
+                    "(--verbose shows the traceback)")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def report_prefect_start_failure(exc: Exception, verbose: bool) -> int:
+    """Exit status 2 with one line when Prefect's temporary server could not start (the
+    traceback too with `verbose`); any other exception is raised again."""
+    line = prefect_start_failure(exc)
+    if line is None:
+        raise exc
+    if verbose:
+        import traceback
+
+        traceback.print_exception(exc)
+    print(line, file=sys.stderr)
+    return 2

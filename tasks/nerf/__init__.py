@@ -1,0 +1,1 @@
+"""Tasks of the NeRF collection flow: scenes, rays, radiance-field training."""

@@ -1,0 +1,1 @@
+"""Query stages on fitted fields: range-bound meshing and iso-points."""
