@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     import torch
     from distributed import Client, LocalCluster
 
-    from flows.pipeline import configure_local_workers
+    from flows.collection import configure_local_workers
     from inrcore.fields.networks import init_siren_params, siren_spec
     from inrcore.fields.weights import load_field
     from inrcore.geometry.marching import marching_cubes_blocks

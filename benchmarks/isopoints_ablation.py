@@ -93,7 +93,7 @@ def run_one(shape: str, cloud: str, variant: str, args) -> dict:
     sys.path.insert(0, str(ROOT))
     from inrcore.geometry.metrics import compare_meshes
     from inrcore.geometry.sampling import sample_point_cloud
-    from inrcore.geometry.settings import GridConfig, SamplingConfig
+    from inrcore.geometry.settings import GridConfig, MetricsConfig, SamplingConfig
     from inrcore.sdf.fitshape import field_surface
     from inrcore.sdf.settings import TrainConfig
     from inrcore.sdf.training import fit_sdf
@@ -120,7 +120,7 @@ def run_one(shape: str, cloud: str, variant: str, args) -> dict:
                                        where=f"{shape}/{cloud}/{variant}")
     except Exception as exc:  # an empty level set is a result too
         return {**row, "error": str(exc)}
-    metrics = compare_meshes(reconstruction, mesh, n_points=args.metric_points, seed=args.seed)
+    metrics = compare_meshes(reconstruction, mesh, MetricsConfig(n_points=args.metric_points, seed=args.seed))
     return {**row, **{k: round(float(v), 5) for k, v in metrics.items()}, "faces": int(len(reconstruction.faces)),
             "components": int(len(reconstruction.split(only_watertight=False)))}
 

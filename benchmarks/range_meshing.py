@@ -67,6 +67,7 @@ def main(argv=None) -> int:
 
     from inrcore.fields.weights import load_field
     from inrcore.queries.rangemesh import dense_mesh, range_mesh
+    from inrcore.queries.settings import RangeMeshConfig
 
     torch.set_num_threads(args.threads)
     rows = []
@@ -81,8 +82,9 @@ def main(argv=None) -> int:
                   flush=True)
             for setting in args.settings:
                 options = parse_setting(setting)
-                ranged, stats = range_mesh(spec, params, resolution, leaf=options["leaf"], mode=options["mode"],
-                                           max_symbols=options["max_symbols"], fallback=args.fallback)
+                ranged, stats = range_mesh(spec, params, RangeMeshConfig(
+                    resolution=resolution, leaf=options["leaf"], mode=options["mode"],
+                    max_symbols=options["max_symbols"], fallback=args.fallback))
                 row = {"field": name, "weights": path, **stats, **mesh_distance(ranged, dense, spacing),
                        "same_faces_as_dense": len(ranged.faces) == len(dense.faces),
                        "evaluation_ratio": dense_stats["evaluations"] / max(stats["evaluations"], 1),

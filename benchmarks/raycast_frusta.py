@@ -164,7 +164,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from inrcore.device import resolve_device
     from inrcore.queries.frusta import orthographic_camera, render_field, write_render
-    from inrcore.queries.raycast import CastOptions
+    from inrcore.queries.settings import CastOptions
 
     device = resolve_device(args.device)
     spec, params, field_info = fitted_field(args)

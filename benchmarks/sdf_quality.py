@@ -70,10 +70,10 @@ def run_one(shape: str, method: str, seconds: float, device: str, resolution: in
     from inrcore.sdf.fitshape import fit_shape
     from inrcore.sdf.methods import method_overrides
     from inrcore.sdf.settings import PipelineConfig
-    from inrcore.settings import config_replace, config_to_dict
+    from inrcore.settings import NO_STEP_CAP, config_replace, config_to_dict
 
     overrides = method_overrides("relu-pe" if method == "relu" else method)
-    budget = {"steps": steps, "seconds": None} if steps else {"steps": 10**9, "seconds": seconds}
+    budget = {"steps": steps, "seconds": None} if steps else {"steps": NO_STEP_CAP, "seconds": seconds}
     overrides.setdefault("training", {}).update({**budget, "device": device, "log_every": 10**9})
     if method == "relu":
         overrides["training"].setdefault("network", {})["frequencies"] = 0

@@ -1,7 +1,7 @@
 """Benchmark: training speed under the glibc malloc settings a Dask worker can get.
 
 Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536; inrflow's LocalCluster sets
-the values in flows.pipeline.WORKER_MALLOC_ENV instead. This fits the same synthetic sphere
+the values in flows.collection.WORKER_MALLOC_ENV instead. This fits the same synthetic sphere
 for a fixed number of steps (one torch thread) in a fresh process under each environment and
 records wall, user and system seconds. Writes one JSON file.
 
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
-    from flows.pipeline import WORKER_MALLOC_ENV
+    from flows.collection import WORKER_MALLOC_ENV
 
     base = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     settings = {

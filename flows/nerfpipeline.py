@@ -10,11 +10,12 @@ and training resumes from its last checkpoint after a crash.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from prefect import flow
 
-from flows.pipeline import start_collection, task_runner
+from flows.collection import run_collection
+from flows.manifest import DatasetManifest
 from flows.stages import StageChain, new_record, progress_printer
 from inrcore.nerf.settings import NerfPipelineConfig
 from inrcore.settings import config_to_dict
@@ -31,7 +32,7 @@ NERF_STAGES = ("scene", "rays", "train")
 
 @flow(name="nerf-collection")
 def nerf_collection(
-    manifest: str,
+    manifest: Union[str, DatasetManifest],
     out_dir: Optional[str] = None,
     store_url: Optional[str] = None,
     tracking_uri: Optional[str] = None,
@@ -46,9 +47,8 @@ def nerf_collection(
     settings (`NerfPipelineConfig`), e.g. {"training": {"model": "ngp", "seconds": 600}}.
     Returns: the summary (dataset, settings, per-shape records, counts, summary path).
     """
-    data, config, where = start_collection(manifest, "nerf", overrides, out_dir, store_url, tracking_uri)
-    run = _run_scenes.with_options(task_runner=task_runner(dask_address, workers))
-    return run(data.name, [(s.shape_id, s.path) for s in data.shapes], config, where, quiet)
+    return run_collection(_run_scenes, "nerf", manifest, out_dir, store_url, tracking_uri, dask_address, workers,
+                          overrides, quiet)
 
 
 @flow(name="nerf-collection-shapes")
@@ -93,3 +93,4 @@ def _run_scenes(dataset: str, shapes: list, config: NerfPipelineConfig, where: d
                                                        f"{r['steps']} steps" if r["status"] == "ok" else r["error"]))
     say(f"report: {report}\nsummary: {summary_path}")
     return {**summary, "summary": str(summary_path), "report": report, **where}
+

@@ -13,18 +13,16 @@ record), so running the flow again after an interruption reuses what was done.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
-import dask
 from prefect import flow
-from prefect_dask import DaskTaskRunner
 
-from flows.manifest import read_manifest
+from flows.collection import run_collection
+from flows.manifest import DatasetManifest
 from flows.stages import StageChain, new_record, progress_printer
 from inrcore.sdf.batched import BATCHED_KINDS
 from inrcore.sdf.settings import PipelineConfig, TrainConfig
-from inrcore.settings import config_replace, config_to_dict
+from inrcore.settings import config_to_dict
 from tasks.queries.isopoints import extract_isopoints
 from tasks.queries.rangemesh import range_mesh_field
 from tasks.report import write_report
@@ -44,50 +42,9 @@ def stages_for(config: PipelineConfig) -> tuple[str, ...]:
     return STAGES + (("isopoints",) if queries.isopoints else ()) + (("range-mesh",) if queries.range_mesh else ())
 
 
-def locations(dataset: str, out_dir: Optional[str], store_url: Optional[str], tracking_uri: Optional[str]) -> dict:
-    """Where a run keeps things: the run folder, the Zarr store, MLflow tracking and artifacts.
-
-    Defaults are embedded: `runs/<dataset>`, `<out>/store.zarr`, SQLite `<out>/mlflow.db`
-    with artifacts in `<out>/mlartifacts`. A tracking server's URI leaves artifacts to it.
-    """
-    out = Path(out_dir or Path("runs") / dataset).resolve()
-    tracking = tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
-    return {
-        "out_dir": str(out),
-        "store_url": store_url or str(out / "store.zarr"),
-        "tracking_uri": tracking,
-        "artifact_location": (out / "mlartifacts").as_uri() if tracking.startswith("sqlite:") else None,
-    }
-
-
-# Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc return
-# torch's multi-megabyte buffers to the OS after every step: training then spends as long in
-# the kernel as in user code (measured: 23.3 s against 11.7 s for 150 steps, BENCHMARKS.md).
-# Workers of the LocalCluster keep freed memory up to these sizes instead.
-WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(256 * 2**20), "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}
-
-
-def configure_local_workers() -> None:
-    """Make worker processes started from here (LocalCluster nannies) use WORKER_MALLOC_ENV."""
-    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
-    environ.update(WORKER_MALLOC_ENV)
-    dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
-
-
-def task_runner(dask_address: Optional[str], workers: int) -> DaskTaskRunner:
-    """An existing Dask cluster by address, or a LocalCluster of single-threaded worker processes."""
-    if dask_address:
-        return DaskTaskRunner(address=dask_address)
-    configure_local_workers()
-    return DaskTaskRunner(
-        cluster_class="distributed.LocalCluster",
-        cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None},
-    )
-
-
 @flow(name="sdf-collection")
 def sdf_collection(
-    manifest: str,
+    manifest: Union[str, DatasetManifest],
     out_dir: Optional[str] = None,
     store_url: Optional[str] = None,
     tracking_uri: Optional[str] = None,
@@ -99,7 +56,8 @@ def sdf_collection(
     """Fit, evaluate, mesh and measure a neural SDF for every shape of a dataset manifest.
 
     Args:
-        manifest: a dataset manifest (YAML) or a folder of mesh files.
+        manifest: a dataset manifest (YAML) or a folder of shape files, or one already read
+            (`flows.manifest.read_manifest`, as `inr run` does to name the run folder first).
         out_dir: the run folder (default runs/<dataset name>).
         store_url: Zarr store path or fsspec URL (default <out_dir>/store.zarr).
         tracking_uri: MLflow tracking URI (default SQLite in the run folder).
@@ -109,21 +67,8 @@ def sdf_collection(
     Returns:
         the summary: dataset, settings, per-shape records, counts, report paths.
     """
-    data, config, where = start_collection(manifest, "config", overrides, out_dir, store_url, tracking_uri)
-    run = _run_shapes.with_options(task_runner=task_runner(dask_address, workers))
-    return run(data.name, [(s.shape_id, s.path) for s in data.shapes], config, where, quiet)
-
-
-def start_collection(manifest: str, section: str, overrides: Optional[dict], out_dir: Optional[str],
-                     store_url: Optional[str], tracking_uri: Optional[str]):
-    """A collection run's inputs: the manifest, its `section` settings ("config" or "nerf") with
-    `overrides` applied, and the run's `locations` (the run folder created)."""
-    data = read_manifest(manifest)
-    settings = getattr(data, section)
-    config = config_replace(settings, overrides, "overrides") if overrides else settings
-    where = locations(data.name, out_dir, store_url, tracking_uri)
-    Path(where["out_dir"]).mkdir(parents=True, exist_ok=True)
-    return data, config, where
+    return run_collection(_run_shapes, "config", manifest, out_dir, store_url, tracking_uri, dask_address, workers,
+                          overrides, quiet)
 
 
 @flow(name="sdf-collection-shapes")
@@ -222,3 +167,4 @@ def _finish_record(record: dict, results: dict) -> None:
         ranged = results["range-mesh"]
         record["range_mesh"] = {"mesh_path": ranged.mesh_path, **{key: ranged.stats[key] for key in (
             "evaluations", "box_evaluations", "point_evaluations", "vertices", "faces")}}
+

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import argparse
+from typing import Optional
 
 
 def command_help(what: str, example: str) -> str:
     """The help of one subcommand: `what` on the command's line, then "e.g. <example>" under it
     (the top-level parser keeps the line break: `argparse.RawTextHelpFormatter`)."""
     return f"{what}\n  e.g. {example}"
+
+
+def add_command(commands, name: str, what: str, example: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand `name` on the `inr` subcommand parser `commands`: listed as `what` with an
+    example (`command_help`), and `description` at the top of its own --help."""
+    return commands.add_parser(name, help=command_help(what, example), description=description)
+
+
+def add_output_switches(parser: argparse.ArgumentParser, kept: Optional[str], pipeline: bool = False) -> None:
+    """--quiet (no progress lines; `kept`: what is still printed, e.g. "the metrics") and, for a
+    command running a Prefect pipeline, --verbose (Prefect's and MLflow's own log lines too)."""
+    parser.add_argument("--quiet", action="store_true", help=f"no progress lines, only {kept}" if kept else None)
+    if pipeline:
+        parser.add_argument("--verbose", action="store_true",
+                            help="show Prefect's and MLflow's own log lines" if kept else None)
 
 
 class CommandListFormatter(argparse.RawTextHelpFormatter):

@@ -15,7 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from .helptext import command_help
+from inrcore.settings import NO_STEP_CAP
+
+from .helptext import add_command, add_output_switches
 from .overrides import overrides_from_set
 
 
@@ -24,10 +26,10 @@ NERF_COMMANDS = ("nerf", "scene", "nerf-run")
 
 def add_nerf_commands(commands) -> None:
     """Register nerf, scene and nerf-run on the `inr` subcommand parser."""
-    nerf = commands.add_parser(
-        "nerf", help=command_help("train a radiance field (NeRF or hash grid) on a scene folder",
-                                  "inr nerf runs/spot-scene --seconds 600 --out runs/spot-ngp"),
-        description="Train a radiance field on DATASET_DIR (transforms_train.json, transforms_test.json and their "
+    nerf = add_command(
+        commands, "nerf", "train a radiance field (NeRF or hash grid) on a scene folder",
+        "inr nerf runs/spot-scene --seconds 600 --out runs/spot-ngp",
+        "Train a radiance field on DATASET_DIR (transforms_train.json, transforms_test.json and their "
                     "images, Blender / nerfstudio convention) into --out, in this order: training (within --steps "
                     "or --seconds; checkpoint.pt), field.safetensors, then the test views are measured and "
                     "metrics.json is written (psnr, ssim, seconds, steps, model; \"stage\": \"measured\"), then "
@@ -55,12 +57,12 @@ def add_nerf_commands(commands) -> None:
     nerf.add_argument("--picture-seconds", type=float, metavar="S",
                       help="the turntable's time budget (default: a tenth of the training time, at least 30 s); "
                            "fewer frames when all would not fit")
-    nerf.add_argument("--quiet", action="store_true")
+    add_output_switches(nerf, None)
 
-    scene = commands.add_parser(
-        "scene", help=command_help("render a mesh into a Blender-format scene for `inr nerf`",
-                                   "inr scene spot.obj --size 100 --out runs/spot-scene"),
-        description="Render MESH from cameras on a sphere into DIR: train/ and test/ RGBA images and "
+    scene = add_command(
+        commands, "scene", "render a mesh into a Blender-format scene for `inr nerf`",
+        "inr scene spot.obj --size 100 --out runs/spot-scene",
+        "Render MESH from cameras on a sphere into DIR: train/ and test/ RGBA images and "
                     "transforms_train.json / transforms_test.json.")
     scene.add_argument("mesh", metavar="MESH")
     scene.add_argument("--out", required=True, metavar="DIR")
@@ -69,10 +71,10 @@ def add_nerf_commands(commands) -> None:
     scene.add_argument("--test", type=int, default=20, help="test views (default 20)")
     scene.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any MeshSceneConfig setting")
 
-    run = commands.add_parser(
-        "nerf-run", help=command_help("a tracked, registered radiance field for every shape of a dataset",
-                                      "inr nerf-run datasets/demo.yaml --seconds 300"),
-        description="For every shape of MANIFEST (meshes, or Blender scene folders): render a scene, write its rays "
+    run = add_command(
+        commands, "nerf-run", "a tracked, registered radiance field for every shape of a dataset",
+        "inr nerf-run datasets/demo.yaml --seconds 300",
+        "For every shape of MANIFEST (meshes, or Blender scene folders): render a scene, write its rays "
                     "into the Zarr store, train a radiance field tracked in MLflow and registered as "
                     "models:/<dataset>-<shape>-nerf@<alias>. Local by default, like `inr run`.")
     run.add_argument("manifest")
@@ -87,8 +89,7 @@ def add_nerf_commands(commands) -> None:
     budget.add_argument("--seconds", type=float, metavar="S")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="any NerfPipelineConfig setting, e.g. --set scene.size=64 --set training.batch_rays=2048")
-    run.add_argument("--quiet", action="store_true")
-    run.add_argument("--verbose", action="store_true")
+    add_output_switches(run, None, pipeline=True)
 
 
 def nerf_command(args: argparse.Namespace) -> int:
@@ -118,7 +119,7 @@ def train_command(args: argparse.Namespace) -> int:
             overrides["steps"] = args.steps
         if args.seconds is not None:
             overrides["seconds"] = args.seconds
-            overrides.setdefault("steps", 10**9)
+            overrides.setdefault("steps", NO_STEP_CAP)
         config = config_replace(NerfConfig(), overrides, "inr nerf")
         pictures = config_replace(NerfPicturesConfig(), picture_overrides(args), "inr nerf")
     except ConfigError as exc:
@@ -314,7 +315,7 @@ def nerf_run_command(args: argparse.Namespace) -> int:
             training["steps"] = args.steps
         if args.seconds is not None:
             training["seconds"] = args.seconds
-            training.setdefault("steps", 10**9)
+            training.setdefault("steps", NO_STEP_CAP)
     except ConfigError as exc:
         print(f"inr: {exc}", file=sys.stderr)
         return 2
@@ -324,7 +325,7 @@ def nerf_run_command(args: argparse.Namespace) -> int:
     from ..nerfpipeline import nerf_collection
 
     try:
-        summary = nerf_collection(manifest=args.manifest, out_dir=out_dir, store_url=args.store,
+        summary = nerf_collection(manifest=manifest, out_dir=out_dir, store_url=args.store,
                                   tracking_uri=args.tracking_uri, dask_address=args.dask_address,
                                   workers=args.workers, overrides=overrides, quiet=args.quiet)
     except ConfigError as exc:

@@ -16,43 +16,47 @@ import sys
 import time
 from pathlib import Path
 
-from .helptext import command_help
+from inrcore.queries.settings import RangeMeshConfig
+
+from .helptext import add_command, add_output_switches
+from .options import add_setting_options, settings_from_options
 from .progress import StageLine
 
 
 MESH_STAGES = ("loading", "meshing", "writing")
+MESH_SETTINGS = ("resolution", "leaf", "mode", "max_symbols", "fallback")  # of RangeMeshConfig
 FIELD_NOTE = ("MODEL: a weights file (e.g. inr fit's field.safetensors) or models:/<name>@<alias> from the MLflow "
               "registry at --tracking-uri (default $MLFLOW_TRACKING_URI). Coordinates are the field's own.")
 
 
 def add_query_commands(commands) -> None:
     """Register mesh, isopoints and render on the `inr` subcommand parser."""
-    mesh = commands.add_parser(
-        "mesh", help=command_help("mesh a fitted field by dense or range-bound marching cubes",
-                                    "inr mesh runs/spot/field.safetensors --out range.ply"),
-        description="Extract the zero level set of a field as a triangle mesh. --method dense evaluates every point of "
+    mesh = add_command(
+        commands, "mesh", "mesh a fitted field by dense or range-bound marching cubes",
+        "inr mesh runs/spot/field.safetensors --out range.ply",
+        "Extract the zero level set of a field as a triangle mesh. --method dense evaluates every point of "
                     "a resolution^3 lattice; --method range bounds boxes of the lattice by affine arithmetic and "
                     "samples only the blocks it cannot certify, giving the same mesh with far fewer evaluations. "
                     "Writes the mesh and, next to it, metrics.json (evaluations, seconds, vertices, faces). " + FIELD_NOTE)
     _model_arguments(mesh)
     mesh.add_argument("--method", choices=("dense", "range"), default="range", help="default: range")
-    mesh.add_argument("--resolution", type=int, default=256, metavar="R", help="lattice points per axis (default 256)")
     mesh.add_argument("--out", required=True, metavar="MESH", help="mesh file to write (.ply, .obj, .stl, .off)")
     mesh.add_argument("--metrics", metavar="JSON", help="where to write the metrics (default: metrics.json next to MESH)")
-    mesh.add_argument("--leaf", type=int, default=8, help="range: cells per leaf block edge (default 8)")
-    mesh.add_argument("--mode", choices=("affine", "interval"), default="affine", help="range: arithmetic (default affine)")
-    mesh.add_argument("--max-symbols", type=int, default=8, metavar="K",
-                      help="range: affine noise symbols kept per form; 0 or more, -1 keeps all (default 8)")
-    mesh.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=True,
-                      help="range: first bound a few hundred boxes per level and mesh densely when range analysis is "
-                           "predicted to cost more than the dense lattice (metrics say \"fallback\": true); "
-                           "--no-fallback always runs the range plan (default: --fallback)")
-    mesh.add_argument("--quiet", action="store_true", help="no progress lines, only the metrics")
+    add_setting_options(mesh, RangeMeshConfig, {
+        "resolution": "lattice points per axis",
+        "leaf": "range: cells per leaf block edge",
+        "mode": "range: arithmetic",
+        "max_symbols": "range: affine noise symbols kept per form; 0 or more, -1 keeps all",
+        "fallback": "range: first bound a few hundred boxes per level and mesh densely when range analysis is "
+                    "predicted to cost more than the dense lattice (metrics say \"fallback\": true); "
+                    "--no-fallback always runs the range plan",
+    }, metavars={"resolution": "R", "max_symbols": "K"})
+    add_output_switches(mesh, "the metrics")
 
-    iso = commands.add_parser(
-        "isopoints", help=command_help("sample points with normals on a fitted field's surface",
-                                         "inr isopoints runs/spot/field.safetensors --out iso.ply"),
-        description="Iso-points (Wang Yifan et al. 2021): start at the sign changes of a coarse grid, project by "
+    iso = add_command(
+        commands, "isopoints", "sample points with normals on a fitted field's surface",
+        "inr isopoints runs/spot/field.safetensors --out iso.ply",
+        "Iso-points (Wang Yifan et al. 2021): start at the sign changes of a coarse grid, project by "
                     "Newton steps onto the zero level set, resample uniformly and upsample towards edges. Writes a PLY "
                     "point cloud with normals. " + FIELD_NOTE)
     _model_arguments(iso)
@@ -60,10 +64,10 @@ def add_query_commands(commands) -> None:
     iso.add_argument("--out", required=True, metavar="POINTS", help="PLY file to write")
     iso.add_argument("--seed", type=int, default=0)
 
-    render = commands.add_parser(
-        "render", help=command_help("depth and normal pictures of a fitted field, by ray casting",
-                                      "inr render runs/spot/field.safetensors --out render.png"),
-        description="Render the zero level set of a field by range-bound ray casting (by frusta of pixel tiles, or "
+    render = add_command(
+        commands, "render", "depth and normal pictures of a fitted field, by ray casting",
+        "inr render runs/spot/field.safetensors --out render.png",
+        "Render the zero level set of a field by range-bound ray casting (by frusta of pixel tiles, or "
                     "per ray) or by sphere tracing (true SDFs only). Writes one PNG with the depth image and the "
                     "normal image side by side (or one of them, --image). " + FIELD_NOTE)
     _model_arguments(render)
@@ -122,12 +126,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if args.bound <= 0:
         raise ValueError(f"--bound must be positive, got {args.bound}")
     if args.command == "mesh":
-        if args.resolution < 2:
-            raise ValueError(f"--resolution must be at least 2, got {args.resolution}")
-        if args.leaf < 1:
-            raise ValueError(f"--leaf must be at least 1, got {args.leaf}")
-        if args.max_symbols < -1:
-            raise ValueError(f"--max-symbols must be -1 (all) or more, got {args.max_symbols}")
+        args.range_settings = settings_from_options(RangeMeshConfig, args, MESH_SETTINGS, bound=args.bound)
         if Path(args.out).suffix.lower() not in (".ply", ".obj", ".stl", ".off"):
             raise ValueError(f"{args.out}: the mesh file must end in .ply, .obj, .stl or .off")
     if args.command == "isopoints":
@@ -169,15 +168,14 @@ def _mesh(args, spec, params, device, stages: StageLine) -> dict:
     from inrcore.files import write_atomic
     from inrcore.queries.rangemesh import dense_mesh, range_mesh
 
-    lattice = f"{args.resolution}^3 lattice on {device}"
+    settings = args.range_settings
+    lattice = f"{settings.resolution}^3 lattice on {device}"
     stages.show("meshing", f"meshing densely, {lattice}" if args.method == "dense" else
-                f"bounding and meshing, {lattice}, leaf blocks of {args.leaf}^3 cells")
+                f"bounding and meshing, {lattice}, leaf blocks of {settings.leaf}^3 cells")
     if args.method == "dense":
-        mesh, stats = dense_mesh(spec, params, args.resolution, args.bound, device)
+        mesh, stats = dense_mesh(spec, params, settings.resolution, settings.bound, device)
     else:
-        max_symbols = None if args.max_symbols == -1 else args.max_symbols
-        mesh, stats = range_mesh(spec, params, args.resolution, args.bound, args.leaf, args.mode, max_symbols, device,
-                                 fallback=args.fallback)
+        mesh, stats = range_mesh(spec, params, settings, device)
     dense_instead = " (densely: range analysis would cost more)" if stats.get("fallback") else ""
     stages.show("writing", f"writing {len(mesh.faces)} faces{dense_instead} to {args.out}")
     out = write_atomic(args.out, mesh.export)
@@ -214,7 +212,7 @@ def _render(args, spec, params, device) -> dict:
         perspective_camera,
         render_field,
     )
-    from inrcore.queries.raycast import CastOptions
+    from inrcore.queries.settings import CastOptions
 
     camera_of = perspective_camera if args.perspective else orthographic_camera
     camera = camera_of((args.size, args.size), args.azimuth, args.elevation, args.bound)

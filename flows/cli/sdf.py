@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 from inrcore.sdf.methods import METHODS
+from inrcore.settings import NO_STEP_CAP
 
-from .helptext import command_help
+from .helptext import add_command, add_output_switches
 from .overrides import overrides_from_set, put_override
 from .prefect_env import report_prefect_start_failure, use_offline_defaults
 
@@ -23,17 +24,15 @@ SDF_COMMANDS = ("run", "fit")
 
 def add_sdf_commands(commands) -> None:
     """Register run and fit on the `inr` subcommand parser."""
-    run = commands.add_parser(
-        "run",
-        help=command_help("fit, mesh and measure a neural SDF for every shape of a dataset",
-                          "inr run datasets/demo.yaml --seconds 120"),
-        description=(
+    run = add_command(
+        commands, "run", "fit, mesh and measure a neural SDF for every shape of a dataset",
+        "inr run datasets/demo.yaml --seconds 120",
+        (
             "Run the Prefect pipeline over a dataset: sample each shape, fit a SIREN SDF (tracked in MLflow "
             "and registered as models:/<dataset>-<shape>@<alias>), evaluate it on a grid into Zarr, extract "
             "its surface and measure it against the input. Without options everything is local: Prefect "
             "without a server, a Dask LocalCluster, Zarr and MLflow (SQLite) in the run folder."
-        ),
-    )
+        ),)
     run.add_argument("manifest", help="dataset manifest (YAML, see datasets/demo.yaml) or a folder of mesh files")
     run.add_argument("--out", metavar="DIR", help="run folder (default: runs/<dataset name>)")
     run.add_argument("--store", metavar="URL", help="Zarr store: a path or fsspec URL (default: <run folder>/store.zarr)")
@@ -52,20 +51,17 @@ def add_sdf_commands(commands) -> None:
     run.add_argument("--alias", metavar="NAME", help="registry alias given to each new model (default: champion)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="any setting by its dotted path, e.g. --set training.lr=1e-4 --set sampling.n_surface=20000")
-    run.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
-    run.add_argument("--verbose", action="store_true", help="show Prefect's and MLflow's own log lines")
+    add_output_switches(run, "the final table", pipeline=True)
 
-    fit = commands.add_parser(
-        "fit",
-        help=command_help("fit one mesh or point cloud here: metrics, field, mesh, picture",
-                          "inr fit spot.obj --method igr --seconds 60 --out runs/spot"),
-        description=(
+    fit = add_command(
+        commands, "fit", "fit one mesh or point cloud here: metrics, field, mesh, picture",
+        "inr fit spot.obj --method igr --seconds 60 --out runs/spot",
+        (
             "Fit a neural SDF to one shape without the pipeline (no Prefect, Dask, Zarr or MLflow): a mesh "
             "(.obj .ply .off .stl .glb) or an oriented point cloud (.xyz, .npz, or .ply without faces; "
             "missing normals are estimated). Writes DIR/field.safetensors, DIR/mesh.ply (in the input's "
             "coordinates), DIR/metrics.json as soon as the surface is measured, then the picture DIR/mesh.png."
-        ),
-    )
+        ),)
     fit.add_argument("shape", metavar="MESH_OR_POINTS", help="the mesh or point-cloud file")
     fit.add_argument("--method", required=True, choices=METHODS, help="the field's network and loss")
     budget = fit.add_mutually_exclusive_group()
@@ -79,7 +75,7 @@ def add_sdf_commands(commands) -> None:
                      help="any setting by its dotted path, e.g. --set training.lr=1e-4 --set sampling.n_surface=20000")
     fit.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                      help="where to train and evaluate (default: auto, CUDA when present)")
-    fit.add_argument("--quiet", action="store_true", help="no progress lines, only the metrics")
+    add_output_switches(fit, "the metrics")
     fit.set_defaults(alias=None)
 
 
@@ -106,7 +102,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     try:
         summary = sdf_collection(
-            manifest=args.manifest, out_dir=out_dir, store_url=args.store, tracking_uri=args.tracking_uri,
+            manifest=manifest, out_dir=out_dir, store_url=args.store, tracking_uri=args.tracking_uri,
             dask_address=args.dask_address, workers=args.workers, overrides=overrides or None, quiet=args.quiet,
         )
     except ConfigError as exc:
@@ -211,7 +207,7 @@ def fit_overrides(args: argparse.Namespace) -> dict:
     training["network"]["kind"] = args.method
     training["device"] = args.device
     if args.seconds is not None and "steps" not in training:
-        training["steps"] = 10**9
+        training["steps"] = NO_STEP_CAP
     return overrides
 
 

@@ -51,6 +51,7 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from inrcore.geometry.sampling import sample_surface
+from inrcore.geometry.settings import MetricsConfig
 
 
 METRIC_NAMES = ("chamfer_l1", "fscore", "precision", "recall", "normal_consistency", "hausdorff")
@@ -61,29 +62,24 @@ POINT_METRIC_NAMES = tuple(f"{name}_points" for name in METRIC_NAMES)
 METRICS_VERSION = 2
 
 
-def compare_meshes(
-    reconstruction: trimesh.Trimesh,
-    reference: trimesh.Trimesh,
-    n_points: int = 100_000,
-    fscore_ratio: float = 0.01,
-    seed: int = 0,
-) -> dict:
+def compare_meshes(reconstruction: trimesh.Trimesh, reference: trimesh.Trimesh,
+                   settings: MetricsConfig = MetricsConfig()) -> dict:
     """Surface metrics of `reconstruction` against `reference` (see the module docstring).
 
     Args:
         reconstruction: the mesh being judged (A).
         reference: the ground-truth mesh (B); its bounding box sets the units.
-        n_points: area-weighted samples drawn on each mesh.
-        fscore_ratio: the F-score threshold as a fraction of the reference bbox diagonal.
-        seed: seeds two independent sample streams, one per mesh.
+        settings: `n_points` area-weighted samples drawn on each mesh; the F-score threshold
+            `fscore_ratio` as a fraction of the reference bbox diagonal; `seed` seeds two
+            independent sample streams, one per mesh.
     Returns:
         METRIC_NAMES (samples to the other mesh's triangles) then POINT_METRIC_NAMES (samples
         to the other mesh's samples) as plain floats; distances are divided by the
         reference bbox's longest side.
     Raises:
-        ValueError: a mesh has no faces or no area, or n_points / fscore_ratio is not positive.
+        ValueError: a mesh has no faces or no area.
     """
-    _check_sampling(n_points, fscore_ratio)
+    n_points, fscore_ratio, seed = settings.n_points, settings.fscore_ratio, settings.seed
     _check_has_area(reconstruction, "reconstruction")
     _check_has_area(reference, "reference")
 
@@ -107,21 +103,8 @@ def units_of(extents: np.ndarray, fscore_ratio: float) -> tuple[float, float]:
     return scale, fscore_ratio * float(np.linalg.norm(extents)) / scale
 
 
-def _check_sampling(n_points: int, fscore_ratio: float) -> None:
-    if n_points < 1:
-        raise ValueError(f"n_points must be at least 1, got {n_points}")
-    if not fscore_ratio > 0:
-        raise ValueError(f"fscore_ratio must be positive, got {fscore_ratio}")
-
-
-def compare_mesh_to_points(
-    reconstruction: trimesh.Trimesh,
-    points: np.ndarray,
-    normals: np.ndarray,
-    n_points: int = 100_000,
-    fscore_ratio: float = 0.01,
-    seed: int = 0,
-) -> dict:
+def compare_mesh_to_points(reconstruction: trimesh.Trimesh, points: np.ndarray, normals: np.ndarray,
+                           settings: MetricsConfig = MetricsConfig()) -> dict:
     """Surface metrics of `reconstruction` against an oriented point cloud (the reference B).
 
     The same keys and conventions as `compare_meshes`, with the cloud's own points standing
@@ -135,16 +118,16 @@ def compare_mesh_to_points(
     Args:
         reconstruction: the mesh being judged (A).
         points [P, 3], normals [P, 3]: the reference cloud and its unit normals.
-        n_points: samples drawn on the reconstruction, and at most as many cloud points.
-        fscore_ratio: the F-score threshold as a fraction of the cloud's bbox diagonal.
-        seed: seeds two independent streams, one for the mesh samples, one for the cloud subset.
+        settings: `n_points` samples drawn on the reconstruction, and at most as many cloud
+            points; the F-score threshold `fscore_ratio` as a fraction of the cloud's bbox
+            diagonal; `seed` seeds two independent streams, one for the mesh samples, one for
+            the cloud subset.
     Returns:
         METRIC_NAMES then POINT_METRIC_NAMES, plain floats.
     Raises:
-        ValueError: the mesh has no area, the cloud is empty or flat in every direction,
-            or n_points / fscore_ratio is not positive.
+        ValueError: the mesh has no area, the cloud is empty or flat in every direction.
     """
-    _check_sampling(n_points, fscore_ratio)
+    n_points, fscore_ratio, seed = settings.n_points, settings.fscore_ratio, settings.seed
     _check_has_area(reconstruction, "reconstruction")
     points_b, normals_b = _check_oriented_points(points, normals, "b")
 

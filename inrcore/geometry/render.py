@@ -19,6 +19,7 @@ import numpy as np
 import trimesh
 
 from inrcore.geometry.cameras import camera_axes
+from inrcore.geometry.settings import ViewConfig
 
 
 AMBIENT = 0.15
@@ -50,30 +51,16 @@ def pixel_rays(
     return origins, directions
 
 
-def render_mesh(
-    mesh: trimesh.Trimesh,
-    size: tuple[int, int] = (256, 256),
-    azimuth_deg: float = 35.0,
-    elevation_deg: float = 25.0,
-    bound: float = 1.0,
-    color: tuple[float, float, float] = (0.75, 0.8, 0.9),
-) -> np.ndarray:
-    """A flat-shaded picture of `mesh` seen from (azimuth, elevation), framed by `bound`.
+def render_mesh(mesh: trimesh.Trimesh, view: ViewConfig = ViewConfig()) -> np.ndarray:
+    """A flat-shaded picture of `mesh` seen as `view` says: its size (height, width) is the
+    picture's, its camera angles and `bound` frame it (see the module docstring), its colour lights it.
 
     Args:
         mesh: any triangle mesh; one with no faces gives a white picture.
-        size: (height, width) in pixels, the shape of the result.
-        azimuth_deg, elevation_deg: where the camera is (see the module docstring).
-        bound: the cube [-bound, bound]^3 always fits in the view.
-        color: the surface's RGB in [0, 1] under full light.
     Returns:
         image [H, W, 3] uint8.
     """
-    height, width = (int(s) for s in size)
-    if height < 1 or width < 1:
-        raise ValueError(f"size must be (height, width) of positive pixels, got {size}")
-    if not bound > 0:
-        raise ValueError(f"bound must be positive, got {bound}")
+    (height, width), bound = view.size, view.bound
     image = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
     if len(mesh.faces) == 0:
         return image
@@ -81,14 +68,14 @@ def render_mesh(
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     reach = float(np.linalg.norm(vertices, axis=1).max())
     distance = max(reach, np.sqrt(3.0) * bound) + bound
-    origins, directions = pixel_rays((height, width), azimuth_deg, elevation_deg, bound, distance)
+    origins, directions = pixel_rays((height, width), view.azimuth_deg, view.elevation_deg, bound, distance)
     hit_face = np.asarray(mesh.ray.intersects_first(ray_origins=origins, ray_directions=directions))  # [H*W]
     hit = hit_face >= 0
 
     towards_camera = -directions[0]
     facing = np.abs(np.asarray(mesh.face_normals)[hit_face[hit]] @ towards_camera)  # [hits]
     light = AMBIENT + (1.0 - AMBIENT) * facing  # [hits]
-    image.reshape(-1, 3)[hit] = shade(light, color)
+    image.reshape(-1, 3)[hit] = shade(light, view.color)
     return image
 
 
@@ -98,17 +85,9 @@ def shade(light: np.ndarray, color: tuple[float, float, float]) -> np.ndarray:
     return np.rint(255.0 * light[:, None] * rgb[None, :]).astype(np.uint8)
 
 
-def render_point_cloud(
-    points: np.ndarray,
-    normals: np.ndarray,
-    size: tuple[int, int] = (256, 256),
-    azimuth_deg: float = 35.0,
-    elevation_deg: float = 25.0,
-    bound: float = 1.0,
-    color: tuple[float, float, float] = (0.75, 0.8, 0.9),
-    radius: int = 1,
-) -> np.ndarray:
-    """Square splats of an oriented cloud, with `render_mesh`'s camera, framing and shading.
+def render_point_cloud(points: np.ndarray, normals: np.ndarray, view: ViewConfig = ViewConfig(),
+                       radius: int = 1) -> np.ndarray:
+    """Square splats of an oriented cloud, with `render_mesh`'s camera, framing and shading (`view`).
 
     Each point covers a (2 radius + 1)^2 pixel square, nearer points hiding farther ones,
     lit by |n . towards_camera| plus ambient light, on white.
@@ -116,13 +95,13 @@ def render_point_cloud(
     Args:
         points [P, 3], normals [P, 3]: the cloud and its unit normals.
     Returns:
-        image [H, W, 3] uint8 (H, W = size).
+        image [H, W, 3] uint8 (H, W = view.size).
     """
-    height, width = (int(s) for s in size)
+    (height, width), bound = view.size, view.bound
     image = np.full((height, width, 3), BACKGROUND, dtype=np.uint8)
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     normals = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
-    towards_camera, right, up = camera_axes(azimuth_deg, elevation_deg)
+    towards_camera, right, up = camera_axes(view.azimuth_deg, view.elevation_deg)
     pixel = 2.0 * np.sqrt(3.0) * bound / min(height, width)  # world units per pixel
     column = np.floor(points @ right / pixel + width / 2.0).astype(np.int64)  # [P]
     row = np.floor(height / 2.0 - points @ up / pixel).astype(np.int64)  # [P]
@@ -139,7 +118,7 @@ def render_point_cloud(
     pixel_index, which = pixel_index[order], which[order]
     first = np.ones(len(pixel_index), dtype=bool)
     first[1:] = pixel_index[1:] != pixel_index[:-1]
-    image.reshape(-1, 3)[pixel_index[first]] = shade(light[which[first]], color)
+    image.reshape(-1, 3)[pixel_index[first]] = shade(light[which[first]], view.color)
     return image
 
 

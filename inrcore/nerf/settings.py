@@ -9,23 +9,9 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import Field
 
-from inrcore.settings import (
-    Count,
-    CountOrZero,
-    DeviceName,
-    ExecutionOnly,
-    Flag,
-    Fraction,
-    Integer,
-    Number,
-    Numbers,
-    PositiveNumber,
-    RegistryAlias,
-    SettingError,
-    interval,
-    positive_or_null,
-    settings_class,
-)
+from inrcore.settings import (Count, CountOrZero, DeviceName, ExecutionOnly, Flag, Fraction, Integer, Number,
+                              Numbers, PositiveNumber, RegistryAlias, SettingError, interval, positive_or_null,
+                              settings_class)
 
 
 NERF_MODELS = ("nerf", "ngp")

@@ -19,7 +19,8 @@ from inrcore.geometry.cameras import camera_axes
 from inrcore.geometry.images import write_png
 from inrcore.geometry.rays import clip_to_cube
 from inrcore.geometry.render import BACKGROUND
-from inrcore.queries.raycast import METHODS, CastOptions, RayCast, _march, cast_rays, certified, sphere_trace
+from inrcore.queries.raycast import METHODS, RayCast, _march, cast_rays, certified, sphere_trace
+from inrcore.queries.settings import CastOptions
 
 
 @dataclass(frozen=True, eq=False)

@@ -39,6 +39,7 @@ from inrcore.fields.evaluation import evaluate_points
 from inrcore.fields.networks import FieldSpec, Params
 from inrcore.geometry.marching import marching_cubes_blocks
 from inrcore.queries.bounds import UNKNOWN, bound_of, sign_of_bounds
+from inrcore.queries.settings import RangeMeshConfig
 
 
 @dataclass(frozen=True)
@@ -332,15 +333,15 @@ def mesh_from_leaf_values(plan: RangeMeshPlan, values: np.ndarray, chunk: int = 
     return marching_cubes_blocks(read_block, shape, chunk, plan.spacing, (-plan.bound,) * 3, level)
 
 
-def range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: float = 1.0, leaf: int = 8,
-               mode: str = "affine", max_symbols: Optional[int] = 8, device: torch.device | str = "cpu",
-               batch_boxes: int = 4096, batch_points: int = 65536, chunk: int = 64,
-               fallback: bool = True, samples: int = 256) -> tuple[trimesh.Trimesh, dict]:
-    """Plan, sample the surviving leaves and mesh, on one machine.
+def range_mesh(spec: FieldSpec, params: Params, settings: RangeMeshConfig = RangeMeshConfig(),
+               device: torch.device | str = "cpu", chunk: int = 64) -> tuple[trimesh.Trimesh, dict]:
+    """Plan, sample the surviving leaves and mesh, on one machine (`settings.tasks` is not used:
+    the collection flow's task spreads the leaves over Dask tasks).
 
-    With `fallback`, `estimate_range_mesh` first bounds `samples` boxes per level; when range
-    analysis is predicted to cost more than sampling every lattice point, the field is meshed by
-    `dense_mesh` instead (the same mesh: both run marching cubes on the same lattice).
+    With `settings.fallback`, `estimate_range_mesh` first bounds `settings.samples` boxes per
+    level; when range analysis is predicted to cost more than sampling every lattice point, the
+    field is meshed by `dense_mesh` instead (the same mesh: both run marching cubes on the same
+    lattice). `chunk`: lattice points per block edge of marching cubes.
 
     Returns:
         the mesh (world coordinates, outward normals) and stats: "method" ("range", or "dense"
@@ -351,17 +352,20 @@ def range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: float = 
         "seconds_mesh"; the estimate's own in "estimate"), "vertices", "faces", and "estimate" when one was made.
     """
     start = time.perf_counter()
-    settings = {"resolution": resolution, "leaf": leaf, "mode": mode, "max_symbols": max_symbols}
+    resolution, bound, leaf, mode, max_symbols = (settings.resolution, settings.bound, settings.leaf, settings.mode,
+                                                  settings.max_symbols)
+    batch_boxes, batch_points = settings.batch_boxes, settings.batch_points
+    shown = {"resolution": resolution, "leaf": leaf, "mode": mode, "max_symbols": max_symbols}
     estimated = {}
     sampled = 0
-    if fallback:
-        estimate = estimate_range_mesh(spec, params, resolution, bound, leaf, mode, max_symbols, samples=samples,
+    if settings.fallback:
+        estimate = estimate_range_mesh(spec, params, resolution, bound, leaf, mode, max_symbols, samples=settings.samples,
                                        batch_boxes=batch_boxes, device=device)
         sampled = estimate.sampled_boxes
         estimated = {"estimate": estimate.to_dict()}
         if not estimate.worthwhile:
             mesh, stats = dense_mesh(spec, params, resolution, bound, device, batch_points, chunk)
-            return mesh, {**stats, **settings, "method": "dense", "fallback": True, "box_evaluations": sampled,
+            return mesh, {**stats, **shown, "method": "dense", "fallback": True, "box_evaluations": sampled,
                           "box_evaluations_per_level": [], "evaluations": stats["evaluations"] + sampled,
                           "seconds": time.perf_counter() - start, **estimated}
     t_estimate = time.perf_counter()
@@ -374,7 +378,7 @@ def range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: float = 
     end = time.perf_counter()
     boxes = int(sum(plan.box_evaluations)) + sampled
     return mesh, {
-        "method": "range", **settings, "fallback": False,
+        "method": "range", **shown, "fallback": False,
         "box_evaluations": boxes, "box_evaluations_per_level": list(plan.box_evaluations),
         "point_evaluations": int(evaluated), "evaluations": boxes + int(evaluated),
         "leaves": int(len(plan.leaves)), "leaf_blocks": int(plan.blocks ** 3),

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -47,54 +46,10 @@ from inrcore.fields.gradients import field_values
 from inrcore.fields.networks import FieldSpec, Params, device_dtype_of
 from inrcore.geometry.rays import clip_to_cube
 from inrcore.queries.bounds import UNKNOWN, range_bound
+from inrcore.queries.settings import CastOptions
 
 
 METHODS = ("ray", "frusta", "sphere")
-
-
-@dataclass(frozen=True)
-class CastOptions:
-    """Settings of range-bound casting (per ray and by frusta) and of sphere tracing.
-
-    tolerance: minimum segment length in t; hits are located to tolerance / 2^bisections.
-      Sphere tracing: a ray has hit when |f| < tolerance.
-    max_steps: per ray: bound evaluations (range casting) or field evaluations (sphere
-      tracing) before the ray gives up (it then reports no hit and counts as unfinished);
-      frusta: marching rounds before the remaining tiles are split down to pixels.
-    grow, shrink: step factors after a certified / an UNKNOWN segment.
-    safety: a certified segment of length L moves the ray by safety * L.
-    initial_step: the first step, as a fraction of the cube's diagonal 2 sqrt(3) bound.
-    refine_width: a tile wider (at its current far depth) than refine_width * step is halved.
-    tiles_per_side: the image starts as this many tiles along each side.
-    bisections: bisection rounds locating a hit inside its last segment.
-    mode, max_symbols: passed to `arithmetic.range_bound` ("affine" or "interval").
-    batch_size: boxes per bound evaluation call (memory: affine forms grow with the width).
-    step_scale: sphere tracing steps by step_scale * |f|.
-    """
-
-    tolerance: float = 1e-3
-    max_steps: int = 512
-    grow: float = 1.5
-    shrink: float = 0.5
-    safety: float = 0.98
-    initial_step: float = 0.1
-    refine_width: float = 2.0
-    tiles_per_side: int = 16
-    bisections: int = 10
-    mode: str = "affine"
-    max_symbols: Optional[int] = None
-    batch_size: int = 1024
-    step_scale: float = 1.0
-
-    def __post_init__(self):
-        if not self.tolerance > 0:
-            raise ValueError(f"tolerance must be positive, got {self.tolerance}")
-        if not (self.grow >= 1.0 and 0.0 < self.shrink < 1.0 and 0.0 < self.safety <= 1.0):
-            raise ValueError("need grow >= 1, 0 < shrink < 1 and 0 < safety <= 1")
-        if self.max_steps < 1 or self.tiles_per_side < 1 or self.batch_size < 1 or self.bisections < 0:
-            raise ValueError("max_steps, tiles_per_side and batch_size must be positive, bisections >= 0")
-        if not (self.initial_step > 0 and self.refine_width > 0 and self.step_scale > 0):
-            raise ValueError("initial_step, refine_width and step_scale must be positive")
 
 
 @dataclass(frozen=True, eq=False)

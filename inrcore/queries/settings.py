@@ -1,4 +1,4 @@
-"""Settings of the queries: range-bound meshing."""
+"""Settings of the queries: range-bound meshing, and ray casting (range-bound and sphere tracing)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import Field
 
-from inrcore.settings import Count, Flag, Integer, PositiveNumber, settings_class
+from inrcore.settings import (
+    Count,
+    CountOrZero,
+    Flag,
+    Fraction,
+    Integer,
+    Number,
+    OpenFraction,
+    PositiveNumber,
+    settings_class,
+)
 
 
 @settings_class
@@ -34,3 +44,38 @@ class RangeMeshConfig:
     tasks: Count = 4
     fallback: Flag = True
     samples: Count = 256
+
+
+@settings_class
+class CastOptions:
+    """Settings of range-bound casting (per ray and by frusta) and of sphere tracing.
+
+    tolerance: minimum segment length in t; hits are located to tolerance / 2^bisections.
+      Sphere tracing: a ray has hit when |f| < tolerance.
+    max_steps: per ray: bound evaluations (range casting) or field evaluations (sphere
+      tracing) before the ray gives up (it then reports no hit and counts as unfinished);
+      frusta: marching rounds before the remaining tiles are split down to pixels.
+    grow, shrink: step factors after a certified / an UNKNOWN segment.
+    safety: a certified segment of length L moves the ray by safety * L.
+    initial_step: the first step, as a fraction of the cube's diagonal 2 sqrt(3) bound.
+    refine_width: a tile wider (at its current far depth) than refine_width * step is halved.
+    tiles_per_side: the image starts as this many tiles along each side.
+    bisections: bisection rounds locating a hit inside its last segment.
+    mode, max_symbols: passed to `arithmetic.range_bound` ("affine" or "interval").
+    batch_size: boxes per bound evaluation call (memory: affine forms grow with the width).
+    step_scale: sphere tracing steps by step_scale * |f|.
+    """
+
+    tolerance: PositiveNumber = 1e-3
+    max_steps: Count = 512
+    grow: Annotated[Number, Field(ge=1)] = 1.5
+    shrink: OpenFraction = 0.5
+    safety: Fraction = 0.98
+    initial_step: PositiveNumber = 0.1
+    refine_width: PositiveNumber = 2.0
+    tiles_per_side: Count = 16
+    bisections: CountOrZero = 10
+    mode: Literal["affine", "interval"] = "affine"
+    max_symbols: Optional[Annotated[Integer, Field(ge=0)]] = None
+    batch_size: Count = 1024
+    step_scale: PositiveNumber = 1.0

@@ -43,7 +43,7 @@ from inrcore.geometry.plyfiles import read_ply_header
 from inrcore.geometry.pointclouds import POINT_SUFFIXES, estimate_normals, load_point_cloud
 from inrcore.geometry.render import render_mesh, render_point_cloud
 from inrcore.geometry.sampling import ShapeSamples, known_distances, sample_point_cloud, sample_sdf
-from inrcore.geometry.settings import GridConfig, MetricsConfig, SamplingConfig
+from inrcore.geometry.settings import GridConfig, MetricsConfig, SamplingConfig, ViewConfig
 from inrcore.sdf.settings import PipelineConfig
 from inrcore.sdf.training import FitResult, fit_sdf
 from inrcore.settings import config_to_dict
@@ -207,10 +207,8 @@ def load_reference(path, normalisation: Normalisation) -> ShapeReference:
 def measure_reconstruction(mesh: trimesh.Trimesh, reference: ShapeReference, config: MetricsConfig) -> dict:
     """Surface metrics of `mesh` against the reference mesh or cloud (see `inrcore.geometry.metrics`)."""
     if reference.kind == "mesh":
-        return compare_meshes(mesh, reference.mesh, n_points=config.n_points, fscore_ratio=config.fscore_ratio,
-                              seed=config.seed)
-    return compare_mesh_to_points(mesh, reference.points, reference.normals, n_points=config.n_points,
-                                  fscore_ratio=config.fscore_ratio, seed=config.seed)
+        return compare_meshes(mesh, reference.mesh, config)
+    return compare_mesh_to_points(mesh, reference.points, reference.normals, config)
 
 
 def field_surface(spec, params: dict, grid: GridConfig, device: torch.device | str = "cpu",
@@ -328,5 +326,5 @@ def save_shape_fit(shape_fit: ShapeFit, out_dir, config: PipelineConfig) -> dict
 def render_reference(reference: ShapeReference, size: tuple[int, int] = (256, 256)) -> np.ndarray:
     """A picture of the normalised input: `render_mesh`, or `render_point_cloud` for a cloud."""
     if reference.kind == "mesh":
-        return render_mesh(reference.mesh, size=size)
-    return render_point_cloud(reference.points, reference.normals, size=size)
+        return render_mesh(reference.mesh, ViewConfig(size=size))
+    return render_point_cloud(reference.points, reference.normals, ViewConfig(size=size))

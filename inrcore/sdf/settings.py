@@ -10,20 +10,8 @@ from pydantic import Field
 from inrcore.fields.settings import NetworkConfig
 from inrcore.geometry.settings import GridConfig, MetricsConfig, SamplingConfig
 from inrcore.queries.settings import RangeMeshConfig
-from inrcore.settings import (
-    Count,
-    CountOrZero,
-    DeviceName,
-    ExecutionOnly,
-    Flag,
-    Fraction,
-    Integer,
-    Number,
-    PositiveNumber,
-    RegistryAlias,
-    interval,
-    settings_class,
-)
+from inrcore.settings import (Count, CountOrZero, DeviceName, ExecutionOnly, Flag, Fraction, Integer, Number,
+                              PositiveNumber, RegistryAlias, interval, settings_class)
 
 
 @settings_class

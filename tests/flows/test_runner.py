@@ -2,7 +2,7 @@ import os
 
 from distributed import Client, LocalCluster
 
-from flows.pipeline import WORKER_MALLOC_ENV, locations, task_runner
+from flows.collection import WORKER_MALLOC_ENV, locations, task_runner
 
 
 def worker_env():

@@ -26,6 +26,7 @@ from inrcore.geometry.metrics import (
     compare_point_sets,
     fscore_of,
 )
+from inrcore.geometry.settings import MetricsConfig
 
 
 def _sphere(radius: float) -> trimesh.Trimesh:
@@ -73,7 +74,7 @@ def test_fscore_of_is_harmonic_mean():
 def test_identical_meshes_score_perfectly_up_to_sampling_noise():
     sphere = _sphere(0.5)
     n = 100_000
-    got = compare_meshes(sphere, sphere.copy(), n_points=n)
+    got = compare_meshes(sphere, sphere.copy(), MetricsConfig(n_points=n))
     # Point to point: area ~ pi (4 pi 0.25), side 1: expected chamfer 0.5 sqrt(pi / 1e5) = 0.0028.
     noise = 0.5 * math.sqrt(sphere.area / n)
     assert 0.8 * noise < got["chamfer_l1_points"] < 1.2 * noise
@@ -93,7 +94,7 @@ def test_identical_meshes_score_perfectly_up_to_sampling_noise():
 
 def test_concentric_spheres_are_the_radius_gap_apart():
     reference, reconstruction = _sphere(0.5), _sphere(0.55)
-    got = compare_meshes(reconstruction, reference, n_points=50_000)
+    got = compare_meshes(reconstruction, reference, MetricsConfig(n_points=50_000))
     side = reference.extents.max()
     assert side == pytest.approx(1.0)
     # Every sample is 0.05 radially from the other sphere; lateral sampling noise adds
@@ -113,7 +114,7 @@ def test_box_against_translated_box():
     reconstruction = reference.copy()
     reconstruction.apply_translation([t, 0.0, 0.0])
     n = 100_000
-    got = compare_meshes(reconstruction, reference, n_points=n)
+    got = compare_meshes(reconstruction, reference, MetricsConfig(n_points=n))
     # Exact surface-to-surface mean distance of A's surface (area 6) to B:
     #   +x face: all at distance t                               -> integral t
     #   -x face (inside B): min(t, 1/2-|y|, 1/2-|z|)             -> 4/3 (1/8 - (1/2-t)^3)
@@ -159,7 +160,7 @@ def _square(side: float, z: float = 0.0) -> trimesh.Trimesh:
 
 
 def test_result_keys_are_the_surface_figures_then_the_point_figures():
-    got = compare_meshes(_sphere(0.5), _sphere(0.55), n_points=2000)
+    got = compare_meshes(_sphere(0.5), _sphere(0.55), MetricsConfig(n_points=2000))
     assert tuple(got) == METRIC_NAMES + POINT_METRIC_NAMES
     assert POINT_METRIC_NAMES == tuple(f"{name}_points" for name in METRIC_NAMES)
 
@@ -168,7 +169,7 @@ def test_a_mesh_against_itself_scores_zero_not_the_sampling_floor():
     # A closed box (sharp edges, 12 faces) and the open square: every sample of one lies on
     # the other's surface, so only rounding is left of the distances.
     for mesh in (trimesh.creation.box(extents=(1.0, 2.0, 0.5)), _square(2.0)):
-        got = compare_meshes(mesh, mesh.copy(), n_points=20_000, seed=5)
+        got = compare_meshes(mesh, mesh.copy(), MetricsConfig(n_points=20_000, seed=5))
         assert got["chamfer_l1"] < 1e-6 and got["hausdorff"] < 1e-6
         assert got["fscore"] == got["precision"] == got["recall"] == 1.0
         assert got["normal_consistency"] > 1 - 1e-9
@@ -184,13 +185,13 @@ def test_square_against_itself_shifted_along_its_normal():
     # of either square projects inside the other, exactly d away.
     d, side = 0.05, 2.0
     reference, reconstruction = _square(side), _square(side, z=d)
-    got = compare_meshes(reconstruction, reference, n_points=20_000)
+    got = compare_meshes(reconstruction, reference, MetricsConfig(n_points=20_000))
     assert got["chamfer_l1"] == pytest.approx(d / side, rel=1e-9)  # 0.025
     assert got["hausdorff"] == pytest.approx(d / side, rel=1e-9)
     assert got["normal_consistency"] == pytest.approx(1.0, abs=1e-12)
     # tau = 0.01 sqrt(2^2 + 2^2) / 2 = 0.0141 < 0.025: nothing within; at 0.02 sqrt(2) = 0.0283, all.
     assert got["fscore"] == 0.0
-    assert compare_meshes(reconstruction, reference, n_points=20_000, fscore_ratio=0.02)["fscore"] == 1.0
+    assert compare_meshes(reconstruction, reference, MetricsConfig(n_points=20_000, fscore_ratio=0.02))["fscore"] == 1.0
     # Point to point adds the lateral gap to the nearest sample: sqrt(d^2 + r^2) > d.
     assert got["chamfer_l1_points"] > d / side + 1e-4
 
@@ -200,7 +201,7 @@ def test_unit_cube_against_a_larger_concentric_cube():
     a = 0.1
     reference = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
     reconstruction = trimesh.creation.box(extents=(1 + 2 * a,) * 3)
-    got = compare_meshes(reconstruction, reference, n_points=50_000)
+    got = compare_meshes(reconstruction, reference, MetricsConfig(n_points=50_000))
     # B -> A: a point (1/2, y, z) of B, |y|, |z| <= 1/2, is min(a, 1/2 + a - |y|, 1/2 + a - |z|)
     # = a from A, exactly, everywhere. A -> B: a point (1/2 + a, y, z) of A is
     # sqrt(a^2 + u^2 + v^2) from B, u = max(|y| - 1/2, 0), v alike. Per face of A (area
@@ -224,8 +225,8 @@ def test_unit_cube_against_a_larger_concentric_cube():
     # Every B sample is a away: with tau just above a all of B is within, just below none.
     ratio = a / math.sqrt(3)  # tau = ratio * diagonal sqrt 3 / side 1 = a
     n = 10_000
-    assert compare_meshes(reconstruction, reference, n_points=n, fscore_ratio=ratio * (1 + 1e-9))["recall"] == 1.0
-    assert compare_meshes(reconstruction, reference, n_points=n, fscore_ratio=ratio * (1 - 1e-9))["recall"] == 0.0
+    assert compare_meshes(reconstruction, reference, MetricsConfig(n_points=n, fscore_ratio=ratio * (1 + 1e-9)))["recall"] == 1.0
+    assert compare_meshes(reconstruction, reference, MetricsConfig(n_points=n, fscore_ratio=ratio * (1 - 1e-9)))["recall"] == 0.0
 
 
 def test_zero_area_faces_are_no_surface():
@@ -270,10 +271,9 @@ def test_ties_on_edges_and_vertices_take_the_best_agreeing_face():
 def test_metrics_are_in_unit_cube_units():
     reference = _sphere(0.5)
     reconstruction = trimesh.creation.box(extents=(0.8, 0.7, 0.9))
-    small = compare_meshes(reconstruction, reference, n_points=20_000, seed=3)
+    small = compare_meshes(reconstruction, reference, MetricsConfig(n_points=20_000, seed=3))
     big = compare_meshes(
-        reconstruction.copy().apply_scale(10.0), reference.copy().apply_scale(10.0), n_points=20_000, seed=3
-    )
+        reconstruction.copy().apply_scale(10.0), reference.copy().apply_scale(10.0), MetricsConfig(n_points=20_000, seed=3))
     assert small.keys() == big.keys()
     for name in small:
         assert big[name] == pytest.approx(small[name], rel=1e-9, abs=1e-12), name
@@ -282,19 +282,19 @@ def test_metrics_are_in_unit_cube_units():
 
 def test_seed_makes_results_reproducible():
     a, b = _sphere(0.5), trimesh.creation.box(extents=(1.0, 1.0, 1.0))
-    assert compare_meshes(a, b, n_points=5000, seed=1) == compare_meshes(a, b, n_points=5000, seed=1)
+    assert compare_meshes(a, b, MetricsConfig(n_points=5000, seed=1)) == compare_meshes(a, b, MetricsConfig(n_points=5000, seed=1))
 
 
 def test_meshes_without_faces_or_area_are_rejected():
     sphere = _sphere(0.5)
     empty = trimesh.Trimesh(vertices=np.zeros((0, 3)), faces=np.zeros((0, 3), dtype=int))
     with pytest.raises(ValueError, match="reconstruction mesh has no faces"):
-        compare_meshes(empty, sphere, n_points=10)
+        compare_meshes(empty, sphere, MetricsConfig(n_points=10))
     with pytest.raises(ValueError, match="reference mesh has no faces"):
-        compare_meshes(sphere, empty, n_points=10)
+        compare_meshes(sphere, empty, MetricsConfig(n_points=10))
     flat = trimesh.Trimesh(vertices=[[0, 0, 0], [1, 0, 0], [2, 0, 0]], faces=[[0, 1, 2]], process=False)
     with pytest.raises(ValueError, match="no surface area"):
-        compare_meshes(sphere, flat, n_points=10)
+        compare_meshes(sphere, flat, MetricsConfig(n_points=10))
 
 
 def test_bad_point_sets_are_rejected():
@@ -319,7 +319,7 @@ def test_mesh_against_its_own_vertices():
 
     mesh = trimesh.creation.icosphere(subdivisions=5, radius=1.0)  # 10242 vertices on the sphere
     points, normals = _unit_vertices(mesh)
-    values = compare_mesh_to_points(mesh, points, normals, n_points=20000, seed=0)
+    values = compare_mesh_to_points(mesh, points, normals, MetricsConfig(n_points=20000, seed=0))
     assert set(values) == {"chamfer_l1", "fscore", "precision", "recall", "normal_consistency", "hausdorff"} | {
         f"{name}_points" for name in METRIC_NAMES}
     # Vertices lie on the mesh; what is left is the gap between mesh samples and the nearest
@@ -335,7 +335,7 @@ def test_mesh_against_a_larger_sphere_cloud_by_hand():
 
     mesh = trimesh.creation.icosphere(subdivisions=5, radius=1.0)
     points, normals = _unit_vertices(mesh)
-    values = compare_mesh_to_points(mesh, 1.1 * points, normals, n_points=20000, seed=0)
+    values = compare_mesh_to_points(mesh, 1.1 * points, normals, MetricsConfig(n_points=20000, seed=0))
     # Every point is 0.1 from the other surface (plus sampling gaps); the cloud's bbox side is 2.2.
     assert 0.1 / 2.2 <= values["chamfer_l1"] < 0.1 / 2.2 + 0.002
     assert 0.1 / 2.2 <= values["hausdorff"] < 0.06
@@ -349,7 +349,7 @@ def test_mesh_against_points_subsamples_large_clouds_and_checks_inputs():
 
     mesh = trimesh.creation.icosphere(subdivisions=5, radius=1.0)
     points, normals = _unit_vertices(mesh)
-    few = compare_mesh_to_points(mesh, points, normals, n_points=1000, seed=0)
+    few = compare_mesh_to_points(mesh, points, normals, MetricsConfig(n_points=1000, seed=0))
     # 1000 of the 10242 vertices: sparser reference, larger gaps than with all of them.
     assert 0.015 < few["chamfer_l1_points"] < 0.04
     # To the surface the vertices are 0 away; the mesh samples are ~0.5 sqrt(A / 1000) from
@@ -357,7 +357,7 @@ def test_mesh_against_points_subsamples_large_clouds_and_checks_inputs():
     # divided by the side 2: 0.0140.
     expected = 0.5 * math.sqrt(mesh.area / 1000) / 2 / 2
     assert 0.85 * expected < few["chamfer_l1"] < 1.15 * expected
-    assert few == compare_mesh_to_points(mesh, points, normals, n_points=1000, seed=0)
+    assert few == compare_mesh_to_points(mesh, points, normals, MetricsConfig(n_points=1000, seed=0))
     with pytest.raises(ValueError, match="no faces"):
         compare_mesh_to_points(trimesh.Trimesh(), points, normals)
     with pytest.raises(ValueError, match="zero extent"):

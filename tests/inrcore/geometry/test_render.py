@@ -16,6 +16,7 @@ from PIL import Image
 
 from inrcore.geometry.images import image_grid, side_by_side, write_gif, write_png
 from inrcore.geometry.render import render_mesh
+from inrcore.geometry.settings import ViewConfig
 
 
 SIZE = 256
@@ -30,7 +31,7 @@ def sphere() -> trimesh.Trimesh:
 
 @pytest.fixture(scope="module")
 def sphere_image(sphere) -> np.ndarray:
-    return render_mesh(sphere, size=(SIZE, SIZE), color=COLOR)
+    return render_mesh(sphere, ViewConfig(size=(SIZE, SIZE), color=COLOR))
 
 
 def _covered(image: np.ndarray) -> np.ndarray:
@@ -71,11 +72,12 @@ def test_framing_is_fixed_by_bound_not_by_the_mesh():
     # 44.3 px right of the image centre, on the middle row; +y is up.
     ball = trimesh.creation.icosphere(subdivisions=3, radius=0.1)
     ball.apply_translation([0.6, 0.0, 0.0])
-    rows, columns = np.nonzero(_covered(render_mesh(ball, size=(SIZE, SIZE), azimuth_deg=0, elevation_deg=0)))
+    front = ViewConfig(size=(SIZE, SIZE), azimuth_deg=0, elevation_deg=0)
+    rows, columns = np.nonzero(_covered(render_mesh(ball, front)))
     assert columns.mean() == pytest.approx(128 + 0.6 * PIXELS_PER_UNIT, abs=0.5)
     assert rows.mean() == pytest.approx(128, abs=0.5)
     ball.apply_translation([-0.6, 0.5, 0.0])
-    rows, _ = np.nonzero(_covered(render_mesh(ball, size=(SIZE, SIZE), azimuth_deg=0, elevation_deg=0)))
+    rows, _ = np.nonzero(_covered(render_mesh(ball, front)))
     assert rows.mean() == pytest.approx(128 - 0.5 * PIXELS_PER_UNIT, abs=0.5)
 
 
@@ -83,7 +85,7 @@ def test_back_facing_open_surface_is_drawn():
     # One triangle in the plane z = 0 whose normal points away from a camera on +z.
     triangle = trimesh.Trimesh(vertices=[[-0.5, -0.5, 0], [0.5, 0.5, 0], [0.5, -0.5, 0]], faces=[[0, 1, 2]])
     assert triangle.face_normals[0] @ [0, 0, 1] == pytest.approx(-1.0)
-    image = render_mesh(triangle, size=(64, 64), azimuth_deg=0, elevation_deg=0)
+    image = render_mesh(triangle, ViewConfig(size=(64, 64), azimuth_deg=0, elevation_deg=0))
     covered = _covered(image)
     # half of a 0.5 x ... square: area 0.5 world units^2 at (64 / 2 sqrt 3)^2 px per unit^2
     assert covered.sum() == pytest.approx(0.5 * (64 / (2 * math.sqrt(3))) ** 2, rel=0.05)
@@ -92,7 +94,7 @@ def test_back_facing_open_surface_is_drawn():
 
 def test_empty_mesh_renders_white():
     empty = trimesh.Trimesh(vertices=np.zeros((0, 3)), faces=np.zeros((0, 3), dtype=int))
-    image = render_mesh(empty, size=(20, 30))
+    image = render_mesh(empty, ViewConfig(size=(20, 30)))
     assert image.shape == (20, 30, 3) and image.dtype == np.uint8
     assert (image == 255).all()
 
@@ -141,7 +143,7 @@ def test_point_render_shows_the_cloud_in_the_middle():
 
     d = np.random.default_rng(0).normal(size=(4000, 3))
     normals = d / np.linalg.norm(d, axis=1, keepdims=True)
-    image = render_point_cloud(0.5 * normals, normals, size=(64, 64))
+    image = render_point_cloud(0.5 * normals, normals, ViewConfig(size=(64, 64)))
     assert image.shape == (64, 64, 3) and image.dtype == np.uint8
     assert (image[32, 32] < 255).any() and (image[0, 0] == 255).all()
     # A sphere of radius 0.5 spans 1 * 64 / (2 sqrt 3) = 18.5 pixels, plus a pixel of splat on each side.

@@ -13,6 +13,7 @@ from inrcore.queries.rangemesh import (
     plan_range_mesh,
     range_mesh,
 )
+from inrcore.queries.settings import RangeMeshConfig
 
 
 def _plane(offset=-0.3):
@@ -43,7 +44,7 @@ def test_plane_plan_by_hand(mode):
 
 def test_no_surface_gives_no_leaves_and_an_empty_mesh():
     spec, params = _plane(offset=5.0)
-    mesh, stats = range_mesh(spec, params, resolution=33, leaf=4)
+    mesh, stats = range_mesh(spec, params, RangeMeshConfig(resolution=33, leaf=4))
     assert stats["leaves"] == 0 and stats["point_evaluations"] == 0 and len(mesh.faces) == 0
     # The coarsest level (about 4 boxes per axis) all certified, by the estimate (which then samples no
     # finer level) and by the plan.
@@ -55,7 +56,8 @@ def test_no_surface_gives_no_leaves_and_an_empty_mesh():
 def test_range_mesh_equals_dense_marching_cubes(resolution, leaf):
     # A near-sphere (geometric initialisation) and lattices whose cells do not fill whole leaf blocks (50).
     spec, params = network_for(NetworkConfig(kind="igr", radius=0.5, width=32, layers=3), torch.Generator().manual_seed(0))
-    ranged, stats = range_mesh(spec, params, resolution, leaf=leaf, fallback=False)  # the plan, always
+    # the plan, always
+    ranged, stats = range_mesh(spec, params, RangeMeshConfig(resolution=resolution, leaf=leaf, fallback=False))
     dense, dense_stats = dense_mesh(spec, params, resolution)
     assert len(ranged.faces) == len(dense.faces) > 0 and len(ranged.vertices) == len(dense.vertices)
     assert np.allclose(np.sort(ranged.vertices, axis=0), np.sort(dense.vertices, axis=0), atol=1e-6)
@@ -83,7 +85,7 @@ def test_idf_fields_mesh_like_the_dense_grid():
 
     spec = idf_spec_for(NetworkConfig(kind="idf", width=16, layers=2, idf_omega_base=2.0, idf_omega_displacement=5.0))
     params = init_idf_params(spec, torch.Generator().manual_seed(0))
-    ranged, _ = range_mesh(spec, params, 33, leaf=4, fallback=False)
+    ranged, _ = range_mesh(spec, params, RangeMeshConfig(resolution=33, leaf=4, fallback=False))
     dense, _ = dense_mesh(spec, params, 33)
     assert len(ranged.faces) == len(dense.faces)
     assert np.allclose(np.sort(ranged.vertices, axis=0), np.sort(dense.vertices, axis=0), atol=1e-5)
@@ -118,7 +120,7 @@ def test_estimate_samples_a_level_at_random_and_measures_the_box_cost():
 def test_range_mesh_falls_back_to_dense_when_no_box_is_certified():
     # An untrained omega = 30 SIREN changes sign everywhere: no box of any level is certified with 8 symbols.
     spec, params = network_for(NetworkConfig(kind="siren", width=32, layers=2), torch.Generator().manual_seed(0))
-    ranged, stats = range_mesh(spec, params, 33, leaf=4)
+    ranged, stats = range_mesh(spec, params, RangeMeshConfig(resolution=33, leaf=4))
     dense, dense_stats = dense_mesh(spec, params, 33)
     assert stats["fallback"] is True and stats["method"] == "dense"
     assert stats["estimate"]["certified"] == [0.0, 0.0] and not stats["estimate"]["worthwhile"]
@@ -127,6 +129,6 @@ def test_range_mesh_falls_back_to_dense_when_no_box_is_certified():
     assert len(ranged.faces) == len(dense.faces) > 0
     assert np.allclose(np.sort(ranged.vertices, axis=0), np.sort(dense.vertices, axis=0))
     # Without the fallback the plan runs, bounds every box and samples every leaf block.
-    forced, forced_stats = range_mesh(spec, params, 33, leaf=4, fallback=False)
+    forced, forced_stats = range_mesh(spec, params, RangeMeshConfig(resolution=33, leaf=4, fallback=False))
     assert forced_stats["method"] == "range" and forced_stats["leaves"] == forced_stats["leaf_blocks"] == 8 ** 3
     assert "estimate" not in forced_stats and len(forced.faces) == len(dense.faces)

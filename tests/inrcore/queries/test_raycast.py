@@ -17,7 +17,8 @@ from inrcore.queries.frusta import (
     render_field,
     write_render,
 )
-from inrcore.queries.raycast import CastOptions, cast_rays, sphere_trace
+from inrcore.queries.raycast import cast_rays, sphere_trace
+from inrcore.queries.settings import CastOptions
 from tests.inrcore.analytic_fields import icosphere, octahedron
 
 

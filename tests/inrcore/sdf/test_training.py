@@ -4,8 +4,9 @@ import torch
 
 from inrcore.fields.evaluation import evaluate_points
 from inrcore.fields.settings import NetworkConfig
+from inrcore.sdf.loop import learning_rate_at
 from inrcore.sdf.settings import TrainConfig
-from inrcore.sdf.training import fit_sdf, learning_rate_at
+from inrcore.sdf.training import fit_sdf
 
 
 def sphere_cloud(n, radius=0.5, seed=0):
