@@ -1,8 +1,10 @@
 """inrcore: the pure library of inrflow.
 
-Arrays in, arrays out: meshes, samplers, networks as data, losses, training loops,
-field evaluation, surface extraction and metrics. It depends on torch, numpy, scipy,
-trimesh, scikit-image and libigl only; it never imports prefect, dask, zarr or mlflow.
+Arrays in, arrays out, by domain: `geometry` (meshes, point clouds, sampling, metrics, grids,
+cameras, pictures), `fields` (networks as data and their evaluation), `queries` (range bounds,
+range meshing, ray casting, iso-points), `sdf` (fitting signed distance fields) and `nerf`
+(radiance fields), over the base modules (errors, files, device, settings, report). Imports go
+one way (ARCHITECTURE.md). It never imports prefect, dask, zarr, mlflow or fsspec.
 """
 
 __version__ = "0.1.0"

@@ -54,10 +54,19 @@ class StageLine:
         self.command = command
         self.stages = tuple(stages)
         self.line = None if quiet else ProgressLine(stream)
+        self._last = None  # (stage, tenth) last written as a plain line
 
-    def show(self, stage: str, text: str) -> None:
-        if self.line is not None:
-            self.line.update(self.stages.index(stage) / len(self.stages), f"{self.command}: {text}")
+    def show(self, stage: str, text: str, within: float = 0.0) -> None:
+        """Draw `text` with the bar at `stage`, `within` (0 to 1) of the way through it."""
+        if self.line is None:
+            return
+        fraction = (self.stages.index(stage) + min(max(within, 0.0), 1.0)) / len(self.stages)
+        if not self.line.in_place:  # plain lines: a stage's start, then at most one per tenth of the way
+            mark = (stage, int(10 * fraction))
+            if within > 0 and mark == self._last:
+                return
+            self._last = mark
+        self.line.update(fraction, f"{self.command}: {text}")
 
     def done(self, text: str) -> None:
         if self.line is not None:

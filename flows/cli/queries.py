@@ -25,6 +25,10 @@ from .progress import StageLine
 
 MESH_STAGES = ("loading", "meshing", "writing")
 MESH_SETTINGS = ("resolution", "leaf", "mode", "max_symbols", "fallback")  # of RangeMeshConfig
+# The share of the "meshing" stage each step of range meshing takes on the bar (dense: marching only).
+MESHING_STEPS = {"bounding": (0.0, 0.4), "sampling": (0.4, 0.6), "meshing": (0.6, 1.0)}
+STEP_WORDS = {"bounding": "bounding boxes, level", "sampling": "sampling the uncertain leaf blocks",
+              "meshing": "marching cubes, block"}
 FIELD_NOTE = ("MODEL: a weights file (e.g. inr fit's field.safetensors) or models:/<name>@<alias> from the MLflow "
               "registry at --tracking-uri (default $MLFLOW_TRACKING_URI). Coordinates are the field's own.")
 
@@ -172,10 +176,15 @@ def _mesh(args, spec, params, device, stages: StageLine) -> dict:
     lattice = f"{settings.resolution}^3 lattice on {device}"
     stages.show("meshing", f"meshing densely, {lattice}" if args.method == "dense" else
                 f"bounding and meshing, {lattice}, leaf blocks of {settings.leaf}^3 cells")
+    def progress(step: str, done: int, total: int) -> None:
+        low, high = (0.0, 1.0) if args.method == "dense" else MESHING_STEPS[step]
+        count = f" {done}/{total}" if step != "sampling" else ""
+        stages.show("meshing", f"{STEP_WORDS[step]}{count}", low + (high - low) * done / max(total, 1))
+
     if args.method == "dense":
-        mesh, stats = dense_mesh(spec, params, settings.resolution, settings.bound, device)
+        mesh, stats = dense_mesh(spec, params, settings.resolution, settings.bound, device, on_progress=progress)
     else:
-        mesh, stats = range_mesh(spec, params, settings, device)
+        mesh, stats = range_mesh(spec, params, settings, device, on_progress=progress)
     dense_instead = " (densely: range analysis would cost more)" if stats.get("fallback") else ""
     stages.show("writing", f"writing {len(mesh.faces)} faces{dense_instead} to {args.out}")
     out = write_atomic(args.out, mesh.export)

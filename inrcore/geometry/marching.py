@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import trimesh
@@ -18,6 +18,7 @@ def marching_cubes_blocks(
     spacing: float,
     origin: tuple[float, float, float],
     level: float = 0.0,
+    on_block: Optional[Callable[[int, int], None]] = None,
 ) -> trimesh.Trimesh:
     """Marching cubes over a chunked grid, stitched into one mesh.
 
@@ -33,12 +34,16 @@ def marching_cubes_blocks(
         spacing: distance between grid points.
         origin: coordinates of grid point [0, 0, 0].
         level: the iso-value.
+        on_block: called as (blocks done, blocks in all) after each block (progress).
     Returns:
         the mesh in world coordinates, faces oriented so that normals point towards
         increasing values (outward for a signed distance, negative inside).
     """
     vertices, faces, count = [], [], 0
-    for block in grid_blocks(shape, chunk):
+    blocks = list(grid_blocks(shape, chunk))
+    for done, block in enumerate(blocks, start=1):
+        if on_block is not None and done > 1:
+            on_block(done - 1, len(blocks))
         grown = tuple(slice(s.start, min(s.stop + 1, n)) for s, n in zip(block, shape))
         if any(s.stop - s.start < 2 for s in grown):
             continue
@@ -51,6 +56,8 @@ def marching_cubes_blocks(
         vertices.append(v.astype(np.float64) + start + np.asarray(origin, dtype=np.float64))
         faces.append(f + count)
         count += len(v)
+    if on_block is not None:
+        on_block(len(blocks), len(blocks))
     if not vertices:
         return trimesh.Trimesh(vertices=np.zeros((0, 3)), faces=np.zeros((0, 3), dtype=np.int64), process=False)
     return weld_vertices(np.concatenate(vertices), np.concatenate(faces), tolerance=spacing * 1e-4)

@@ -1,12 +1,12 @@
 """Meshing a neural implicit by range analysis (Sharp & Jacobson 2022, hierarchical meshing).
 
 The lattice is the dense grid's: `resolution` points per axis spanning [-bound, bound]
-(`inrcore.fields.evaluation`), so resolution - 1 cells per axis. Cells are grouped into leaf blocks of
-`leaf` cells per axis. Boxes of leaf blocks are bounded level by level, coarse to fine, all
-boxes of a level in batches on the device (`inrcore.queries.bounds.range_bound`): a box whose
-field is certified positive or negative holds no surface and is dropped; an unknown box is
-split into its eight children, down to single leaf blocks. Only the leaf blocks still unknown
-at the end are sampled (each lattice point once) and go through marching cubes.
+(`inrcore.fields.evaluation`), so resolution - 1 cells per axis, grouped into leaf blocks of `leaf`
+cells per axis. Boxes of leaf blocks are bounded level by level, coarse to fine, all boxes of a
+level in batches on the device (`inrcore.queries.bounds.range_bound`): a box whose field is
+certified positive or negative holds no surface and is dropped; an unknown box is split into its
+eight children, down to single leaf blocks. Only the leaf blocks still unknown at the end are
+sampled (each lattice point once) and go through marching cubes.
 
 Every cell where the sampled values change sign lies in a surviving leaf block, because the
 bound of a box covers its closed extent, so the mesh equals dense marching cubes over the
@@ -14,10 +14,10 @@ whole lattice (up to the rounding of evaluating the same points in other batches
 certified leaf block is filled with +-1 of its sign for marching cubes; its cells then hold no
 crossing, and the exact values of a surviving neighbour on the shared face overwrite the fill.
 
-Plan separated from execution: `plan_range_mesh` does the subdivision and returns a
-`RangeMeshPlan` (the certified sign of every leaf block, the surviving leaves, counts);
-`evaluate_leaf_values` samples any subset of surviving leaves (so a scheduler can spread them
-over workers); `mesh_from_leaf_values` stitches one mesh. `range_mesh` does all three here.
+Plan separated from execution: `plan_range_mesh` does the subdivision and returns a `RangeMeshPlan`
+(the certified sign of every leaf block, the surviving leaves, counts); `evaluate_leaf_values`
+samples any subset of them (so a scheduler can spread them over workers); `mesh_from_leaf_values`
+stitches one mesh. `range_mesh` does all three here.
 
 Range analysis pays only where bounds certify boxes much larger than a cell. `estimate_range_mesh`
 bounds a few hundred boxes per level first and predicts the cost of the plan; `range_mesh` falls
@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -40,6 +40,8 @@ from inrcore.fields.networks import FieldSpec, Params
 from inrcore.geometry.marching import marching_cubes_blocks
 from inrcore.queries.bounds import UNKNOWN, bound_of, sign_of_bounds
 from inrcore.queries.settings import RangeMeshConfig
+
+Progress = Callable[[str, int, int], None]  # progress of a long step: (its name, done, total)
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,8 @@ def _on_device(params: Params, device: torch.device | str) -> tuple[torch.device
 
 def plan_range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: float = 1.0, leaf: int = 8,
                     mode: str = "affine", max_symbols: Optional[int] = 8, top_blocks: int = 4,
-                    batch_boxes: int = 4096, margin: float = 0.0,
-                    device: torch.device | str = "cpu") -> RangeMeshPlan:
+                    batch_boxes: int = 4096, margin: float = 0.0, device: torch.device | str = "cpu",
+                    on_level: Optional[Callable[[int, int], None]] = None) -> RangeMeshPlan:
     """Subdivide the lattice's boxes level by level and keep the leaf blocks the bound cannot certify.
 
     Args:
@@ -137,6 +139,7 @@ def plan_range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: flo
         batch_boxes: boxes bounded per batch.
         margin: a box is certified only when its bound clears 0 by more than this.
         device: where the bounds are computed.
+        on_level: called as (levels bounded, levels at most) after each level (progress).
     Returns:
         the plan (see `RangeMeshPlan`).
     """
@@ -153,6 +156,8 @@ def plan_range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: flo
         box_signs = _signs_of_boxes(spec, params, boxes, size, leaf, cells, bound, mode, max_symbols,
                                     batch_boxes, margin, dtype)
         counts.append(len(boxes))
+        if on_level is not None:
+            on_level(len(counts), levels)
         certified = box_signs != UNKNOWN
         blocks_first = boxes[certified].cpu().numpy()
         blocks_sign = box_signs[certified].cpu().numpy().astype(np.int8)
@@ -177,8 +182,7 @@ def plan_range_mesh(spec: FieldSpec, params: Params, resolution: int, bound: flo
 class RangeMeshEstimate:
     """What `plan_range_mesh` would cost, predicted from bounds of a sample of boxes at every level.
 
-    certified: per level (coarsest first), the share of the sampled boxes whose sign is certified
-        (levels below one where every sampled box was certified are not sampled).
+    certified: per level (coarsest first), the share of sampled boxes certified (none below a level all certified).
     boxes: predicted boxes bounded per level (every level); leaves: predicted surviving leaf blocks;
     points: predicted lattice points sampled in them ((leaf + 1)^3 each, an upper bound).
     box_cost: one box bound's cost in point evaluations (measured on this device, or given).
@@ -303,7 +307,8 @@ def evaluate_leaf_values(spec: FieldSpec, params: Params, plan: RangeMeshPlan, l
     return values[inverse.numpy()].reshape(len(leaves), n, n, n), len(unique)
 
 
-def mesh_from_leaf_values(plan: RangeMeshPlan, values: np.ndarray, chunk: int = 64, level: float = 0.0) -> trimesh.Trimesh:
+def mesh_from_leaf_values(plan: RangeMeshPlan, values: np.ndarray, chunk: int = 64, level: float = 0.0,
+                          on_block: Optional[Callable[[int, int], None]] = None) -> trimesh.Trimesh:
     """One mesh from the surviving leaves' values [L, n, n, n] (in the order of `plan.leaves`).
 
     Marching cubes runs block by block over the lattice (`inrcore.geometry.marching.marching_cubes_blocks`),
@@ -330,18 +335,20 @@ def mesh_from_leaf_values(plan: RangeMeshPlan, values: np.ndarray, chunk: int = 
         return out
 
     shape = (plan.resolution,) * 3
-    return marching_cubes_blocks(read_block, shape, chunk, plan.spacing, (-plan.bound,) * 3, level)
+    return marching_cubes_blocks(read_block, shape, chunk, plan.spacing, (-plan.bound,) * 3, level, on_block)
 
 
 def range_mesh(spec: FieldSpec, params: Params, settings: RangeMeshConfig = RangeMeshConfig(),
-               device: torch.device | str = "cpu", chunk: int = 64) -> tuple[trimesh.Trimesh, dict]:
+               device: torch.device | str = "cpu", chunk: int = 64,
+               on_progress: Optional[Progress] = None) -> tuple[trimesh.Trimesh, dict]:
     """Plan, sample the surviving leaves and mesh, on one machine (`settings.tasks` is not used:
     the collection flow's task spreads the leaves over Dask tasks).
 
     With `settings.fallback`, `estimate_range_mesh` first bounds `settings.samples` boxes per
     level; when range analysis is predicted to cost more than sampling every lattice point, the
     field is meshed by `dense_mesh` instead (the same mesh: both run marching cubes on the same
-    lattice). `chunk`: lattice points per block edge of marching cubes.
+    lattice). `chunk`: lattice points per block edge of marching cubes. `on_progress` is called as
+    (step, done, total): "bounding" per level, "sampling" once, "meshing" per block.
 
     Returns:
         the mesh (world coordinates, outward normals) and stats: "method" ("range", or "dense"
@@ -364,17 +371,19 @@ def range_mesh(spec: FieldSpec, params: Params, settings: RangeMeshConfig = Rang
         sampled = estimate.sampled_boxes
         estimated = {"estimate": estimate.to_dict()}
         if not estimate.worthwhile:
-            mesh, stats = dense_mesh(spec, params, resolution, bound, device, batch_points, chunk)
+            mesh, stats = dense_mesh(spec, params, resolution, bound, device, batch_points, chunk, on_progress)
             return mesh, {**stats, **shown, "method": "dense", "fallback": True, "box_evaluations": sampled,
                           "box_evaluations_per_level": [], "evaluations": stats["evaluations"] + sampled,
                           "seconds": time.perf_counter() - start, **estimated}
     t_estimate = time.perf_counter()
-    plan = plan_range_mesh(spec, params, resolution, bound, leaf, mode, max_symbols,
-                           batch_boxes=batch_boxes, device=device)
+    report = on_progress or (lambda step, done, total: None)
+    plan = plan_range_mesh(spec, params, resolution, bound, leaf, mode, max_symbols, batch_boxes=batch_boxes,
+                           device=device, on_level=lambda done, total: report("bounding", done, total))
     t_plan = time.perf_counter()
+    report("sampling", 0, 1)
     values, evaluated = evaluate_leaf_values(spec, params, plan, plan.leaves, device, batch_points)
     t_points = time.perf_counter()
-    mesh = mesh_from_leaf_values(plan, values, chunk)
+    mesh = mesh_from_leaf_values(plan, values, chunk, on_block=lambda done, total: report("meshing", done, total))
     end = time.perf_counter()
     boxes = int(sum(plan.box_evaluations)) + sampled
     return mesh, {
@@ -389,8 +398,10 @@ def range_mesh(spec: FieldSpec, params: Params, settings: RangeMeshConfig = Rang
 
 
 def dense_mesh(spec: FieldSpec, params: Params, resolution: int, bound: float = 1.0,
-               device: torch.device | str = "cpu", batch_points: int = 65536, chunk: int = 64) -> tuple[trimesh.Trimesh, dict]:
-    """Marching cubes over the whole lattice, every point evaluated: the reference for `range_mesh`.
+               device: torch.device | str = "cpu", batch_points: int = 65536, chunk: int = 64,
+               on_progress: Optional[Progress] = None) -> tuple[trimesh.Trimesh, dict]:
+    """Marching cubes over the whole lattice, every point evaluated: the reference for `range_mesh`
+    (`on_progress`: ("meshing", blocks done, blocks in all) after each block).
 
     Returns the mesh and stats ("evaluations" = resolution^3, "seconds", "vertices", "faces").
     """
@@ -399,8 +410,10 @@ def dense_mesh(spec: FieldSpec, params: Params, resolution: int, bound: float = 
 
     start = time.perf_counter()
     grid = GridConfig(resolution=resolution, chunk=chunk, bound=bound, batch_points=batch_points)
+    on_block = None if on_progress is None else (lambda done, total: on_progress("meshing", done, total))
     mesh = marching_cubes_blocks(lambda block: evaluate_grid_block(spec, params, grid, block, device),
-                                 (resolution,) * 3, chunk, 2.0 * bound / (resolution - 1), (-bound,) * 3)
+                                 (resolution,) * 3, chunk, 2.0 * bound / (resolution - 1), (-bound,) * 3,
+                                 on_block=on_block)
     return mesh, {"method": "dense", "resolution": resolution, "evaluations": resolution ** 3,
                   "point_evaluations": resolution ** 3, "box_evaluations": 0,
                   "seconds": time.perf_counter() - start,

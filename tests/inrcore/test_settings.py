@@ -111,3 +111,50 @@ def test_budget_progress_by_steps_or_the_nearer_time_budget():
     assert budget_progress(25, 30.0, 100, 60.0) == 0.5  # the clock is nearer its budget
     assert budget_progress(50, 6.0, 100, 60.0) == 0.5
     assert budget_progress(10, 120.0, 100, 60.0) == 1.0  # capped at 1
+
+
+def test_fingerprints_are_those_of_the_settings_before_pydantic():
+    # Hashes computed by the dataclass settings of commit 6b30e78 (inrcore/config.py): stores and
+    # registry tags made then are still found.
+    from inrcore.nerf.settings import NerfPipelineConfig
+    from inrcore.settings import result_settings
+
+    assert fingerprint("grid", "fp", GridConfig()) == "0f8d768173a76d73"
+    assert fingerprint("x", PipelineConfig()) == "d33e29cade58e4a3"
+    assert fingerprint("x", NerfPipelineConfig()) == "209ea82fdc658496"
+    assert fingerprint("field", "s", result_settings(TrainConfig())) == "63dbc5e5203d7808"
+
+
+def test_execution_only_settings_and_switched_off_sections_leave_results_settings():
+    from inrcore.nerf.settings import NerfConfig
+    from inrcore.sdf.settings import IsoPointsConfig
+    from inrcore.settings import execution_only_fields, result_settings
+
+    assert execution_only_fields(TrainConfig) == ("shapes_per_batch",)
+    assert execution_only_fields(NerfConfig) == ("device",)
+    assert execution_only_fields(GridConfig) == ()
+    off = result_settings(TrainConfig(shapes_per_batch=4))
+    assert "shapes_per_batch" not in off and "isopoints" not in off and off["steps"] == 2000
+    on = result_settings(TrainConfig(isopoints=IsoPointsConfig(enabled=True, n_points=300)))
+    assert on["isopoints"]["n_points"] == 300 and on["network"]["kind"] == "siren"
+    assert "device" not in result_settings(NerfConfig()) and result_settings(NerfConfig())["model"] == "ngp"
+
+
+def test_settings_are_validated_when_built_in_code_too():
+    with pytest.raises(ValueError, match="greater than 0"):
+        GridConfig(chunk=0)
+    with pytest.raises(ValueError):
+        SamplingConfig(near_sigmas=(0.1, -0.1))
+    assert GridConfig(bound=2).bound == 2.0 and isinstance(GridConfig(bound=2).bound, float)
+
+
+def test_merge_overrides_merges_nested_sections_and_leaves_its_inputs_alone():
+    from inrcore.settings import merge_overrides
+
+    base = {"training": {"steps": 10, "network": {"kind": "siren", "width": 64}}, "alias": "a"}
+    top = {"training": {"network": {"width": 32}}, "alias": "b", "grid": {"resolution": 9}}
+    merged = merge_overrides(base, top)
+    assert merged == {"training": {"steps": 10, "network": {"kind": "siren", "width": 32}}, "alias": "b",
+                      "grid": {"resolution": 9}}
+    assert base["training"]["network"]["width"] == 64 and top == {"training": {"network": {"width": 32}},
+                                                                   "alias": "b", "grid": {"resolution": 9}}

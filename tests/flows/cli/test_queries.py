@@ -84,7 +84,7 @@ def test_mesh_says_its_stages_on_standard_error_unless_quiet(sphere_file, tmp_pa
     assert main(["mesh", sphere_file["path"], "--method", "dense", "--resolution", "9", "--out", str(out)]) == 0
     printed = capsys.readouterr()
     lines, vertices = printed.err.splitlines(), json.loads(printed.out)["vertices"]
-    assert [line.split()[2] for line in lines] == ["loading", "meshing", "writing", str(vertices)]
+    assert [line.split()[2] for line in lines] == ["loading", "meshing", "marching", "writing", str(vertices)]
     assert lines[0] == f"inr mesh: loading {sphere_file['path']}" and lines[-1].endswith(f"-> {out}")
     assert main(["mesh", sphere_file["path"], "--method", "dense", "--resolution", "9", "--out", str(out),
                  "--quiet"]) == 0
