@@ -17,7 +17,10 @@ from pathlib import Path
 
 from inrcore.settings import NO_STEP_CAP
 
+from inrcore.nerf.settings import MeshSceneConfig, NerfConfig, NerfPicturesConfig, RaysConfig
+
 from .helptext import add_command, add_output_switches
+from .options import add_setting_options
 from .overrides import overrides_from_set
 
 
@@ -38,22 +41,24 @@ def add_nerf_commands(commands) -> None:
                     "(\"stage\": \"complete\"). The command says how long measuring and pictures will take. "
                     "Re-running with the same --out resumes.")
     nerf.add_argument("dataset", metavar="DATASET_DIR")
-    nerf.add_argument("--model", choices=("nerf", "ngp"), default="ngp", help="default: ngp (hash grid, faster)")
+    add_setting_options(nerf, NerfConfig, {"model": "nerf (Mildenhall et al. 2020) or ngp (hash grid, faster)"})
     budget = nerf.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, metavar="N", help="training steps (default: the config's, 5000)")
+    budget.add_argument("--steps", type=int, metavar="N",
+                        help=f"training steps (default: the config's, {NerfConfig().steps})")
     budget.add_argument("--seconds", type=float, metavar="S",
                         help="the training budget in seconds; measuring and pictures come after it (their "
                              "estimated time is printed)")
     nerf.add_argument("--out", required=True, metavar="DIR")
-    nerf.add_argument("--downscale", type=int, default=1, metavar="K", help="shrink images K times (default 1)")
+    add_setting_options(nerf, RaysConfig, {"downscale": "shrink images K times"}, metavars={"downscale": "K"})
     nerf.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="any NerfConfig setting, e.g. --set batch_rays=2048 --set view_dependent=false")
     nerf.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     nerf.add_argument("--test-views", type=int, metavar="N",
                       help="measure PSNR and SSIM on N test views spread evenly (default: every test view)")
-    nerf.add_argument("--frames", type=int, default=24, help="turntable frames (default 24; 0: no GIF)")
-    nerf.add_argument("--turntable-size", type=int, default=128, metavar="PX",
-                      help="the turntable's longer side in pixels (default 128; never more than the test images')")
+    add_setting_options(nerf, NerfPicturesConfig, {
+        "turntable_frames": "turntable frames; 0: no GIF",
+        "turntable_size": "the turntable's longer side in pixels, never more than the test images'",
+    }, metavars={"turntable_frames": "FRAMES", "turntable_size": "PX"}, flags={"turntable_frames": "--frames"})
     nerf.add_argument("--picture-seconds", type=float, metavar="S",
                       help="the turntable's time budget (default: a tenth of the training time, at least 30 s); "
                            "fewer frames when all would not fit")
@@ -66,9 +71,9 @@ def add_nerf_commands(commands) -> None:
                     "transforms_train.json / transforms_test.json.")
     scene.add_argument("mesh", metavar="MESH")
     scene.add_argument("--out", required=True, metavar="DIR")
-    scene.add_argument("--size", type=int, default=100, help="image width and height (default 100)")
-    scene.add_argument("--train", type=int, default=100, help="training views (default 100)")
-    scene.add_argument("--test", type=int, default=20, help="test views (default 20)")
+    add_setting_options(scene, MeshSceneConfig, {"size": "image width and height", "n_train": "training views",
+                                                 "n_test": "test views"},
+                        metavars={"n_train": "TRAIN", "n_test": "TEST"}, flags={"n_train": "--train", "n_test": "--test"})
     scene.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any MeshSceneConfig setting")
 
     run = add_command(
@@ -109,7 +114,6 @@ def train_command(args: argparse.Namespace) -> int:
     test views ("measured": psnr, ssim), and after the pictures ("complete": their paths).
     """
     from inrcore.errors import ConfigError, InrflowError
-    from inrcore.nerf.settings import NerfConfig, NerfPicturesConfig
     from inrcore.settings import budget_progress, config_replace
 
     try:
@@ -234,8 +238,8 @@ def train_command(args: argparse.Namespace) -> int:
 
 def picture_overrides(args: argparse.Namespace) -> dict:
     """`inr nerf`'s measurement and picture options as `NerfPicturesConfig` settings."""
-    return {"test_views": args.test_views, "turntable_frames": args.frames, "turntable_size": args.turntable_size,
-            "seconds": args.picture_seconds}
+    return {"test_views": args.test_views, "turntable_frames": args.turntable_frames,
+            "turntable_size": args.turntable_size, "seconds": args.picture_seconds}
 
 
 def expected_training_seconds(config, step: int, elapsed: float) -> float:
@@ -284,12 +288,11 @@ def progress_printer(say, verb: str, what: str):
 def scene_command(args: argparse.Namespace) -> int:
     from inrcore.errors import ConfigError, InrflowError
     from inrcore.nerf.meshscenes import scene_from_mesh
-    from inrcore.nerf.settings import MeshSceneConfig
     from inrcore.settings import config_replace
 
     try:
         overrides = overrides_from_set(args.set)
-        overrides.update(size=args.size, n_train=args.train, n_test=args.test)
+        overrides.update(size=args.size, n_train=args.n_train, n_test=args.n_test)
         config = config_replace(MeshSceneConfig(), overrides, "inr scene")
         folder = scene_from_mesh(args.mesh, args.out, config)
     except (ConfigError, InrflowError) as exc:

@@ -21,20 +21,22 @@ NULL_AS = -1
 
 
 def add_setting_options(parser: argparse.ArgumentParser, cls: type, helps: Mapping[str, str],
-                        metavars: Optional[Mapping[str, str]] = None, nullable_as: Optional[int] = NULL_AS) -> None:
+                        metavars: Optional[Mapping[str, str]] = None, flags: Optional[Mapping[str, str]] = None,
+                        nullable_as: Optional[int] = NULL_AS) -> None:
     """Add `--<field>` for each field named in `helps` ({field: help text}) of settings class `cls`
-    (`metavars`: {field: METAVAR} where not the field's name in capitals).
+    (`metavars`: {field: METAVAR} where not the field's name in capitals; `flags`: {field: option}
+    where the option is not named after the field). The parsed value's name is the field's.
 
     An optional integer setting takes `nullable_as` on the command line for its null.
     """
     defaults, kinds = _defaults(cls), _kinds(cls)
     for name, text in helps.items():
-        flag = "--" + name.replace("_", "-")
+        flag = (flags or {}).get(name, "--" + name.replace("_", "-"))
         kind, choices, nullable = kinds[name]
         default = defaults[name]
         if kind is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
-                                help=f"{text} (default: {flag if default else '--no-' + name.replace('_', '-')})")
+                                help=f"{text} (default: {flag if default else '--no-' + flag[2:]})")
             continue
         if nullable and default is None:
             default = nullable_as
