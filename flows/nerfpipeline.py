@@ -17,13 +17,13 @@ from prefect import flow
 from flows.collection import run_collection
 from flows.manifest import DatasetManifest
 from flows.stages import StageChain, new_record, progress_printer
+from inrcore.files import write_json_atomic
 from inrcore.nerf.settings import NerfPipelineConfig
 from inrcore.settings import config_to_dict
 from tasks.nerf.rays import generate_rays
 from tasks.nerf.scenes import make_scene
 from tasks.nerf.training import train_nerf
 from tasks.report import write_nerf_report
-from tasks.store import write_json_atomic
 from tasks.tracking import setup_tracking
 
 

@@ -1,11 +1,12 @@
-"""Writing files so that readers never see half of one."""
+"""Writing files so that readers never see half of one, and reading JSON records back."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Optional
 
 
 def write_atomic(path, write: Callable[[str], object]) -> Path:
@@ -33,3 +34,21 @@ def make_readable(path) -> None:
     mask = os.umask(0o022)
     os.umask(mask)
     os.chmod(path, 0o666 & ~mask)
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write a text file via a temporary name in the same folder and a rename."""
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json_atomic(path, data: Any, sort_keys: bool = True) -> Path:
+    """`write_text_atomic` of JSON indented by 2 (keys sorted unless `sort_keys` is False)."""
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=sort_keys) + "\n")
+
+
+def read_json(path) -> Optional[Any]:
+    """JSON content of `path`, or None when it does not exist or is not valid JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None

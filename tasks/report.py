@@ -9,10 +9,10 @@ import mlflow
 from prefect import task
 
 from inrcore.curves import training_curves
+from inrcore.files import write_json_atomic, write_text_atomic
 from inrcore.report import format_results_table, report_html
 
 from . import registry
-from .store import write_json_atomic, write_text_atomic
 
 
 @task(name="write-report")

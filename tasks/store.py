@@ -9,14 +9,12 @@ whose fingerprint still matches.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import zarr
 
-from inrcore.files import write_atomic
 from inrcore.geometry.sampling import known_distances
 
 
@@ -66,21 +64,3 @@ def volume_sdf_of(group: zarr.Group, n_surface: int) -> Optional[np.ndarray]:
     they give None, so training uses no distances. See `inrcore.geometry.sampling.known_distances`.
     """
     return known_distances(np.asarray(group["sdf"][n_surface:]))
-
-
-def write_text_atomic(path, text: str) -> Path:
-    """Write a text file via a temporary name in the same folder and a rename."""
-    return write_atomic(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def write_json_atomic(path, data: Any) -> Path:
-    """`write_text_atomic` of indented JSON."""
-    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def read_json(path) -> Optional[Any]:
-    """JSON content of `path`, or None when it does not exist or is not valid JSON."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None

@@ -15,9 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from inrcore.settings import NO_STEP_CAP
-
 from inrcore.nerf.settings import MeshSceneConfig, NerfConfig, NerfPicturesConfig, RaysConfig
+from inrcore.settings import NO_STEP_CAP
 
 from .helptext import add_command, add_output_switches
 from .options import add_setting_options
@@ -131,6 +130,7 @@ def train_command(args: argparse.Namespace) -> int:
         return 2
 
     from inrcore.device import resolve_device
+    from inrcore.files import write_json_atomic
     from inrcore.nerf.pictures import (
         eval_rays,
         measure_test_views,
@@ -143,7 +143,6 @@ def train_command(args: argparse.Namespace) -> int:
     from inrcore.nerf.raybatches import in_memory_ray_batches
     from inrcore.nerf.scenes import load_scene_split, scene_fingerprint, scene_splits
     from inrcore.nerf.training import save_radiance_field, train_radiance_field
-    from tasks.store import write_json_atomic
 
     from .progress import ProgressLine
 

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from inrcore.files import write_json_atomic
 from inrcore.queries.settings import RangeMeshConfig
 
 from .helptext import add_command, add_output_switches
@@ -190,7 +191,7 @@ def _mesh(args, spec, params, device, stages: StageLine) -> dict:
     out = write_atomic(args.out, mesh.export)
     metrics_path = Path(args.metrics) if args.metrics else out.parent / "metrics.json"
     record = {**stats, "mesh": str(out), "device": str(device), "ok": len(mesh.faces) > 0}
-    _write_json(metrics_path, record)
+    write_json_atomic(metrics_path, record, sort_keys=False)
     stages.done(f"{len(mesh.vertices)} vertices, {len(mesh.faces)} faces (meshed in {stats['seconds']:.1f}s) "
                 f"-> {out}")
     return {**record, "metrics": str(metrics_path)}
@@ -231,9 +232,3 @@ def _render(args, spec, params, device) -> dict:
     image = side_by_side([images["depth"], images["normals"]]) if args.image == "both" else images[args.image]
     write_png(image, args.out)
     return {"image": str(args.out), **result.stats, "device": str(device), "ok": result.stats["hits"] > 0}
-
-
-def _write_json(path: Path, data: dict) -> None:
-    from inrcore.files import write_atomic
-
-    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))

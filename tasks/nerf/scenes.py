@@ -9,6 +9,7 @@ from pathlib import Path
 from prefect import task
 
 from inrcore.errors import SceneError
+from inrcore.files import read_json, write_json_atomic
 from inrcore.geometry.meshes import file_sha256
 from inrcore.nerf.meshscenes import scene_from_mesh
 from inrcore.nerf.scenes import scene_fingerprint, scene_splits
@@ -17,7 +18,6 @@ from inrcore.settings import config_to_dict, fingerprint
 
 from ..options import retry_unless_bad_input
 from ..results import StageResult
-from ..store import read_json, write_json_atomic
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from prefect import task
 
 from inrcore.device import resolve_device
+from inrcore.files import read_json, write_json_atomic
 from inrcore.nerf.pictures import measure_test_views, picture_budget, render_turntable, write_test_pictures
 from inrcore.nerf.scenes import load_scene_split, scene_splits
 from inrcore.nerf.settings import NerfConfig, NerfPicturesConfig
@@ -26,7 +27,7 @@ from inrcore.settings import config_to_dict, fingerprint, result_settings
 from .. import registry
 from ..options import retry_unless_bad_input
 from ..results import StageResult
-from ..store import open_store, read_json, write_json_atomic
+from ..store import open_store
 from .rays import zarr_ray_batches
 
 

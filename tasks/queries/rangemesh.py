@@ -11,7 +11,7 @@ import numpy as np
 from prefect import task
 
 from inrcore.device import resolve_device
-from inrcore.files import write_atomic
+from inrcore.files import read_json, write_atomic, write_json_atomic
 from inrcore.geometry.grids import grid_blocks, grid_spacing
 from inrcore.geometry.marching import marching_cubes_blocks
 from inrcore.geometry.settings import GridConfig
@@ -35,9 +35,7 @@ from ..store import (
     fresh_group,
     mark_finished,
     open_store,
-    read_json,
     remove_group,
-    write_json_atomic,
 )
 from ..timing import TaskClock, timed
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prefect import task
 
-from inrcore.files import write_atomic
+from inrcore.files import read_json, write_atomic, write_json_atomic
 from inrcore.geometry.images import write_png
 from inrcore.geometry.marching import marching_cubes_blocks
 from inrcore.geometry.meshes import Normalisation, load_mesh
@@ -20,7 +20,7 @@ from inrcore.settings import config_to_dict, fingerprint
 
 from .. import registry
 from ..results import StageResult
-from ..store import open_store, read_json, write_json_atomic
+from ..store import open_store
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,9 +6,7 @@ from tasks.store import (
     fresh_group,
     mark_finished,
     open_store,
-    read_json,
     remove_group,
-    write_json_atomic,
 )
 
 
@@ -29,10 +27,3 @@ def test_finished_records(tmp_path, as_url):
     assert "x" not in fresh and finished_attrs(again, "samples/a", "k1") is None
     remove_group(again, "samples/a")
     assert "samples/a" not in open_store(url)
-
-
-def test_json_written_atomically(tmp_path):
-    path = write_json_atomic(tmp_path / "d" / "r.json", {"b": 1, "a": [1.5]})
-    assert read_json(path) == {"a": [1.5], "b": 1}
-    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["r.json"]
-    assert read_json(tmp_path / "missing.json") is None

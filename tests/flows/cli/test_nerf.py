@@ -131,3 +131,19 @@ def test_progress_lines_come_about_ten_times_with_the_time_left():
     assert lines[0] == "inr nerf: measured 1/200 test views, about 6.6 min left"  # 199 x 2 s
     assert lines[1] == "inr nerf: measured 20/200 test views, about 6.0 min left"  # 180 x 2 s
     assert lines[-1] == "inr nerf: measured 200/200 test views in 6.7 min"
+
+
+def test_inr_nerf_runs_without_the_pipeline_libraries(tmp_path):
+    """`inr nerf` trains here and now: it loads neither Prefect nor Dask, Zarr or MLflow."""
+    scene = tmp_path / "scene"
+    assert main(["scene", str(ROOT / "datasets" / "meshes" / "spot.obj"), "--out", str(scene), "--size", "16",
+                 "--train", "2", "--test", "1"]) == 0
+    code = (
+        "import sys\nfrom flows.cli import main\n"
+        f"code = main(['nerf', {str(scene)!r}, '--steps', '2', '--out', {str(tmp_path / 'out')!r}, '--frames', '0',"
+        f" '--device', 'cpu', '--quiet', *{TINY!r}])\n"
+        "print(code, sorted(m for m in ('prefect', 'dask', 'distributed', 'zarr', 'mlflow') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 []"
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["steps"] == 2
