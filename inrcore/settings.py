@@ -65,12 +65,14 @@ def _tuple_from_list(value: Any) -> Any:
 
 Integer = StrictInt
 Flag = StrictBool
-Text = StrictStr
 Number = Annotated[float, BeforeValidator(_number)]
 Count = Annotated[StrictInt, Field(gt=0)]  # an integer above 0
 CountOrZero = Annotated[StrictInt, Field(ge=0)]
 PositiveNumber = Annotated[Number, Field(gt=0)]
 Numbers = Annotated[tuple[Number, ...], BeforeValidator(_tuple_from_list)]
+CountPair = Annotated[tuple[Count, Count], BeforeValidator(_tuple_from_list)]
+
+
 class ExecutionOnly:
     """Marks a setting that changes how a result is computed, not the result (a batch size, a
     device): `Annotated[Count, ExecutionOnly]`. Fingerprints leave it out (`result_settings`).

@@ -32,13 +32,13 @@ def add_nerf_commands(commands) -> None:
         commands, "nerf", "train a radiance field (NeRF or hash grid) on a scene folder",
         "inr nerf runs/spot-scene --seconds 600 --out runs/spot-ngp",
         "Train a radiance field on DATASET_DIR (transforms_train.json, transforms_test.json and their "
-                    "images, Blender / nerfstudio convention) into --out, in this order: training (within --steps "
-                    "or --seconds; checkpoint.pt), field.safetensors, then the test views are measured and "
-                    "metrics.json is written (psnr, ssim, seconds, steps, model; \"stage\": \"measured\"), then "
-                    "the pictures: test_views.png (renders over ground truth) and depth.png from the measured "
-                    "renders, and turntable.gif within --picture-seconds; metrics.json then gets their paths "
-                    "(\"stage\": \"complete\"). The command says how long measuring and pictures will take. "
-                    "Re-running with the same --out resumes.")
+        "images, Blender / nerfstudio convention) into --out, in this order: training (within --steps "
+        "or --seconds; checkpoint.pt), field.safetensors, then the test views are measured and "
+        "metrics.json is written (psnr, ssim, seconds, steps, model; \"stage\": \"measured\"), then "
+        "the pictures: test_views.png (renders over ground truth) and depth.png from the measured "
+        "renders, and turntable.gif within --picture-seconds; metrics.json then gets their paths "
+        "(\"stage\": \"complete\"). The command says how long measuring and pictures will take. "
+        "Re-running with the same --out resumes.")
     nerf.add_argument("dataset", metavar="DATASET_DIR")
     add_setting_options(nerf, NerfConfig, {"model": "nerf (Mildenhall et al. 2020) or ngp (hash grid, faster)"})
     budget = nerf.add_mutually_exclusive_group()
@@ -67,7 +67,7 @@ def add_nerf_commands(commands) -> None:
         commands, "scene", "render a mesh into a Blender-format scene for `inr nerf`",
         "inr scene spot.obj --size 100 --out runs/spot-scene",
         "Render MESH from cameras on a sphere into DIR: train/ and test/ RGBA images and "
-                    "transforms_train.json / transforms_test.json.")
+        "transforms_train.json / transforms_test.json.")
     scene.add_argument("mesh", metavar="MESH")
     scene.add_argument("--out", required=True, metavar="DIR")
     add_setting_options(scene, MeshSceneConfig, {"size": "image width and height", "n_train": "training views",
@@ -79,8 +79,8 @@ def add_nerf_commands(commands) -> None:
         commands, "nerf-run", "a tracked, registered radiance field for every shape of a dataset",
         "inr nerf-run datasets/demo.yaml --seconds 300",
         "For every shape of MANIFEST (meshes, or Blender scene folders): render a scene, write its rays "
-                    "into the Zarr store, train a radiance field tracked in MLflow and registered as "
-                    "models:/<dataset>-<shape>-nerf@<alias>. Local by default, like `inr run`.")
+        "into the Zarr store, train a radiance field tracked in MLflow and registered as "
+        "models:/<dataset>-<shape>-nerf@<alias>. Local by default, like `inr run`.")
     run.add_argument("manifest")
     run.add_argument("--out", metavar="DIR")
     run.add_argument("--store", metavar="URL")

@@ -40,9 +40,9 @@ def add_query_commands(commands) -> None:
         commands, "mesh", "mesh a fitted field by dense or range-bound marching cubes",
         "inr mesh runs/spot/field.safetensors --out range.ply",
         "Extract the zero level set of a field as a triangle mesh. --method dense evaluates every point of "
-                    "a resolution^3 lattice; --method range bounds boxes of the lattice by affine arithmetic and "
-                    "samples only the blocks it cannot certify, giving the same mesh with far fewer evaluations. "
-                    "Writes the mesh and, next to it, metrics.json (evaluations, seconds, vertices, faces). " + FIELD_NOTE)
+        "a resolution^3 lattice; --method range bounds boxes of the lattice by affine arithmetic and "
+        "samples only the blocks it cannot certify, giving the same mesh with far fewer evaluations. "
+        "Writes the mesh and, next to it, metrics.json (evaluations, seconds, vertices, faces). " + FIELD_NOTE)
     _model_arguments(mesh)
     mesh.add_argument("--method", choices=("dense", "range"), default="range", help="default: range")
     mesh.add_argument("--out", required=True, metavar="MESH", help="mesh file to write (.ply, .obj, .stl, .off)")
@@ -62,8 +62,8 @@ def add_query_commands(commands) -> None:
         commands, "isopoints", "sample points with normals on a fitted field's surface",
         "inr isopoints runs/spot/field.safetensors --out iso.ply",
         "Iso-points (Wang Yifan et al. 2021): start at the sign changes of a coarse grid, project by "
-                    "Newton steps onto the zero level set, resample uniformly and upsample towards edges. Writes a PLY "
-                    "point cloud with normals. " + FIELD_NOTE)
+        "Newton steps onto the zero level set, resample uniformly and upsample towards edges. Writes a PLY "
+        "point cloud with normals. " + FIELD_NOTE)
     _model_arguments(iso)
     iso.add_argument("--n", type=int, default=20000, help="about how many points (default 20000)")
     iso.add_argument("--out", required=True, metavar="POINTS", help="PLY file to write")
@@ -73,8 +73,8 @@ def add_query_commands(commands) -> None:
         commands, "render", "depth and normal pictures of a fitted field, by ray casting",
         "inr render runs/spot/field.safetensors --out render.png",
         "Render the zero level set of a field by range-bound ray casting (by frusta of pixel tiles, or "
-                    "per ray) or by sphere tracing (true SDFs only). Writes one PNG with the depth image and the "
-                    "normal image side by side (or one of them, --image). " + FIELD_NOTE)
+        "per ray) or by sphere tracing (true SDFs only). Writes one PNG with the depth image and the "
+        "normal image side by side (or one of them, --image). " + FIELD_NOTE)
     _model_arguments(render)
     render.add_argument("--out", required=True, metavar="PNG")
     render.add_argument("--method", choices=("frusta", "ray", "sphere"), default="frusta", help="default: frusta")

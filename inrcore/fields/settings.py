@@ -17,9 +17,6 @@ from inrcore.settings import (
 )
 
 
-NETWORK_KINDS = ("siren", "igr", "relu-pe", "idf")
-
-
 @settings_class
 class NetworkConfig:
     """The field's network: `layers` hidden layers of `width` units.

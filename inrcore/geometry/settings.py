@@ -1,14 +1,15 @@
-"""Settings of the geometry stages: sampling a shape, the evaluation grid, surface metrics."""
+"""Settings of the geometry stages: sampling a shape, the evaluation grid, surface metrics, pictures."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field
+from pydantic import Field
 
 from inrcore.settings import (
     Count,
     CountOrZero,
+    CountPair,
     Fraction,
     Integer,
     Number,
@@ -63,17 +64,13 @@ class MetricsConfig:
     seed: Integer = 0
 
 
-def _pair_from_list(value):
-    return tuple(value) if isinstance(value, list) else value
-
-
 @settings_class
 class ViewConfig:
     """A picture's camera and colour (`inrcore.geometry.render`): `size` (height, width) in pixels;
     an orthographic camera at (`azimuth_deg`, `elevation_deg`) looking at the origin, framed so
     that the cube [-bound, bound]^3 always fits; the surface's RGB `color` in [0, 1] under full light."""
 
-    size: Annotated[tuple[Count, Count], BeforeValidator(_pair_from_list)] = (256, 256)
+    size: CountPair = (256, 256)
     azimuth_deg: Number = 35.0
     elevation_deg: Number = 25.0
     bound: PositiveNumber = 1.0

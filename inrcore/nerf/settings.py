@@ -14,7 +14,6 @@ from inrcore.settings import (Count, CountOrZero, DeviceName, ExecutionOnly, Fla
                               settings_class)
 
 
-NERF_MODELS = ("nerf", "ngp")
 FieldOfView = interval(0.0, math.pi, "()", " radians")
 
 

@@ -42,7 +42,6 @@ class LossConfig:
     igr_neighbours: Integer = 50
 
 
-ISOPOINT_NORMALS = ("field", "estimated")
 Warmup = interval(0.0, 1.0, "[)", " (a fraction of the run)")
 Angle = interval(0.0, 180.0, "(]", " degrees")
 

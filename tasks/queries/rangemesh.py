@@ -1,4 +1,5 @@
-"""Range-bound meshing of a fitted field: signs certified by range analysis and leaf blocks sampled on\nDask into Zarr, one mesh file from them."""
+"""Range-bound meshing of a fitted field: signs certified by range analysis and leaf blocks sampled on
+Dask into Zarr, one mesh file from them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from prefect import task
 
 from inrcore.device import resolve_device
 from inrcore.files import read_json, write_atomic, write_json_atomic
-from inrcore.geometry.grids import grid_blocks, grid_spacing
+from inrcore.geometry.grids import grid_spacing
 from inrcore.geometry.marching import marching_cubes_blocks
 from inrcore.geometry.settings import GridConfig
 from inrcore.queries.rangemesh import (
@@ -26,10 +27,9 @@ from inrcore.queries.settings import RangeMeshConfig
 from inrcore.settings import config_to_dict, fingerprint
 
 from .. import registry
-from ..cluster import compute_on_cluster, field_of_shared, shared_field
+from ..cluster import compute_on_cluster, field_of_shared, shared_field, store_grid
 from ..options import retry_unless_bad_input
 from ..results import StageResult
-from ..sdf.evaluate import store_grid
 from ..store import (
     finished_attrs,
     fresh_group,
@@ -165,7 +165,7 @@ def _dense_fallback(group, weights, config: RangeMeshConfig):
     mesh = marching_cubes_blocks(lambda block: values[block], values.shape, grid.chunk, grid_spacing(grid),
                                  (-config.bound,) * 3)
     return mesh, {"method": "dense", "fallback": True, "point_evaluations": config.resolution ** 3,
-                  "tasks": len(list(grid_blocks(values.shape, grid.chunk)))}, intervals
+                  "tasks": len(intervals)}, intervals
 
 
 def _leaf_values_into(weights: dict, plan: RangeMeshPlan, leaves: np.ndarray, values, part: slice,

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import dask
-import numpy as np
 from prefect import task
 
-from inrcore.device import resolve_device
-from inrcore.fields.evaluation import evaluate_grid_block
-from inrcore.geometry.grids import grid_axis, grid_blocks, grid_spacing
+from inrcore.geometry.grids import grid_axis, grid_spacing
 from inrcore.geometry.settings import GridConfig
 from inrcore.settings import config_to_dict, fingerprint
 
 from .. import registry
-from ..cluster import compute_on_cluster, field_of_shared, shared_field
+from ..cluster import shared_field, store_grid
 from ..options import retry_unless_bad_input
 from ..results import StageResult
 from ..store import finished_attrs, fresh_group, mark_finished, open_store, remove_group
-from ..timing import TaskClock, timed
+from ..timing import TaskClock
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +51,6 @@ def evaluate_field(shape_id: str, store_url: str, model_uri: str, model_fingerpr
     spec, params, _, _ = registry.load_registered_field(tracking_uri, model_uri)
     weights = shared_field(spec, params)
     shape = (config.resolution,) * 3
-    blocks = list(grid_blocks(shape, config.chunk))
     try:
         group = fresh_group(root, path)
         axis = grid_axis(config)
@@ -77,31 +72,4 @@ def evaluate_field(shape_id: str, store_url: str, model_uri: str, model_fingerpr
     except BaseException:
         remove_group(root, path)
         raise
-    return EvaluatedGrid(path=f"{path}/sdf", fingerprint=key, blocks=len(blocks), **clock.result())
-
-
-def store_grid(group, name: str, weights, config: GridConfig):
-    """Evaluate a field on the grid of `config` into a new array `name` of `group`, one Dask task per chunk.
-
-    weights: a field's weights as `tasks.cluster.shared_field` shares them with every chunk's task. Computed on the Dask cluster this runs in, else on local threads. Returns the array
-    and the wall-clock interval (start, end) in which each chunk was evaluated and written.
-    """
-    shape = (config.resolution,) * 3
-    array = group.create_array(name, shape=shape, chunks=(config.chunk,) * 3, dtype="float32",
-                               dimension_names=("x", "y", "z"), fill_value=np.nan)
-    pieces = [dask.delayed(_evaluate_into)(weights, config, block, array) for block in grid_blocks(shape, config.chunk)]
-    return array, compute_on_cluster(pieces)
-
-
-def _evaluate_into(weights: dict, grid: GridConfig, block, array) -> tuple[float, float]:
-    """Evaluate one block of the grid and write it into its own chunk of `array` (a Zarr array);
-    returns the wall-clock interval this took (`timed`)."""
-    def write() -> None:
-        array[block] = _block_values(weights, grid, block)
-
-    return timed(write)[1]
-
-
-def _block_values(weights: dict, grid: GridConfig, block) -> np.ndarray:
-    spec, params = field_of_shared(weights)
-    return evaluate_grid_block(spec, params, grid, block, resolve_device("auto"))
+    return EvaluatedGrid(path=f"{path}/sdf", fingerprint=key, blocks=len(intervals), **clock.result())
