@@ -56,7 +56,9 @@ def run_steps(config: TrainConfig, optimizer: torch.optim.Optimizer,
               take_step: Callable[[int, float, float], StepLosses],
               on_log: Optional[Callable[[int, dict], None]] = None,
               name_shapes: bool = False) -> tuple[int, float, list[list[dict]]]:
-    """The step loop of `fit_sdf` and `fit_sdf_batch`, for one or more shapes trained together.
+    """The step loop of `fit_sdf` and `fit_sdf_batch` (and of `inrcore.skeleton.tvfield`), for one or
+    more shapes trained together. `config` gives steps, seconds, lr, lr_final and log_every (a
+    TrainConfig, or any settings with those fields).
 
     Steps until `config.steps`, or from the second step on until `config.seconds` of wall time
     (`time_is_up`). Each step sets every parameter group's learning rate to `learning_rate_at`
