@@ -8,8 +8,9 @@ A manifest is a mapping, read from a YAML file by `read_manifest` (or made for a
       - meshes/bunny.obj
       - {id: cow, path: meshes/cow.obj}
     glob: meshes/*.ply               # optional, a pattern or a list of patterns
-    config:                          # optional overrides of PipelineConfig
+    config:                          # optional overrides of CollectionConfig (the SDF flow)
       training: {steps: 1500}
+      skeleton: {enabled: true}      # the skeleton stage, off by default
     nerf:                            # optional overrides of NerfPipelineConfig (the NeRF flow)
       scene: {size: 100}
       training: {model: ngp, seconds: 600}
@@ -33,8 +34,8 @@ import yaml
 from inrcore.errors import ConfigError
 from inrcore.geometry.pointclouds import POINT_SUFFIXES
 from inrcore.nerf.settings import NerfPipelineConfig
-from inrcore.sdf.settings import PipelineConfig
 from inrcore.settings import config_from_dict
+from inrcore.skeleton.settings import CollectionConfig
 
 
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb")
@@ -51,7 +52,7 @@ class ShapeEntry:
 class DatasetManifest:
     name: str
     shapes: tuple[ShapeEntry, ...]
-    config: PipelineConfig = field(default_factory=PipelineConfig)
+    config: CollectionConfig = field(default_factory=CollectionConfig)
     nerf: NerfPipelineConfig = field(default_factory=NerfPipelineConfig)
     description: str = ""
     source: str = ""
@@ -115,7 +116,7 @@ def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = Non
                               f"and {entry.path}; give one of them an explicit 'id'")
         seen[entry.shape_id] = entry.path
 
-    config = config_from_dict(PipelineConfig, data.get("config"), f"{source}: config")
+    config = config_from_dict(CollectionConfig, data.get("config"), f"{source}: config")
     nerf = config_from_dict(NerfPipelineConfig, nerf_section_of(data.get("nerf")), f"{source}: nerf")
     description = data.get("description", "")
     if not isinstance(description, str):

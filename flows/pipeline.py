@@ -1,4 +1,5 @@
-"""The shape-collection flow: every shape through prepare -> train -> evaluate -> extract.
+"""The shape-collection flow: every shape through prepare -> train -> evaluate -> extract, then the
+query stages and the skeleton stage the settings switch on.
 
 Each shape's stages are chained by this flow as soon as the previous one finishes, so
 shapes move through the pipeline independently on the Dask cluster; a shape whose stage
@@ -21,8 +22,9 @@ from flows.collection import run_collection
 from flows.manifest import DatasetManifest
 from flows.stages import StageChain, new_record, progress_printer
 from inrcore.sdf.batched import BATCHED_KINDS
-from inrcore.sdf.settings import PipelineConfig, TrainConfig
+from inrcore.sdf.settings import TrainConfig
 from inrcore.settings import config_to_dict
+from inrcore.skeleton.settings import CollectionConfig
 from tasks.queries.isopoints import extract_isopoints
 from tasks.queries.rangemesh import range_mesh_field
 from tasks.report import write_report
@@ -30,16 +32,27 @@ from tasks.sdf.evaluate import evaluate_field
 from tasks.sdf.prepare import prepare_samples
 from tasks.sdf.surface import extract_surface
 from tasks.sdf.train import train_sdf, train_sdf_batch
+from tasks.skeleton.skeletons import (
+    fit_skeleton_field,
+    link_skeleton,
+    select_skeleton_balls,
+    trace_skeleton_candidates,
+)
 from tasks.tracking import setup_tracking
 
 
 STAGES = ("prepare", "train", "evaluate", "extract")
+SKELETON_STAGES = ("skeleton-field", "skeleton-trace", "skeleton-select", "skeleton-link")
 
 
-def stages_for(config: PipelineConfig) -> tuple[str, ...]:
-    """Every shape's stages: STAGES, then the query stages `config.queries` switches on."""
-    queries = config.queries
-    return STAGES + (("isopoints",) if queries.isopoints else ()) + (("range-mesh",) if queries.range_mesh else ())
+def stages_for(config: CollectionConfig) -> tuple[str, ...]:
+    """Every shape's stages: STAGES, then the query stages `config.queries` switches on, then the
+    skeleton's when `config.skeleton.enabled` (its field stage for the neural method only)."""
+    queries, skeleton = config.queries, config.skeleton
+    stages = STAGES + (("isopoints",) if queries.isopoints else ()) + (("range-mesh",) if queries.range_mesh else ())
+    if skeleton.enabled:
+        stages += SKELETON_STAGES if skeleton.method == "neural" else SKELETON_STAGES[1:]
+    return stages
 
 
 @flow(name="sdf-collection")
@@ -72,7 +85,7 @@ def sdf_collection(
 
 
 @flow(name="sdf-collection-shapes")
-def _run_shapes(dataset: str, shapes: list, config: PipelineConfig, where: dict, quiet: bool = False) -> dict:
+def _run_shapes(dataset: str, shapes: list, config: CollectionConfig, where: dict, quiet: bool = False) -> dict:
     say = progress_printer(quiet)
     experiment_id = setup_tracking(where["tracking_uri"], f"inrflow-{dataset}", where["artifact_location"])
     records = {sid: _new_record(sid, path) for sid, path in shapes}
@@ -84,6 +97,8 @@ def _run_shapes(dataset: str, shapes: list, config: PipelineConfig, where: dict,
         if stage == "train":
             return train_sdf.submit(shape_id, dataset, where["store_url"], r["prepare"].fingerprint,
                                     config.training, where["tracking_uri"], experiment_id, config.alias)
+        if stage.startswith("skeleton-"):
+            return submit_skeleton(shape_id, source, stage, r)
         trained = r["train"]
         if stage == "evaluate":
             return evaluate_field.submit(shape_id, where["store_url"], trained.model_uri, trained.fingerprint,
@@ -98,6 +113,17 @@ def _run_shapes(dataset: str, shapes: list, config: PipelineConfig, where: dict,
         return extract_surface.submit(shape_id, source, r["prepare"].normalisation, where["store_url"],
                                       r["evaluate"].fingerprint, where["out_dir"], config.metrics,
                                       where["tracking_uri"], trained.run_id)
+
+    def submit_skeleton(shape_id: str, source: str, stage: str, r: dict):
+        skeleton, store = config.skeleton, where["store_url"]
+        if stage == "skeleton-field":
+            return fit_skeleton_field.submit(shape_id, source, store, skeleton)
+        if stage == "skeleton-trace":
+            return trace_skeleton_candidates.submit(shape_id, source, store, skeleton, r.get("skeleton-field"))
+        if stage == "skeleton-select":
+            return select_skeleton_balls.submit(shape_id, store, skeleton, r["skeleton-trace"])
+        return link_skeleton.submit(shape_id, source, store, skeleton, r["skeleton-trace"], r["skeleton-select"],
+                                    where["out_dir"], where["tracking_uri"], r["train"].run_id)
 
     # With shapes_per_batch > 1, shapes ready to train wait here and train in batch tasks that
     # return one result per shape: a full batch at once, the rest when no shape is still preparing.
@@ -163,6 +189,11 @@ def _finish_record(record: dict, results: dict) -> None:
                   field=results["evaluate"].path)
     if "isopoints" in results:
         record["isopoints"] = {"path": results["isopoints"].path, "count": results["isopoints"].count}
+    if "skeleton-link" in results:
+        linked = results["skeleton-link"]
+        record["skeleton"] = {"path": linked.path, **linked.counts, "files": linked.files,
+                              "cover": linked.metrics["cover"]["method"], "uncovered": linked.metrics["uncovered"]}
+        record["images"] = {**record["images"], "skeleton": linked.files["image"]}
     if "range-mesh" in results:
         ranged = results["range-mesh"]
         record["range_mesh"] = {"mesh_path": ranged.mesh_path, **{key: ranged.stats[key] for key in (

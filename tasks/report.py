@@ -19,14 +19,17 @@ from . import registry
 def write_report(out_dir: str, dataset: str, records: list[dict], settings: dict) -> dict:
     """Write `summary.json` and `report.html` (atomically) and return their paths and the table text.
 
-    The report draws each shape's training curves from its MLflow run (`settings["tracking_uri"]`).
+    The report draws each shape's training curves from its MLflow run (`settings["tracking_uri"]`), and
+    shows each shape's skeleton picture next to its input and reconstruction when the skeleton stage ran.
     """
     out = Path(out_dir)
     summary = {"dataset": dataset, "settings": settings, "shapes": records,
                "ok": sum(r["status"] == "ok" for r in records),
                "failed": sum(r["status"] == "failed" for r in records)}
     write_json_atomic(out / "summary.json", summary)
-    page = report_html(f"inrflow: {dataset}", records, settings, curves=logged_curves(settings["tracking_uri"], records))
+    skeletons = any("skeleton" in (r.get("images") or {}) for r in records)
+    page = report_html(f"inrflow: {dataset}", records, settings, curves=logged_curves(settings["tracking_uri"], records),
+                       picture_roles=("input", "reconstruction") + (("skeleton",) if skeletons else ()))
     write_text_atomic(out / "report.html", page)
     return {"summary": str(out / "summary.json"), "report": str(out / "report.html"),
             "table": format_results_table(records)}
