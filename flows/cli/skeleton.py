@@ -23,8 +23,8 @@ SKELETON_COMMANDS = ("skeleton",)
 def add_skeleton_commands(commands) -> None:
     """Register `skeleton` on the `inr` subcommand parser."""
     skeleton = add_command(
-        commands, "skeleton", "the medial skeleton of one mesh or point cloud: balls, edges, triangles",
-        "inr skeleton spot.obj --method neural --out runs/spot-skeleton",
+        commands, "skeleton", "the medial skeleton of one shape: balls, edges, triangles",
+        "inr skeleton spot.obj --method neural --out runs/spot-sk",
         (
             "Compute the skeleton of one shape: a mesh (.obj .ply .off .stl .glb) or an oriented point cloud "
             "(.xyz, .npz, or .ply without faces; missing normals are estimated). --method neural fits a "

@@ -244,3 +244,20 @@ def test_inr_scene_then_nerf_write_a_scene_metrics_and_renders(tmp_path):
     assert metrics["steps"] == 2 and metrics["model"] == "ngp" and 0 < metrics["psnr"] < 60
     for name in ("field.safetensors", "test_views.png", "depth.png", "turntable.gif"):
         assert (out / name).is_file(), name
+
+
+def test_inr_skeleton_as_the_readme_gives_it_writes_the_skeleton_files(tmp_path):
+    # README's "Skeletons of shapes" commands, with a short field fit and few surface samples.
+    out = tmp_path / "spot-skeleton"
+    neural = inr(["skeleton", SPOT, "--out", out, "--steps", "30", "--n-surface", "300", "--quiet",
+                  "--set", "field.batch_box=256", "--set", "field.batch_surface=256", "--set", "field.start_steps=30"],
+                 tmp_path)
+    assert neural.returncode == 0, neural.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["balls.ply", "metrics.json", "skeleton.ma", "skeleton.ply",
+                                                     "skeleton.png"]
+    assert json.loads(neural.stdout)["field_steps"] == 30
+    axis = inr(["skeleton", SPOT, "--method", "coverage-axis", "--delta", "0.02", "--out", tmp_path / "ca"], tmp_path)
+    assert axis.returncode == 0, axis.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ca" / "metrics.json").read_text())
+    assert metrics["method"] == "coverage-axis" and metrics["balls"] > 10 and metrics["cover"]["method"] == "milp"
+    assert "inr skeleton: " in axis.stderr and " balls, " in axis.stderr

@@ -1,7 +1,9 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
-from flows.manifest import manifest_for_folder, manifest_from_dict, shape_id_for
+from flows.manifest import manifest_for_folder, manifest_from_dict, read_manifest, shape_id_for
 from inrcore.errors import ConfigError
 
 
@@ -82,3 +84,19 @@ def test_a_nerf_section_of_an_earlier_version_keeps_its_turntable_frames(tmp_pat
     path.write_text("name: old\nshapes: [a.obj]\nnerf: {turntable_frames: 6, pictures: {turntable_size: 64}}\n")
     pictures = manifest_from_dict(yaml.safe_load(path.read_text()), source=str(path)).nerf.pictures
     assert (pictures.turntable_frames, pictures.turntable_size) == (6, 64)
+
+
+def test_the_skeleton_manifest_switches_the_skeleton_stage_on():
+    from flows.pipeline import stages_for
+
+    manifest = read_manifest(str(Path(__file__).resolve().parents[2] / "datasets" / "skeletons.yaml"))
+    assert [s.shape_id for s in manifest.shapes] == ["bunny", "spot", "fandisk"]
+    assert manifest.config.skeleton.enabled and manifest.config.skeleton.method == "neural"
+    assert stages_for(manifest.config)[-4:] == ("skeleton-field", "skeleton-trace", "skeleton-select", "skeleton-link")
+
+
+def test_bad_skeleton_settings_name_the_key(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("name: m\nshapes: [a.obj]\nconfig: {skeleton: {method: medial}}\n")
+    with pytest.raises(ConfigError, match=r"m\.yaml: config\.skeleton\.method: "):
+        read_manifest(str(path))
