@@ -44,7 +44,8 @@ def test_prefect_yaml_deploys_with_its_schedule_and_parameters(prefect_api):
     assert queries.parameters["overrides"]["queries"] == {"isopoints": 20000, "range_mesh": True,
                                                           "range": {"resolution": 256, "tasks": 4}}
     assert nightly.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
-    assert {d["name"] for d in DECLARED} >= {"demo-nightly", "collection-weekly", "queries-weekly", "nerf-weekly"}
+    assert {d["name"] for d in DECLARED} >= {"demo-nightly", "collection-weekly", "queries-weekly", "nerf-weekly",
+                                            "skeletons-weekly"}
     assert nerf.parameters["overrides"]["training"]["model"] == "ngp" and nerf.schedules[0].active is False
 
 
@@ -63,6 +64,8 @@ def test_collection_deployments_give_a_valid_config_and_their_stages(deployment)
         assert stages == STAGES + ("isopoints", "range-mesh")
         queries = config.queries
         assert queries.isopoints == 20000 and queries.range_mesh and queries.range.resolution == 256
+    elif deployment["name"] == "skeletons-weekly":  # the skeleton stage on, after the usual ones
+        assert stages == STAGES + ("skeleton-field", "skeleton-trace", "skeleton-select", "skeleton-link")
     else:
         assert stages == STAGES
 

@@ -1,7 +1,6 @@
 """`inr skeleton`: one shape's skeleton files from the command line, its options and its errors."""
 
 import json
-from argparse import Namespace
 
 import numpy as np
 import pytest
