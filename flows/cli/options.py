@@ -13,7 +13,7 @@ import argparse
 import dataclasses
 import re
 import typing
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 
 # An integer option standing for a setting's null (e.g. --max-symbols -1: keep all).
@@ -61,6 +61,32 @@ def settings_from_options(cls: type, args: argparse.Namespace, names, nullable_a
         return config_from_dict(cls, {**values, **fixed}, "options")
     except ConfigError as exc:
         raise ValueError(re.sub(r"^options\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), str(exc))) from None
+
+
+def one_shape_settings(build: Callable[[], Any], device_of: Callable[[Any], str], args: argparse.Namespace):
+    """The settings of a command that works on one shape here (`inr fit`, `inr skeleton`): built by
+    `build` (which may raise ConfigError), with the device they name available and the --out folder
+    created. Returns (settings, 0), or (None, 2) after saying what is wrong on standard error."""
+    import sys
+    from pathlib import Path
+
+    from inrcore.device import resolve_device
+    from inrcore.errors import ConfigError
+
+    try:
+        settings = build()
+        resolve_device(device_of(settings))
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except ConfigError as exc:
+        print(f"inr: {exc}", file=sys.stderr)
+        return None, 2
+    except RuntimeError as exc:  # CUDA asked for but absent
+        print(f"inr: --device {args.device}: {exc}", file=sys.stderr)
+        return None, 2
+    except OSError as exc:
+        print(f"inr: {args.out}: cannot create the output folder: {exc.strerror or exc}", file=sys.stderr)
+        return None, 2
+    return settings, 0
 
 
 def _defaults(cls: type) -> dict:

@@ -121,24 +121,16 @@ def run_command(args: argparse.Namespace) -> int:
 
 def fit_command(args: argparse.Namespace) -> int:
     """`inr fit`: one shape through inrcore.sdf.fitshape, results into --out. Exit 0, 2 (bad input) or 1."""
-    from inrcore.device import resolve_device
     from inrcore.errors import ConfigError, InrflowError, ShapeError
     from inrcore.sdf.settings import PipelineConfig
     from inrcore.settings import config_replace
 
-    try:
-        config = config_replace(PipelineConfig(), fit_overrides(args), "inr fit")
-        resolve_device(config.training.device)
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-    except ConfigError as exc:
-        print(f"inr: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:  # CUDA asked for but absent
-        print(f"inr: --device {args.device}: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"inr: {args.out}: cannot create the output folder: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+    from .options import one_shape_settings
+
+    config, status = one_shape_settings(lambda: config_replace(PipelineConfig(), fit_overrides(args), "inr fit"),
+                                        lambda config: config.training.device, args)
+    if config is None:
+        return status
 
     from inrcore.sdf.fitshape import fit_record, fit_shape, save_shape_fit
     from inrcore.settings import budget_progress

@@ -8,12 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from inrcore.skeleton.settings import CoverConfig, SkeletonConfig, SkeletonFieldConfig, TraceConfig
 
 from .helptext import add_command, add_output_switches
-from .options import add_setting_options
+from .options import add_setting_options, one_shape_settings
 from .overrides import overrides_from_set, put_override
 
 
@@ -72,23 +71,14 @@ def skeleton_overrides(args: argparse.Namespace) -> dict:
 
 def skeleton_command(args: argparse.Namespace) -> int:
     """`inr skeleton`: exit 0, 2 (bad input or settings) or 1 (the computation failed)."""
-    from inrcore.device import resolve_device
     from inrcore.errors import ConfigError, InrflowError, ShapeError
     from inrcore.settings import config_replace
 
-    try:
-        config = config_replace(SkeletonConfig(), skeleton_overrides(args), "inr skeleton")
-        resolve_device(config.device)
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-    except ConfigError as exc:
-        print(f"inr: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:  # CUDA asked for but absent
-        print(f"inr: --device {args.device}: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"inr: {args.out}: cannot create the output folder: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+    config, status = one_shape_settings(
+        lambda: config_replace(SkeletonConfig(), skeleton_overrides(args), "inr skeleton"),
+        lambda config: config.device, args)
+    if config is None:
+        return status
 
     from inrcore.settings import budget_progress
     from inrcore.skeleton.outputs import write_skeleton_files
