@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from inrcore.device import resolve_device
+from inrcore.fields.networks import FieldSpec, Params
 from inrcore.geometry.meshes import Normalisation
 from inrcore.sdf.training import FitResult
 from inrcore.skeleton.candidates import Candidates, coverage_axis_candidates, neural_candidates
@@ -64,14 +65,14 @@ def link_selected(candidates: Candidates, selected: np.ndarray, delta: float) ->
     return Skeleton(points, radii, links.edges, links.faces, links.isolated)
 
 
-def skeleton_candidates(shape: SkeletonInput, config: SkeletonConfig, fit: Optional[FitResult] = None,
+def skeleton_candidates(shape: SkeletonInput, config: SkeletonConfig, field: Optional[tuple[FieldSpec, Params]] = None,
                         bound: float = 1.0) -> Candidates:
-    """The candidates of `config.method`: traced in the fitted field (`fit`, needed for "neural")
-    or taken from the input by winding number ("coverage-axis")."""
+    """The candidates of `config.method`: traced in the fitted field (`field`: its spec and
+    parameters, needed for "neural") or taken from the input by winding number ("coverage-axis")."""
     if config.method == "neural":
-        if fit is None:
+        if field is None:
             raise ValueError("the neural method needs the fitted field")
-        return neural_candidates(fit.spec, fit.params, shape, config.trace, resolve_device(config.device), bound,
+        return neural_candidates(*field, shape, config.trace, resolve_device(config.device), bound,
                                  seed=config.field.seed)
     return coverage_axis_candidates(shape, config.trace, config.candidates, bound)
 
@@ -93,7 +94,7 @@ def skeleton_of_shape(path, config: SkeletonConfig, on_log: Optional[Callable[[d
         fit = fit_skeleton_field(shape.points, shape.normals, config.field, config.device, bound, on_log)
         seconds["field"] = time.perf_counter() - start
     start = time.perf_counter()
-    candidates = skeleton_candidates(shape, config, fit, bound)
+    candidates = skeleton_candidates(shape, config, None if fit is None else (fit.spec, fit.params), bound)
     seconds["candidates"] = time.perf_counter() - start
     check_candidates(candidates, shape.path)
     start = time.perf_counter()

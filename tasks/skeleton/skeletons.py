@@ -119,8 +119,6 @@ def trace_skeleton_candidates(shape_id: str, source: str, store_url: str, config
                               field: Optional[SkeletonPart] = None) -> SkeletonPart:
     """Surface samples and candidate balls (`inrcore.skeleton.candidates`): traced in the stored field
     (`field`, neural) or from the input by winding number (coverage-axis)."""
-    from inrcore.device import resolve_device
-    from inrcore.sdf.training import FitResult
     from inrcore.skeleton.skeletonise import check_candidates, skeleton_candidates
 
     start = time.perf_counter()
@@ -133,13 +131,9 @@ def trace_skeleton_candidates(shape_id: str, source: str, store_url: str, config
         return SkeletonPart(path=path, fingerprint=key, counts=done["counts"], reused=True,
                             seconds=time.perf_counter() - start)
     shape = input_of(source, config)
-    fit = None
-    if config.method == "neural":
-        if field is None:
-            raise ValueError("the neural method needs the skeleton-field stage's result")
-        spec, params = load_field(root, field.path)
-        fit = FitResult(spec=spec, params=params, steps=0, seconds=0.0, device=str(resolve_device(config.device)))
-    candidates = skeleton_candidates(shape, config, fit)
+    if config.method == "neural" and field is None:
+        raise ValueError("the neural method needs the skeleton-field stage's result")
+    candidates = skeleton_candidates(shape, config, load_field(root, field.path) if field is not None else None)
     check_candidates(candidates, source)
     counts = {"surface": int(len(candidates.surface)), "candidates": int(len(candidates.points)),
               "considered": int(candidates.considered)}
