@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from inrcore.fields.gradients import values_and_gradients
+from inrcore.geometry.metrics import nearest_neighbours
 from inrcore.skeleton.settings import TraceConfig
 
 
@@ -144,7 +145,4 @@ def radii_to_surface(points: np.ndarray, surface: np.ndarray) -> np.ndarray:
     """Distance from each point [K, 3] to the nearest surface sample [S, 3] -> [K]."""
     if len(points) == 0:
         return np.zeros(0)
-    from scipy.spatial import cKDTree
-
-    distance, _ = cKDTree(surface).query(points)
-    return np.asarray(distance, np.float64)
+    return nearest_neighbours(points, surface)[0]

@@ -25,6 +25,7 @@ from inrcore.device import resolve_device
 from inrcore.fields.build import network_for
 from inrcore.fields.gradients import field_of_network, gradient_of_field
 from inrcore.fields.networks import FieldModule
+from inrcore.geometry.metrics import nearest_neighbours
 from inrcore.sdf.loop import StepLosses
 from inrcore.sdf.losses import eikonal_residual, normal_residual
 from inrcore.sdf.training import FitResult, run_steps
@@ -42,10 +43,8 @@ def learning_targets(queries: np.ndarray, points: np.ndarray, normals: np.ndarra
     Returns:
         d [Q] and ∇d [Q, 3], float32.
     """
-    from scipy.spatial import cKDTree
-
     queries = np.asarray(queries, np.float64).reshape(-1, 3)
-    distance, nearest = cKDTree(np.asarray(points, np.float64)).query(queries)
+    distance, nearest = nearest_neighbours(queries, np.asarray(points, np.float64))
     offset = queries - points[nearest]
     sign = np.where(np.einsum("ij,ij->i", offset, normals[nearest]) >= 0.0, 1.0, -1.0)
     safe = np.maximum(distance, 1e-12)[:, None]

@@ -171,6 +171,7 @@ def link_skeleton(shape_id: str, source: str, store_url: str, config: SkeletonCo
                   run_id: Optional[str] = None) -> SkeletonFiles:
     """Link the selected balls (`inrcore.skeleton.skeletonise.link_selected`) into the store, and write the
     skeleton's files into `<out_dir>/skeletons/<shape_id>/`; its figures go to the shape's MLflow run."""
+    from inrcore.sdf.fitshape import load_reference
     from inrcore.skeleton.candidates import Candidates
     from inrcore.skeleton.outputs import SKELETON_FILES, write_skeleton_files
     from inrcore.skeleton.skeletonise import link_selected, skeleton_figures
@@ -191,8 +192,7 @@ def link_skeleton(shape_id: str, source: str, store_url: str, config: SkeletonCo
     skeleton = link_selected(Candidates(surface, points, radii, 0), selected, config.cover.delta)
     metrics = {"method": config.method, **skeleton_figures(skeleton, cover, len(points), len(surface)),
                "normalisation": normalisation.to_dict(), "input": source}
-    shape = input_of(source, config)
-    write_skeleton_files(folder, skeleton, normalisation, metrics, shape.reference)
+    write_skeleton_files(folder, skeleton, normalisation, metrics, load_reference(source, normalisation))
     counts = {key_: metrics[key_] for key_ in ("balls", "edges", "faces", "components", "betti1", "isolated")}
     write_group(root, path, key, {"points": skeleton.points, "radii": skeleton.radii,
                                   "edges": np.asarray(skeleton.edges, np.int64),
