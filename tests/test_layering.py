@@ -32,6 +32,7 @@ ALLOWED = {
     "sdf": {BASE, "geometry", "fields", "queries", "sdf"},
     "nerf": {BASE, "geometry", "nerf"},
     "skeleton": {BASE, "geometry", "fields", "queries", "sdf", "skeleton"},
+    "shapespace": {BASE, "geometry", "fields", "queries", "sdf", "shapespace"},
 }
 MAX_LINES = 420
 

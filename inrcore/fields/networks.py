@@ -16,7 +16,7 @@ import abc
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Mapping, Union
+from typing import Callable, ClassVar, Mapping, Optional, Union
 
 import torch
 from torch import nn
@@ -28,6 +28,7 @@ class LayerSpec:
 
     kinds: "dense" (in_features -> out_features), "sine" (sin(omega x)), "relu",
     "softplus" (log(1 + exp(beta x)) / beta), "elu" (x for x > 0, alpha (exp(x) - 1) otherwise),
+    "tanh" (the DeepSDF decoder's last layer),
     "fourier" (x -> [x, sin(2^k pi x),
     cos(2^k pi x) for k < frequencies], 3 -> 3 + 6 frequencies), "concat_input" ([x, e] / sqrt 2
     where e is the network's encoded input, i.e. the output of a leading fourier layer or the
@@ -191,6 +192,10 @@ def _elu(layer: LayerSpec, index: int, params: Params, x: torch.Tensor) -> torch
     return torch.nn.functional.elu(x, alpha=layer.alpha)
 
 
+def _tanh(layer: LayerSpec, index: int, params: Params, x: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(x)
+
+
 def fourier_features(x: torch.Tensor, frequencies: int) -> torch.Tensor:
     """Positional encoding: [..., d] -> [..., d + 2 d frequencies] as [x, sin(2^k pi x)..., cos(2^k pi x)...]."""
     if frequencies == 0:
@@ -223,18 +228,22 @@ EXACT_RULES: dict[str, Callable[[LayerSpec, int, Params, torch.Tensor], torch.Te
     "relu": _relu,
     "softplus": _softplus,
     "elu": _elu,
+    "tanh": _tanh,
     "fourier": _fourier,
 }
 LAYER_KINDS = frozenset(EXACT_RULES) | {"concat_input"}
 
 
-def evaluate_network(spec: NetworkSpec, params: Params, x: torch.Tensor) -> torch.Tensor:
+def evaluate_network(spec: NetworkSpec, params: Params, x: torch.Tensor,
+                     after_activation: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> torch.Tensor:
     """Exact forward pass.
 
     Args:
         spec: the layer list.
         params: tensors named "<index>_weight" / "<index>_bias".
         x: inputs [..., in_features].
+        after_activation: applied to the output of every activation layer (training-time dropout
+            of the DeepSDF decoder); None for the plain network.
     Returns:
         outputs [..., out_features].
     """
@@ -246,6 +255,8 @@ def evaluate_network(spec: NetworkSpec, params: Params, x: torch.Tensor) -> torc
         x = EXACT_RULES[layer.kind](layer, index, params, x)
         if layer.kind == "fourier" and index == 0:
             encoded = x
+        elif after_activation is not None and layer.kind not in ("dense", "fourier"):
+            x = after_activation(x)
     return x
 
 

@@ -281,6 +281,31 @@ def elu_linearisation(lower: torch.Tensor, upper: torch.Tensor, scale: float) ->
     return alpha, (g_max + g_min) / 2, (g_max - g_min) / 2
 
 
+def tanh_linearisation(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(alpha, beta, gamma) [..., d] for tanh over [lower, upper].
+
+    alpha is the secant slope (the derivative at the centre on a degenerate interval). g(x) =
+    tanh x - alpha x is smooth with g' = 1 - tanh² x - alpha, zero at x = ±atanh(sqrt(1 - alpha)),
+    so the extremes of g lie among the endpoints and those two points when inside: [min g, max g]
+    is exact. beta, gamma are its middle and half-width.
+    """
+    f_lo, f_hi = torch.tanh(lower), torch.tanh(upper)
+    width = upper - lower
+    narrow = width <= 1e-9 * (1.0 + lower.abs())
+    centre = (lower + upper) / 2
+    slope_at_centre = 1.0 - torch.tanh(centre) ** 2
+    alpha = torch.where(narrow, slope_at_centre, (f_hi - f_lo) / torch.where(narrow, torch.ones_like(width), width))
+    g = lambda x: torch.tanh(x) - alpha * x  # noqa: E731
+    eps = torch.finfo(lower.dtype).eps
+    root = torch.atanh(torch.sqrt((1.0 - alpha).clamp(min=0.0, max=1.0 - eps)))
+    candidates = [(g(lower), torch.ones_like(narrow)), (g(upper), torch.ones_like(narrow)),
+                  (g(root), (root >= lower) & (root <= upper)), (g(-root), (-root >= lower) & (-root <= upper))]
+    inf = torch.full_like(lower, math.inf)
+    g_min = torch.stack([torch.where(ok, value, inf) for value, ok in candidates]).amin(0)
+    g_max = torch.stack([torch.where(ok, value, -inf) for value, ok in candidates]).amax(0)
+    return alpha, (g_max + g_min) / 2, (g_max - g_min) / 2
+
+
 def scale_form(form: AffineForm, factor: float) -> AffineForm:
     error = None if form.error is None else form.error * abs(factor)
     return AffineForm(form.centre * factor, form.coeffs * factor, error)

@@ -30,6 +30,7 @@ from inrcore.queries.arithmetic import (
     form_from_box,
     interval_of,
     relu_linearisation,
+    tanh_linearisation,
     scale_form,
     sine_bounds,
     sine_linearisation,
@@ -40,7 +41,7 @@ from inrcore.queries.arithmetic import (
 POSITIVE = 1
 NEGATIVE = -1
 UNKNOWN = 0
-NONLINEAR_KINDS = frozenset({"sine", "relu", "softplus", "elu", "fourier"})
+NONLINEAR_KINDS = frozenset({"sine", "relu", "softplus", "elu", "tanh", "fourier"})
 
 
 def _times_weight(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -92,6 +93,10 @@ def _interval_elu(layer: LayerSpec, index: int, params: Params, value: Interval)
     return elu(value[0], alpha=layer.alpha), elu(value[1], alpha=layer.alpha)
 
 
+def _interval_tanh(layer: LayerSpec, index: int, params: Params, value: Interval) -> Interval:
+    return torch.tanh(value[0]), torch.tanh(value[1])  # increasing
+
+
 def _interval_fourier(layer: LayerSpec, index: int, params: Params, value: Interval) -> Interval:
     """[x, sin(2^k pi x)..., cos(2^k pi x)...] on intervals (scales are positive)."""
     lower, upper = value
@@ -110,6 +115,7 @@ INTERVAL_RULES: dict[str, Callable[[LayerSpec, int, Params, Interval], Interval]
     "relu": _interval_relu,
     "softplus": _interval_softplus,
     "elu": _interval_elu,
+    "tanh": _interval_tanh,
     "fourier": _interval_fourier,
 }
 
@@ -168,6 +174,11 @@ def _affine_elu(layer: LayerSpec, index: int, params: Params, form: AffineForm,
     return apply_linearisation(form, *elu_linearisation(*interval_of(form), layer.alpha), max_symbols)
 
 
+def _affine_tanh(layer: LayerSpec, index: int, params: Params, form: AffineForm,
+                 max_symbols: Optional[int] = None) -> AffineForm:
+    return apply_linearisation(form, *tanh_linearisation(*interval_of(form)), max_symbols)
+
+
 def _affine_fourier(layer: LayerSpec, index: int, params: Params, form: AffineForm,
                     max_symbols: Optional[int] = None) -> AffineForm:
     """x passes through; 2^k pi x is linear; sin and cos each add their own new symbols (few: 6 d
@@ -190,6 +201,7 @@ AFFINE_RULES: dict[str, Callable[..., AffineForm]] = {
     "relu": _affine_relu,
     "softplus": _affine_softplus,
     "elu": _affine_elu,
+    "tanh": _affine_tanh,
     "fourier": _affine_fourier,
 }
 

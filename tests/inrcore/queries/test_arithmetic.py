@@ -89,7 +89,7 @@ def _single_layer(kind):
     layer = {"sine": LayerSpec("sine", omega=3.0), "relu": LayerSpec("relu"),
              "softplus": LayerSpec("softplus", beta=10.0), "softplus100": LayerSpec("softplus", beta=100.0),
              "elu": LayerSpec("elu"), "elu_half": LayerSpec("elu", alpha=0.5), "elu_two": LayerSpec("elu", alpha=2.0),
-             "fourier": LayerSpec("fourier", frequencies=3), "concat_input": LayerSpec("concat_input")}[kind]
+             "tanh": LayerSpec("tanh"), "fourier": LayerSpec("fourier", frequencies=3), "concat_input": LayerSpec("concat_input")}[kind]
     return (layer,), {}
 
 
@@ -132,7 +132,7 @@ boxes = dict(seed=st.integers(0, 10**6), scale=st.sampled_from([1e-3, 0.05, 0.3,
 
 @pytest.mark.parametrize("mode", ["interval", "affine"])
 @pytest.mark.parametrize("kind", ["dense", "sine", "relu", "softplus", "softplus100", "elu", "elu_half", "elu_two",
-                                  "fourier", "concat_input"])
+                                  "tanh", "fourier", "concat_input"])
 @QUICK
 @given(**boxes)
 def test_single_layers_are_sound(kind, mode, seed, scale, k):
@@ -238,6 +238,27 @@ def test_elu_linearisation_by_hand():
     # On [0.5, 2] elu is the identity: exact, no error.
     alpha, beta, gamma = elu_linearisation(torch.tensor([0.5], dtype=D), torch.tensor([2.0], dtype=D), 1.0)
     assert (alpha.item(), beta.item(), gamma.item()) == pytest.approx((1.0, 0.0, 0.0))
+
+
+def test_tanh_linearisation_by_hand():
+    # tanh over [-1, 1]: secant slope s = tanh 1; g = tanh x - s x is 0 at both ends and extreme at
+    # x* = atanh(sqrt(1 - s)), g(x*) = sqrt(1 - s) - s x* (max), odd, so beta = 0, gamma = g(x*).
+    from inrcore.queries.arithmetic import tanh_linearisation
+
+    s = math.tanh(1.0)
+    x_star = math.atanh(math.sqrt(1 - s))
+    g_star = math.tanh(x_star) - s * x_star
+    alpha, beta, gamma = tanh_linearisation(torch.tensor([-1.0], dtype=D), torch.tensor([1.0], dtype=D))
+    assert alpha.item() == pytest.approx(s)
+    assert beta.item() == pytest.approx(0.0, abs=1e-12)
+    assert gamma.item() == pytest.approx(g_star)
+    # On [0.5, 2] (concave): the roots lie outside but for x*, g_max at x*, g_min at the ends (equal).
+    s = (math.tanh(2.0) - math.tanh(0.5)) / 1.5
+    x_star = math.atanh(math.sqrt(1 - s))
+    g_ends = math.tanh(0.5) - s * 0.5
+    alpha, beta, gamma = tanh_linearisation(torch.tensor([0.5], dtype=D), torch.tensor([2.0], dtype=D))
+    g_max = math.tanh(x_star) - s * x_star
+    assert (alpha.item(), beta.item(), gamma.item()) == pytest.approx((s, (g_max + g_ends) / 2, (g_max - g_ends) / 2))
 
 
 @QUICK

@@ -1,0 +1,229 @@
+"""Settings of learned shape spaces: the procedural collection, DeepSDF samples, the auto-decoder,
+code fitting, partial scans, the Occupancy Network and the `shapespace` collection flow.
+
+Lengths are in the normalised frame every shape is moved to first: the bounding box centred at
+the origin, its longest side spanning [-extent, extent] (0.9 by default, as the SDF flow), so
+points live in [-1, 1]^3. The defaults are sized for two CPU cores and the tests; the papers'
+sizes are given beside each field (and `DecoderConfig.paper()`, `OccNetConfig.paper()`) for a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Literal, Optional
+
+from pydantic import Field
+
+from inrcore.geometry.settings import MetricsConfig
+from inrcore.settings import (
+    Count,
+    CountOrZero,
+    DeviceName,
+    Flag,
+    Fraction,
+    Integer,
+    Number,
+    Numbers,
+    OpenFraction,
+    PositiveNumber,
+    RegistryAlias,
+    settings_class,
+)
+
+
+FAMILIES = ("chair", "table", "lamp", "mug", "airplane")
+Family = Literal["chair", "table", "lamp", "mug", "airplane"]
+
+
+@settings_class
+class GeneratorConfig:
+    """The procedural collection (`inrcore.shapespace.procedural`): `per_family` shapes of each family,
+    parametric primitives joined by manifold3d booleans (watertight by construction), a seeded
+    `test_fraction` of each family held out."""
+
+    families: tuple[Family, ...] = ("chair", "table", "mug")
+    per_family: Count = 34
+    test_fraction: OpenFraction = 0.2
+    seed: Integer = 0
+
+
+@settings_class
+class DeepSdfSamplingConfig:
+    """DeepSDF's training samples of one shape (`inrcore.shapespace.samples`).
+
+    `near_fraction` of the `n_samples` points are surface points moved by Gaussian noise of
+    variance `variances[0]` or `variances[1]` (half each; the authors: 47/50 of 500k points,
+    variances 0.005 and 0.0005), the rest uniform in [-1, 1]^3; signs from the generalised winding
+    number (`inrcore.geometry.sampling.signed_distance`). Also `n_surface` oriented surface points
+    (for metrics, partial scans and the occupancy network's input clouds) and `n_occupancy`
+    uniform points in the box padded by `padding` with inside/outside labels (occupancy training
+    and IoU).
+    """
+
+    n_samples: Count = 50_000
+    near_fraction: Fraction = 0.94
+    variances: Numbers = (0.005, 0.0005)
+    n_surface: Count = 20_000
+    n_occupancy: Count = 50_000
+    padding: Number = 0.1
+    extent: Fraction = 0.9
+    seed: Integer = 0
+
+
+@settings_class
+class DecoderConfig:
+    """The auto-decoder's network (Park et al. 2019): `layers` dense layers of `width` with ReLU, the
+    latent code and the coordinates fed in again before layer `skip_at` (the authors: 8 × 512, at 4),
+    weight normalisation and dropout `dropout` on every hidden layer, a final tanh. Defaults are a
+    smaller network for two CPU cores; `DecoderConfig.paper()` is the authors' size."""
+
+    latent: Count = 64
+    width: Count = 128
+    layers: Count = 8
+    skip_at: CountOrZero = 4
+    dropout: Number = 0.0
+    weight_norm: Flag = True
+
+    @staticmethod
+    def paper() -> "DecoderConfig":
+        return DecoderConfig(latent=256, width=512, layers=8, skip_at=4, dropout=0.2, weight_norm=True)
+
+
+@settings_class
+class AutoDecoderConfig:
+    """Training the decoder and one code per shape (`inrcore.shapespace.autodecoder`).
+
+    Each step takes `shapes_per_batch` shapes and `samples_per_shape` of their samples (half with
+    positive, half with negative distance when both exist); loss = mean L1 between the clamped
+    prediction and the clamped target (`clamp`, the authors 0.1) + code_reg · min(1, epoch /
+    code_reg_ramp) · mean ‖z‖ over the batch's codes (the authors' sum of ‖z‖ over the samples
+    divided by their number). Adam with `lr_decoder` and `lr_codes`
+    (the authors 5e-4 and 1e-3), both multiplied by `lr_factor` every `lr_every` epochs (the authors:
+    0.5 every 500 of 2,001 epochs). Codes start N(0, code_init_std²) and are kept within `code_max_norm`.
+    An epoch is one pass over the training shapes. `seconds` stops earlier when given.
+    """
+
+    decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
+    epochs: Count = 400
+    seconds: Optional[PositiveNumber] = None
+    shapes_per_batch: Count = 16
+    samples_per_shape: Count = 2048
+    lr_decoder: PositiveNumber = 5e-4
+    lr_codes: PositiveNumber = 1e-3
+    lr_every: Count = 150
+    lr_factor: OpenFraction = 0.5
+    clamp: PositiveNumber = 0.1
+    code_reg: Number = 1e-4
+    code_reg_ramp: Count = 100
+    code_init_std: PositiveNumber = 0.01
+    code_max_norm: PositiveNumber = 1.0
+    seed: Integer = 0
+    log_every: Count = 10
+
+
+@settings_class
+class CodeFitConfig:
+    """Reconstruction by code optimisation with the decoder frozen (the authors: 800 steps, Adam lr
+    5e-3 divided by 10 at step 400, 8,000 samples per step, init N(0, 0.01²), penalty 1e-4 · mean z²).
+    `free_space` weighs the hinge max(0, -prediction) on points only known to be outside (scans)."""
+
+    steps: Count = 800
+    seconds: Optional[PositiveNumber] = None
+    lr: PositiveNumber = 5e-3
+    drop_at: OpenFraction = 0.5
+    drop_factor: OpenFraction = 0.1
+    samples: Count = 8000
+    init_std: PositiveNumber = 0.01
+    code_reg: Number = 1e-4
+    clamp: PositiveNumber = 0.1
+    free_space: Number = 1.0
+    seed: Integer = 0
+
+
+@settings_class
+class ScanConfig:
+    """One depth image of a shape and the samples made from it (`inrcore.shapespace.scans`).
+
+    A pinhole camera `distance` from the origin (normalised frame), looking at it from a seeded
+    azimuth with elevation in `elevation_deg`, `resolution`² pixels over `fov_deg`; Gaussian depth
+    noise of standard deviation `noise` (α). Per hit: the surface point (distance 0), one point
+    `offset` in front of and one behind it along the ray (distance ±offset·|n·d| with n the
+    surface normal estimated from the depth image, d the ray), and `free_per_ray` points uniform
+    along the ray between `near` and the hit minus `free_margin`, known only to be outside.
+
+    noise: α, the standard deviation of the depth noise in normalised units (the seed's figure:
+    0, 0.01, 0.02, 0.03, 0.05).
+    """
+
+    resolution: Count = 128
+    fov_deg: PositiveNumber = 45.0
+    distance: PositiveNumber = 2.5
+    elevation_deg: Numbers = (10.0, 45.0)
+    noise: Annotated[Number, Field(ge=0)] = 0.0
+    offset: PositiveNumber = 0.02
+    free_per_ray: CountOrZero = 1
+    free_margin: PositiveNumber = 0.05
+    seed: Integer = 0
+
+
+@settings_class
+class OccNetConfig:
+    """The Occupancy Network (Mescheder et al. 2019, `inrcore.shapespace.occnet`): a PointNet encoder
+    with residual blocks over `n_points` surface points with Gaussian noise `noise` (the authors: 300,
+    0.005), features `hidden` and code `code` (the authors 512, 512); a decoder of `blocks` residual
+    blocks of `decoder_hidden` with conditional batch normalisation (the authors 5 of 256); binary
+    cross-entropy on logits at `n_query` points per shape uniform in the box padded by the samples'
+    padding; Adam `lr` (the authors 1e-4, batch 64). Meshing by MISE at `threshold` (0.2)."""
+
+    n_points: Count = 300
+    noise: Annotated[Number, Field(ge=0)] = 0.005
+    hidden: Count = 128
+    code: Count = 128
+    decoder_hidden: Count = 128
+    blocks: Count = 5
+    steps: Count = 3000
+    seconds: Optional[PositiveNumber] = None
+    batch: Count = 16
+    n_query: Count = 2048
+    lr: PositiveNumber = 1e-4
+    threshold: OpenFraction = 0.2
+    seed: Integer = 0
+    log_every: Count = 50
+
+    @staticmethod
+    def paper() -> "OccNetConfig":
+        return OccNetConfig(hidden=512, code=512, decoder_hidden=256, blocks=5, batch=64)
+
+
+@settings_class
+class ShapeMeshConfig:
+    """Meshing members of a shape space: MISE (`inrcore.queries.mise`) from `start`³ cells refined
+    `levels` times (resolution start · 2^levels), or dense marching cubes at that resolution."""
+
+    method: Literal["mise", "dense"] = "mise"
+    start: Count = 32
+    levels: CountOrZero = 2
+    bound: PositiveNumber = 1.0
+
+
+@settings_class
+class ShapeSpaceConfig:
+    """The `shapespace` section of a manifest: the collection flow's settings.
+
+    `interpolations` pairs of training shapes are interpolated in `interpolation_steps` steps;
+    `noise_levels` are the completion's depth-noise levels α (the seed's figure).
+    """
+
+    sampling: DeepSdfSamplingConfig = dataclasses.field(default_factory=DeepSdfSamplingConfig)
+    training: AutoDecoderConfig = dataclasses.field(default_factory=AutoDecoderConfig)
+    fitting: CodeFitConfig = dataclasses.field(default_factory=CodeFitConfig)
+    scan: ScanConfig = dataclasses.field(default_factory=ScanConfig)
+    noise_levels: Numbers = (0.0, 0.01, 0.02, 0.03, 0.05)
+    occnet: OccNetConfig = dataclasses.field(default_factory=OccNetConfig)
+    occnet_enabled: Flag = True
+    mesh: ShapeMeshConfig = dataclasses.field(default_factory=ShapeMeshConfig)
+    metrics: MetricsConfig = dataclasses.field(default_factory=lambda: MetricsConfig(n_points=30_000))
+    interpolations: CountOrZero = 1
+    interpolation_steps: Count = 5
+    alias: RegistryAlias = "latest"
+    device: DeviceName = "auto"
