@@ -6,7 +6,7 @@ A manifest is a mapping, read from a YAML file by `read_manifest` (or made for a
     description: three small meshes  # optional
     shapes:                          # file paths relative to the manifest, or {id, path}
       - meshes/bunny.obj
-      - {id: cow, path: meshes/cow.obj}
+      - {id: cow, path: meshes/cow.obj, split: test, family: animal}  # split: train (default) or test
     glob: meshes/*.ply               # optional, a pattern or a list of patterns
     config:                          # optional overrides of CollectionConfig (the SDF flow)
       training: {steps: 1500}
@@ -14,6 +14,15 @@ A manifest is a mapping, read from a YAML file by `read_manifest` (or made for a
     nerf:                            # optional overrides of NerfPipelineConfig (the NeRF flow)
       scene: {size: 100}
       training: {model: ngp, seconds: 600}
+    shapespace:                      # optional overrides of ShapeSpaceConfig (the shape-space flow)
+      training: {seconds: 1200}
+    generator: {...}                 # informational: how `inr generate` made the collection
+
+Splits matter to the shape-space flow (it learns from "train" and reconstructs "test"); the other
+flows use every shape. A folder is read recursively when it holds no shape file itself (ShapeNet-like
+layouts, `<category>/<model>/models/model_normalized.obj` or `<category>/<model>.obj`): ids come from
+the relative path, and a model listed in a `test.lst` beside it (the Occupancy Networks layout) is a
+test shape; without such lists a fifth of the shapes, chosen by a hash of their id, are.
 
 Shapes are mesh files (MESH_SUFFIXES) or oriented point clouds (.xyz, .npz, and .ply files
 without faces; see `inrcore.sdf.fitshape`). A listed file that is missing is not a manifest error: it fails that shape alone, so the
@@ -24,6 +33,7 @@ rest of the collection still runs. For the NeRF flow an entry may also be a scen
 from __future__ import annotations
 
 import glob as globlib
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +45,7 @@ from inrcore.errors import ConfigError
 from inrcore.geometry.pointclouds import POINT_SUFFIXES
 from inrcore.nerf.settings import NerfPipelineConfig
 from inrcore.settings import config_from_dict
+from inrcore.shapespace.settings import ShapeSpaceConfig
 from inrcore.skeleton.settings import CollectionConfig
 
 
@@ -42,10 +53,15 @@ MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb")
 SHAPE_SUFFIXES = MESH_SUFFIXES + tuple(s for s in POINT_SUFFIXES if s not in MESH_SUFFIXES)
 
 
+SPLITS = ("train", "test")
+
+
 @dataclass(frozen=True)
 class ShapeEntry:
     shape_id: str
     path: str
+    split: str = "train"
+    family: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,11 +70,17 @@ class DatasetManifest:
     shapes: tuple[ShapeEntry, ...]
     config: CollectionConfig = field(default_factory=CollectionConfig)
     nerf: NerfPipelineConfig = field(default_factory=NerfPipelineConfig)
+    shapespace: ShapeSpaceConfig = field(default_factory=ShapeSpaceConfig)
     description: str = ""
     source: str = ""
 
+    def split(self, name: str) -> tuple[ShapeEntry, ...]:
+        """The shapes of split `name` ("train" or "test"), in manifest order."""
+        return tuple(s for s in self.shapes if s.split == name)
+
 
 _ID = re.compile(r"[^A-Za-z0-9_-]+")
+ENTRY_KEYS = frozenset({"id", "path", "split", "family"})
 
 
 def shape_id_for(path: str) -> str:
@@ -70,7 +92,7 @@ def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = Non
     """Validate a manifest mapping; paths are resolved against `base_dir` (default: source's folder)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: a manifest must be a mapping with 'name' and 'shapes' or 'glob'")
-    allowed = {"name", "description", "shapes", "glob", "config", "nerf"}
+    allowed = {"name", "description", "shapes", "glob", "config", "nerf", "shapespace", "generator"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}; expected some of {', '.join(sorted(allowed))}")
@@ -86,13 +108,19 @@ def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = Non
     for i, item in enumerate(shapes):
         if isinstance(item, str):
             entries.append(ShapeEntry(shape_id_for(item), str(_resolve(base, item))))
-        elif isinstance(item, Mapping) and isinstance(item.get("path"), str) and set(item) <= {"id", "path"}:
+        elif isinstance(item, Mapping) and isinstance(item.get("path"), str) and set(item) <= ENTRY_KEYS:
             shape_id = item.get("id", shape_id_for(item["path"]))
             if not isinstance(shape_id, str) or _ID.search(shape_id) or not shape_id:
                 raise ConfigError(f"{source}: shapes[{i}].id must use letters, digits, '_' or '-', got {shape_id!r}")
-            entries.append(ShapeEntry(shape_id, str(_resolve(base, item["path"]))))
+            split, family = item.get("split", "train"), item.get("family", "")
+            if split not in SPLITS:
+                raise ConfigError(f"{source}: shapes[{i}].split must be one of {', '.join(SPLITS)}, got {split!r}")
+            if not isinstance(family, str):
+                raise ConfigError(f"{source}: shapes[{i}].family must be text, got {family!r}")
+            entries.append(ShapeEntry(shape_id, str(_resolve(base, item["path"])), split, family))
         else:
-            raise ConfigError(f"{source}: shapes[{i}] must be a path or a mapping with 'path' (and optional 'id'), got {item!r}")
+            raise ConfigError(f"{source}: shapes[{i}] must be a path or a mapping with 'path' (and optional "
+                              f"{', '.join(sorted(ENTRY_KEYS - {'path'}))}), got {item!r}")
 
     patterns = data.get("glob") or []
     if isinstance(patterns, str):
@@ -118,10 +146,12 @@ def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = Non
 
     config = config_from_dict(CollectionConfig, data.get("config"), f"{source}: config")
     nerf = config_from_dict(NerfPipelineConfig, nerf_section_of(data.get("nerf")), f"{source}: nerf")
+    shapespace = config_from_dict(ShapeSpaceConfig, data.get("shapespace"), f"{source}: shapespace")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(f"{source}: 'description' must be text")
-    return DatasetManifest(name=name, shapes=tuple(entries), config=config, nerf=nerf, description=description, source=str(source))
+    return DatasetManifest(name=name, shapes=tuple(entries), config=config, nerf=nerf, shapespace=shapespace,
+                           description=description, source=str(source))
 
 
 def nerf_section_of(section):
@@ -137,15 +167,50 @@ def nerf_section_of(section):
 
 
 def manifest_for_folder(folder: str | Path) -> DatasetManifest:
-    """A manifest of every mesh and point-cloud file directly in `folder`, named after the folder."""
+    """A manifest of every mesh and point-cloud file directly in `folder`, named after the folder; a
+    folder with no such file is searched recursively (`shapes_in_tree`)."""
     folder = Path(folder)
     patterns = [f"*{suffix}" for suffix in SHAPE_SUFFIXES]
     present = [p for p in patterns if any(folder.glob(p))]
-    if not present:
-        raise ConfigError(f"{folder}: the folder holds no mesh or point-cloud file ({', '.join(SHAPE_SUFFIXES)})")
     name = _ID.sub("_", folder.resolve().name).strip("_") or "collection"
+    if not present:
+        shapes = shapes_in_tree(folder)
+        if not shapes:
+            raise ConfigError(f"{folder}: the folder holds no mesh or point-cloud file ({', '.join(SHAPE_SUFFIXES)}), "
+                              "nor do its subfolders")
+        return manifest_from_dict({"name": name, "shapes": shapes}, source=str(folder), base_dir=folder)
     return manifest_from_dict({"name": name, "glob": present},
                               source=str(folder), base_dir=folder)
+
+
+def shapes_in_tree(folder: Path) -> list[dict]:
+    """Manifest entries for every shape file below `folder`, ShapeNet-like: the id is the relative
+    path with "models/model_normalized" (ShapeNet v2's file) dropped, joined by '_'; the split is
+    "test" when the model's folder or file stem is listed in a `test.lst` file in any folder above
+    it (below `folder`), else a fifth of the ids by hash (`hash_split`)."""
+    entries = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SHAPE_SUFFIXES):
+        relative = path.relative_to(folder)
+        parts = list(relative.with_suffix("").parts)
+        if parts[-2:] == ["models", "model_normalized"]:
+            parts = parts[:-2]
+        shape_id = _ID.sub("_", "_".join(parts)).strip("_") or "shape"
+        listed = None
+        for parent in relative.parents:
+            lst = folder / parent / "test.lst"
+            if lst.is_file():
+                names = set(lst.read_text().split())
+                listed = parts[-1] in names or relative.parts[len(parent.parts)] in names
+                break
+        split = ("test" if listed else "train") if listed is not None else hash_split(shape_id)
+        entries.append({"id": shape_id, "path": str(relative), "split": split, "family": parts[0] if len(parts) > 1 else ""})
+    return entries
+
+
+def hash_split(shape_id: str, test_fraction: float = 0.2) -> str:
+    """"test" for about `test_fraction` of ids, chosen by a hash of the id (stable across runs and machines)."""
+    digest = int(hashlib.sha1(shape_id.encode()).hexdigest()[:8], 16)
+    return "test" if digest / 2**32 < test_fraction else "train"
 
 
 def _resolve(base: Path, path: str) -> Path:

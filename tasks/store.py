@@ -64,3 +64,19 @@ def volume_sdf_of(group: zarr.Group, n_surface: int) -> Optional[np.ndarray]:
     they give None, so training uses no distances. See `inrcore.geometry.sampling.known_distances`.
     """
     return known_distances(np.asarray(group["sdf"][n_surface:]))
+
+
+def write_group(root, path: str, key: str, arrays: dict[str, np.ndarray], attrs: dict) -> None:
+    """A fresh group of arrays, marked finished last; removed again if anything fails."""
+    try:
+        group = fresh_group(root, path)
+        for name, data in arrays.items():
+            group.create_array(name, shape=data.shape, dtype=data.dtype)[...] = data
+        mark_finished(group, key, attrs)
+    except BaseException:
+        remove_group(root, path)
+        raise
+
+
+def read_arrays(root, path: str, names: tuple[str, ...]) -> list[np.ndarray]:
+    return [np.asarray(root[path][name][...]) for name in names]

@@ -30,7 +30,7 @@ from inrcore.skeleton.settings import SkeletonConfig
 from .. import registry
 from ..options import retry_unless_bad_input
 from ..results import StageResult
-from ..store import finished_attrs, fresh_group, mark_finished, open_store, remove_group
+from ..store import finished_attrs, open_store, read_arrays, write_group
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,22 +52,6 @@ class SkeletonFiles(SkeletonPart):
 
 def group_path(shape_id: str, part: str) -> str:
     return f"skeletons/{shape_id}/{part}"
-
-
-def write_group(root, path: str, key: str, arrays: dict[str, np.ndarray], attrs: dict) -> None:
-    """A fresh group of arrays, marked finished last; removed again if anything fails."""
-    try:
-        group = fresh_group(root, path)
-        for name, data in arrays.items():
-            group.create_array(name, shape=data.shape, dtype=data.dtype)[...] = data
-        mark_finished(group, key, attrs)
-    except BaseException:
-        remove_group(root, path)
-        raise
-
-
-def read_arrays(root, path: str, names: tuple[str, ...]) -> list[np.ndarray]:
-    return [np.asarray(root[path][name][...]) for name in names]
 
 
 def source_fingerprint(source: str) -> Optional[str]:

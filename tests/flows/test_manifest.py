@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.manifest import manifest_for_folder, manifest_from_dict, read_manifest, shape_id_for
+from flows.manifest import hash_split, manifest_for_folder, manifest_from_dict, read_manifest, shape_id_for
 from inrcore.errors import ConfigError
 
 
@@ -56,8 +56,45 @@ def test_folder_manifest(tmp_path):
     m = manifest_for_folder(tmp_path / "shapes")
     assert m.name == "shapes"
     assert sorted(s.shape_id for s in m.shapes) == ["cow", "teapot"]
-    with pytest.raises(ConfigError, match="holds no mesh or point-cloud file"):
-        manifest_for_folder(tmp_path)
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="holds no mesh or point-cloud file .* nor do its subfolders"):
+        manifest_for_folder(tmp_path / "empty")
+
+
+def test_shapenet_like_folders_are_read_recursively_with_their_test_lists(tmp_path):
+    root = tmp_path / "ShapeNet"
+    for model in ("1a2b", "3c4d", "5e6f"):
+        touch(root / "03001627" / model / "models" / "model_normalized.obj")
+    touch(root / "04379243" / "tbl1.obj")
+    (root / "03001627" / "test.lst").write_text("3c4d\n")
+    m = manifest_for_folder(root)
+    got = {(s.shape_id, s.split, s.family) for s in m.shapes}
+    assert got == {("03001627_1a2b", "train", "03001627"), ("03001627_3c4d", "test", "03001627"),
+                   ("03001627_5e6f", "train", "03001627"),
+                   ("04379243_tbl1", hash_split("04379243_tbl1"), "04379243")}
+    assert [s.shape_id for s in m.split("test")][0] == "03001627_3c4d"
+
+
+def test_hash_split_is_stable_and_about_a_fifth():
+    ids = [f"shape_{i}" for i in range(2000)]
+    tests = [i for i in ids if hash_split(i) == "test"]
+    assert 0.17 < len(tests) / len(ids) < 0.23
+    assert tests == [i for i in ids if hash_split(i) == "test"]
+
+
+def test_splits_and_families_in_a_manifest(tmp_path):
+    touch(tmp_path / "a.obj")
+    touch(tmp_path / "b.obj")
+    m = manifest_from_dict({"name": "s", "shapes": [{"path": "a.obj", "split": "test", "family": "mug"}, "b.obj"],
+                            "generator": {"seed": 0}, "shapespace": {"training": {"epochs": 3}}},
+                           source=str(tmp_path / "m.yaml"))
+    assert [(s.shape_id, s.split, s.family) for s in m.shapes] == [("a", "test", "mug"), ("b", "train", "")]
+    assert m.shapespace.training.epochs == 3
+    with pytest.raises(ConfigError, match=r"shapes\[0\]\.split must be one of train, test, got 'val'"):
+        manifest_from_dict({"name": "s", "shapes": [{"path": "a.obj", "split": "val"}]}, source=str(tmp_path / "m.yaml"))
+    with pytest.raises(ConfigError, match="shapespace"):
+        manifest_from_dict({"name": "s", "shapes": ["a.obj"], "shapespace": {"training": {"epochs": -1}}},
+                           source=str(tmp_path / "m.yaml"))
 
 
 def test_shape_ids_are_safe():

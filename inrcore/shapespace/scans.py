@@ -1,0 +1,290 @@
+"""Partial scans: one depth image of a shape ray-cast from a seeded viewpoint, and the SDF samples made
+from it for completing the shape by code optimisation (DeepSDF's shape completion).
+
+The scheme (the paper does not give its distances; ours are `ScanConfig`'s fields):
+
+- The camera. A pinhole `distance` from the origin of the normalised frame, looking at the origin from
+  azimuth uniform in [0, 360) and elevation uniform in `elevation_deg` (`inrcore.geometry.cameras.
+  camera_axes`: y is up, azimuth turns from +z towards +x, elevation 90 looks straight down -y).
+  `resolution`² pixels share the field of view `fov_deg` (horizontal = vertical); each pixel's ray goes
+  through its centre. The first hit along each ray comes from trimesh's ray intersector (embree
+  when embreex is installed, trimesh's own otherwise); its depth is the ray parameter t (distance
+  along the unit ray, not the z-depth). Gaussian noise of standard deviation `noise` (α) is added to
+  the depth of every hit, so the back-projected points move along their rays.
+- The normals. From the depth image alone, as a real scanner would: at every hit pixel the
+  back-projected points of the neighbours along each image axis give a tangent (a difference
+  weighted for uneven steps, or the shorter one-sided step where the steps differ by more than
+  `STEP_RATIO`, so a pixel beside a silhouette or an occlusion still gets a tangent from the surface
+  it belongs to), the normal is the tangents' cross product turned towards
+  the camera. Undefined (NaN) where an axis has no hit neighbour or the estimated surface is seen at
+  a grazing angle (|n·d| below `GRAZING_COS`, mostly tangents across a depth jump).
+- The samples. Per hit pixel with a normal: the surface point (distance 0), the points `offset`
+  in front of and behind it along the ray with targets ±offset·|n·d| (the distance to the tangent
+  plane; exact for a plane, off by at most offset²/(2 radius) on a curved surface), and
+  `free_per_ray` points uniform along the ray between `near` (where the ray enters the cube
+  [-1, 1]^3, the normalised frame's domain; the camera itself when it is inside) and the hit minus
+  `free_margin`, known only to be outside. Pixels without a normal give their surface point only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import trimesh
+
+from inrcore.errors import ConfigError, ShapeError
+from inrcore.geometry.cameras import camera_axes
+from inrcore.shapespace.settings import ScanConfig
+
+
+GRAZING_COS = 0.05  # normals seen more edge-on than ~87° are left undefined
+STEP_RATIO = 3.0  # neighbours this unevenly far: a depth jump on one side, use the other side only
+DOMAIN = 1.0  # the normalised frame's cube [-1, 1]^3, where free-space samples are drawn
+
+
+@dataclass(frozen=True, eq=False)
+class DepthScan:
+    """One depth image: origin [3] (the camera's centre), directions [H, W, 3] (unit rays),
+    depth [H, W] (the ray parameter t of the first hit, np.inf where the ray hits nothing),
+    normals [H, W, 3] (estimated from the depth image, towards the camera; NaN where undefined),
+    and the view's azimuth and elevation in degrees. float64 arrays."""
+
+    origin: np.ndarray
+    directions: np.ndarray
+    depth: np.ndarray
+    normals: np.ndarray
+    azimuth_deg: float
+    elevation_deg: float
+
+    @property
+    def hits(self) -> np.ndarray:
+        """[H, W] bool: the pixels whose ray hit the shape."""
+        return np.isfinite(self.depth)
+
+    def points(self) -> np.ndarray:
+        """[K, 3] the back-projected hit points, origin + depth · direction, in row-major pixel order."""
+        hits = self.hits
+        return self.origin + self.depth[hits][:, None] * self.directions[hits]
+
+
+@dataclass(frozen=True, eq=False)
+class ScanSamples:
+    """SDF samples made from a depth scan: points [N, 3] and sdf [N] (float32), exact [N] bool;
+    the counts of each kind: n_surface, n_front (= the number behind), n_free.
+
+    exact True: sdf is a target value (0 on the surface, ±offset·|n·d| in front of and behind it).
+    exact False: a free-space point between the camera and the hit, known only to be outside
+    (sdf > 0); the value stored is its distance along the ray to the observed hit. Without noise
+    that bounds the true distance from above (the hit lies on the surface); with noise not even
+    that holds, so use only its sign (the hinge of `CodeFitConfig.free_space`).
+    Order: the surface points, then the points in front, behind, and the free-space points.
+    """
+
+    points: np.ndarray
+    sdf: np.ndarray
+    exact: np.ndarray
+    n_surface: int
+    n_front: int
+    n_free: int
+
+    def counts(self) -> dict:
+        return {"samples": int(len(self.points)), "surface": self.n_surface, "front": self.n_front,
+                "behind": self.n_front, "free": self.n_free}
+
+
+def view_angles(config: ScanConfig, rng: np.random.Generator) -> tuple[float, float]:
+    """(azimuth, elevation) in degrees: azimuth uniform in [0, 360), elevation uniform between the two
+    values of `config.elevation_deg`."""
+    if len(config.elevation_deg) != 2:
+        raise ConfigError(f"scan.elevation_deg: expected two values (lowest, highest), "
+                          f"got {list(config.elevation_deg)}")
+    low, high = sorted(config.elevation_deg)
+    if low < -90.0 or high > 90.0:
+        raise ConfigError(f"scan.elevation_deg: elevations must lie in [-90, 90], "
+                          f"got {list(config.elevation_deg)}")
+    return float(rng.uniform(0.0, 360.0)), float(rng.uniform(low, high))
+
+
+def pinhole_rays(azimuth_deg: float, elevation_deg: float, distance: float, resolution: int,
+                 fov_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """The camera centre [3] and unit ray directions [R, R, 3] of a square pinhole image looking at the
+    origin; row 0 is the top of the picture (the camera's up axis), column 0 its left."""
+    towards, right, up = camera_axes(azimuth_deg, elevation_deg)
+    half = math.tan(math.radians(fov_deg) / 2.0)
+    steps = (np.arange(resolution) + 0.5) / resolution * 2.0 - 1.0  # pixel centres in (-1, 1)
+    x = steps[None, :, None] * half
+    y = -steps[:, None, None] * half
+    directions = -towards + x * right + y * up
+    directions = directions / np.linalg.norm(directions, axis=-1, keepdims=True)
+    return distance * towards, directions
+
+
+def first_hit_depths(mesh: trimesh.Trimesh, origin: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """depth [...] of the first hit of each ray (directions [..., 3], unit) from origin [3]: the ray
+    parameter t, np.inf where the ray misses the mesh."""
+    flat = directions.reshape(-1, 3)
+    origins = np.broadcast_to(origin, flat.shape)
+    locations, index_ray, _ = mesh.ray.intersects_location(origins, flat, multiple_hits=False)
+    depth = np.full(len(flat), np.inf)
+    depth[index_ray] = np.einsum("ij,ij->i", locations - origin, flat[index_ray])
+    return depth.reshape(directions.shape[:-1])
+
+
+def _shifted(points: np.ndarray, axis: int, step: int) -> np.ndarray:
+    """[H, W, 3] the point `step` pixels further along an image axis (NaN past the edge)."""
+    out = np.full_like(points, np.nan)
+    size = points.shape[axis]
+    source = [slice(None)] * 2
+    target = [slice(None)] * 2
+    source[axis] = slice(max(step, 0), size + min(step, 0))
+    target[axis] = slice(max(-step, 0), size + min(-step, 0))
+    out[tuple(target)] = points[tuple(source)]
+    return out
+
+
+def _length(vectors: np.ndarray) -> np.ndarray:
+    """[H, W, 1] the lengths, inf for NaN vectors."""
+    return np.nan_to_num(np.linalg.norm(vectors, axis=-1, keepdims=True), nan=np.inf)
+
+
+def _even(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """[H, W, 1] whether two finite step lengths are within `STEP_RATIO` of each other."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(first) & np.isfinite(second) & (
+            np.maximum(first, second) <= STEP_RATIO * np.minimum(first, second))
+
+
+def _one_sided_tangent(points: np.ndarray, axis: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """(tangent [H, W, 3] pointing towards +axis, its first step's length [H, W, 1]) from the neighbours on
+    one side (side +1 or -1). Steps a = side·(P1 - P0) and A = side·(P2 - P0) at arc lengths s = |a|
+    and S = s + |P2 - P1| give the second-order S² a - s² A where the two steps are even, else a."""
+    near = side * (_shifted(points, axis, side) - points)
+    far = side * (_shifted(points, axis, 2 * side) - points)
+    step = _length(near)
+    arc = step + _length(far - near)
+    with np.errstate(invalid="ignore"):
+        second = arc ** 2 * near - step ** 2 * far
+        even = _even(step, arc - step)
+    return np.where(even, second, near), step
+
+
+def _axis_tangent(points: np.ndarray, axis: int) -> np.ndarray:
+    """[H, W, 3] a tangent along an image axis at each back-projected point (points [H, W, 3], NaN where
+    nothing was hit), all pointing towards the next pixel; NaN where both neighbours are missing.
+
+    With steps a = next - this and b = this - previous: |b|² a + |a|² b, the second-order derivative of
+    a curve sampled unevenly (the central difference when |a| = |b|), where the two are even (within
+    `STEP_RATIO`); else the shorter side's one-sided tangent (a depth jump or a silhouette on the
+    other side)."""
+    ahead, ahead_step = _one_sided_tangent(points, axis, 1)
+    back, back_step = _one_sided_tangent(points, axis, -1)
+    forward = _shifted(points, axis, 1) - points
+    backward = points - _shifted(points, axis, -1)
+    with np.errstate(invalid="ignore"):
+        blended = back_step ** 2 * forward + ahead_step ** 2 * backward
+    shorter = np.where(ahead_step <= back_step, ahead, back)
+    return np.where(_even(ahead_step, back_step), blended, shorter)
+
+
+def depth_normals(origin: np.ndarray, directions: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """normals [H, W, 3] of a depth image (origin [3], directions [H, W, 3], depth [H, W] with inf where
+    nothing was hit): the cross product of the tangents along the columns and the rows (`_axis_tangent`)
+    at each pixel's back-projected point, unit, turned towards the camera (n·d < 0). NaN where a tangent
+    is missing or |n·d| < GRAZING_COS."""
+    points = origin + np.where(np.isfinite(depth), depth, np.nan)[..., None] * directions
+    normals = np.cross(_axis_tangent(points, 1), _axis_tangent(points, 0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normals = normals / np.linalg.norm(normals, axis=-1, keepdims=True)
+        facing = np.einsum("hwi,hwi->hw", normals, directions)
+        normals = np.where((facing > 0)[..., None], -normals, normals)
+        normals[~(np.abs(facing) >= GRAZING_COS)] = np.nan
+    return normals
+
+
+def depth_scan(mesh: trimesh.Trimesh, config: ScanConfig, seed: Optional[int] = None, *,
+               azimuth_deg: Optional[float] = None, elevation_deg: Optional[float] = None,
+               name: str = "mesh") -> DepthScan:
+    """One noisy depth image of a mesh already in the normalised frame.
+
+    The view is drawn from np.random.default_rng(seed, or config.seed when None); `azimuth_deg` and
+    `elevation_deg` replace the drawn angles when given (a fixed view, e.g. for tests). The depth noise
+    N(0, config.noise²) comes from a second stream of the same seed, so a scan with noise sees from
+    the same view as the one without. `name` (the mesh's file, say) starts the error message.
+
+    Raises:
+        ShapeError: no ray hits the mesh (it lies outside the camera's field of view).
+    """
+    seed = config.seed if seed is None else seed
+    drawn_azimuth, drawn_elevation = view_angles(config, np.random.default_rng(seed))
+    azimuth = drawn_azimuth if azimuth_deg is None else float(azimuth_deg)
+    elevation = drawn_elevation if elevation_deg is None else float(elevation_deg)
+    origin, directions = pinhole_rays(azimuth, elevation, config.distance, config.resolution, config.fov_deg)
+    depth = first_hit_depths(mesh, origin, directions)
+    hits = np.isfinite(depth)
+    if not hits.any():
+        low, high = mesh.bounds if len(mesh.vertices) else (np.zeros(3), np.zeros(3))
+        raise ShapeError(name, f"the scan from azimuth {azimuth:.1f}°, elevation {elevation:.1f}° at distance "
+                               f"{config.distance:g} ({config.resolution}² pixels over {config.fov_deg:g}°) hit "
+                               f"nothing: the mesh's bounds {np.round(low, 3).tolist()} to "
+                               f"{np.round(high, 3).tolist()} lie outside the view; is the mesh in the "
+                               f"normalised frame?")
+    if config.noise > 0:
+        noise_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
+        depth[hits] += noise_rng.normal(0.0, config.noise, size=int(hits.sum()))
+    normals = depth_normals(origin, directions, depth)
+    return DepthScan(origin, directions, depth, normals, azimuth, elevation)
+
+
+def cube_entry(origin: np.ndarray, directions: np.ndarray, bound: float = DOMAIN) -> np.ndarray:
+    """t [K] where rays (origin [3], directions [K, 3]) enter the cube [-bound, bound]^3 (0 for an
+    origin inside it; inf for rays missing it)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low = (-bound - origin) / directions
+        high = (bound - origin) / directions
+    near = np.nanmax(np.minimum(low, high), axis=-1)
+    far = np.nanmin(np.maximum(low, high), axis=-1)
+    return np.where(near <= far, np.maximum(near, 0.0), np.inf)
+
+
+def scan_samples(scan: DepthScan, config: ScanConfig, seed: Optional[int] = None) -> ScanSamples:
+    """The SDF samples of a depth scan (the module docstring gives the scheme); the free-space points
+    are drawn from np.random.default_rng(seed, or config.seed when None)."""
+    rng = np.random.default_rng(config.seed if seed is None else seed)
+    hits = scan.hits
+    surface = scan.points()
+    directions = scan.directions[hits]
+    normals = scan.normals[hits]
+    depth = scan.depth[hits]
+    known = np.isfinite(normals).all(axis=-1)
+    distance = config.offset * np.abs(np.einsum("ki,ki->k", normals[known], directions[known]))
+    front = surface[known] - config.offset * directions[known]
+    behind = surface[known] + config.offset * directions[known]
+    near = cube_entry(scan.origin, directions[known])
+    far = depth[known] - config.free_margin
+    room = far > near
+    t = rng.uniform(size=(int(room.sum()), config.free_per_ray))
+    t = near[room, None] + t * (far - near)[room, None]
+    free = scan.origin + t[..., None] * directions[known][room][:, None, :]
+    free_sdf = depth[known][room][:, None] - t
+    points = np.concatenate([surface, front, behind, free.reshape(-1, 3)])
+    sdf = np.concatenate([np.zeros(len(surface)), distance, -distance, free_sdf.reshape(-1)])
+    exact = np.ones(len(points), dtype=bool)
+    exact[len(points) - free_sdf.size:] = False
+    return ScanSamples(np.ascontiguousarray(points, dtype=np.float32), np.ascontiguousarray(sdf, dtype=np.float32),
+                       exact, int(len(surface)), int(known.sum()), int(free_sdf.size))
+
+
+def scan_cloud_picture(scan: DepthScan) -> np.ndarray:
+    """[H, W, 3] uint8: the depth image in grey, the nearest hit white (255), the farthest 64, no hit
+    black."""
+    hits = scan.hits
+    picture = np.zeros(scan.depth.shape, dtype=np.uint8)
+    if hits.any():
+        depth = scan.depth[hits]
+        span = float(depth.max() - depth.min())
+        closeness = (depth.max() - depth) / span if span > 0 else np.ones_like(depth)
+        picture[hits] = np.round(64.0 + 191.0 * closeness).astype(np.uint8)
+    return np.repeat(picture[..., None], 3, axis=-1)
