@@ -69,11 +69,11 @@ def start_collection(manifest: Union[str, DatasetManifest], section: str, overri
 
 def run_collection(run_shapes, section: str, manifest: Union[str, DatasetManifest], out_dir: Optional[str],
                    store_url: Optional[str], tracking_uri: Optional[str], dask_address: Optional[str], workers: int,
-                   overrides: Optional[dict], quiet: bool) -> dict:
+                   overrides: Optional[dict], quiet: bool, row=lambda s: (s.shape_id, s.path)) -> dict:
     """The body of every collection flow: read the manifest, take its `section` settings ("config" or
     "nerf") with `overrides` applied, and run `run_shapes` (a subflow (dataset, shapes, settings,
-    locations, quiet) -> summary) on the Dask task runner. The parameters are the flows' own
-    (`flows.pipeline.sdf_collection` says what each means)."""
+    locations, quiet) -> summary) on the Dask task runner, each shape given as `row(entry)` (default
+    (id, path)). The parameters are the flows' own (`flows.pipeline.sdf_collection` says what each means)."""
     data, config, where = start_collection(manifest, section, overrides, out_dir, store_url, tracking_uri)
     run = run_shapes.with_options(task_runner=task_runner(dask_address, workers))
-    return run(data.name, [(s.shape_id, s.path) for s in data.shapes], config, where, quiet)
+    return run(data.name, [row(s) for s in data.shapes], config, where, quiet)

@@ -26,6 +26,7 @@ from inrcore.device import resolve_device
 from inrcore.fields.evaluation import evaluate_points
 from inrcore.fields.networks import FieldSpec
 from inrcore.fields.weights import load_field, save_field
+from inrcore.shapespace.space import is_shape_space, shape_space_of
 
 
 WEIGHTS_FILE = "model.safetensors"
@@ -127,6 +128,7 @@ def register_field(
     params,
     metadata: dict[str, Any],
     fingerprint: str,
+    description: str = "Neural SDF fitted by inrflow",
 ) -> tuple[str, str]:
     """Log the field as the run's "model" artifact, register a new version and point `alias` at it.
 
@@ -137,8 +139,7 @@ def register_field(
         data = Path(tmp) / FIELD_DIR
         data.mkdir()
         save_field(data / WEIGHTS_FILE, spec, params, metadata)
-        return _register_pyfunc(tracking_uri, run_id, name, alias, data, "tasks.registry",
-                                "Neural SDF fitted by inrflow", fingerprint)
+        return _register_pyfunc(tracking_uri, run_id, name, alias, data, "tasks.registry", description, fingerprint)
 
 
 def _register_pyfunc(tracking_uri: str, run_id: str, name: str, alias: str, data: Path, loader_module: str,
@@ -187,9 +188,16 @@ class _FieldPredictor:
         self.spec, self.params, self.metadata = spec, params, metadata
 
     def predict(self, model_input, params: Optional[dict] = None) -> np.ndarray:
+        """Values at points [N, 3]; a DeepSDF shape space needs params={"shape_id": ...} (its member)."""
         points = np.asarray(model_input, dtype=np.float32).reshape(-1, 3)
         device = resolve_device((params or {}).get("device", "auto"))
-        return evaluate_points(self.spec, self.params, points, device)
+        spec, weights = self.spec, self.params
+        if is_shape_space(self.metadata):
+            shape_id = (params or {}).get("shape_id")
+            if shape_id is None:
+                raise ValueError("this model is a DeepSDF shape space: predict(points, params={'shape_id': ...})")
+            spec, weights = shape_space_of(spec, weights, self.metadata).member(shape_id)
+        return evaluate_points(spec, weights, points, device)
 
 
 def _load_pyfunc(data_path: str) -> _FieldPredictor:
@@ -225,3 +233,20 @@ def register_radiance_field(tracking_uri: str, run_id: str, name: str, alias: st
         shutil.copyfile(weights_path, data / WEIGHTS_FILE)
         return _register_pyfunc(tracking_uri, run_id, name, alias, data, "tasks.registry_nerf",
                                 "Radiance field trained by inrflow", fingerprint)
+
+
+OCCNET_DIR = "occupancy_network"
+
+
+def register_occnet(tracking_uri: str, run_id: str, name: str, alias: str, weights_path, fingerprint: str) -> tuple[str, str]:
+    """Log a saved Occupancy Network (`inrcore.shapespace.occnet.save_occnet`) as the run's "model" artifact,
+    register a new version of `name` tagged with `fingerprint` and point `alias` at it.
+
+    `mlflow.pyfunc.load_model(uri).predict(points, params={"cloud": cloud})` returns occupancy probabilities.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / OCCNET_DIR
+        data.mkdir()
+        shutil.copyfile(weights_path, data / WEIGHTS_FILE)
+        return _register_pyfunc(tracking_uri, run_id, name, alias, data, "tasks.registry_occnet",
+                                "Occupancy Network trained by inrflow", fingerprint)

@@ -1,6 +1,6 @@
 """The `inr` command line: one module per command group, each adding its subcommands to the
 parser and running them (`sdf`: run, fit; `queries`: mesh, isopoints, render; `nerf`: nerf,
-scene, nerf-run; `skeleton`: skeleton), over the shared `overrides` (--set) and `prefect_env` (offline Prefect).
+scene, nerf-run; `skeleton`: skeleton; `shapespace`: generate, deepsdf, occnet, shapespace), over the shared `overrides` (--set) and `prefect_env` (offline Prefect).
 
 Heavy imports (Prefect, torch, MLflow) happen inside the commands, after the embedded
 defaults for offline runs are in the environment.
@@ -15,6 +15,7 @@ from .helptext import CommandListFormatter
 from .nerf import NERF_COMMANDS, add_nerf_commands, nerf_command
 from .queries import QUERY_COMMANDS, add_query_commands, query_command
 from .sdf import SDF_COMMANDS, add_sdf_commands, sdf_command
+from .shapespace import SHAPESPACE_COMMANDS, add_shapespace_commands, shapespace_command
 from .skeleton import SKELETON_COMMANDS, add_skeleton_commands, skeleton_command
 
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_query_commands(commands)
     add_nerf_commands(commands)
     add_skeleton_commands(commands)
+    add_shapespace_commands(commands)
     return parser
 
 
@@ -44,4 +46,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return nerf_command(args)
     if args.command in SKELETON_COMMANDS:
         return skeleton_command(args)
+    if args.command in SHAPESPACE_COMMANDS:
+        return shapespace_command(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

@@ -15,9 +15,10 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from inrcore.files import write_json_atomic
-from inrcore.queries.settings import RangeMeshConfig
+from inrcore.queries.settings import MiseConfig, RangeMeshConfig
 
 from .helptext import add_command, add_output_switches
 from .options import add_setting_options, settings_from_options
@@ -26,10 +27,12 @@ from .progress import StageLine
 
 MESH_STAGES = ("loading", "meshing", "writing")
 MESH_SETTINGS = ("resolution", "leaf", "mode", "max_symbols", "fallback")  # of RangeMeshConfig
-# The share of the "meshing" stage each step of range meshing takes on the bar (dense: marching only).
-MESHING_STEPS = {"bounding": (0.0, 0.4), "sampling": (0.4, 0.6), "meshing": (0.6, 1.0)}
+# The share of the "meshing" stage each step of a method takes on the bar.
+MESHING_STEPS = {"dense": {"meshing": (0.0, 1.0)},
+                 "range": {"bounding": (0.0, 0.4), "sampling": (0.4, 0.6), "meshing": (0.6, 1.0)},
+                 "mise": {"refining": (0.0, 0.7), "meshing": (0.7, 1.0)}}
 STEP_WORDS = {"bounding": "bounding boxes, level", "sampling": "sampling the uncertain leaf blocks",
-              "meshing": "marching cubes, block"}
+              "refining": "refining, level", "meshing": "marching cubes, block"}
 FIELD_NOTE = ("MODEL: a weights file (e.g. inr fit's field.safetensors) or models:/<name>@<alias> from the MLflow "
               "registry at --tracking-uri (default $MLFLOW_TRACKING_URI). Coordinates are the field's own.")
 
@@ -37,18 +40,23 @@ FIELD_NOTE = ("MODEL: a weights file (e.g. inr fit's field.safetensors) or model
 def add_query_commands(commands) -> None:
     """Register mesh, isopoints and render on the `inr` subcommand parser."""
     mesh = add_command(
-        commands, "mesh", "mesh a fitted field by dense or range-bound marching cubes",
+        commands, "mesh", "mesh a fitted field by dense, range-bound or multiresolution (MISE) marching cubes",
         "inr mesh runs/spot/field.safetensors --out range.ply",
         "Extract the zero level set of a field as a triangle mesh. --method dense evaluates every point of "
         "a resolution^3 lattice; --method range bounds boxes of the lattice by affine arithmetic and "
         "samples only the blocks it cannot certify, giving the same mesh with far fewer evaluations. "
-        "Writes the mesh and, next to it, metrics.json (evaluations, seconds, vertices, faces). " + FIELD_NOTE)
+        "--method mise (Mescheder et al. 2019) evaluates a coarse lattice of --start cells per axis and "
+        "refines only cells whose corners (or a neighbour's) disagree in sign, up to --resolution cells per "
+        "axis: far fewer evaluations on any field, but parts thinner than a starting cell may be missed "
+        "(not a certificate, unlike range). Writes the mesh and, next to it, metrics.json (evaluations, "
+        "seconds, vertices, faces). " + FIELD_NOTE)
     _model_arguments(mesh)
-    mesh.add_argument("--method", choices=("dense", "range"), default="range", help="default: range")
+    mesh.add_argument("--method", choices=("dense", "range", "mise"), default="range", help="default: range")
     mesh.add_argument("--out", required=True, metavar="MESH", help="mesh file to write (.ply, .obj, .stl, .off)")
     mesh.add_argument("--metrics", metavar="JSON", help="where to write the metrics (default: metrics.json next to MESH)")
     add_setting_options(mesh, RangeMeshConfig, {
-        "resolution": "lattice points per axis",
+        "resolution": "lattice points per axis; mise: cells per axis of the final lattice (R + 1 points), "
+                      "--start times a power of two",
         "leaf": "range: cells per leaf block edge",
         "mode": "range: arithmetic",
         "max_symbols": "range: affine noise symbols kept per form; 0 or more, -1 keeps all",
@@ -56,6 +64,8 @@ def add_query_commands(commands) -> None:
                     "predicted to cost more than the dense lattice (metrics say \"fallback\": true); "
                     "--no-fallback always runs the range plan",
     }, metavars={"resolution": "R", "max_symbols": "K"})
+    add_setting_options(mesh, MiseConfig, {"start": "mise: cells per axis of the starting lattice"},
+                        metavars={"start": "S"})
     add_output_switches(mesh, "the metrics")
 
     iso = add_command(
@@ -94,6 +104,8 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where to compute (default: auto, CUDA when present)")
     parser.add_argument("--bound", type=float, default=1.0, help="the field's domain is [-bound, bound]^3 (default 1)")
+    parser.add_argument("--shape", metavar="ID", default=None,
+                        help="when MODEL is a DeepSDF shape space (inr deepsdf train): the member to use")
 
 
 QUERY_COMMANDS = ("mesh", "isopoints", "render")
@@ -107,7 +119,7 @@ def query_command(args: argparse.Namespace) -> int:
     try:
         _check_arguments(args)
         stages.show("loading", f"loading {args.model}")
-        spec, params, device = load_model(args.model, args.tracking_uri, args.device)
+        spec, params, device = load_model(args.model, args.tracking_uri, args.device, args.shape)
     except (ValueError, InrflowError, RuntimeError, OSError) as exc:
         stages.close()
         print(f"inr {args.command}: {exc}", file=sys.stderr)
@@ -132,6 +144,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--bound must be positive, got {args.bound}")
     if args.command == "mesh":
         args.range_settings = settings_from_options(RangeMeshConfig, args, MESH_SETTINGS, bound=args.bound)
+        if args.method == "mise":
+            args.mise_settings = mise_settings(args)
         if Path(args.out).suffix.lower() not in (".ply", ".obj", ".stl", ".off"):
             raise ValueError(f"{args.out}: the mesh file must end in .ply, .obj, .stl or .off")
     if args.command == "isopoints":
@@ -145,8 +159,21 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--max-symbols must be -1 (all) or more, got {args.max_symbols}")
 
 
-def load_model(model: str, tracking_uri, device_name: str = "auto"):
-    """(spec, params on the device, device) of a weights file or a models:/ registry URI."""
+def mise_settings(args: argparse.Namespace) -> MiseConfig:
+    """MISE's settings from --start and --resolution (the final cells per axis, start * 2^levels);
+    ValueError when --resolution is not --start times a power of two."""
+    levels, cells = 0, args.start
+    while args.start > 0 and cells < args.resolution:
+        cells, levels = cells * 2, levels + 1
+    if args.start < 1 or cells != args.resolution:
+        raise ValueError(f"--method mise: --resolution ({args.resolution} cells per axis) must be --start "
+                         f"({args.start}) times a power of two, e.g. {max(args.start, 1) * 2 ** max(levels, 1)}")
+    return settings_from_options(MiseConfig, args, ("start",), bound=args.bound, levels=levels)
+
+
+def load_model(model: str, tracking_uri, device_name: str = "auto", shape: Optional[str] = None):
+    """(spec, params on the device, device) of a weights file or a models:/ registry URI; of a shape
+    space's member `shape` when MODEL is a DeepSDF shape space (which then needs one)."""
 
     from inrcore.device import resolve_device
     from inrcore.fields.weights import load_field
@@ -161,29 +188,53 @@ def load_model(model: str, tracking_uri, device_name: str = "auto"):
         from tasks.registry import load_registered_field
 
         try:
-            spec, params, _, _ = load_registered_field(tracking_uri, model)
+            spec, params, metadata, _ = load_registered_field(tracking_uri, model)
         except Exception as exc:  # MLflow raises its own exception types for missing models or aliases
             raise ValueError(f"{model}: cannot load it from {tracking_uri}: {exc}") from exc
     else:
-        spec, params, _ = load_field(model)
+        spec, params, metadata = load_field(model)
+    spec, params = member_if_shape_space(model, spec, params, metadata, shape)
     return spec, {k: v.to(device) for k, v in params.items()}, device
+
+
+def member_if_shape_space(model: str, spec, params, metadata: dict, shape: Optional[str]):
+    """A shape space's member `shape` as a plain field; any other field as it is (then `shape` must be None)."""
+    from inrcore.shapespace.space import is_shape_space, shape_space_of
+
+    if not is_shape_space(metadata):
+        if shape is not None:
+            raise ValueError(f"{model}: --shape is for DeepSDF shape spaces; this is a single field")
+        return spec, params
+    space = shape_space_of(spec, params, metadata, model)
+    if shape is None:
+        raise ValueError(f"{model}: a DeepSDF shape space of {len(space.shape_ids)} shapes; choose one with "
+                         f"--shape ID (e.g. --shape {space.shape_ids[0]})")
+    return space.member(shape)
 
 
 def _mesh(args, spec, params, device, stages: StageLine) -> dict:
     from inrcore.files import write_atomic
+    from inrcore.queries.mise import mise_field_mesh
     from inrcore.queries.rangemesh import dense_mesh, range_mesh
 
     settings = args.range_settings
     lattice = f"{settings.resolution}^3 lattice on {device}"
-    stages.show("meshing", f"meshing densely, {lattice}" if args.method == "dense" else
-                f"bounding and meshing, {lattice}, leaf blocks of {settings.leaf}^3 cells")
+    stages.show("meshing", {
+        "dense": f"meshing densely, {lattice}",
+        "range": f"bounding and meshing, {lattice}, leaf blocks of {settings.leaf}^3 cells",
+        "mise": f"refining {args.start}^3 cells to {settings.resolution}^3 cells on {device}"}[args.method])
     def progress(step: str, done: int, total: int) -> None:
-        low, high = (0.0, 1.0) if args.method == "dense" else MESHING_STEPS[step]
+        low, high = MESHING_STEPS[args.method][step]
         count = f" {done}/{total}" if step != "sampling" else ""
         stages.show("meshing", f"{STEP_WORDS[step]}{count}", low + (high - low) * done / max(total, 1))
 
     if args.method == "dense":
         mesh, stats = dense_mesh(spec, params, settings.resolution, settings.bound, device, on_progress=progress)
+    elif args.method == "mise":
+        mise = args.mise_settings
+        mesh, stats = mise_field_mesh(spec, params, mise.start, mise.levels, mise.bound, device, mise.batch_points,
+                                      on_level=lambda done, total: progress("refining", done, total),
+                                      on_block=lambda done, total: progress("meshing", done, total))
     else:
         mesh, stats = range_mesh(spec, params, settings, device, on_progress=progress)
     dense_instead = " (densely: range analysis would cost more)" if stats.get("fallback") else ""

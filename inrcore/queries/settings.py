@@ -79,3 +79,23 @@ class CastOptions:
     max_symbols: Optional[Annotated[Integer, Field(ge=0)]] = None
     batch_size: Count = 1024
     step_scale: PositiveNumber = 1.0
+
+
+@settings_class
+class MiseConfig:
+    """Meshing by MISE (`inrcore.queries.mise`, Mescheder et al. 2019): `start` cells per axis at
+    first, refined `levels` times where the corners of a cell (or of a neighbouring cell) disagree
+    about the sign, to the lattice of start * 2^levels cells over [-bound, bound]^3 (start * 2^levels + 1
+    points per axis, those of dense marching cubes). batch_points: points evaluated at once.
+    Not a certificate: a part thinner than a starting cell (2 * bound / start) may be missed.
+    """
+
+    start: Count = 32
+    levels: CountOrZero = 2
+    bound: PositiveNumber = 1.0
+    batch_points: Count = 65536
+
+    @property
+    def resolution(self) -> int:
+        """Cells per axis of the final lattice."""
+        return self.start * 2 ** self.levels

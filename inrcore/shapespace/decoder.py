@@ -53,9 +53,11 @@ def dense_indices(spec: NetworkSpec) -> list[int]:
 
 
 def init_decoder_params(spec: NetworkSpec, weight_norm: bool, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Linear layers' usual initialisation, W and b ~ U(-1/sqrt(n_in), 1/sqrt(n_in)); with
-    `weight_norm`, every dense layer but the last also gets a gain equal to its rows' norms (so the
-    decoder starts as the same function either way). float32 on the CPU."""
+    """Linear layers' usual initialisation, W and b ~ U(-1/sqrt(n_in), 1/sqrt(n_in)), except the last
+    layer (weights a tenth of that, bias 0), so outputs start well inside the loss's clamp band
+    (outside it the clamped L1 has no gradient); with `weight_norm`, every dense layer but the last
+    also gets a gain equal to its rows' norms (so the decoder starts as the same function either
+    way). float32 on the CPU."""
     params: dict[str, torch.Tensor] = {}
     dense = dense_indices(spec)
     for index in dense:
@@ -64,6 +66,9 @@ def init_decoder_params(spec: NetworkSpec, weight_norm: bool, generator: torch.G
         weight = (torch.rand((layer.out_features, layer.in_features), generator=generator) * 2 - 1) * bound
         params[f"{index}_weight"] = weight
         params[f"{index}_bias"] = (torch.rand((layer.out_features,), generator=generator) * 2 - 1) * bound
+        if index == dense[-1]:  # start near 0: the clamped loss has no gradient where |output| > clamp
+            params[f"{index}_weight"] = weight * 0.1
+            params[f"{index}_bias"] = torch.zeros(layer.out_features)
         if weight_norm and index != dense[-1]:
             params[f"{index}_gain"] = weight.norm(dim=1)
     return params

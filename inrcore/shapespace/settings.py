@@ -225,5 +225,5 @@ class ShapeSpaceConfig:
     metrics: MetricsConfig = dataclasses.field(default_factory=lambda: MetricsConfig(n_points=30_000))
     interpolations: CountOrZero = 1
     interpolation_steps: Count = 5
-    alias: RegistryAlias = "latest"
+    alias: RegistryAlias = "champion"
     device: DeviceName = "auto"

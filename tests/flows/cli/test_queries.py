@@ -55,6 +55,30 @@ def test_mesh_range_falls_back_to_dense_on_a_field_it_cannot_bound(tmp_path, cap
     assert json.loads(capsys.readouterr().out)["faces"] == metrics["faces"]
 
 
+def test_mesh_mise_gives_the_dense_mesh_of_its_final_lattice(sphere_file, tmp_path, capsys):
+    # --method mise --resolution 32 --start 8: 32 cells per axis (33 points), 8 at first, two subdivisions.
+    out = tmp_path / "mise" / "mesh.ply"
+    assert main(["mesh", sphere_file["path"], "--method", "mise", "--resolution", "32", "--start", "8",
+                 "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    metrics = json.loads((out.parent / "metrics.json").read_text())
+    assert {"method", "resolution", "evaluations", "point_evaluations", "box_evaluations", "seconds", "vertices",
+            "faces", "dense_evaluations", "levels", "start", "mesh", "device", "ok"} <= set(metrics)
+    assert metrics["method"] == "mise" and metrics["faces"] == printed["faces"] > 0
+    assert metrics["dense_evaluations"] == 33 ** 3 and metrics["evaluations"] < 33 ** 3
+    assert [level["resolution"] for level in metrics["levels"]] == [8, 16, 32]
+    assert main(["mesh", sphere_file["path"], "--method", "dense", "--resolution", "33", "--out",
+                 str(tmp_path / "dense.ply")]) == 0
+    capsys.readouterr()
+    mise, dense = (trimesh.load(path, process=False) for path in (out, tmp_path / "dense.ply"))
+    assert len(mise.faces) == len(dense.faces) and mise.is_watertight
+    assert np.allclose(np.sort(mise.vertices, axis=0), np.sort(dense.vertices, axis=0), atol=1e-5)
+    # --resolution must be --start times a power of two.
+    assert main(["mesh", sphere_file["path"], "--method", "mise", "--resolution", "33", "--start", "8",
+                 "--out", str(out)]) == 2
+    assert "must be --start (8) times a power of two" in capsys.readouterr().err
+
+
 def test_isopoints_are_on_the_surface_and_readable(sphere_file, tmp_path, capsys):
     out = tmp_path / "points.ply"
     assert main(["isopoints", sphere_file["path"], "--n", "400", "--out", str(out)]) == 0

@@ -99,7 +99,7 @@ def test_training_fits_the_shapes(trained):
         spec, params = member_network(result.spec, result.params, code)
         near = np.abs(sdf) < 0.05
         values = evaluate_network(spec, params, torch.from_numpy(points[near]))[:, 0].numpy()
-        assert np.abs(values - sdf[near]).mean() < 0.035  # within the clamp band (0.1)
+        assert np.abs(values - sdf[near]).mean() < 0.04  # well within the clamp band (0.1)
     radii = radius_along_rays(*member_network(result.spec, result.params, result.codes[1]))
     assert radii.mean().item() == pytest.approx(0.7, abs=0.03)
 

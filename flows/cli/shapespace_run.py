@@ -1,0 +1,236 @@
+"""The bodies of the shape-space commands (`flows.cli.shapespace` parses them): each reads its inputs,
+calls `inrcore.shapespace`, writes files into --out and returns the metrics it printed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _say(args):
+    return (lambda text: None) if getattr(args, "quiet", False) else (lambda text: print(text, file=sys.stderr, flush=True))
+
+
+def generate(args: argparse.Namespace) -> int:
+    from inrcore.errors import ConfigError
+    from inrcore.settings import config_from_dict
+    from inrcore.shapespace.procedural import write_collection
+    from inrcore.shapespace.settings import GeneratorConfig
+
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    try:
+        config = config_from_dict(GeneratorConfig, {"families": families, "per_family": args.per_family,
+                                                    "test_fraction": args.test_fraction, "seed": args.seed},
+                                  "inr generate")
+    except ConfigError as exc:
+        print(f"inr: {exc}", file=sys.stderr)
+        return 2
+    manifest = write_collection(args.out, config, name=args.name)
+    print(json.dumps({"manifest": str(manifest), "shapes": len(families) * config.per_family}, indent=2))
+    return 0
+
+
+def _training_shapes(args, config, say):
+    from inrcore.errors import ConfigError, ShapeError
+    from inrcore.shapespace.oneshot import sample_file
+
+    from ..manifest import read_manifest
+
+    manifest = read_manifest(args.manifest)
+    entries = manifest.split("train") or manifest.shapes
+    if not entries:
+        raise ConfigError(f"{args.manifest}: no training shapes")
+    shapes, failed = [], {}
+    for i, entry in enumerate(entries):
+        say(f"sampling {i + 1}/{len(entries)}: {entry.shape_id}")
+        try:
+            shapes.append((entry.shape_id, sample_file(entry.path, config)))
+        except ShapeError as exc:  # one bad shape does not stop the collection
+            failed[entry.shape_id] = str(exc)
+            say(f"inr: skipped {exc}")
+    if not shapes:
+        raise ConfigError(f"{args.manifest}: none of the {len(entries)} training shapes could be used")
+    return shapes, failed
+
+
+def deepsdf_train(args, config) -> dict:
+    from inrcore.device import resolve_device
+    from inrcore.files import write_json_atomic
+    from inrcore.geometry.images import image_grid, write_png
+    from inrcore.geometry.render import render_mesh
+    from inrcore.shapespace.oneshot import train_on_files
+    from inrcore.shapespace.space import load_shape_space, mesh_field, save_shape_space
+
+    say = _say(args)
+    shapes, failed = _training_shapes(args, config, say)
+    device = resolve_device(config.device)
+    log = lambda e: say(f"epoch {e['epoch']:>5}  loss {e['loss']:.5f}  {e['seconds']:.0f}s")  # noqa: E731
+    result = train_on_files([s for _, s in shapes], config, device, on_log=log)
+    out = Path(args.out)
+    ids = [sid for sid, _ in shapes]
+    save_shape_space(out / "model.safetensors", result, ids, {"training": config.training.__class__.__name__})
+    space = load_shape_space(out / "model.safetensors")
+    pictures = [render_mesh(mesh_field(*space.member(sid), config.mesh, device)[0]) for sid in ids[:8]]
+    if pictures:
+        write_png(image_grid(pictures, columns=4), out / "members.png")
+    metrics = {"shapes": len(ids), "failed": failed, "epochs": result.epochs, "steps": result.steps,
+               "seconds": result.seconds, "loss": result.history[-1]["loss"] if result.history else None,
+               "history": result.history, "model": str(out / "model.safetensors")}
+    write_json_atomic(out / "metrics.json", metrics)
+    return {k: v for k, v in metrics.items() if k != "history"}
+
+
+def _space_of(args):
+    from inrcore.fields.weights import load_field
+    from inrcore.shapespace.space import shape_space_of
+
+    if args.model.startswith("models:/"):
+        import os
+
+        tracking = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if not tracking:
+            raise OSError(f"{args.model}: a registry URI needs --tracking-uri (or MLFLOW_TRACKING_URI)")
+        from tasks.registry import load_registered_field
+
+        spec, params, metadata, _ = load_registered_field(tracking, args.model)
+    else:
+        spec, params, metadata = load_field(args.model)
+    return shape_space_of(spec, params, metadata, args.model)
+
+
+def deepsdf_fit(args, config) -> dict:
+    """`inr deepsdf reconstruct` and `inr deepsdf complete`."""
+    from inrcore.device import resolve_device
+    from inrcore.files import write_atomic, write_json_atomic
+    from inrcore.geometry.images import write_png
+    from inrcore.geometry.render import render_mesh
+    from inrcore.shapespace.autodecoder import TargetSamples
+    from inrcore.shapespace.oneshot import in_input_frame, reconstruct, sample_file, scan_of
+
+    space = _space_of(args)
+    device = resolve_device(config.device)
+    out = Path(args.out)
+    if args.action == "reconstruct":
+        shape = sample_file(args.input, config)
+        targets = TargetSamples(shape.samples.points, shape.samples.sdf)
+        extra = {"input": str(args.input)}
+    else:
+        shape = sample_file(args.scan, config)
+        scan, targets = scan_of(shape, config, args.noise, args.seed)
+        points = scan.points()
+        write_atomic(out / "scan.ply", lambda tmp: _point_cloud(shape.normalisation.invert(points)).export(tmp, file_type="ply"))
+        extra = {"scan": str(args.scan), "noise": args.noise, "seed": args.seed, "scan_points": int(len(points)),
+                 "view": {"azimuth_deg": scan.azimuth_deg, "elevation_deg": scan.elevation_deg}}
+    mesh, metrics = reconstruct(space, shape, targets, config, device)
+    metrics.update(extra)
+    if len(mesh.faces):
+        write_atomic(out / "mesh.ply", lambda tmp: in_input_frame(mesh, shape.normalisation).export(tmp, file_type="ply"))
+    write_json_atomic(out / "metrics.json", metrics)
+    if len(mesh.faces):
+        write_png(render_mesh(mesh), out / "mesh.png")
+    return metrics
+
+
+def _point_cloud(points):
+    import trimesh
+
+    return trimesh.PointCloud(points)
+
+
+def occnet_train(args, config) -> dict:
+    from inrcore.device import resolve_device
+    from inrcore.files import write_json_atomic
+    from inrcore.shapespace.occnet import OccupancyShape, save_occnet, train_occnet
+
+    say = _say(args)
+    shapes, failed = _training_shapes(args, config, say)
+    data = [OccupancyShape(s.samples.surface, s.samples.occupancy_points, s.samples.inside) for _, s in shapes]
+    log = lambda e: say(f"step {e['step']:>6}  loss {e['loss']:.5f}  {e['seconds']:.0f}s")  # noqa: E731
+    result = train_occnet(data, config.occnet, resolve_device(config.device), on_log=log)
+    out = Path(args.out)
+    save_occnet(out / "model.safetensors", result.params, config.occnet, {"shapes": [sid for sid, _ in shapes]})
+    metrics = {"shapes": len(shapes), "failed": failed, "steps": result.steps, "seconds": result.seconds,
+               "loss": result.history[-1]["loss"] if result.history else None, "history": result.history,
+               "model": str(out / "model.safetensors")}
+    write_json_atomic(out / "metrics.json", metrics)
+    return {k: v for k, v in metrics.items() if k != "history"}
+
+
+def occnet_reconstruct(args, config) -> dict:
+    import numpy as np
+
+    from inrcore.device import resolve_device
+    from inrcore.files import write_atomic, write_json_atomic
+    from inrcore.geometry.images import write_png
+    from inrcore.geometry.meshes import normalisation_for_points
+    from inrcore.geometry.pointclouds import POINT_SUFFIXES, load_point_cloud
+    from inrcore.geometry.render import render_mesh
+    from inrcore.shapespace.occnet import load_occnet, noisy_cloud, occnet_mesh, occupancy_iou
+    from inrcore.shapespace.oneshot import in_input_frame, sample_file, surface_metrics
+
+    params, occ, _ = load_occnet(args.model)
+    device = resolve_device(config.device)
+    out = Path(args.out)
+    metrics: dict = {"input": str(args.points)}
+    if Path(args.points).suffix.lower() in POINT_SUFFIXES and not _has_faces(args.points):
+        points = np.asarray(load_point_cloud(args.points)[0], np.float64)
+        normalisation = normalisation_for_points(points, config.sampling.extent)
+        cloud, shape = normalisation.apply(points).astype(np.float32), None
+    else:
+        shape = sample_file(args.points, config)
+        normalisation = shape.normalisation
+        cloud = noisy_cloud(shape.samples.surface, occ.n_points, occ.noise, np.random.default_rng(config.sampling.seed))
+        metrics["iou"] = occupancy_iou(params, occ, cloud, shape.samples.occupancy_points, shape.samples.inside, device)
+    mesh, stats = occnet_mesh(params, occ, cloud, device, start=config.mesh.start, levels=config.mesh.levels,
+                              bound=config.mesh.bound)
+    metrics.update({"cloud_points": int(len(cloud)), "mesh_evaluations": int(stats.get("evaluations", 0))})
+    if shape is not None:
+        metrics.update(surface_metrics(mesh, shape.mesh, config))
+    if len(mesh.faces):
+        write_atomic(out / "mesh.ply", lambda tmp: in_input_frame(mesh, normalisation).export(tmp, file_type="ply"))
+    write_json_atomic(out / "metrics.json", metrics)
+    if len(mesh.faces):
+        write_png(render_mesh(mesh), out / "mesh.png")
+    return metrics
+
+
+def _has_faces(path) -> bool:
+    if Path(path).suffix.lower() != ".ply":
+        return False
+    import trimesh
+
+    return isinstance(trimesh.load(path, process=False), trimesh.Trimesh)
+
+
+def pipeline(args: argparse.Namespace) -> int:
+    from inrcore.errors import ConfigError
+
+    from ..manifest import read_manifest
+    from .overrides import overrides_from_set
+    from .prefect_env import report_prefect_start_failure, use_offline_defaults
+
+    try:
+        manifest = read_manifest(args.manifest)
+        overrides = overrides_from_set(args.set)
+    except ConfigError as exc:
+        print(f"inr: {exc}", file=sys.stderr)
+        return 2
+    out_dir = str(Path(args.out or Path("runs") / manifest.name).resolve())
+    use_offline_defaults(out_dir, verbose=args.verbose)
+    from ..shapespace_collection import shapespace_collection
+
+    try:
+        summary = shapespace_collection(manifest=manifest, out_dir=out_dir, store_url=args.store,
+                                        tracking_uri=args.tracking_uri, dask_address=args.dask_address,
+                                        workers=args.workers, overrides=overrides or None, quiet=args.quiet)
+    except ConfigError as exc:
+        print(f"inr: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        return report_prefect_start_failure(exc, verbose=args.verbose)
+    print(json.dumps({"ok": summary["ok"], "failed": summary["failed"], "deepsdf": summary["deepsdf"]["model_uri"],
+                      "report": summary["report"], "summary": summary["summary"], "aggregate": summary["aggregate"]},
+                     indent=2))
+    return 0 if summary["failed"] == 0 else 1

@@ -1,0 +1,135 @@
+"""Training a collection's shape spaces: the DeepSDF auto-decoder (registered in MLflow as one model:
+decoder and codes) and the Occupancy Network (logged and registered beside it).
+
+Each reads the training shapes' samples from the store, trains, writes its file into the run folder
+atomically, logs the loss curve to its MLflow run and registers the model tagged with the fingerprint
+of the samples and settings; a re-run whose fingerprint matches a finished file reuses it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from prefect import task
+
+from inrcore.device import resolve_device
+from inrcore.fields.weights import load_field
+from inrcore.shapespace.autodecoder import train_auto_decoder
+from inrcore.shapespace.settings import AutoDecoderConfig, OccNetConfig
+from inrcore.shapespace.space import save_shape_space
+from inrcore.settings import config_to_dict, fingerprint
+
+from .. import registry
+from ..options import retry_unless_bad_input
+from ..results import StageResult
+from .samples import read_shape_samples
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainedSpace(StageResult):
+    """A trained model: its file in the run folder, registry URI and version, MLflow run, fingerprint,
+    and (when trained now) epochs or steps and the last logged loss."""
+
+    path: str
+    model_uri: str
+    version: str
+    run_id: str
+    fingerprint: str
+    steps: Optional[int] = None
+    loss: Optional[float] = None
+
+
+def space_model_name(dataset: str, kind: str) -> str:
+    return f"{dataset}-{kind}"
+
+
+def _reuse(path: Path, key: str, tracking_uri: str, name: str, alias: str, start: float,
+           read_metadata) -> Optional[TrainedSpace]:
+    """The registered version tagged `key` when the run folder's file is the one it was made from."""
+    if not path.is_file():
+        return None
+    try:
+        made_from = read_metadata(path).get("fingerprint")
+    except Exception:  # noqa: BLE001 - an unreadable file is trained again
+        return None
+    found = registry.find_model_version(tracking_uri, name, key) if made_from == key else None
+    if found is None:
+        return None
+    registry.set_alias(tracking_uri, name, alias, found.version)
+    return TrainedSpace(path=str(path), model_uri=f"models:/{name}@{alias}", version=found.version, run_id=found.run_id,
+                        fingerprint=key, reused=True, seconds=time.perf_counter() - start)
+
+
+@task(name="deepsdf-train", retries=1, retry_condition_fn=retry_unless_bad_input)
+def train_deepsdf(dataset: str, store_url: str, shape_ids: list[str], sample_keys: list[str], config: AutoDecoderConfig,
+                  out_dir: str, tracking_uri: str, experiment_id: str, alias: str, device_name: str) -> TrainedSpace:
+    """Train the auto-decoder on the shapes' stored samples; write `<out>/shapespace/deepsdf.safetensors`
+    and register it as `<dataset>-deepsdf`."""
+    start = time.perf_counter()
+    key = fingerprint("deepsdf", sample_keys, config)
+    name = space_model_name(dataset, "deepsdf")
+    path = Path(out_dir) / "shapespace" / "deepsdf.safetensors"
+    reused = _reuse(path, key, tracking_uri, name, alias, start, lambda p: load_field(p)[2])
+    if reused is not None:
+        return reused
+    shapes = []
+    for shape_id in shape_ids:
+        samples, _ = read_shape_samples(store_url, shape_id)
+        shapes.append((samples.points, samples.sdf))
+    run_id = registry.start_run(tracking_uri, experiment_id, run_name="deepsdf",
+                                params={"training": config_to_dict(config), "shapes": len(shape_ids)},
+                                tags={"inrflow.dataset": dataset, "inrflow.stage": "deepsdf-train"})
+    with registry.ending_run(tracking_uri, run_id):
+        log = lambda e: registry.log_metrics(tracking_uri, run_id, {"train/loss": e["loss"]}, e["epoch"])  # noqa: E731
+        result = train_auto_decoder(shapes, config, resolve_device(device_name), on_log=log)
+        registry.log_metrics(tracking_uri, run_id, {"train/seconds_total": result.seconds, "train/epochs": result.epochs,
+                                                    "train/steps_total": result.steps})
+        metadata = {"dataset": dataset, "fingerprint": key, "training": config_to_dict(config)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_shape_space(path, result, shape_ids, metadata)
+        spec, params = result.spec, {**result.params, "codes": result.codes}
+        uri, version = registry.register_field(
+            tracking_uri, run_id, name, alias, spec, params,
+            metadata={**metadata, "kind": "deepsdf-shape-space", "shape_ids": list(shape_ids),
+                      "latent": int(result.codes.shape[1])},
+            fingerprint=key, description="DeepSDF shape space (decoder and codes) trained by inrflow")
+    loss = result.history[-1]["loss"] if result.history else None
+    return TrainedSpace(path=str(path), model_uri=uri, version=version, run_id=run_id, fingerprint=key,
+                        steps=result.steps, loss=loss, seconds=time.perf_counter() - start)
+
+
+@task(name="occnet-train", retries=1, retry_condition_fn=retry_unless_bad_input)
+def train_occupancy_network(dataset: str, store_url: str, shape_ids: list[str], sample_keys: list[str],
+                            config: OccNetConfig, out_dir: str, tracking_uri: str, experiment_id: str, alias: str,
+                            device_name: str) -> TrainedSpace:
+    """Train the Occupancy Network on the shapes' surface and occupancy samples; write
+    `<out>/shapespace/occnet.safetensors`, log it to its MLflow run and register it as `<dataset>-occnet`."""
+    from inrcore.shapespace.occnet import OccupancyShape, load_occnet, save_occnet, train_occnet
+
+    start = time.perf_counter()
+    key = fingerprint("occnet", sample_keys, config)
+    name = space_model_name(dataset, "occnet")
+    path = Path(out_dir) / "shapespace" / "occnet.safetensors"
+    reused = _reuse(path, key, tracking_uri, name, alias, start, lambda p: load_occnet(p)[2])
+    if reused is not None:
+        return reused
+    shapes = []
+    for shape_id in shape_ids:
+        samples, _ = read_shape_samples(store_url, shape_id)
+        shapes.append(OccupancyShape(samples.surface, samples.occupancy_points, np.asarray(samples.inside, bool)))
+    run_id = registry.start_run(tracking_uri, experiment_id, run_name="occnet",
+                                params={"occnet": config_to_dict(config), "shapes": len(shape_ids)},
+                                tags={"inrflow.dataset": dataset, "inrflow.stage": "occnet-train"})
+    with registry.ending_run(tracking_uri, run_id):
+        log = lambda e: registry.log_metrics(tracking_uri, run_id, {"train/loss": e["loss"]}, e["step"])  # noqa: E731
+        result = train_occnet(shapes, config, resolve_device(device_name), on_log=log)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_occnet(path, result.params, config, {"dataset": dataset, "fingerprint": key})
+        uri, version = registry.register_occnet(tracking_uri, run_id, name, alias, path, key)
+    loss = result.history[-1]["loss"] if result.history else None
+    return TrainedSpace(path=str(path), model_uri=uri, version=version, run_id=run_id, fingerprint=key,
+                        steps=result.steps, loss=loss, seconds=time.perf_counter() - start)

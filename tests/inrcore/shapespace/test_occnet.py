@@ -1,0 +1,258 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from inrcore.errors import ShapeError
+from inrcore.shapespace.occnet import (
+    ENCODER_BLOCKS,
+    OccupancyShape,
+    conditional_batch_norm,
+    encode,
+    init_occnet,
+    is_statistic,
+    load_occnet,
+    noisy_cloud,
+    occnet_level,
+    occnet_mesh,
+    occupancy_field,
+    occupancy_iou,
+    occupancy_logits,
+    save_occnet,
+    train_occnet,
+)
+from inrcore.shapespace.settings import OccNetConfig
+
+
+CPU = torch.device("cpu")
+HALF = 0.6  # the shapes' bounding box (radius 0.5) padded by 0.1: where the labelled points lie
+TINY = OccNetConfig(hidden=32, code=32, decoder_hidden=32, blocks=2, batch=8, n_query=512, steps=500, lr=3e-3,
+                    log_every=100, seed=0)
+
+
+def _sphere_surface(n, rng):
+    v = rng.standard_normal((n, 3))
+    return 0.5 * v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _box_surface(n, rng):
+    p = rng.uniform(-0.4, 0.4, (n, 3))
+    p[np.arange(n), rng.integers(0, 3, n)] = 0.4 * rng.choice([-1.0, 1.0], n)
+    return p
+
+
+def _shape(kind: str, seed: int, m: int = 20_000) -> OccupancyShape:
+    """A sphere of radius 0.5 or a box of half-size 0.4, with points uniform in [-HALF, HALF]^3."""
+    rng = np.random.default_rng(seed)
+    surface = _sphere_surface(4000, rng) if kind == "sphere" else _box_surface(4000, rng)
+    points = rng.uniform(-HALF, HALF, (m, 3)).astype(np.float32)
+    inside = np.linalg.norm(points, axis=1) < 0.5 if kind == "sphere" else np.abs(points).max(axis=1) < 0.4
+    return OccupancyShape(surface.astype(np.float32), points, inside)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    logged = []
+    result = train_occnet([_shape("sphere", 0), _shape("box", 1)], TINY, CPU, on_log=logged.append)
+    return result, logged
+
+
+def _cbn_params(features: int, code: int) -> dict:
+    """One conditional batch norm named "t" at its initial state: gamma 1, beta 0 for every code."""
+    return {"t.gamma.weight": torch.zeros(features, code), "t.gamma.bias": torch.ones(features),
+            "t.beta.weight": torch.zeros(features, code), "t.beta.bias": torch.zeros(features),
+            "t.running_mean": torch.zeros(features), "t.running_var": torch.ones(features)}
+
+
+def test_parameters_are_named_sized_and_initialised():
+    params = init_occnet(TINY, torch.Generator().manual_seed(0))
+    assert len(params) == 2 + 5 * ENCODER_BLOCKS + 2 + 2 + 16 * TINY.blocks + 6 + 2
+    assert params["enc.fc_pos.weight"].shape == (64, 3)
+    assert params["enc.block0.fc0.weight"].shape == (32, 64)
+    assert params["enc.block4.shortcut.weight"].shape == (32, 64) and "enc.block4.shortcut.bias" not in params
+    assert params["dec.block1.cbn0.gamma.weight"].shape == (32, 32)
+    assert params["dec.fc_out.weight"].shape == (1, 32)
+    assert torch.equal(params["dec.block0.cbn1.gamma.bias"], torch.ones(32))
+    assert torch.count_nonzero(params["dec.block0.cbn1.gamma.weight"]) == 0
+    assert torch.count_nonzero(params["dec.cbn.beta.bias"]) == 0
+    assert torch.count_nonzero(params["enc.block2.fc1.weight"]) == 0  # blocks start as their shortcut
+    assert torch.equal(params["dec.cbn.running_var"], torch.ones(32))
+    assert params["enc.fc_pos.weight"].abs().max() <= 1 / math.sqrt(3)
+    stats = sorted(k for k in params if is_statistic(k))
+    assert len(stats) == 2 * (2 * TINY.blocks + 1) and stats[0] == "dec.block0.cbn0.running_mean"
+    again = init_occnet(TINY, torch.Generator().manual_seed(0))
+    assert all(torch.equal(params[k], again[k]) for k in params)
+
+
+def test_forward_pass_shapes():
+    params = init_occnet(TINY, torch.Generator().manual_seed(0))
+    codes = encode(params, TINY, torch.rand(3, 50, 3))
+    assert codes.shape == (3, 32)
+    assert occupancy_logits(params, TINY, codes, torch.rand(3, 7, 3)).shape == (3, 7)
+    with pytest.raises(ValueError, match="queries"):
+        occupancy_logits(params, TINY, codes, torch.rand(2, 7, 3))
+    with pytest.raises(ValueError, match="clouds"):
+        encode(params, TINY, torch.rand(3, 0, 3))
+
+
+def test_conditional_batch_norm_by_hand():
+    params = _cbn_params(1, 2)
+    x = torch.tensor([[[1.0], [2.0]], [[3.0], [6.0]]])  # [B=2, N=2, F=1]: mean 3, variance 3.5 (14/3 unbiased)
+    codes = torch.zeros(2, 2)
+    out = conditional_batch_norm(params, "t", x, codes, training=True)
+    expected = torch.tensor([-2.0, -1.0, 0.0, 3.0]) / math.sqrt(3.5 + 1e-5)
+    assert torch.allclose(out.flatten(), expected, atol=1e-6)
+    assert params["t.running_mean"].item() == pytest.approx(0.1 * 3.0, abs=1e-6)
+    assert params["t.running_var"].item() == pytest.approx(0.9 + 0.1 * 14 / 3, abs=1e-6)
+    out = conditional_batch_norm(params, "t", x, codes, training=False)  # running statistics, unchanged
+    assert out[0, 0, 0].item() == pytest.approx(0.7 / math.sqrt(0.9 + 0.1 * 14 / 3 + 1e-5), abs=1e-6)
+    assert params["t.running_mean"].item() == pytest.approx(0.3, abs=1e-6)
+    params["t.gamma.weight"] = torch.tensor([[1.0, 0.0]])  # gamma = 1 + code[0], beta = 0.5
+    params["t.beta.bias"] = torch.tensor([0.5])
+    out = conditional_batch_norm(params, "t", x, torch.tensor([[2.0, 9.0], [0.0, 9.0]]), training=False)
+    normed = 0.7 / math.sqrt(0.9 + 0.1 * 14 / 3 + 1e-5)
+    assert out[0, 0, 0].item() == pytest.approx(3 * normed + 0.5, abs=1e-5)
+    assert out[1, 0, 0].item() == pytest.approx((3.0 - 0.3) / math.sqrt(0.9 + 0.1 * 14 / 3 + 1e-5) + 0.5, abs=1e-5)
+
+
+def test_conditional_batch_norm_normalises_each_channel_over_the_whole_batch():
+    params = _cbn_params(4, 3)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 200, 4, generator=gen) * torch.tensor([0.5, 2.0, 3.0, 1.0]) + torch.tensor([5.0, -1.0, 0, 2])
+    out = conditional_batch_norm(params, "t", x, torch.randn(3, 3, generator=gen), training=True).reshape(-1, 4)
+    assert torch.allclose(out.mean(dim=0), torch.zeros(4), atol=1e-5)
+    assert torch.allclose(out.var(dim=0, unbiased=False), torch.ones(4), atol=1e-4)
+    assert torch.allclose(params["t.running_mean"], 0.1 * x.reshape(-1, 4).mean(dim=0), atol=1e-5)
+
+
+def test_decoder_training_mode_moves_statistics_and_eval_mode_does_not():
+    params = init_occnet(TINY, torch.Generator().manual_seed(0))
+    codes = encode(params, TINY, torch.rand(2, 40, 3))
+    queries = torch.rand(2, 30, 3)
+    before = {k: v.clone() for k, v in params.items()}
+    with torch.no_grad():
+        occupancy_logits(params, TINY, codes, queries)
+    assert all(torch.equal(before[k], params[k]) for k in params)
+    occupancy_logits(params, TINY, codes, queries, training=True)
+    assert not torch.equal(before["dec.block0.cbn0.running_mean"], params["dec.block0.cbn0.running_mean"])
+    assert all(torch.equal(before[k], params[k]) for k in params if not is_statistic(k))
+    with torch.no_grad():  # with running statistics a point's logit does not depend on the others
+        together = occupancy_logits(params, TINY, codes, queries)
+        alone = occupancy_logits(params, TINY, codes[:1], queries[:1, 5:6])
+    assert alone[0, 0].item() == pytest.approx(together[0, 5].item(), abs=1e-5)
+
+
+def test_encoder_is_invariant_to_the_order_of_points():
+    gen = torch.Generator().manual_seed(2)
+    params = {k: v + 0.1 * torch.randn(v.shape, generator=gen) for k, v in init_occnet(TINY, gen).items()}
+    cloud = torch.rand(1, 300, 3, generator=gen)
+    shuffled = cloud[:, torch.randperm(300, generator=gen)]
+    assert torch.allclose(encode(params, TINY, cloud), encode(params, TINY, shuffled), atol=1e-5)
+    assert not torch.allclose(encode(params, TINY, cloud), encode(params, TINY, cloud * 0.5), atol=1e-3)
+
+
+def test_noisy_cloud_subsamples_and_adds_gaussian_noise():
+    centre = np.array([[0.1, 0.2, 0.3]], dtype=np.float32)
+    cloud = noisy_cloud(centre, 20_000, 0.05, np.random.default_rng(0))
+    assert cloud.shape == (20_000, 3) and cloud.dtype == np.float32
+    assert np.allclose(cloud.std(axis=0), 0.05, rtol=0.03)
+    assert np.allclose(cloud.mean(axis=0), centre[0], atol=0.002)
+    surface = np.eye(3, dtype=np.float32)
+    exact = noisy_cloud(surface, 300, 0.0, np.random.default_rng(0))
+    assert {tuple(row) for row in exact} == {tuple(row) for row in surface}
+    with pytest.raises(ValueError, match="surface"):
+        noisy_cloud(np.zeros((0, 3)), 10, 0.0, np.random.default_rng(0))
+
+
+def test_level_matches_the_occupancy_threshold():
+    assert occnet_level(0.2) == pytest.approx(math.log(4.0))
+    assert occnet_level(0.5) == 0.0
+    logit = torch.tensor([math.log(0.3 / 0.7), math.log(0.1 / 0.9)])  # probabilities 0.3 and 0.1
+    assert ((-logit) < occnet_level(0.2)).tolist() == [True, False]
+    with pytest.raises(ValueError, match="threshold"):
+        occnet_level(1.0)
+
+
+def test_training_lowers_the_loss_and_logs_it(trained):
+    result, logged = trained
+    assert result.steps == 500
+    assert [e["step"] for e in result.history] == [100, 200, 300, 400, 500]
+    assert logged == result.history
+    assert result.history[-1]["loss"] < 0.5 * result.history[0]["loss"]
+    assert result.history[-1]["seconds"] <= result.seconds
+    assert all(v.device.type == "cpu" and not v.requires_grad for v in result.params.values())
+
+
+@pytest.mark.parametrize("kind, seed", [("sphere", 10), ("box", 11)])
+def test_trained_network_completes_held_out_clouds(trained, kind, seed):
+    result, _ = trained
+    held_out = _shape(kind, seed)
+    cloud = noisy_cloud(held_out.surface, TINY.n_points, TINY.noise, np.random.default_rng(seed))
+    assert occupancy_iou(result.params, TINY, cloud, held_out.points, held_out.inside, CPU) > 0.8
+    field = occupancy_field(result.params, TINY, cloud, CPU)
+    values = field(torch.tensor([[0.0, 0.0, 0.0], [0.58, 0.58, 0.58]]))
+    assert values[0] < occnet_level(TINY.threshold) < values[1]  # inside at the centre, outside at a corner
+    points = torch.from_numpy(held_out.points[:1000])
+    chunked = occupancy_field(result.params, TINY, cloud, CPU, chunk=77)(points)
+    assert torch.allclose(chunked, field(points), atol=1e-5)
+
+
+def test_save_and_load_round_trip(trained, tmp_path):
+    result, _ = trained
+    path = save_occnet(tmp_path / "occnet.safetensors", result.params, TINY, {"shapes": ["sphere", "box"]})
+    params, config, metadata = load_occnet(path)
+    assert config == TINY and metadata == {"shapes": ["sphere", "box"]}
+    assert params.keys() == result.params.keys()
+    assert all(torch.equal(params[k], result.params[k]) for k in params)
+    cloud = noisy_cloud(_shape("sphere", 3).surface, 300, 0.005, np.random.default_rng(3))
+    points = torch.rand(500, 3) * 1.2 - 0.6
+    assert torch.equal(occupancy_field(params, config, cloud, CPU)(points),
+                       occupancy_field(result.params, TINY, cloud, CPU)(points))
+
+
+def test_bad_files_are_named(tmp_path):
+    from safetensors.torch import save_file
+
+    with pytest.raises(ShapeError, match="does not exist"):
+        load_occnet(tmp_path / "missing.safetensors")
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ShapeError, match="other.safetensors: .*no occupancy network settings"):
+        load_occnet(tmp_path / "other.safetensors")
+    params = init_occnet(TINY, torch.Generator().manual_seed(0))
+    del params["dec.cbn.running_var"]
+    save_occnet(tmp_path / "short.safetensors", params, TINY)
+    with pytest.raises(ShapeError, match="short.safetensors: .*dec.cbn.running_var"):
+        load_occnet(tmp_path / "short.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(ShapeError, match="not a readable safetensors file"):
+        load_occnet(tmp_path / "junk.safetensors")
+
+
+def test_a_loss_that_is_not_finite_raises():
+    shape = _shape("sphere", 0, m=200)
+    shape.points[5] = np.nan
+    config = OccNetConfig(hidden=8, code=8, decoder_hidden=8, blocks=1, batch=2, n_query=400, steps=3, log_every=10)
+    with pytest.raises(FloatingPointError, match="step 3"):
+        train_occnet([shape], config, CPU)
+
+
+def test_time_budget_and_bad_shapes():
+    config = OccNetConfig(hidden=8, code=8, decoder_hidden=8, blocks=1, batch=2, n_query=64, steps=50, log_every=10)
+    shape = _shape("box", 0, m=200)
+    result = train_occnet([shape], config, CPU, seconds=1e-9)
+    assert result.steps == 1 and [e["step"] for e in result.history] == [1]
+    bad = OccupancyShape(shape.surface, shape.points, shape.inside[:-1])
+    with pytest.raises(ShapeError, match="occupancy shape 1: inside labels must be \\[200\\]"):
+        train_occnet([shape, bad], config, CPU)
+    with pytest.raises(ValueError, match="no shapes"):
+        train_occnet([], config, CPU)
+
+
+def test_mesh_by_mise_is_a_closed_sphere(trained):
+    result, _ = trained
+    cloud = noisy_cloud(_shape("sphere", 12).surface, TINY.n_points, TINY.noise, np.random.default_rng(12))
+    mesh, stats = occnet_mesh(result.params, TINY, cloud, CPU, start=16, levels=2, bound=HALF)
+    assert mesh.is_watertight and 0 < stats["evaluations"] < stats["dense_evaluations"] == 65 ** 3
+    radii = np.linalg.norm(mesh.vertices, axis=1)
+    assert abs(np.median(radii) - 0.5) < 0.05
