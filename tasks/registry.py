@@ -139,17 +139,20 @@ def register_field(
         data = Path(tmp) / FIELD_DIR
         data.mkdir()
         save_field(data / WEIGHTS_FILE, spec, params, metadata)
-        return _register_pyfunc(tracking_uri, run_id, name, alias, data, "tasks.registry", description, fingerprint)
+        signature = _named_params_signature(3, {"shape_id": ("string", "")}) if is_shape_space(metadata) else None
+        return _register_pyfunc(tracking_uri, run_id, name, alias, data, "tasks.registry", description, fingerprint,
+                                signature)
 
 
 def _register_pyfunc(tracking_uri: str, run_id: str, name: str, alias: str, data: Path, loader_module: str,
-                     description: str, fingerprint: str) -> tuple[str, str]:
-    """Save `data` as a pyfunc model loaded by `loader_module`, log it as the run's "model" artifact,
+                     description: str, fingerprint: str, signature=None) -> tuple[str, str]:
+    """Save `data` as a pyfunc model loaded by `loader_module` (with `signature` when its predict takes
+    params), log it as the run's "model" artifact,
     register a new version of `name` tagged `fingerprint` (only once the artifact is stored) and
     point `alias` at it. Returns (model URI, version)."""
     c = client(tracking_uri)
     model_dir = data.parent / "model"
-    mlflow.pyfunc.save_model(str(model_dir), loader_module=loader_module, data_path=str(data),
+    mlflow.pyfunc.save_model(str(model_dir), loader_module=loader_module, data_path=str(data), signature=signature,
                              pip_requirements=["inrflow", "torch", "safetensors"])
     c.log_artifacts(run_id, str(model_dir), "model")
     run = c.get_run(run_id)
@@ -249,4 +252,15 @@ def register_occnet(tracking_uri: str, run_id: str, name: str, alias: str, weigh
         data.mkdir()
         shutil.copyfile(weights_path, data / WEIGHTS_FILE)
         return _register_pyfunc(tracking_uri, run_id, name, alias, data, "tasks.registry_occnet",
-                                "Occupancy Network trained by inrflow", fingerprint)
+                                "Occupancy Network trained by inrflow", fingerprint,
+                                _named_params_signature(3, {"cloud": ("double", [0.0])}))
+
+
+def _named_params_signature(width: int, params: dict):
+    """A pyfunc signature: inputs float32 [N, width]; `params` {name: (type, default)} passed to predict
+    (a list default makes it an array parameter)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
+
+    specs = [ParamSpec(n, t, d, (-1,) if isinstance(d, list) else None) for n, (t, d) in params.items()]
+    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, width))]), params=ParamSchema(specs))

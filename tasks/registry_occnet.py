@@ -15,8 +15,8 @@ WEIGHTS_FILE = "model.safetensors"
 
 
 class OccupancyPredictor:
-    """predict(points [N, 3], params={"cloud": [[x, y, z], ...]}) -> occupancy probabilities [N] of the
-    shape completed from that point cloud (both in the normalised frame)."""
+    """predict(points [N, 3], params={"cloud": [x0, y0, z0, x1, ...]}) -> occupancy probabilities [N] of
+    the shape completed from that point cloud (flattened; both in the normalised frame)."""
 
     def __init__(self, weights_path: str):
         self.params, self.config, self.metadata = load_occnet(weights_path)
@@ -25,10 +25,11 @@ class OccupancyPredictor:
         import torch
 
         cloud = (params or {}).get("cloud")
-        if cloud is None:
-            raise ValueError("an occupancy network needs the input cloud: predict(points, params={'cloud': [[x, y, z], ...]})")
+        if cloud is None or len(cloud) < 3:
+            raise ValueError("an occupancy network needs the input cloud: predict(points, params={'cloud': [x, y, z, ...]})")
         points = torch.from_numpy(np.asarray(model_input, dtype=np.float32).reshape(-1, 3))
-        field = occupancy_field(self.params, self.config, np.asarray(cloud, np.float32), resolve_device("auto"))
+        cloud = np.asarray(cloud, np.float32).reshape(-1, 3)
+        field = occupancy_field(self.params, self.config, cloud, resolve_device("auto"))
         return torch.sigmoid(-field(points)).cpu().numpy()
 
 

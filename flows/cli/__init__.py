@@ -1,6 +1,6 @@
 """The `inr` command line: one module per command group, each adding its subcommands to the
 parser and running them (`sdf`: run, fit; `queries`: mesh, isopoints, render; `nerf`: nerf,
-scene, nerf-run; `skeleton`: skeleton; `shapespace`: generate, deepsdf, occnet, shapespace), over the shared `overrides` (--set) and `prefect_env` (offline Prefect).
+scene, nerf-run; `skeleton`: skeleton; `shapespace`: generate, deepsdf, occnet, space-run), over the shared `overrides` (--set) and `prefect_env` (offline Prefect).
 
 Heavy imports (Prefect, torch, MLflow) happen inside the commands, after the embedded
 defaults for offline runs are in the environment.

@@ -40,7 +40,7 @@ FIELD_NOTE = ("MODEL: a weights file (e.g. inr fit's field.safetensors) or model
 def add_query_commands(commands) -> None:
     """Register mesh, isopoints and render on the `inr` subcommand parser."""
     mesh = add_command(
-        commands, "mesh", "mesh a fitted field by dense, range-bound or multiresolution (MISE) marching cubes",
+        commands, "mesh", "mesh a fitted field: dense, range-bound or MISE marching cubes",
         "inr mesh runs/spot/field.safetensors --out range.ply",
         "Extract the zero level set of a field as a triangle mesh. --method dense evaluates every point of "
         "a resolution^3 lattice; --method range bounds boxes of the lattice by affine arithmetic and "

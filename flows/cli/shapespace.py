@@ -1,5 +1,5 @@
 """`inr generate`, `inr deepsdf train|reconstruct|complete`, `inr occnet train|reconstruct` (here and now:
-no Prefect, Dask, Zarr or MLflow, except reading a models:/ MODEL) and `inr shapespace` (the pipeline).
+no Prefect, Dask, Zarr or MLflow, except reading a models:/ MODEL) and `inr space-run` (the pipeline).
 
 MANIFEST is a dataset manifest or a folder of meshes (its "train" split is trained on); MODEL is the
 file `train` wrote (model.safetensors) or a registry URI models:/<name>@<alias> (--tracking-uri).
@@ -20,7 +20,7 @@ from .options import add_setting_options
 from .overrides import overrides_from_set, put_override
 
 
-SHAPESPACE_COMMANDS = ("generate", "deepsdf", "occnet", "shapespace")
+SHAPESPACE_COMMANDS = ("generate", "deepsdf", "occnet", "space-run")
 SET_HELP = "any shape-space setting by its dotted path, e.g. --set training.lr_decoder=1e-3 --set mesh.levels=3"
 
 
@@ -41,7 +41,7 @@ def _model(parser: argparse.ArgumentParser) -> None:
 
 
 def add_shapespace_commands(commands) -> None:
-    """Register generate, deepsdf, occnet and shapespace on the `inr` subcommand parser."""
+    """Register generate, deepsdf, occnet and space-run on the `inr` subcommand parser."""
     generate = add_command(
         commands, "generate", "write a procedural shape collection and its manifest",
         "inr generate gen --per-family 34",
@@ -56,7 +56,7 @@ def add_shapespace_commands(commands) -> None:
     generate.add_argument("--name", default="generated", help="the manifest's dataset name")
 
     deepsdf = add_command(commands, "deepsdf", "a DeepSDF shape space: train, reconstruct, complete",
-                          "inr deepsdf train gen/manifest.yaml --seconds 600 --out runs/ds",
+                          "inr deepsdf train gen/manifest.yaml --out runs/ds",
                           "The DeepSDF auto-decoder (Park et al. 2019): one decoder and a latent code per shape.")
     actions = deepsdf.add_subparsers(dest="action", metavar="ACTION", required=True)
     train = actions.add_parser("train", help="train on a manifest's train split",
@@ -81,7 +81,7 @@ def add_shapespace_commands(commands) -> None:
     _common(complete, "code-fitting steps")
 
     occnet = add_command(commands, "occnet", "an Occupancy Network: train, reconstruct from points",
-                         "inr occnet train gen/manifest.yaml --seconds 600 --out runs/on",
+                         "inr occnet train gen/manifest.yaml --out runs/on",
                          "The Occupancy Network (Mescheder et al. 2019): a point-cloud encoder and an occupancy decoder.")
     actions = occnet.add_subparsers(dest="action", metavar="ACTION", required=True)
     train = actions.add_parser("train", help="train on a manifest's train split",
@@ -96,8 +96,8 @@ def add_shapespace_commands(commands) -> None:
     reconstruct.add_argument("points", metavar="POINTS", help="mesh or point-cloud file")
     _common(reconstruct, "(unused)")
 
-    run = add_command(commands, "shapespace", "the shape-space pipeline over a manifest",
-                      "inr shapespace gen/manifest.yaml",
+    run = add_command(commands, "space-run", "the shape-space pipeline over a manifest",
+                      "inr space-run gen/manifest.yaml",
                       "Run the Prefect pipeline: samples into Zarr (Dask), a DeepSDF space and an Occupancy Network "
                       "trained and registered in MLflow, held-out reconstruction and completion at each noise "
                       "level, metrics and a report in the run folder.")
@@ -120,7 +120,7 @@ def shapespace_command(args: argparse.Namespace) -> int:
     try:
         if args.command == "generate":
             return shapespace_run.generate(args)
-        if args.command == "shapespace":
+        if args.command == "space-run":
             return shapespace_run.pipeline(args)
         config = settings_of(args)
         Path(args.out).mkdir(parents=True, exist_ok=True)

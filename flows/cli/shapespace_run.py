@@ -39,9 +39,9 @@ def _training_shapes(args, config, say):
     from ..manifest import read_manifest
 
     manifest = read_manifest(args.manifest)
-    entries = manifest.split("train") or manifest.shapes
+    entries = manifest.split("train")
     if not entries:
-        raise ConfigError(f"{args.manifest}: no training shapes")
+        raise ConfigError(f"{args.manifest}: the train split is empty ({len(manifest.shapes)} shapes, all held out)")
     shapes, failed = [], {}
     for i, entry in enumerate(entries):
         say(f"sampling {i + 1}/{len(entries)}: {entry.shape_id}")

@@ -9,7 +9,8 @@ from flows.cli.sdf import overrides_from_args, run_overrides
 from inrcore.errors import ConfigError
 
 
-COMMANDS = ("run", "fit", "mesh", "isopoints", "render", "nerf", "scene", "nerf-run", "skeleton")
+COMMANDS = ("run", "fit", "mesh", "isopoints", "render", "nerf", "scene", "nerf-run", "skeleton", "generate", "deepsdf",
+            "occnet", "space-run")
 
 
 def test_help_lists_each_command_once_with_what_it_does_and_an_example(capsys):

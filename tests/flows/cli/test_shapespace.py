@@ -1,0 +1,100 @@
+"""`inr deepsdf`, `inr occnet` and `inr mesh --shape` on a tiny collection, as a user runs them."""
+
+import json
+
+import numpy as np
+import pytest
+import trimesh
+
+from flows.cli import main
+from tests.flows.shapespace_fixtures import tiny_collection
+
+TINY_SETS = ["--set", "sampling.n_samples=4000", "--set", "sampling.n_surface=2000", "--set", "sampling.n_occupancy=4000",
+             "--set", "training.decoder.latent=8", "--set", "training.decoder.width=32", "--set", "mesh.start=16",
+             "--set", "mesh.levels=2", "--set", "metrics.n_points=3000"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shapes")
+    manifest = tiny_collection(folder)
+    out = folder / "ds"
+    assert main(["deepsdf", "train", str(manifest), "--steps", "300", "--out", str(out), "--quiet", *TINY_SETS]) == 0
+    return folder, out
+
+
+def test_train_writes_the_space_its_metrics_and_members(trained):
+    folder, out = trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["shapes"] == 5 and metrics["epochs"] == 300 and metrics["failed"] == {}
+    assert metrics["history"][-1]["loss"] < metrics["history"][0]["loss"]
+    assert (out / "members.png").stat().st_size > 0
+
+
+def test_reconstruct_a_held_out_sphere_in_its_own_coordinates(trained, tmp_path):
+    folder, out = trained
+    moved = trimesh.creation.icosphere(3, radius=5.0).apply_translation([10, 0, 0])
+    moved.export(tmp_path / "big.obj")
+    assert main(["deepsdf", "reconstruct", str(out / "model.safetensors"), str(tmp_path / "big.obj"), "--out",
+                 str(tmp_path / "rec"), "--quiet", *TINY_SETS]) == 0
+    metrics = json.loads((tmp_path / "rec" / "metrics.json").read_text())
+    assert metrics["chamfer_l1"] < 0.03
+    mesh = trimesh.load(tmp_path / "rec" / "mesh.ply")
+    radii = np.linalg.norm(mesh.vertices - [10, 0, 0], axis=1)
+    assert np.median(radii) == pytest.approx(5.0, rel=0.1)
+
+
+def test_complete_from_one_scan(trained, tmp_path):
+    folder, out = trained
+    code = main(["deepsdf", "complete", str(out / "model.safetensors"), str(folder / "meshes" / "s2.obj"), "--noise",
+                 "0.01", "--out", str(tmp_path / "c"), "--quiet", *TINY_SETS])
+    assert code == 0
+    metrics = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert metrics["noise"] == 0.01 and metrics["scan_points"] > 100 and metrics["chamfer_l1"] < 0.05
+    assert len(trimesh.load(tmp_path / "c" / "scan.ply").vertices) == metrics["scan_points"]
+
+
+def test_a_member_meshes_like_any_field(trained, tmp_path, capsys):
+    folder, out = trained
+    assert main(["mesh", str(out / "model.safetensors"), "--shape", "s3", "--method", "dense", "--resolution", "32",
+                 "--out", str(tmp_path / "m.ply"), "--quiet"]) == 0
+    radii = np.linalg.norm(trimesh.load(tmp_path / "m.ply").vertices, axis=1)
+    assert np.median(radii) == pytest.approx(0.6 * 0.9 / 0.6, rel=0.1)  # s3 (r 0.6) normalised to extent 0.9
+    capsys.readouterr()
+    assert main(["mesh", str(out / "model.safetensors"), "--out", str(tmp_path / "n.ply")]) == 2
+    assert "shape space of 5 shapes; choose one with --shape" in capsys.readouterr().err
+    assert main(["mesh", str(out / "model.safetensors"), "--shape", "nope", "--out", str(tmp_path / "n.ply")]) == 2
+    assert "'nope' is not in this shape space" in capsys.readouterr().err
+
+
+def test_occnet_train_and_reconstruct(trained, tmp_path):
+    folder, _ = trained
+    manifest = folder / "manifest.yaml"
+    sets = [*TINY_SETS, "--set", "occnet.hidden=16", "--set", "occnet.code=16", "--set", "occnet.decoder_hidden=16",
+            "--set", "occnet.batch=4", "--set", "occnet.n_query=256"]
+    assert main(["occnet", "train", str(manifest), "--steps", "30", "--out", str(tmp_path / "on"), "--quiet", *sets]) == 0
+    metrics = json.loads((tmp_path / "on" / "metrics.json").read_text())
+    assert metrics["steps"] == 30 and metrics["shapes"] == 5
+    assert main(["occnet", "reconstruct", str(tmp_path / "on" / "model.safetensors"), str(folder / "meshes" / "s2.obj"),
+                 "--out", str(tmp_path / "onr"), "--quiet", *sets]) == 0
+    rec = json.loads((tmp_path / "onr" / "metrics.json").read_text())
+    assert 0.0 <= rec["iou"] <= 1.0 and rec["cloud_points"] == 300
+
+
+def test_an_empty_train_split_is_refused(tmp_path, capsys):
+    import yaml
+
+    trimesh.creation.box().export(tmp_path / "a.obj")
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump({"name": "x", "shapes": [{"path": "a.obj", "split": "test"}]}))
+    assert main(["deepsdf", "train", str(tmp_path / "m.yaml"), "--out", str(tmp_path / "o")]) == 2
+    assert "the train split is empty (1 shapes, all held out)" in capsys.readouterr().err
+
+
+def test_a_bad_shape_is_skipped_not_fatal(tmp_path):
+    (tmp_path / "meshes").mkdir()
+    (tmp_path / "meshes" / "broken.obj").write_text("this is not a mesh\n")
+    manifest = tiny_collection(tmp_path, extra_shapes=[{"id": "broken", "path": "meshes/broken.obj"}])
+    assert main(["deepsdf", "train", str(manifest), "--steps", "5", "--out", str(tmp_path / "o"), "--quiet",
+                 *TINY_SETS]) == 0
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["shapes"] == 5 and "broken.obj" in metrics["failed"]["broken"]
