@@ -88,3 +88,24 @@ def test_nerf_deployments_fit_their_flow_and_give_a_valid_config(deployment):
 
 def test_a_nerf_deployment_is_declared():
     assert [d["name"] for d in NERF] == ["nerf-weekly"]
+
+
+SPACES = [d for d in DECLARED if d["entrypoint"] == "flows/shapespace_collection.py:shapespace_collection"]
+
+
+@pytest.mark.parametrize("deployment", SPACES, ids=[d["name"] for d in SPACES])
+def test_shapespace_deployments_fit_their_flow_and_give_a_valid_config(deployment):
+    from flows.manifest import read_manifest
+    from flows.shapespace_collection import shapespace_collection
+    from inrcore.settings import config_replace
+
+    parameters = deployment["parameters"]
+    assert set(parameters) <= set(inspect.signature(shapespace_collection.fn).parameters)
+    data = read_manifest(str(ROOT / parameters["manifest"]))
+    assert len(data.split("train")) == 18 and len(data.split("test")) == 6
+    config = config_replace(data.shapespace, parameters.get("overrides") or {}, f"{deployment['name']}: overrides")
+    assert config.training.seconds == 600 and config.occnet.seconds == 600
+
+
+def test_a_shapespace_deployment_is_declared():
+    assert [d["name"] for d in SPACES] == ["shapespace-weekly"]
