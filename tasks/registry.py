@@ -173,6 +173,14 @@ def set_alias(tracking_uri: str, name: str, alias: str, version: str) -> None:
 
 def load_registered_field(tracking_uri: str, model_uri: str):
     """(spec, params, metadata, run_id) of a registered field, from "models:/<name>@<alias>"."""
+    path, run_id = registered_weights(tracking_uri, model_uri, FIELD_DIR)
+    spec, params, metadata = load_field(path)
+    return spec, params, metadata, run_id
+
+
+def registered_weights(tracking_uri: str, model_uri: str, data_dir: str) -> tuple[Path, str]:
+    """(local path of the weights file, run id) of a registered model "models:/<name>@<alias>" whose data
+    folder is `data_dir` (FIELD_DIR, RADIANCE_FIELD_DIR, OCCNET_DIR), downloaded from the registry."""
     c = client(tracking_uri)
     match = re.fullmatch(r"models:/([^@/]+)@([^@/]+)", model_uri)
     if not match:
@@ -180,8 +188,7 @@ def load_registered_field(tracking_uri: str, model_uri: str):
     version = c.get_model_version_by_alias(match.group(1), match.group(2))
     source = c.get_model_version_download_uri(version.name, version.version)
     local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri)
-    spec, params, metadata = load_field(Path(local) / "data" / FIELD_DIR / WEIGHTS_FILE)
-    return spec, params, metadata, version.run_id
+    return Path(local) / "data" / data_dir / WEIGHTS_FILE, version.run_id
 
 
 class _FieldPredictor:

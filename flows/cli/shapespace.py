@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 from inrcore.shapespace.settings import GeneratorConfig
 
@@ -24,10 +25,13 @@ SHAPESPACE_COMMANDS = ("generate", "deepsdf", "occnet", "space-run")
 SET_HELP = "any shape-space setting by its dotted path, e.g. --set training.lr_decoder=1e-3 --set mesh.levels=3"
 
 
-def _common(parser: argparse.ArgumentParser, budget: str) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--steps", type=int, metavar="N", help=f"{budget} (default: the settings')")
-    group.add_argument("--seconds", type=float, metavar="S", help="a wall-time budget in seconds instead")
+def _common(parser: argparse.ArgumentParser, budget: Optional[str]) -> None:
+    """--steps/--seconds (when the action trains or optimises: `budget` says what the steps are), --out,
+    --set, --device and --quiet."""
+    if budget is not None:
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument("--steps", type=int, metavar="N", help=f"{budget} (default: the settings')")
+        group.add_argument("--seconds", type=float, metavar="S", help="a wall-time budget in seconds instead")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the results (created if needed)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -35,9 +39,20 @@ def _common(parser: argparse.ArgumentParser, budget: str) -> None:
     add_output_switches(parser, "the metrics")
 
 
-def _model(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="model.safetensors written by train, or models:/<name>@<alias>")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for a models:/ MODEL")
+def _action(actions, name: str, what: str, description: str, budget: Optional[str], model: bool,
+            positional: tuple[str, str, str]) -> argparse.ArgumentParser:
+    """One ACTION of `inr deepsdf` or `inr occnet`: MODEL first when `model`, then the positional
+    (dest, METAVAR, help), then the common options."""
+    parser = actions.add_parser(name, help=what, description=description)
+    if model:
+        parser.add_argument("model", metavar="MODEL", help="model.safetensors written by train, or models:/<name>@<alias>")
+        parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for a models:/ MODEL")
+    parser.add_argument(positional[0], metavar=positional[1], help=positional[2])
+    _common(parser, budget)
+    return parser
+
+
+MANIFEST = ("manifest", "MANIFEST", "dataset manifest (YAML) or a folder of meshes")
 
 
 def add_shapespace_commands(commands) -> None:
@@ -59,42 +74,29 @@ def add_shapespace_commands(commands) -> None:
                           "inr deepsdf train gen/manifest.yaml --out runs/ds",
                           "The DeepSDF auto-decoder (Park et al. 2019): one decoder and a latent code per shape.")
     actions = deepsdf.add_subparsers(dest="action", metavar="ACTION", required=True)
-    train = actions.add_parser("train", help="train on a manifest's train split",
-                               description="Sample every train shape, train the decoder and codes; writes "
-                                           "DIR/model.safetensors, DIR/metrics.json and DIR/members.png.")
-    train.add_argument("manifest", metavar="MANIFEST", help="dataset manifest (YAML) or a folder of meshes")
-    _common(train, "training epochs")
-    reconstruct = actions.add_parser("reconstruct", help="fit a code to a mesh and mesh the member",
-                                     description="Writes DIR/mesh.ply (the input's coordinates), DIR/mesh.png, "
-                                                 "DIR/metrics.json.")
-    _model(reconstruct)
-    reconstruct.add_argument("input", metavar="INPUT", help="the mesh to reconstruct")
-    _common(reconstruct, "code-fitting steps")
-    complete = actions.add_parser("complete", help="complete a shape from one depth scan",
-                                  description="Scan the mesh SCAN from one seeded view (depth noise --noise), fit a "
-                                              "code to the scan and mesh the member. Writes DIR/scan.ply, "
-                                              "DIR/mesh.ply, DIR/mesh.png, DIR/metrics.json (against the whole mesh).")
-    _model(complete)
-    complete.add_argument("scan", metavar="SCAN", help="the mesh to scan")
+    _action(actions, "train", "train on a manifest's train split",
+            "Sample every train shape, train the decoder and codes; writes DIR/model.safetensors, "
+            "DIR/metrics.json and DIR/members.png.", "training epochs", False, MANIFEST)
+    _action(actions, "reconstruct", "fit a code to a mesh and mesh the member",
+            "Writes DIR/mesh.ply (the input's coordinates), DIR/mesh.png, DIR/metrics.json.", "code-fitting steps",
+            True, ("input", "INPUT", "the mesh to reconstruct"))
+    complete = _action(actions, "complete", "complete a shape from one depth scan",
+                       "Scan the mesh SCAN from one seeded view (depth noise --noise), fit a code to the scan and "
+                       "mesh the member. Writes DIR/scan.ply, DIR/mesh.ply, DIR/mesh.png, DIR/metrics.json (against "
+                       "the whole mesh).", "code-fitting steps", True, ("scan", "SCAN", "the mesh to scan"))
     complete.add_argument("--noise", type=float, default=0.0, metavar="A", help="depth noise α (default 0)")
     complete.add_argument("--seed", type=int, default=0, help="the view's seed")
-    _common(complete, "code-fitting steps")
 
     occnet = add_command(commands, "occnet", "an Occupancy Network: train, reconstruct from points",
                          "inr occnet train gen/manifest.yaml --out runs/on",
                          "The Occupancy Network (Mescheder et al. 2019): a point-cloud encoder and an occupancy decoder.")
     actions = occnet.add_subparsers(dest="action", metavar="ACTION", required=True)
-    train = actions.add_parser("train", help="train on a manifest's train split",
-                               description="Writes DIR/model.safetensors and DIR/metrics.json.")
-    train.add_argument("manifest", metavar="MANIFEST", help="dataset manifest (YAML) or a folder of meshes")
-    _common(train, "training steps")
-    reconstruct = actions.add_parser("reconstruct", help="a mesh from points (or from a mesh's noisy points)",
-                                     description="POINTS is a mesh (its noisy surface points are the input, and IoU "
-                                                 "is measured) or a point file (.xyz/.ply/.npz). Writes DIR/mesh.ply, "
-                                                 "DIR/mesh.png, DIR/metrics.json.")
-    _model(reconstruct)
-    reconstruct.add_argument("points", metavar="POINTS", help="mesh or point-cloud file")
-    _common(reconstruct, "(unused)")
+    _action(actions, "train", "train on a manifest's train split", "Writes DIR/model.safetensors and DIR/metrics.json.",
+            "training steps", False, MANIFEST)
+    _action(actions, "reconstruct", "a mesh from points (or from a mesh's noisy points)",
+            "POINTS is a mesh (its noisy surface points are the input, and IoU is measured) or a point file "
+            "(.xyz/.ply/.npz). Writes DIR/mesh.ply, DIR/mesh.png, DIR/metrics.json.", None, True,
+            ("points", "POINTS", "mesh or point-cloud file"))
 
     run = add_command(commands, "space-run", "the shape-space pipeline over a manifest",
                       "inr space-run gen/manifest.yaml",
@@ -150,9 +152,9 @@ def settings_of(args: argparse.Namespace):
     which = {("deepsdf", "train"): "training.epochs", ("occnet", "train"): "occnet.steps"}.get(
         (args.command, args.action), "fitting.steps")
     seconds = {"training.epochs": "training.seconds", "occnet.steps": "occnet.seconds"}.get(which, "fitting.seconds")
-    if args.steps is not None:
+    if getattr(args, "steps", None) is not None:
         put_override(options, which, args.steps)
-    if args.seconds is not None:
+    if getattr(args, "seconds", None) is not None:
         put_override(options, seconds, args.seconds)
         put_override(options, which, 10**9)
     return config_replace(ShapeSpaceConfig(), merge_overrides(options, overrides_from_set(args.set)), f"inr {args.command}")

@@ -82,21 +82,32 @@ def deepsdf_train(args, config) -> dict:
     return {k: v for k, v in metrics.items() if k != "history"}
 
 
+def _model_file(args, data_dir: str) -> str:
+    """MODEL as a local weights file: itself, or downloaded from the registry for models:/<name>@<alias>
+    (`data_dir`: the name in `tasks.registry` of the model's data folder; MLflow is loaded only then)."""
+    if not args.model.startswith("models:/"):
+        return args.model
+    import os
+
+    from inrcore.errors import ConfigError
+
+    tracking = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not tracking:
+        raise ConfigError(f"{args.model}: a registry URI needs --tracking-uri (or MLFLOW_TRACKING_URI)")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from tasks import registry
+
+    try:
+        return str(registry.registered_weights(tracking, args.model, getattr(registry, data_dir))[0])
+    except Exception as exc:  # MLflow raises its own exception types for missing models or aliases
+        raise ConfigError(f"{args.model}: cannot load it from {tracking}: {exc}") from exc
+
+
 def _space_of(args):
     from inrcore.fields.weights import load_field
     from inrcore.shapespace.space import shape_space_of
 
-    if args.model.startswith("models:/"):
-        import os
-
-        tracking = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-        if not tracking:
-            raise OSError(f"{args.model}: a registry URI needs --tracking-uri (or MLFLOW_TRACKING_URI)")
-        from tasks.registry import load_registered_field
-
-        spec, params, metadata, _ = load_registered_field(tracking, args.model)
-    else:
-        spec, params, metadata = load_field(args.model)
+    spec, params, metadata = load_field(_model_file(args, "FIELD_DIR"))
     return shape_space_of(spec, params, metadata, args.model)
 
 
@@ -170,7 +181,7 @@ def occnet_reconstruct(args, config) -> dict:
     from inrcore.shapespace.occnet import load_occnet, noisy_cloud, occnet_mesh, occupancy_iou
     from inrcore.shapespace.oneshot import in_input_frame, sample_file, surface_metrics
 
-    params, occ, _ = load_occnet(args.model)
+    params, occ, _ = load_occnet(_model_file(args, "OCCNET_DIR"))
     device = resolve_device(config.device)
     out = Path(args.out)
     metrics: dict = {"input": str(args.points)}

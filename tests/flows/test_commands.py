@@ -261,3 +261,30 @@ def test_inr_skeleton_as_the_readme_gives_it_writes_the_skeleton_files(tmp_path)
     metrics = json.loads((tmp_path / "ca" / "metrics.json").read_text())
     assert metrics["method"] == "coverage-axis" and metrics["balls"] > 10 and metrics["cover"]["method"] == "milp"
     assert "inr skeleton: " in axis.stderr and " balls, " in axis.stderr
+
+
+TINY_SPACE = ["--set", "sampling.n_samples=3000", "--set", "sampling.n_surface=1500", "--set", "sampling.n_occupancy=3000",
+              "--set", "training.epochs=20", "--set", "training.decoder.latent=8", "--set", "training.decoder.width=32",
+              "--set", "fitting.steps=20", "--set", "fitting.samples=500", "--set", "occnet.steps=10",
+              "--set", "occnet.hidden=16", "--set", "occnet.code=16", "--set", "occnet.decoder_hidden=16",
+              "--set", "occnet.batch=4", "--set", "occnet.n_query=256", "--set", "mesh.start=16",
+              "--set", "mesh.levels=1", "--set", "noise_levels=[0.0]", "--set", "metrics.n_points=2000",
+              "--set", "scan.resolution=32"]
+
+
+def test_inr_generate_and_space_run_as_the_readme_gives_them(tmp_path):
+    # README's "Learned shape spaces" commands: a generated collection, then the pipeline over the
+    # committed one (datasets/shapes) with tiny settings.
+    made = inr(["generate", tmp_path / "gen", "--per-family", "3", "--families", "mug,airplane"], tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert json.loads(made.stdout)["shapes"] == 6
+    assert len(list((tmp_path / "gen" / "meshes").glob("*.obj"))) == 6
+    run = inr(["space-run", ROOT / "datasets" / "shapes" / "manifest.yaml", "--out", tmp_path / "run", "--quiet",
+               *TINY_SPACE], tmp_path, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    printed = json.loads(run.stdout)
+    assert printed["ok"] == 24 and printed["deepsdf"] == "models:/shapes-deepsdf@champion"
+    summary = json.loads((tmp_path / "run" / "shapespace_summary.json").read_text())
+    held_out = [r for r in summary["shapes"] if r["split"] == "test"]
+    assert len(held_out) == 6 and all("reconstruct/chamfer_l1" in r["metrics"] for r in held_out)
+    assert (tmp_path / "run" / "shapespace_report.html").is_file()

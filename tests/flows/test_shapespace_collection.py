@@ -78,3 +78,20 @@ def test_the_registered_occupancy_network_predicts_from_a_cloud(first_run):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert 0.0 <= float(done.stdout.split()[-1]) <= 1.0
+
+
+def test_the_commands_take_the_registered_models_by_uri(first_run, tmp_path):
+    from flows.cli import main
+
+    folder, _, out, _ = first_run
+    tracking = f"sqlite:///{out}/mlflow.db"
+    sets = ["--set", "mesh.start=16", "--set", "mesh.levels=1", "--set", "metrics.n_points=2000",
+            "--set", "sampling.n_samples=4000"]
+    assert main(["deepsdf", "reconstruct", "models:/tiny-deepsdf@champion", str(folder / "meshes" / "s2.obj"),
+                 "--tracking-uri", tracking, "--steps", "20", "--out", str(tmp_path / "r"), "--quiet", *sets]) == 0
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["chamfer_l1"] > 0
+    assert main(["occnet", "reconstruct", "models:/tiny-occnet@champion", str(folder / "meshes" / "s2.obj"),
+                 "--tracking-uri", tracking, "--out", str(tmp_path / "o"), "--quiet", *sets]) == 0
+    assert 0 <= json.loads((tmp_path / "o" / "metrics.json").read_text())["iou"] <= 1
+    assert main(["occnet", "reconstruct", "models:/tiny-occnet@nope", str(folder / "meshes" / "s2.obj"),
+                 "--tracking-uri", tracking, "--out", str(tmp_path / "x"), "--quiet"]) == 2
