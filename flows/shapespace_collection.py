@@ -25,7 +25,14 @@ from inrcore.report import report_html
 from inrcore.settings import config_to_dict
 from inrcore.shapespace.settings import ShapeSpaceConfig
 from tasks import registry
-from tasks.shapespace.members import fit_shape_codes, interpolate_shapes, measure_member, measure_occnet, mode_name
+from tasks.shapespace.members import (
+    fit_shape_codes,
+    interpolate_shapes,
+    log_picture_grid,
+    measure_member,
+    measure_occnet,
+    mode_name,
+)
 from tasks.shapespace.samples import prepare_shape_samples
 from tasks.shapespace.train import train_deepsdf, train_occupancy_network
 from tasks.tracking import setup_tracking
@@ -131,15 +138,18 @@ def _run_space(dataset: str, shapes: list, config: ShapeSpaceConfig, where: dict
         record["images"][result.mode] = result.image
 
     aggregate = _aggregate([records[sid] for sid in test])
-    registry.log_metrics(tracking, space.run_id, {k.replace("@", "_"): v for k, v in aggregate.items()})
+    registry.log_metrics(tracking, space.run_id, {f"test/{k.replace('@', '_')}": v for k, v in aggregate.items()})
     strip = _outcome(interpolation)[0] if interpolation is not None else None
+    shown = list(fits) + ["occnet"]
+    pictures = [records[sid]["images"][m] for m in shown for sid in test if m in records[sid]["images"]]
+    grid = _outcome(log_picture_grid.submit(tracking, space.run_id, pictures, out, max(len(test), 1)))[0]
     ordered = [records[sid] for sid, _, _ in shapes]
     summary = {"dataset": dataset, "settings": {"config": config_to_dict(config), **where},
                "deepsdf": {"model_uri": space.model_uri, "version": space.version, "path": space.path,
                            "reused": space.reused, "steps": space.steps, "loss": space.loss},
                "occnet": None if occnet_model is None else {"model_uri": occnet_model.model_uri,
                                                             "version": occnet_model.version, "path": occnet_model.path},
-               "aggregate": aggregate, "interpolation": strip, "shapes": ordered,
+               "aggregate": aggregate, "interpolation": strip, "grid": grid, "shapes": ordered,
                "ok": sum(r["status"] == "ok" for r in ordered), "failed": sum(r["status"] == "failed" for r in ordered)}
     summary_path = Path(out) / "shapespace_summary.json"
     write_json_atomic(summary_path, summary)

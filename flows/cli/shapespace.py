@@ -86,6 +86,12 @@ def add_shapespace_commands(commands) -> None:
                        "the whole mesh).", "code-fitting steps", True, ("scan", "SCAN", "the mesh to scan"))
     complete.add_argument("--noise", type=float, default=0.0, metavar="A", help="depth noise α (default 0)")
     complete.add_argument("--seed", type=int, default=0, help="the view's seed")
+    between = _action(actions, "interpolate", "meshes between two training shapes' codes",
+                      "Mesh the members on the straight line between the codes of two training shapes, ends "
+                      "included: DIR/step-<k>.ply (normalised frame), DIR/strip.png side by side, DIR/metrics.json.",
+                      None, True, ("first", "FIRST", "a training shape's id"))
+    between.add_argument("second", metavar="SECOND", help="another training shape's id")
+    between.add_argument("--count", type=int, default=5, metavar="K", help="meshes in the strip (default 5)")
 
     occnet = add_command(commands, "occnet", "an Occupancy Network: train, reconstruct from points",
                          "inr occnet train gen/manifest.yaml --out runs/on",
@@ -128,7 +134,8 @@ def shapespace_command(args: argparse.Namespace) -> int:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         run = {("deepsdf", "train"): shapespace_run.deepsdf_train, ("deepsdf", "reconstruct"): shapespace_run.deepsdf_fit,
                ("deepsdf", "complete"): shapespace_run.deepsdf_fit, ("occnet", "train"): shapespace_run.occnet_train,
-               ("occnet", "reconstruct"): shapespace_run.occnet_reconstruct}[(args.command, args.action)]
+               ("occnet", "reconstruct"): shapespace_run.occnet_reconstruct,
+               ("deepsdf", "interpolate"): shapespace_run.deepsdf_interpolate}[(args.command, args.action)]
         metrics = run(args, config)
     except (ShapeError, ConfigError) as exc:
         print(f"inr: {exc}", file=sys.stderr)

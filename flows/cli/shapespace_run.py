@@ -144,6 +144,29 @@ def deepsdf_fit(args, config) -> dict:
     return metrics
 
 
+def deepsdf_interpolate(args, config) -> dict:
+    from inrcore.device import resolve_device
+    from inrcore.errors import ConfigError
+    from inrcore.files import write_atomic, write_json_atomic
+    from inrcore.geometry.images import side_by_side, write_png
+    from inrcore.geometry.render import render_mesh
+    from inrcore.shapespace.space import interpolation_meshes
+
+    if args.count < 2:
+        raise ConfigError(f"--count must be at least 2, got {args.count}")
+    space = _space_of(args)
+    meshes = interpolation_meshes(space, args.first, args.second, args.count, config.mesh, resolve_device(config.device))
+    out = Path(args.out)
+    for k, mesh in enumerate(meshes):
+        if len(mesh.faces):
+            write_atomic(out / f"step-{k}.ply", lambda tmp, m=mesh: m.export(tmp, file_type="ply"))
+    write_png(side_by_side([render_mesh(m) for m in meshes if len(m.faces)]), out / "strip.png")
+    metrics = {"first": args.first, "second": args.second, "count": args.count,
+               "faces": [int(len(m.faces)) for m in meshes]}
+    write_json_atomic(out / "metrics.json", metrics)
+    return metrics
+
+
 def _point_cloud(points):
     import trimesh
 

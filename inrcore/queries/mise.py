@@ -7,15 +7,20 @@ R + 1). Level 0 evaluates the (start + 1)^3 points of the coarse lattice. At eac
 the signed-distance convention); the active cells and their 26 neighbours (so that a surface
 leaving a cell through a face or an edge is followed into the next cell) are split into eight
 children, whose new corners are evaluated. Every point is evaluated at most once, so MISE never
-evaluates more than the (R + 1)^3 points of the dense lattice.
+evaluates more than the (R + 1)^3 points of the dense lattice. (The authors' code instead splits a
+cell when any evaluated points on its closed extent, its corners and the finer points a split
+neighbour put on its faces, disagree; splitting every neighbour of an active cell is the more
+cautious rule.)
 
 The evaluated values stay sparse (sorted lattice keys and their values). Marching cubes then
 runs block by block over the final lattice (`inrcore.geometry.marching.marching_cubes_blocks`):
 a block's values are built coarse to fine, each level the trilinear upsampling of the one before
 with the evaluated points written over it, so a point never evaluated takes the value interpolated
-from the finest cell around it whose corners were (the authors' filling). A fine cell with all
-eight corners evaluated gives the triangles dense marching cubes gives; a cell that was never
-refined interpolates corners of one sign and gives none. The lattice is padded by one layer of
+from the finest cell around it whose corners were. (The authors fill such a point with the mean of
+its already filled neighbours along -x, -y and -z.) A fine cell with all eight corners evaluated
+gives the triangles dense marching cubes gives. A cell never refined interpolates corners of one
+sign and gives none, unless a refined neighbour evaluated points on their common face of the other
+sign: there its triangles are placed by the interpolation. The lattice is padded by one layer of
 outside values, so a surface cut by the box is closed on the box's faces.
 
 What MISE cannot see: a part of the surface that passes between the corners of the coarse cells
@@ -172,7 +177,11 @@ def _trailing_level(indices: np.ndarray, levels: int) -> np.ndarray:
 
 
 class _BlockFiller:
-    """Values of blocks of the padded final lattice for marching cubes, from the sparse evaluated points."""
+    """Values of blocks of the padded final lattice for marching cubes, from the sparse evaluated points.
+
+    A block's values interpolate coarse cells that reach past the block, so its fill reads the evaluated
+    points as far as one coarse cell (2^levels fine cells) beyond its faces: every block then sees the
+    same values on the points it shares with its neighbours (those of one fill of the whole lattice)."""
 
     def __init__(self, coarse: np.ndarray, evaluated: EvaluatedPoints, n: int, levels: int, chunk: int,
                  level: float, pad: int) -> None:
@@ -180,20 +189,22 @@ class _BlockFiller:
         self.outside = np.float32(level + 1e6 * max(1.0, abs(level)))
         self.indices, self.values = lattice_indices(evaluated.keys, n).astype(np.int32), evaluated.values
         self.point_level = _trailing_level(self.indices, levels)
-        self._bucket(self.indices + np.int32(pad))
+        self.reach = 2 ** levels  # a block's fill reads points up to one coarse cell beyond its faces
+        self.tile = min(chunk, max(self.reach, 16))  # the points are sorted by tiles of tile^3 fine points
+        self.tiles = -(-n // self.tile)  # per axis
+        keys = lattice_keys(self.indices // self.tile, self.tiles)
+        self.order = np.argsort(keys, kind="stable")
+        self.tile_keys = keys[self.order]
 
-    def _bucket(self, padded: np.ndarray) -> None:
-        """Sort the evaluated points by the blocks (grown by one layer on their upper faces) holding them."""
-        chunk, blocks = self.chunk, -(-(self.n + 2 * self.pad) // self.chunk)
-        own, on_face = padded // chunk, (padded % chunk == 0) & (padded > 0)
-        keys, rows = [], []
-        for step in CORNERS:  # a point on a block's lower face also sits in the grown block below it
-            chosen = np.flatnonzero((on_face | (step == 0)).all(axis=1))
-            keys.append(lattice_keys(own[chosen] - step, blocks))
-            rows.append(chosen)
-        keys, rows = np.concatenate(keys), np.concatenate(rows)
-        order = np.argsort(keys, kind="stable")
-        self.block_keys, self.block_rows, self.blocks = keys[order], rows[order], blocks
+    def _rows_near(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """Rows of the evaluated points in the tiles meeting the fine box [low, high] (closed, per axis)."""
+        first, last = low // self.tile, np.minimum(high // self.tile, self.tiles - 1)
+        pairs = np.stack(np.meshgrid(np.arange(first[0], last[0] + 1), np.arange(first[1], last[1] + 1),
+                                     indexing="ij"), axis=-1).reshape(-1, 2)
+        lowest = lattice_keys(np.column_stack([pairs, np.full(len(pairs), first[2])]), self.tiles)
+        highest = lattice_keys(np.column_stack([pairs, np.full(len(pairs), last[2])]), self.tiles)
+        begin, end = np.searchsorted(self.tile_keys, lowest), np.searchsorted(self.tile_keys, highest, "right")
+        return np.concatenate([self.order[a:b] for a, b in zip(begin, end)])
 
     def __call__(self, block) -> np.ndarray:
         lo = np.array([s.start for s in block])
@@ -202,30 +213,32 @@ class _BlockFiller:
         first, stop = np.maximum(lo - self.pad, 0), np.minimum(hi - self.pad, self.n)  # fine range [first, stop)
         if (stop <= first).any():
             return out
-        key = lattice_keys((lo // self.chunk)[None], self.blocks)[0]
-        rows = self.block_rows[np.searchsorted(self.block_keys, key):np.searchsorted(self.block_keys, key, "right")]
         target = tuple(slice(int(a + self.pad - l), int(b + self.pad - l)) for a, b, l in zip(first, stop, lo))
-        out[target] = self._fill(first, stop, rows)
+        out[target] = self._fill(first, stop)
         return out
 
-    def _fill(self, first: np.ndarray, stop: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Values on the fine points [first, stop) per axis: coarse to fine, upsampled then overwritten."""
-        stride = 2 ** self.levels
-        low, high = first // stride, -(-(stop - 1) // stride)
+    def _fill(self, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+        """Values on the fine points [first, stop) per axis: the coarse cells around them upsampled level by
+        level, each level's evaluated points written over the upsampling (coarser points stay exact)."""
+        reach = self.reach
+        low, high = first // reach, -(-(stop - 1) // reach)  # coarse points around the block
         grid = self.coarse[tuple(slice(int(a), int(b) + 1) for a, b in zip(low, high))]
+        rows = self._rows_near(low * reach, high * reach)
+        indices = self.indices[rows]
+        inside = ((indices >= low * reach) & (indices <= high * reach)).all(axis=1)
+        rows, indices = rows[inside], indices[inside]
         levels_here = self.point_level[rows]
         if not (levels_here > 0).any() and not (grid.min() < self.level <= grid.max()):
             return np.full(tuple(stop - first), grid.min(), dtype=np.float32)  # one side throughout: no triangles
+        order = np.argsort(levels_here, kind="stable")
+        bounds = np.searchsorted(levels_here[order], np.arange(self.levels + 2))
         for depth in range(1, self.levels + 1):
-            stride //= 2
-            new_low, new_high = first // stride, -(-(stop - 1) // stride)
-            grid = _upsample(grid)[tuple(slice(int(a - 2 * p), int(b - 2 * p) + 1)
-                                         for a, b, p in zip(new_low, new_high, low))]
-            low = new_low
-            chosen = rows[levels_here <= depth]
-            spots = self.indices[chosen] // stride - low
-            grid[spots[:, 0], spots[:, 1], spots[:, 2]] = self.values[chosen]
-        return grid  # levels == 0: the coarse values themselves
+            grid = _upsample(grid)  # fine points [low * reach, high * reach] every 2^(levels - depth)
+            part = order[bounds[depth]:bounds[depth + 1]]
+            spots = (indices[part] - low * reach) // 2 ** (self.levels - depth)
+            grid[spots[:, 0], spots[:, 1], spots[:, 2]] = self.values[rows[part]]
+        offset = first - low * reach
+        return grid[tuple(slice(int(a), int(a + b - c)) for a, b, c in zip(offset, stop, first))]
 
 
 def mise_mesh(evaluate: Evaluate, start: int = 32, levels: int = 2, bound: float = 1.0, level: float = 0.0,

@@ -180,3 +180,22 @@ def interpolate_shapes(space_path: str, first: str, second: str, steps: int, mes
     for k, m in enumerate(meshes):
         write_atomic(out / f"{first}--{second}-{k}.ply", m.export)
     return str(write_png(side_by_side([render_mesh(m) for m in meshes if len(m.faces)]), out / f"{first}--{second}.png"))
+
+
+@task(name="shapespace-picture-grid", retries=1, retry_condition_fn=retry_unless_bad_input)
+def log_picture_grid(tracking_uri: str, run_id: str, images: list[str], out_dir: str, columns: int = 6) -> str:
+    """The held-out shapes' pictures (one row per mode, in the order given) as one grid
+    `<out>/shapespace/grid.png`, logged to the training run's artifacts; returns its path."""
+    from PIL import Image
+
+    from inrcore.geometry.images import image_grid
+
+    from .. import registry
+
+    pictures = [np.asarray(Image.open(p).convert("RGB")) for p in images if Path(p).is_file()]
+    path = Path(out_dir) / "shapespace" / "grid.png"
+    if not pictures:
+        return ""
+    write_png(image_grid(pictures, columns=columns), path)
+    registry.log_artifact(tracking_uri, run_id, path, "pictures")
+    return str(path)

@@ -11,6 +11,13 @@ from tasks.store import open_store
 from tests.flows.shapespace_fixtures import tiny_collection
 
 
+def registry_run(out, name):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{out}/mlflow.db")
+    return client.get_model_version_by_alias(name, "champion").run_id
+
+
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("space")
@@ -34,6 +41,13 @@ def test_the_flow_trains_registers_and_measures(first_run):
     assert set(held_out["images"]) == {"reconstruct", "complete-0", "complete-0.05", "occnet"}
     assert (out / "shapespace_report.html").read_text().count("<img") == 3  # reconstruct, complete-0, occnet
     assert summary["interpolation"].endswith(".png")
+    from mlflow import MlflowClient
+
+    run_id = registry_run(out, "tiny-deepsdf")
+    client = MlflowClient(f"sqlite:///{out}/mlflow.db")
+    assert [a.path for a in client.list_artifacts(run_id, "pictures")] == ["pictures/grid.png"]
+    logged = client.get_run(run_id).data.metrics
+    assert logged["test/reconstruct/chamfer_l1_median"] == pytest.approx(aggregate["reconstruct/chamfer_l1@median"])
     root = open_store(str(out / "store.zarr"), mode="r")
     assert dict(root["shapespace/samples/s0"].attrs)["complete"] is True
     assert list(root["shapespace/codes/reconstruct"].attrs["shape_ids"]) == ["s2"]

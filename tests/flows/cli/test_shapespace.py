@@ -98,3 +98,22 @@ def test_a_bad_shape_is_skipped_not_fatal(tmp_path):
                  *TINY_SETS]) == 0
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert metrics["shapes"] == 5 and "broken.obj" in metrics["failed"]["broken"]
+
+
+def test_interpolate_between_two_training_shapes(trained, tmp_path):
+    import torch
+
+    from inrcore.shapespace.settings import ShapeMeshConfig
+    from inrcore.shapespace.space import load_shape_space, mesh_field
+
+    folder, out = trained
+    assert main(["deepsdf", "interpolate", str(out / "model.safetensors"), "s0", "b0", "--count", "3",
+                 "--out", str(tmp_path / "i"), "--quiet", *TINY_SETS]) == 0
+    steps = [trimesh.load(tmp_path / "i" / f"step-{k}.ply") for k in range(3)]
+    space = load_shape_space(out / "model.safetensors")
+    for k, shape_id in ((0, "s0"), (2, "b0")):  # the ends are the two members themselves
+        member, _ = mesh_field(*space.member(shape_id), ShapeMeshConfig(start=16, levels=2), torch.device("cpu"))
+        assert len(steps[k].vertices) == len(member.vertices)
+        assert np.allclose(np.sort(steps[k].vertices, axis=0), np.sort(member.vertices, axis=0), atol=1e-5)
+    assert not np.array_equal(steps[1].vertices[:10], steps[0].vertices[:10])
+    assert (tmp_path / "i" / "strip.png").stat().st_size > 0

@@ -7,10 +7,18 @@ import trimesh
 
 from inrcore.fields.build import network_for
 from inrcore.fields.settings import NetworkConfig
-from inrcore.geometry.grids import block_points
+from inrcore.geometry.grids import block_points, grid_blocks
 from inrcore.geometry.marching import marching_cubes_blocks
 from inrcore.geometry.settings import GridConfig
-from inrcore.queries.mise import dilate_cells, mise_field_mesh, mise_mesh
+from inrcore.queries.mise import (
+    EvaluatedPoints,
+    _BlockFiller,
+    dilate_cells,
+    lattice_indices,
+    lattice_keys,
+    mise_field_mesh,
+    mise_mesh,
+)
 from inrcore.queries.rangemesh import dense_mesh
 from inrcore.queries.settings import MiseConfig
 from tests.inrcore.analytic_fields import icosphere
@@ -179,3 +187,45 @@ def test_bad_arguments_and_fields_are_refused():
     with pytest.raises(ValueError, match=r"gave 2 values for \d+ points"):
         mise_mesh(lambda p: torch.zeros(2), start=2, levels=1)
     assert MiseConfig(start=32, levels=3).resolution == 256
+
+
+@pytest.mark.parametrize("start,levels", [(4, 3), (2, 4)])
+def test_blocks_read_the_same_filled_lattice_as_one_global_fill(start, levels):
+    # Marching cubes reads the lattice block by block; each block's fill (coarse to fine: upsample,
+    # then write the evaluated points) must equal the fill of the whole lattice at once, also on the
+    # faces blocks share, where the coarse cells being interpolated reach into the next block
+    # (blocks of 8 points: coarse cells of 8 and of 16 fine cells).
+    n = start * 2 ** levels + 1
+    evaluated = EvaluatedPoints()
+    field = union(torus(0.5, 0.2), sphere(0.25, (0.05, 0.0, 0.0)))
+
+    def recording(points):
+        values = field(points)
+        keys = lattice_keys(np.round((points.numpy() + 1.0) * (n - 1) / 2.0).astype(np.int64), n)
+        order = np.argsort(keys)
+        evaluated.add(keys[order], values.numpy()[order])
+        return values
+
+    mise_mesh(recording, start=start, levels=levels)
+    indices = lattice_indices(evaluated.keys, n)
+    grid = np.zeros((start + 1,) * 3, dtype=np.float32)
+    for depth in range(levels + 1):
+        stride = 2 ** (levels - depth)
+        if depth:
+            for dim in range(3):  # trilinear upsampling by two, one axis at a time
+                grid = np.moveaxis(grid, dim, 0)
+                finer = np.empty((2 * len(grid) - 1,) + grid.shape[1:], dtype=np.float32)
+                finer[0::2], finer[1::2] = grid, (grid[:-1] + grid[1:]) / 2
+                grid = np.moveaxis(finer, 0, dim)
+        on = (indices % stride == 0).all(axis=1)
+        grid[tuple((indices[on] // stride).T)] = evaluated.values[on]
+    filler = _BlockFiller(grid[::2 ** levels, ::2 ** levels, ::2 ** levels].copy(), evaluated, n, levels, 8, 0.0, 1)
+    padded = np.pad(grid, 1, constant_values=filler.outside)
+    shortcuts = 0
+    for block in grid_blocks(padded.shape, 8):
+        grown = tuple(slice(s.start, min(s.stop + 1, padded.shape[0])) for s in block)
+        got, want = filler(grown), padded[grown]
+        if not np.array_equal(got, want):  # only a block on one side throughout may be given one value
+            shortcuts += 1
+            assert np.array_equal(got < 0, want < 0) and len(np.unique(got[got != filler.outside])) == 1, grown
+    assert shortcuts < len(list(grid_blocks(padded.shape, 8))) / 2
