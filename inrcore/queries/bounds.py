@@ -30,11 +30,11 @@ from inrcore.queries.arithmetic import (
     form_from_box,
     interval_of,
     relu_linearisation,
-    tanh_linearisation,
     scale_form,
     sine_bounds,
     sine_linearisation,
     softplus_linearisation,
+    tanh_linearisation,
 )
 
 

@@ -13,9 +13,9 @@ import numpy as np
 from prefect import task
 
 from inrcore.geometry.meshes import Normalisation, file_sha256
+from inrcore.settings import config_to_dict, fingerprint
 from inrcore.shapespace.samples import ShapeSpaceSamples, check_samples, load_normalised_mesh, sample_shape_space
 from inrcore.shapespace.settings import DeepSdfSamplingConfig
-from inrcore.settings import config_to_dict, fingerprint
 
 from ..options import retry_unless_bad_input
 from ..results import StageResult

@@ -18,10 +18,10 @@ from prefect import task
 
 from inrcore.device import resolve_device
 from inrcore.fields.weights import load_field
+from inrcore.settings import config_to_dict, fingerprint
 from inrcore.shapespace.autodecoder import train_auto_decoder
 from inrcore.shapespace.settings import AutoDecoderConfig, OccNetConfig
 from inrcore.shapespace.space import save_shape_space
-from inrcore.settings import config_to_dict, fingerprint
 
 from .. import registry
 from ..options import retry_unless_bad_input

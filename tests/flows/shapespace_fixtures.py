@@ -3,6 +3,7 @@
 import trimesh
 import yaml
 
+
 TINY = {
     "sampling": {"n_samples": 4000, "n_surface": 2000, "n_occupancy": 4000},
     "training": {"epochs": 200, "log_every": 50, "decoder": {"latent": 8, "width": 32, "layers": 4, "skip_at": 2}},
