@@ -10,6 +10,17 @@ import sys
 from pathlib import Path
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (or the platform's word for it)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def machine() -> dict:
     import torch
 

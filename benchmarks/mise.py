@@ -20,25 +20,13 @@ whether they are smaller than a starting cell. Writes one JSON file, rewritten a
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import metric_figures, write_result  # noqa: E402
+from common import cpu_model, metric_figures, write_result  # noqa: E402
 from range_meshing import mesh_distance  # noqa: E402
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (or the platform's word for it)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def parse_setting(text: str) -> tuple[int, int, int]:

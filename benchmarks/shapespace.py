@@ -67,7 +67,7 @@ from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import metric_figures, write_result  # noqa: E402
+from common import cpu_model, metric_figures, write_result  # noqa: E402
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,16 +87,6 @@ QUICK_SETTINGS = {"sampling": {"n_samples": 4000, "n_surface": 2000, "n_occupanc
                   "scan": {"resolution": 32},
                   "occnet": {"batch": 4, "n_query": 512, "hidden": 32, "code": 32, "decoder_hidden": 32},
                   "siren_sampling": {"n_surface": 2000, "n_near": 2000, "n_uniform": 1000}}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def settings_of(args) -> dict:

@@ -24,11 +24,10 @@ from inrcore.files import write_json_atomic, write_text_atomic
 from inrcore.report import report_html
 from inrcore.settings import config_to_dict
 from inrcore.shapespace.settings import ShapeSpaceConfig
-from tasks import registry
 from tasks.shapespace.members import (
     fit_shape_codes,
     interpolate_shapes,
-    log_picture_grid,
+    log_held_out,
     measure_member,
     measure_occnet,
     mode_name,
@@ -138,11 +137,10 @@ def _run_space(dataset: str, shapes: list, config: ShapeSpaceConfig, where: dict
         record["images"][result.mode] = result.image
 
     aggregate = _aggregate([records[sid] for sid in test])
-    registry.log_metrics(tracking, space.run_id, {f"test/{k.replace('@', '_')}": v for k, v in aggregate.items()})
     strip = _outcome(interpolation)[0] if interpolation is not None else None
     shown = list(fits) + ["occnet"]
     pictures = [records[sid]["images"][m] for m in shown for sid in test if m in records[sid]["images"]]
-    grid = _outcome(log_picture_grid.submit(tracking, space.run_id, pictures, out, max(len(test), 1)))[0]
+    grid = _outcome(log_held_out.submit(tracking, space.run_id, aggregate, pictures, out, max(len(test), 1)))[0]
     ordered = [records[sid] for sid, _, _ in shapes]
     summary = {"dataset": dataset, "settings": {"config": config_to_dict(config), **where},
                "deepsdf": {"model_uri": space.model_uri, "version": space.version, "path": space.path,

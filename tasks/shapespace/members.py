@@ -182,16 +182,19 @@ def interpolate_shapes(space_path: str, first: str, second: str, steps: int, mes
     return str(write_png(side_by_side([render_mesh(m) for m in meshes if len(m.faces)]), out / f"{first}--{second}.png"))
 
 
-@task(name="shapespace-picture-grid", retries=1, retry_condition_fn=retry_unless_bad_input)
-def log_picture_grid(tracking_uri: str, run_id: str, images: list[str], out_dir: str, columns: int = 6) -> str:
-    """The held-out shapes' pictures (one row per mode, in the order given) as one grid
-    `<out>/shapespace/grid.png`, logged to the training run's artifacts; returns its path."""
+@task(name="shapespace-held-out-log", retries=1, retry_condition_fn=retry_unless_bad_input)
+def log_held_out(tracking_uri: str, run_id: str, aggregate: dict, images: list[str], out_dir: str,
+                 columns: int = 6) -> str:
+    """Log the held-out figures to the training run ("test/<mode>/<metric>_<mean|median>"), and the held-out
+    shapes' pictures (one row per mode, in the order given) as one grid `<out>/shapespace/grid.png` among its
+    artifacts; returns the grid's path ("" without pictures)."""
     from PIL import Image
 
     from inrcore.geometry.images import image_grid
 
     from .. import registry
 
+    registry.log_metrics(tracking_uri, run_id, {f"test/{k.replace('@', '_')}": v for k, v in aggregate.items()})
     pictures = [np.asarray(Image.open(p).convert("RGB")) for p in images if Path(p).is_file()]
     path = Path(out_dir) / "shapespace" / "grid.png"
     if not pictures:

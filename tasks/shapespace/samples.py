@@ -6,6 +6,7 @@ reused, a failed write leaves no group behind (`tasks.store.write_group`).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -44,7 +45,7 @@ class PreparedShape(StageResult):
 def prepare_shape_samples(shape_id: str, source: str, store_url: str, sampling: DeepSdfSamplingConfig) -> PreparedShape:
     """Normalise one mesh and store its DeepSDF samples, surface points and occupancy samples."""
     start = time.perf_counter()
-    key = fingerprint("shapespace-samples", file_sha256(source) if _is_file(source) else source, sampling)
+    key = fingerprint("shapespace-samples", file_sha256(source) if os.path.isfile(source) else source, sampling)
     root = open_store(store_url)
     path = samples_path(shape_id)
     done = finished_attrs(root, path, key)
@@ -67,9 +68,3 @@ def read_shape_samples(store_url: str, shape_id: str) -> tuple[ShapeSpaceSamples
     arrays = read_arrays(root, samples_path(shape_id), ARRAYS)
     normalisation = Normalisation.from_dict(dict(root[samples_path(shape_id)].attrs["normalisation"]))
     return ShapeSpaceSamples(*[np.asarray(a) for a in arrays]), normalisation
-
-
-def _is_file(source: str) -> bool:
-    import os
-
-    return os.path.isfile(source)
