@@ -109,7 +109,9 @@ def settings_of(args) -> dict:
         "fitting": config_replace(ss.CodeFitConfig(), {"steps": args.fit_steps, "samples": args.fit_samples}),
         "scan": config_replace(ss.ScanConfig(), quick.get("scan", {})),
         "occnet": config_replace(occnet, {"steps": epochs, "seconds": args.occnet_seconds, "seed": args.seed,
-                                          **quick.get("occnet", {})}),
+                                          **quick.get("occnet", {}),
+                                          **({"lr": args.occnet_lr} if args.occnet_lr is not None else {}),
+                                          **({"near_fraction": args.occnet_near} if args.occnet_near else {})}),
         "siren_sampling": config_replace(SamplingConfig(), {"seed": args.seed, **quick.get("siren_sampling", {})}),
     }
 
@@ -307,11 +309,11 @@ def complete(model, test, cfg, args, device) -> dict:
 def occupancy(train, test, cfg, args, device) -> dict:
     import numpy as np
 
-    from inrcore.shapespace.occnet import OccupancyShape, noisy_cloud, occnet_mesh, occupancy_iou, train_occnet
+    from inrcore.shapespace.occnet import noisy_cloud, occnet_mesh, occupancy_iou, train_occnet
+    from inrcore.shapespace.samples import occupancy_shape
 
     config = cfg["occnet"]
-    shapes = [OccupancyShape(s["samples"].surface, s["samples"].occupancy_points, s["samples"].inside)
-              for s in train]
+    shapes = [occupancy_shape(s["samples"]) for s in train]
     result, reused = trained("occnet", (config, cfg["sampling"], [s["id"] for s in train]), args,
                              lambda: train_occnet(shapes, config, device, on_log=lambda e: log("occnet", e)))
     rows = []
@@ -429,6 +431,9 @@ def main(argv=None) -> int:
     parser.add_argument("--best-of", type=int, help=f"K code fits per shape, best reported ({FULL['best_of']})")
     parser.add_argument("--noise-levels", help=f"completion depth noise alphas ({FULL['noise_levels']})")
     parser.add_argument("--occnet-seconds", type=float, help=f"occupancy training ({FULL['occnet_seconds']:g})")
+    parser.add_argument("--occnet-lr", type=float, help="the occupancy network's Adam rate (default: the settings')")
+    parser.add_argument("--occnet-near", type=float, default=0.0,
+                        help="share of the occupancy queries near the surface (default 0, the authors')")
     parser.add_argument("--mesher", choices=("mise", "dense"), default="mise")
     parser.add_argument("--lr-decoder", type=float, help="the decoder's learning rate (default: the settings')")
     parser.add_argument("--lr-every", type=int, help="epochs between learning-rate halvings (default: the settings')")

@@ -81,10 +81,14 @@ def add_shapespace_commands(commands) -> None:
             "Writes DIR/mesh.ply (the input's coordinates), DIR/mesh.png, DIR/metrics.json.", "code-fitting steps",
             True, ("input", "INPUT", "the mesh to reconstruct"))
     complete = _action(actions, "complete", "complete a shape from one depth scan",
-                       "Scan the mesh SCAN from one seeded view (depth noise --noise), fit a code to the scan and "
-                       "mesh the member. Writes DIR/scan.ply, DIR/mesh.ply, DIR/mesh.png, DIR/metrics.json (against "
-                       "the whole mesh).", "code-fitting steps", True, ("scan", "SCAN", "the mesh to scan"))
+                       "SCAN is a depth-scan .npz (origin [3], directions [H, W, 3], depth [H, W]; with center "
+                       "and scale, the map into the model's normalised frame; without, the scan is in that "
+                       "frame) or a mesh, scanned from one seeded view (depth noise --noise; its scan is written "
+                       "as DIR/scan.npz). Fits a code to the scan and meshes the member. Writes DIR/scan.ply, "
+                       "DIR/mesh.ply, DIR/mesh.png, DIR/metrics.json (against the whole mesh, or --reference).",
+                       "code-fitting steps", True, ("scan", "SCAN", "a depth-scan .npz or a mesh to scan"))
     complete.add_argument("--noise", type=float, default=0.0, metavar="A", help="depth noise α (default 0)")
+    complete.add_argument("--reference", default=None, metavar="MESH", help="the whole shape, for metrics of a scan file")
     complete.add_argument("--seed", type=int, default=0, help="the view's seed")
     between = _action(actions, "interpolate", "meshes between two training shapes' codes",
                       "Mesh the members on the straight line between the codes of two training shapes, ends "

@@ -118,7 +118,7 @@ def deepsdf_fit(args, config) -> dict:
     from inrcore.geometry.images import write_png
     from inrcore.geometry.render import render_mesh
     from inrcore.shapespace.autodecoder import TargetSamples
-    from inrcore.shapespace.oneshot import in_input_frame, reconstruct, sample_file, scan_of
+    from inrcore.shapespace.oneshot import in_input_frame, reconstruct, sample_file
 
     space = _space_of(args)
     device = resolve_device(config.device)
@@ -126,22 +126,60 @@ def deepsdf_fit(args, config) -> dict:
     if args.action == "reconstruct":
         shape = sample_file(args.input, config)
         targets = TargetSamples(shape.samples.points, shape.samples.sdf)
-        extra = {"input": str(args.input)}
+        reference, normalisation, extra = shape.mesh, shape.normalisation, {"input": str(args.input)}
     else:
-        shape = sample_file(args.scan, config)
-        scan, targets = scan_of(shape, config, args.noise, args.seed)
-        points = scan.points()
-        write_atomic(out / "scan.ply", lambda tmp: _point_cloud(shape.normalisation.invert(points)).export(tmp, file_type="ply"))
-        extra = {"scan": str(args.scan), "noise": args.noise, "seed": args.seed, "scan_points": int(len(points)),
-                 "view": {"azimuth_deg": scan.azimuth_deg, "elevation_deg": scan.elevation_deg}}
-    mesh, metrics = reconstruct(space, shape, targets, config, device)
+        targets, reference, normalisation, extra = _scan_input(args, config, out)
+    mesh, metrics = reconstruct(space, reference, targets, config, device)
     metrics.update(extra)
     if len(mesh.faces):
-        write_atomic(out / "mesh.ply", lambda tmp: in_input_frame(mesh, shape.normalisation).export(tmp, file_type="ply"))
+        shown = in_input_frame(mesh, normalisation) if normalisation is not None else mesh
+        write_atomic(out / "mesh.ply", lambda tmp: shown.export(tmp, file_type="ply"))
     write_json_atomic(out / "metrics.json", metrics)
     if len(mesh.faces):
         write_png(render_mesh(mesh), out / "mesh.png")
     return metrics
+
+
+def _scan_input(args, config, out: Path):
+    """`inr deepsdf complete`'s SCAN: a depth-scan .npz (`inrcore.shapespace.scans.read_depth_scan`), measured
+    against --reference when given, or a mesh scanned from a seeded view (its scan written as DIR/scan.npz),
+    measured against the whole mesh. (targets, reference or None, normalisation or None, metrics entries);
+    DIR/scan.ply holds the scan's points in the input's coordinates."""
+    from inrcore.errors import ConfigError
+    from inrcore.files import write_atomic
+    from inrcore.shapespace.oneshot import scan_of, scan_targets
+    from inrcore.shapespace.samples import load_normalised_mesh
+    from inrcore.shapespace.scans import read_depth_scan, write_depth_scan
+
+    if str(args.scan).lower().endswith(".npz"):
+        if args.noise:
+            raise ConfigError(f"--noise adds depth noise to a scan made from a mesh; {args.scan} is a scan already")
+        scan, normalisation = read_depth_scan(args.scan)
+        targets = scan_targets(scan, config, args.seed)
+        reference = _in_scan_frame(args.reference, normalisation) if args.reference else None
+        extra = {"scan": str(args.scan), "reference": args.reference}
+    else:
+        mesh, normalisation = load_normalised_mesh(args.scan, config.sampling.extent)
+        scan, targets = scan_of(mesh, str(args.scan), config, args.noise, args.seed)
+        reference = mesh
+        write_depth_scan(out / "scan.npz", scan, normalisation)
+        extra = {"scan": str(args.scan), "noise": args.noise, "seed": args.seed,
+                 "view": {"azimuth_deg": scan.azimuth_deg, "elevation_deg": scan.elevation_deg}}
+    points = scan.points()
+    shown = normalisation.invert(points) if normalisation is not None else points
+    write_atomic(out / "scan.ply", lambda tmp: _point_cloud(shown).export(tmp, file_type="ply"))
+    return targets, reference, normalisation, {**extra, "scan_points": int(len(points))}
+
+
+def _in_scan_frame(path, normalisation):
+    """The mesh file at `path`, in the same coordinates as the scan file, moved into the normalised frame by
+    the scan's normalisation (left as it is when the scan has none)."""
+    from inrcore.geometry.meshes import load_mesh
+
+    mesh = load_mesh(path)
+    if normalisation is not None:
+        mesh.vertices = normalisation.apply(mesh.vertices)
+    return mesh
 
 
 def deepsdf_interpolate(args, config) -> dict:
@@ -176,15 +214,18 @@ def _point_cloud(points):
 def occnet_train(args, config) -> dict:
     from inrcore.device import resolve_device
     from inrcore.files import write_json_atomic
-    from inrcore.shapespace.occnet import OccupancyShape, save_occnet, train_occnet
+    from inrcore.shapespace.occnet import save_occnet, train_occnet
+    from inrcore.shapespace.samples import occupancy_shape
 
     say = _say(args)
     shapes, failed = _training_shapes(args, config, say)
-    data = [OccupancyShape(s.samples.surface, s.samples.occupancy_points, s.samples.inside) for _, s in shapes]
+    data = [occupancy_shape(s.samples) for _, s in shapes]
     log = lambda e: say(f"step {e['step']:>6}  loss {e['loss']:.5f}  {e['seconds']:.0f}s")  # noqa: E731
-    result = train_occnet(data, config.occnet, resolve_device(config.device), on_log=log)
+    device = resolve_device(config.device)
+    network = config.occnet.for_device(device.type)
+    result = train_occnet(data, network, device, on_log=log)
     out = Path(args.out)
-    save_occnet(out / "model.safetensors", result.params, config.occnet, {"shapes": [sid for sid, _ in shapes]})
+    save_occnet(out / "model.safetensors", result.params, network, {"shapes": [sid for sid, _ in shapes]})
     metrics = {"shapes": len(shapes), "failed": failed, "steps": result.steps, "seconds": result.seconds,
                "loss": result.history[-1]["loss"] if result.history else None, "history": result.history,
                "model": str(out / "model.safetensors")}

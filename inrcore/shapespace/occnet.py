@@ -155,11 +155,15 @@ def occupancy_logits(params, config: OccNetConfig, codes: torch.Tensor, queries:
 @dataclass(frozen=True, eq=False)
 class OccupancyShape:
     """One training shape in the normalised frame: surface [S, 3] points (the input clouds are
-    drawn from them), points [M, 3] uniform in the padded box and inside [M] bool. float32."""
+    drawn from them), points [M, 3] uniform in the padded box and inside [M] bool; optionally
+    near [P, 3] points close to the surface and near_inside [P] bool (drawn from when
+    `OccNetConfig.near_fraction` > 0). float32 points."""
 
     surface: np.ndarray
     points: np.ndarray
     inside: np.ndarray
+    near: Optional[np.ndarray] = None
+    near_inside: Optional[np.ndarray] = None
 
 
 def check_occupancy_shape(shape: OccupancyShape, source) -> None:
@@ -171,6 +175,13 @@ def check_occupancy_shape(shape: OccupancyShape, source) -> None:
         raise ShapeError(source, f"occupancy points must be [M, 3] with M > 0, got {list(points.shape)}")
     if inside.shape != (len(points),):
         raise ShapeError(source, f"inside labels must be [{len(points)}], got {list(inside.shape)}")
+    if (shape.near is None) != (shape.near_inside is None):
+        raise ShapeError(source, "near points and their inside labels come together")
+    if shape.near is not None:
+        near, near_inside = np.asarray(shape.near), np.asarray(shape.near_inside)
+        if near.ndim != 2 or near.shape[1] != 3 or near_inside.shape != (len(near),):
+            raise ShapeError(source, f"near points must be [P, 3] with P labels, got {list(near.shape)} and "
+                                     f"{list(near_inside.shape)}")
 
 
 def noisy_cloud(surface: np.ndarray, n_points: int, noise: float, rng: np.random.Generator) -> np.ndarray:
@@ -187,9 +198,11 @@ class _ShapeDraws:
     """Every training shape's surface and occupancy points concatenated on one device, for drawing
     each step's clouds and queries there."""
 
-    def __init__(self, shapes: Sequence[OccupancyShape], device: torch.device):
+    def __init__(self, shapes: Sequence[OccupancyShape], device: torch.device, near: bool = False):
         for i, shape in enumerate(shapes):
             check_occupancy_shape(shape, f"occupancy shape {i}")
+            if near and (shape.near is None or len(shape.near) == 0):
+                raise ShapeError(f"occupancy shape {i}", "near_fraction > 0 needs near points for every shape")
         tensor = lambda arrays, dtype: torch.from_numpy(  # noqa: E731
             np.ascontiguousarray(np.concatenate(arrays), dtype=dtype)).to(device)
         self.surface = tensor([s.surface for s in shapes], np.float32)
@@ -197,6 +210,10 @@ class _ShapeDraws:
         self.inside = tensor([s.inside for s in shapes], np.float32)
         self.surface_at, self.surface_n = self._offsets([len(s.surface) for s in shapes], device)
         self.points_at, self.points_n = self._offsets([len(s.points) for s in shapes], device)
+        if near:
+            self.near = tensor([s.near for s in shapes], np.float32)
+            self.near_inside = tensor([s.near_inside for s in shapes], np.float32)
+            self.near_at, self.near_n = self._offsets([len(s.near) for s in shapes], device)
 
     @staticmethod
     def _offsets(counts: list[int], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,15 +221,20 @@ class _ShapeDraws:
         return torch.cumsum(n, 0) - n, n
 
     def draw(self, shapes: torch.Tensor, n_cloud: int, n_query: int, noise: float,
-             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             generator: torch.Generator, n_near: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For shapes [B]: clouds [B, n_cloud, 3] with noise, queries [B, n_query, 3], labels [B, n_query]
-        (1.0 inside), all points uniform with replacement."""
+        (1.0 inside), all points drawn with replacement: the last n_near queries from the near points,
+        the others from the uniform ones."""
         device = self.surface.device
         rows = self._rows(shapes, self.surface_at, self.surface_n, n_cloud, generator)
         cloud = self.surface[rows] + noise * torch.randn((len(shapes), n_cloud, 3), generator=generator,
                                                          device=device)
-        rows = self._rows(shapes, self.points_at, self.points_n, n_query, generator)
-        return cloud, self.points[rows], self.inside[rows]
+        rows = self._rows(shapes, self.points_at, self.points_n, n_query - n_near, generator)
+        if n_near == 0:
+            return cloud, self.points[rows], self.inside[rows]
+        near = self._rows(shapes, self.near_at, self.near_n, n_near, generator)
+        return (cloud, torch.cat([self.points[rows], self.near[near]], dim=1),
+                torch.cat([self.inside[rows], self.near_inside[near]], dim=1))
 
     @staticmethod
     def _rows(shapes, starts, counts, k: int, generator) -> torch.Tensor:
@@ -238,7 +260,7 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
 
     Each step draws `config.batch` shapes with replacement, a fresh noisy cloud of each
     (`config.n_points` surface points, noise `config.noise`) and `config.n_query` of its labelled
-    points; the loss is the mean binary cross-entropy of the logits. Stops after `config.steps`
+    points (`config.near_fraction` of them near the surface, the rest uniform in the box); the loss is the mean binary cross-entropy of the logits. Stops after `config.steps`
     steps or, from the second step on, once `seconds` (default `config.seconds`) have passed. The
     loss is read back only every `config.log_every` steps and at the end (the mean since the last
     read, passed to `on_log`); FloatingPointError when it is not finite.
@@ -248,7 +270,8 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     budget = config.seconds if seconds is None else seconds
     initial = init_occnet(config, torch.Generator().manual_seed(config.seed))
     params = {k: v.to(device) if is_statistic(k) else torch.nn.Parameter(v.to(device)) for k, v in initial.items()}
-    data = _ShapeDraws(shapes, device)
+    n_near = int(round(config.n_query * config.near_fraction))
+    data = _ShapeDraws(shapes, device, near=n_near > 0)
     draws = torch.Generator(device=device).manual_seed(config.seed + 1)
     optimiser = torch.optim.Adam([v for k, v in params.items() if not is_statistic(k)], lr=config.lr)
     history: list[dict] = []
@@ -258,7 +281,7 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
         if step > 0 and budget is not None and time.perf_counter() - start >= budget:
             break
         chosen = torch.randint(len(shapes), (config.batch,), generator=draws, device=device)
-        cloud, queries, labels = data.draw(chosen, config.n_points, config.n_query, config.noise, draws)
+        cloud, queries, labels = data.draw(chosen, config.n_points, config.n_query, config.noise, draws, n_near)
         logits = occupancy_logits(params, config, encode(params, config, cloud), queries, training=True)
         loss = F.binary_cross_entropy_with_logits(logits, labels)
         optimiser.zero_grad(set_to_none=True)

@@ -43,7 +43,9 @@ def sample_file(path: str, config: ShapeSpaceConfig) -> Sampled:
 
 def train_on_files(shapes: Sequence[Sampled], config: ShapeSpaceConfig, device: torch.device,
                    on_log: Optional[Callable[[dict], None]] = None) -> AutoDecoderResult:
-    return train_auto_decoder([(s.samples.points, s.samples.sdf) for s in shapes], config.training, device, on_log)
+    """Train the auto-decoder on the files' samples, its size chosen for `device` (`AutoDecoderConfig.for_device`)."""
+    return train_auto_decoder([(s.samples.points, s.samples.sdf) for s in shapes],
+                              config.training.for_device(device.type), device, on_log)
 
 
 def in_input_frame(mesh: trimesh.Trimesh, normalisation: Normalisation) -> trimesh.Trimesh:
@@ -58,23 +60,32 @@ def surface_metrics(mesh: trimesh.Trimesh, reference: trimesh.Trimesh, config: S
     return {k: values[k] for k in METRIC_KEYS}
 
 
-def reconstruct(space: ShapeSpace, shape: Sampled, targets: TargetSamples, config: ShapeSpaceConfig,
-                device: torch.device) -> tuple[trimesh.Trimesh, dict]:
-    """Fit a code to `targets` (samples of `shape`, or a scan of it), mesh the member and measure it
-    against the shape: (mesh in the normalised frame, metrics with the fit's loss and seconds)."""
+def reconstruct(space: ShapeSpace, reference: Optional[trimesh.Trimesh], targets: TargetSamples,
+                config: ShapeSpaceConfig, device: torch.device) -> tuple[trimesh.Trimesh, dict]:
+    """Fit a code to `targets` (a shape's samples, or a scan's), mesh the member and measure it against
+    `reference` (the whole shape in the normalised frame; no surface figures when None): (mesh in the
+    normalised frame, metrics with the fit's loss and seconds)."""
     codes, losses, seconds = fit_members(space, [targets], config.fitting, device)
     mesh, stats = mesh_field(*space.member_of_code(codes[0]), config.mesh, device)
-    metrics = {**surface_metrics(mesh, shape.mesh, config), "fit_loss": losses[0], "fit_seconds": seconds,
+    figures = surface_metrics(mesh, reference, config) if reference is not None else {}
+    metrics = {**figures, "fit_loss": losses[0], "fit_seconds": seconds,
                "mesh_evaluations": int(stats.get("evaluations", 0))}
     return mesh, metrics
 
 
-def scan_of(shape: Sampled, config: ShapeSpaceConfig, noise: float, seed: int):
-    """One depth scan of the shape from a seeded view and the samples made from it."""
+def scan_of(mesh: trimesh.Trimesh, name: str, config: ShapeSpaceConfig, noise: float, seed: int):
+    """One depth scan of a normalised mesh from a seeded view: (scan, the samples made from it)."""
     from inrcore.settings import config_replace
-    from inrcore.shapespace.scans import depth_scan, scan_samples
+    from inrcore.shapespace.scans import depth_scan
 
     scan_config = config_replace(config.scan, {"noise": noise}, "scan")
-    scan = depth_scan(shape.mesh, scan_config, seed=seed, name=shape.path)
-    samples = scan_samples(scan, scan_config, seed=seed)
-    return scan, TargetSamples(samples.points, samples.sdf, samples.exact)
+    scan = depth_scan(mesh, scan_config, seed=seed, name=name)
+    return scan, scan_targets(scan, config, seed)
+
+
+def scan_targets(scan, config: ShapeSpaceConfig, seed: int) -> TargetSamples:
+    """The code-fitting targets of a depth scan (`inrcore.shapespace.scans.scan_samples`)."""
+    from inrcore.shapespace.scans import scan_samples
+
+    samples = scan_samples(scan, config.scan, seed=seed)
+    return TargetSamples(samples.points, samples.sdf, samples.exact)

@@ -16,6 +16,7 @@ import trimesh
 from inrcore.errors import ShapeError
 from inrcore.geometry.meshes import Normalisation, load_mesh, normalise_mesh
 from inrcore.geometry.sampling import sample_surface, signed_distance
+from inrcore.shapespace.occnet import OccupancyShape
 from inrcore.shapespace.settings import DeepSdfSamplingConfig
 
 
@@ -90,3 +91,11 @@ def check_samples(samples: ShapeSpaceSamples, source) -> None:
         where = "inside" if inside == 0 else "outside"
         raise ShapeError(source, f"no sample point lies {where} the shape by its winding number: a shape space "
                                  "needs closed (or nearly closed) meshes")
+
+
+def occupancy_shape(samples: ShapeSpaceSamples):
+    """The Occupancy Network's training data of one shape (`inrcore.shapespace.occnet.OccupancyShape`):
+    its surface points, the uniform occupancy points with their labels, and the DeepSDF samples as the
+    near points, inside where their distance is negative."""
+    return OccupancyShape(samples.surface, samples.occupancy_points, np.asarray(samples.inside, bool),
+                          samples.points, np.asarray(samples.sdf) < 0)

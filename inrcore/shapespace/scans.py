@@ -288,3 +288,75 @@ def scan_cloud_picture(scan: DepthScan) -> np.ndarray:
         closeness = (depth.max() - depth) / span if span > 0 else np.ones_like(depth)
         picture[hits] = np.round(64.0 + 191.0 * closeness).astype(np.uint8)
     return np.repeat(picture[..., None], 3, axis=-1)
+
+
+SCAN_ARRAYS = ("origin", "directions", "depth")  # a scan file's required arrays; "center" and "scale" optional
+
+
+def write_depth_scan(path, scan: DepthScan, normalisation=None) -> None:
+    """Write a depth scan as an .npz file that `read_depth_scan` (and `inr deepsdf complete`) reads back:
+    origin [3], directions [H, W, 3] and depth [H, W] (inf where nothing was hit) in the input's
+    coordinates when `normalisation` (an `inrcore.geometry.meshes.Normalisation`) is given, with its
+    center [3] and scale; in the normalised frame otherwise. Written atomically."""
+    from inrcore.files import write_atomic
+
+    arrays = {"origin": np.asarray(scan.origin, np.float64), "directions": np.asarray(scan.directions, np.float64),
+              "depth": np.asarray(scan.depth, np.float64)}
+    if normalisation is not None:
+        scale = float(normalisation.scale)
+        arrays["origin"] = np.asarray(normalisation.invert(arrays["origin"][None]), np.float64)[0]
+        arrays["depth"] = arrays["depth"] / scale
+        arrays["center"] = np.asarray(normalisation.center, np.float64)
+        arrays["scale"] = np.asarray(scale, np.float64)
+
+    def save(tmp):
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    write_atomic(path, save)
+
+
+def read_depth_scan(path) -> tuple[DepthScan, Optional[object]]:
+    """(scan in the normalised frame, its Normalisation or None) from an .npz depth-scan file.
+
+    The file holds origin [3] (the camera's centre), directions [H, W, 3] (one ray per pixel, made unit
+    here) and depth [H, W] (the distance along each ray to the first hit; inf, NaN or <= 0 where nothing
+    was hit), and optionally center [3] and scale: the similarity normalised = (p - center) · scale that
+    takes the file's coordinates into the shape space's normalised frame (`write_depth_scan` writes it).
+    Without them the scan is taken to be in the normalised frame already. Normals are estimated from the
+    depth image (`depth_normals`). Nothing in the file is unpickled. ShapeError naming the file when it is
+    unreadable, misses an array, has the wrong shapes or non-finite cameras, or holds no hit."""
+    from inrcore.geometry.meshes import Normalisation
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: np.asarray(data[k], np.float64) for k in data.files if k in SCAN_ARRAYS + ("center", "scale")}
+    except (OSError, ValueError, EOFError) as exc:  # missing, not a zip, or object arrays (pickles refused)
+        raise ShapeError(path, f"not a readable depth-scan .npz file: {exc}") from exc
+    missing = [k for k in SCAN_ARRAYS if k not in arrays]
+    if missing:
+        raise ShapeError(path, f"depth-scan file lacks {', '.join(missing)} (needs origin [3], directions "
+                               f"[H, W, 3], depth [H, W])")
+    origin, directions, depth = arrays["origin"], arrays["directions"], arrays["depth"]
+    if origin.shape != (3,) or depth.ndim != 2 or directions.shape != depth.shape + (3,):
+        raise ShapeError(path, f"expected origin [3], directions [H, W, 3] and depth [H, W], got "
+                               f"{list(origin.shape)}, {list(directions.shape)} and {list(depth.shape)}")
+    length = np.linalg.norm(directions, axis=-1)
+    if not np.isfinite(origin).all() or not (np.isfinite(length).all() and (length > 0).all()):
+        raise ShapeError(path, "origin and directions must be finite, every direction non-zero")
+    directions = directions / length[..., None]
+    depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.inf)
+    if not np.isfinite(depth).any():
+        raise ShapeError(path, "the depth scan holds no hit (every depth is inf, NaN or <= 0)")
+    normalisation = None
+    if ("center" in arrays) != ("scale" in arrays):
+        raise ShapeError(path, "a depth-scan file gives both center and scale or neither")
+    if "center" in arrays:
+        try:
+            normalisation = Normalisation(tuple(arrays["center"].reshape(-1)), float(arrays["scale"].reshape(-1)[0]))
+        except (ValueError, IndexError) as exc:
+            raise ShapeError(path, f"bad normalisation: {exc}") from exc
+        origin = normalisation.apply(origin[None])[0]
+        depth = depth * normalisation.scale
+    normals = depth_normals(origin, directions, depth)
+    return DepthScan(origin, directions, depth, normals, math.nan, math.nan), normalisation

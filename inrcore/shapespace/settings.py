@@ -4,7 +4,8 @@ code fitting, partial scans, the Occupancy Network and the `shapespace` collecti
 Lengths are in the normalised frame every shape is moved to first: the bounding box centred at
 the origin, its longest side spanning [-extent, extent] (0.9 by default, as the SDF flow), so
 points live in [-1, 1]^3. The defaults are sized for two CPU cores and the tests; the papers'
-sizes are given beside each field (and `DecoderConfig.paper()`, `OccNetConfig.paper()`) for a GPU.
+sizes are given beside each field (and `DecoderConfig.paper()`, `OccNetConfig.paper()`), and the
+networks take them on a CUDA device unless their `size` says otherwise (`AutoDecoderConfig.for_device`).
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ from inrcore.settings import (
     OpenFraction,
     PositiveNumber,
     RegistryAlias,
+    interval,
     settings_class,
 )
 
 
 FAMILIES = ("chair", "table", "lamp", "mug", "airplane")
 Family = Literal["chair", "table", "lamp", "mug", "airplane"]
+NetworkSize = Literal["auto", "cpu", "paper"]  # see AutoDecoderConfig.for_device
+Share = interval(0.0, 1.0, "[)")  # at least 0, below 1
 
 
 @settings_class
@@ -98,18 +102,25 @@ class AutoDecoderConfig:
     prediction and the clamped target (`clamp`, the authors 0.1) + code_reg · min(1, epoch /
     code_reg_ramp) · mean ‖z‖ over the batch's codes (the authors' sum of ‖z‖ over the samples
     divided by their number). Adam with `lr_decoder` and `lr_codes`
-    (the authors 5e-4 and 1e-3), both multiplied by `lr_factor` every `lr_every` epochs (the authors:
+    (the authors 5e-4 and 1e-3; batches of 64 shapes × 16,384 samples), both multiplied by `lr_factor` every `lr_every` epochs (the authors:
     0.5 every 500 of 2,001 epochs). Codes start N(0, code_init_std²) and are kept within `code_max_norm`.
-    An epoch is one pass over the training shapes. `seconds` stops earlier when given.
+    An epoch is one pass over the training shapes. `seconds` stops earlier when given. The defaults
+    (every shape of a collection up to 128 in each step, 512 samples each, codes at 5e-3) lowered the
+    loss reached in 240 s on two CPU cores from 0.0199 (16 shapes × 2,048, codes at 1e-3) to 0.0078
+    (BENCHMARKS.md, "Learned shape spaces"): each code is updated at every step, not one in five.
+    `size` picks the decoder's size where training runs (`for_device`): `cpu` keeps `decoder` as set,
+    `paper` is the authors' 8 × 512 with 256-d codes, `auto` the authors' on a CUDA device unless
+    `decoder` was changed from its defaults, and `decoder` as set elsewhere.
     """
 
     decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
+    size: NetworkSize = "auto"
     epochs: Count = 400
     seconds: Optional[PositiveNumber] = None
-    shapes_per_batch: Count = 16
-    samples_per_shape: Count = 2048
+    shapes_per_batch: Count = 128
+    samples_per_shape: Count = 512
     lr_decoder: PositiveNumber = 5e-4
-    lr_codes: PositiveNumber = 1e-3
+    lr_codes: PositiveNumber = 5e-3
     lr_every: Count = 150
     lr_factor: OpenFraction = 0.5
     clamp: PositiveNumber = 0.1
@@ -119,6 +130,12 @@ class AutoDecoderConfig:
     code_max_norm: PositiveNumber = 1.0
     seed: Integer = 0
     log_every: Count = 10
+
+    def for_device(self, device_type: str) -> "AutoDecoderConfig":
+        """These settings with the decoder `size` gives on a device of this type ("cuda", "cpu", ...)."""
+        if _paper_size(self.size, device_type, self.decoder == DecoderConfig()):
+            return dataclasses.replace(self, decoder=DecoderConfig.paper())
+        return self
 
 
 @settings_class
@@ -173,7 +190,10 @@ class OccNetConfig:
     0.005), features `hidden` and code `code` (the authors 512, 512); a decoder of `blocks` residual
     blocks of `decoder_hidden` with conditional batch normalisation (the authors 5 of 256); binary
     cross-entropy on logits at `n_query` points per shape uniform in the box padded by the samples'
-    padding; Adam `lr` (the authors 1e-4, batch 64). Meshing by MISE at `threshold` (0.2)."""
+    padding, of which `near_fraction` (the authors: 0) come from the shape's DeepSDF samples near the
+    surface, labelled by their sign; Adam `lr` (the authors 1e-4, batch 64). Meshing by MISE at
+    `threshold` (0.2).
+    `size` as `AutoDecoderConfig.size`, for the fields `paper()` sets (`for_device`)."""
 
     n_points: Count = 300
     noise: Annotated[Number, Field(ge=0)] = 0.005
@@ -185,14 +205,33 @@ class OccNetConfig:
     seconds: Optional[PositiveNumber] = None
     batch: Count = 16
     n_query: Count = 2048
+    near_fraction: Share = 0.0
     lr: PositiveNumber = 1e-4
     threshold: OpenFraction = 0.2
     seed: Integer = 0
     log_every: Count = 50
+    size: NetworkSize = "auto"
 
     @staticmethod
     def paper() -> "OccNetConfig":
         return OccNetConfig(hidden=512, code=512, decoder_hidden=256, blocks=5, batch=64)
+
+    def for_device(self, device_type: str) -> "OccNetConfig":
+        """These settings with the network size `size` gives on a device of this type (the other fields kept)."""
+        default, paper = OccNetConfig(), OccNetConfig.paper()
+        unchanged = all(getattr(self, k) == getattr(default, k) for k in PAPER_OCCNET_FIELDS)
+        if _paper_size(self.size, device_type, unchanged):
+            return dataclasses.replace(self, **{k: getattr(paper, k) for k in PAPER_OCCNET_FIELDS})
+        return self
+
+
+PAPER_OCCNET_FIELDS = ("hidden", "code", "decoder_hidden", "blocks", "batch")
+
+
+def _paper_size(size: str, device_type: str, unchanged: bool) -> bool:
+    """Whether a network of size `size` ("cpu", "paper", "auto") takes the authors' size on this device:
+    "auto" does on CUDA when the user left the network's fields at their defaults."""
+    return size == "paper" or (size == "auto" and device_type == "cuda" and unchanged)
 
 
 @settings_class

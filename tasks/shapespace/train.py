@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 from prefect import task
 
 from inrcore.device import resolve_device
@@ -70,6 +69,8 @@ def train_deepsdf(dataset: str, store_url: str, shape_ids: list[str], sample_key
     """Train the auto-decoder on the shapes' stored samples; write `<out>/shapespace/deepsdf.safetensors`
     and register it as `<dataset>-deepsdf`."""
     start = time.perf_counter()
+    device = resolve_device(device_name)
+    config = config.for_device(device.type)  # the authors' size on CUDA unless set otherwise
     key = fingerprint("deepsdf", sample_keys, config)
     name = space_model_name(dataset, "deepsdf")
     path = Path(out_dir) / "shapespace" / "deepsdf.safetensors"
@@ -85,7 +86,7 @@ def train_deepsdf(dataset: str, store_url: str, shape_ids: list[str], sample_key
                                 tags={"inrflow.dataset": dataset, "inrflow.stage": "deepsdf-train"})
     with registry.ending_run(tracking_uri, run_id):
         log = lambda e: registry.log_metrics(tracking_uri, run_id, {"train/loss": e["loss"]}, e["epoch"])  # noqa: E731
-        result = train_auto_decoder(shapes, config, resolve_device(device_name), on_log=log)
+        result = train_auto_decoder(shapes, config, device, on_log=log)
         registry.log_metrics(tracking_uri, run_id, {"train/seconds_total": result.seconds, "train/epochs": result.epochs,
                                                     "train/steps_total": result.steps})
         metadata = {"dataset": dataset, "fingerprint": key, "training": config_to_dict(config)}
@@ -108,9 +109,12 @@ def train_occupancy_network(dataset: str, store_url: str, shape_ids: list[str], 
                             device_name: str) -> TrainedSpace:
     """Train the Occupancy Network on the shapes' surface and occupancy samples; write
     `<out>/shapespace/occnet.safetensors`, log it to its MLflow run and register it as `<dataset>-occnet`."""
-    from inrcore.shapespace.occnet import OccupancyShape, load_occnet, save_occnet, train_occnet
+    from inrcore.shapespace.occnet import load_occnet, save_occnet, train_occnet
+    from inrcore.shapespace.samples import occupancy_shape
 
     start = time.perf_counter()
+    device = resolve_device(device_name)
+    config = config.for_device(device.type)
     key = fingerprint("occnet", sample_keys, config)
     name = space_model_name(dataset, "occnet")
     path = Path(out_dir) / "shapespace" / "occnet.safetensors"
@@ -120,13 +124,13 @@ def train_occupancy_network(dataset: str, store_url: str, shape_ids: list[str], 
     shapes = []
     for shape_id in shape_ids:
         samples, _ = read_shape_samples(store_url, shape_id)
-        shapes.append(OccupancyShape(samples.surface, samples.occupancy_points, np.asarray(samples.inside, bool)))
+        shapes.append(occupancy_shape(samples))
     run_id = registry.start_run(tracking_uri, experiment_id, run_name="occnet",
                                 params={"occnet": config_to_dict(config), "shapes": len(shape_ids)},
                                 tags={"inrflow.dataset": dataset, "inrflow.stage": "occnet-train"})
     with registry.ending_run(tracking_uri, run_id):
         log = lambda e: registry.log_metrics(tracking_uri, run_id, {"train/loss": e["loss"]}, e["step"])  # noqa: E731
-        result = train_occnet(shapes, config, resolve_device(device_name), on_log=log)
+        result = train_occnet(shapes, config, device, on_log=log)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_occnet(path, result.params, config, {"dataset": dataset, "fingerprint": key})
         uri, version = registry.register_occnet(tracking_uri, run_id, name, alias, path, key)

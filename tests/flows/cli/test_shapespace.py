@@ -55,6 +55,35 @@ def test_complete_from_one_scan(trained, tmp_path):
     assert len(trimesh.load(tmp_path / "c" / "scan.ply").vertices) == metrics["scan_points"]
 
 
+def test_complete_from_a_scan_file_matches_the_mesh_it_was_made_from(trained, tmp_path):
+    folder, out = trained
+    mesh = folder / "meshes" / "s2.obj"
+    model = str(out / "model.safetensors")
+    assert main(["deepsdf", "complete", model, str(mesh), "--out", str(tmp_path / "m"), "--quiet", *TINY_SETS]) == 0
+    scan = tmp_path / "m" / "scan.npz"
+    with np.load(scan) as data:  # the scan in the mesh file's coordinates, with the map into the model's frame
+        assert data["depth"].shape == data["directions"].shape[:2] and data["center"].shape == (3,)
+    assert main(["deepsdf", "complete", model, str(scan), "--reference", str(mesh), "--out", str(tmp_path / "f"),
+                 "--quiet", *TINY_SETS]) == 0
+    from_mesh = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    from_file = json.loads((tmp_path / "f" / "metrics.json").read_text())
+    assert from_file["scan_points"] == from_mesh["scan_points"]
+    assert from_file["chamfer_l1"] == pytest.approx(from_mesh["chamfer_l1"], rel=1e-3)
+    a, b = (trimesh.load(tmp_path / d / "mesh.ply").vertices for d in ("m", "f"))
+    assert np.abs(a.mean(axis=0) - b.mean(axis=0)).max() < 1e-4  # both in the input's coordinates
+
+
+def test_a_bad_scan_file_is_refused_naming_it(trained, tmp_path, capsys):
+    folder, out = trained
+    bad = tmp_path / "scan.npz"
+    np.savez(bad, origin=np.zeros(3), depth=np.ones((4, 4)))
+    assert main(["deepsdf", "complete", str(out / "model.safetensors"), str(bad), "--out", str(tmp_path / "o"),
+                 "--quiet", *TINY_SETS]) != 0
+    err = capsys.readouterr().err
+    assert str(bad) in err and "lacks directions" in err
+    assert not (tmp_path / "o" / "mesh.ply").exists()
+
+
 def test_a_member_meshes_like_any_field(trained, tmp_path, capsys):
     folder, out = trained
     assert main(["mesh", str(out / "model.safetensors"), "--shape", "s3", "--method", "dense", "--resolution", "32",

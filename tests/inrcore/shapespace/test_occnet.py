@@ -256,3 +256,35 @@ def test_mesh_by_mise_is_a_closed_sphere(trained):
     assert mesh.is_watertight and 0 < stats["evaluations"] < stats["dense_evaluations"] == 65 ** 3
     radii = np.linalg.norm(mesh.vertices, axis=1)
     assert abs(np.median(radii) - 0.5) < 0.05
+
+
+def test_near_queries_come_from_the_near_points_with_their_labels():
+    from inrcore.shapespace.occnet import _ShapeDraws
+
+    shape = _shape("sphere", 0, m=100)
+    near = np.array([[0.0, 0.0, 0.49], [0.0, 0.0, 0.51]], dtype=np.float32)  # one just inside, one just outside
+    with_near = OccupancyShape(shape.surface, shape.points, shape.inside, near, np.array([True, False]))
+    draws = _ShapeDraws([with_near], CPU, near=True)
+    _, queries, labels = draws.draw(torch.zeros(3, dtype=torch.long), 10, 16, 0.0, torch.Generator().manual_seed(0),
+                                    n_near=6)
+    assert queries.shape == (3, 16, 3) and labels.shape == (3, 16)
+    tail, tail_labels = queries[:, 10:], labels[:, 10:]  # the last six of each shape are near points
+    assert torch.all((tail[..., 2] == 0.49) | (tail[..., 2] == 0.51))
+    assert torch.equal(tail_labels, (tail[..., 2] < 0.5).float())
+    head = queries[:, :10].reshape(-1, 3).numpy()
+    assert all(any(np.array_equal(q, p) for p in shape.points) for q in head)  # the first ten are uniform points
+
+
+def test_near_fraction_needs_near_points_and_trains_with_them():
+    config = OccNetConfig(hidden=8, code=8, decoder_hidden=8, blocks=1, batch=2, n_query=64, steps=3, log_every=1,
+                          near_fraction=0.5)
+    plain = _shape("box", 0, m=200)
+    with pytest.raises(ShapeError, match="occupancy shape 0: near_fraction > 0 needs near points"):
+        train_occnet([plain], config, CPU)
+    rng = np.random.default_rng(0)
+    near = (plain.surface + 0.01 * rng.standard_normal(plain.surface.shape)).astype(np.float32)
+    shape = OccupancyShape(plain.surface, plain.points, plain.inside, near, np.abs(near).max(axis=1) < 0.4)
+    result = train_occnet([shape], config, CPU)
+    assert result.steps == 3 and all(math.isfinite(e["loss"]) for e in result.history)
+    with pytest.raises(ShapeError, match="come together"):
+        train_occnet([OccupancyShape(plain.surface, plain.points, plain.inside, near)], config, CPU)

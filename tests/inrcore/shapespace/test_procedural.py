@@ -128,3 +128,31 @@ def test_write_collection_writes_loadable_meshes_and_a_manifest(tmp_path):
         stamps[path] = path.stat().st_mtime_ns
     write_collection(tmp_path, config, name="tiny")  # the same meshes again: files left as they were
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+
+
+@pytest.mark.parametrize("parts, genus, message", [
+    # two boxes apart: not one solid
+    ([((0.2, 0.2, 0.2), (0, 0, 0)), ((0.2, 0.2, 0.2), (1, 0, 0))], 0, "built 2 bodies of genus"),
+    # one box built where a handle was designed: the wrong genus
+    ([((0.2, 0.2, 0.2), (0, 0, 0))], 1, "expected one solid of genus 1"),
+])
+def test_a_family_member_that_is_not_the_designed_solid_is_refused_naming_it(monkeypatch, parts, genus, message):
+    from inrcore.errors import ShapeError
+    from inrcore.shapespace import procedural
+
+    monkeypatch.setitem(procedural._BUILDERS, "chair",  # a broken builder in place of the chair's
+                        lambda rng: (procedural._union([procedural._box(*p) for p in parts]), genus))
+    with pytest.raises(ShapeError, match=message) as caught:
+        generate_shape("chair", 3)
+    assert "procedural chair (seed 3)" in str(caught.value)
+
+
+def test_a_bad_member_leaves_no_manifest(monkeypatch, tmp_path):
+    from inrcore.errors import ShapeError
+    from inrcore.shapespace import procedural
+
+    monkeypatch.setitem(procedural._BUILDERS, "mug", lambda rng: (procedural._box((0.2, 0.2, 0.2), (0, 0, 0)), 1))
+    with pytest.raises(ShapeError, match="procedural mug"):
+        write_collection(tmp_path, GeneratorConfig(families=("chair", "mug"), per_family=2))
+    assert not (tmp_path / "manifest.yaml").exists()
+    assert sorted(p.name for p in (tmp_path / "meshes").iterdir()) == ["chair_000.obj", "chair_001.obj"]

@@ -1,16 +1,26 @@
 """Partial scans: depths, normals and samples against a plane and a sphere worked out by hand, the depth
-noise's statistics, determinism, and the error of a scan that sees nothing."""
+noise's statistics, determinism, the error of a scan that sees nothing, and scan files (round trip, bad ones
+refused, nothing unpickled)."""
 
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 import trimesh
 
 from inrcore.errors import ConfigError, ShapeError
-from inrcore.shapespace.scans import DepthScan, depth_scan, scan_cloud_picture, scan_samples
+from inrcore.geometry.meshes import Normalisation
+from inrcore.shapespace.scans import (
+    DepthScan,
+    depth_scan,
+    read_depth_scan,
+    scan_cloud_picture,
+    scan_samples,
+    write_depth_scan,
+)
 from inrcore.shapespace.settings import ScanConfig
 
 
@@ -189,3 +199,45 @@ def test_the_picture_is_bright_near_and_black_where_nothing_was_hit(sphere_scan)
     farthest = np.unravel_index(np.argmax(np.where(sphere_scan.hits, sphere_scan.depth, -np.inf)), grey.shape)
     assert grey[nearest] == 255 and grey[farthest] == 64
     assert (grey[sphere_scan.hits] >= 64).all()
+
+
+def test_a_scan_file_round_trips_through_the_input_frame(sphere_scan, tmp_path):
+    normalisation = Normalisation((1.0, -2.0, 0.5), 0.25)  # input = normalised / 0.25 + center
+    write_depth_scan(tmp_path / "s.npz", sphere_scan, normalisation)
+    with np.load(tmp_path / "s.npz") as data:
+        assert np.allclose(data["origin"], sphere_scan.origin * 4.0 + [1.0, -2.0, 0.5])
+        hits = np.isfinite(data["depth"])
+        assert np.allclose(data["depth"][hits], sphere_scan.depth[hits] * 4.0)
+    back, found = read_depth_scan(tmp_path / "s.npz")
+    assert found == normalisation
+    assert np.array_equal(back.hits, sphere_scan.hits)
+    assert np.allclose(back.points(), sphere_scan.points(), atol=1e-12)
+    assert np.allclose(np.nan_to_num(back.normals), np.nan_to_num(sphere_scan.normals), atol=1e-9)
+
+
+def test_a_scan_file_without_normalisation_is_in_the_normalised_frame(sphere_scan, tmp_path):
+    write_depth_scan(tmp_path / "s.npz", sphere_scan)
+    back, found = read_depth_scan(tmp_path / "s.npz")
+    assert found is None and np.allclose(back.points(), sphere_scan.points())
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"origin": np.zeros(3), "depth": np.ones((4, 4))}, "lacks directions"),
+    ({"origin": np.zeros(2), "directions": np.ones((4, 4, 3)), "depth": np.ones((4, 4))}, "expected origin [3]"),
+    ({"origin": np.zeros(3), "directions": np.ones((4, 4, 3)), "depth": np.full((4, 4), np.inf)}, "holds no hit"),
+    ({"origin": np.zeros(3), "directions": np.zeros((4, 4, 3)), "depth": np.ones((4, 4))}, "non-zero"),
+    ({"origin": np.zeros(3), "directions": np.ones((4, 4, 3)), "depth": np.ones((4, 4)), "scale": 2.0}, "both"),
+])
+def test_bad_scan_files_are_refused_naming_them(tmp_path, arrays, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ShapeError, match=re.escape(message)) as caught:
+        read_depth_scan(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_pickled_scan_file_is_not_unpickled(tmp_path):
+    path = tmp_path / "pickled.npz"
+    np.savez(path, origin=np.zeros(3), directions=np.array([{"a": 1}], dtype=object), depth=np.ones((1, 1)))
+    with pytest.raises(ShapeError, match="not a readable depth-scan"):
+        read_depth_scan(path)
