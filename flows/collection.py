@@ -10,6 +10,7 @@ import dask
 from prefect_dask import DaskTaskRunner
 
 from flows.manifest import DatasetManifest, read_manifest
+from flows.sizes import check_manifest_sizes
 from inrcore.settings import config_replace
 
 
@@ -57,11 +58,12 @@ def task_runner(dask_address: Optional[str], workers: int) -> DaskTaskRunner:
 def start_collection(manifest: Union[str, DatasetManifest], section: str, overrides: Optional[dict],
                      out_dir: Optional[str], store_url: Optional[str], tracking_uri: Optional[str]):
     """A collection run's inputs: the manifest (read here when given as a path), its `section`
-    settings ("config" or "nerf") with `overrides` applied, and the run's `locations` (the run
-    folder created)."""
+    settings ("config", "nerf" or "shapespace") with `overrides` applied, and the run's `locations`
+    (the run folder created). Sizes that cannot fit are refused first (`flows.sizes.check_sizes`)."""
     data = manifest if isinstance(manifest, DatasetManifest) else read_manifest(manifest)
     settings = getattr(data, section)
     config = config_replace(settings, overrides, "overrides") if overrides else settings
+    check_manifest_sizes(data, section, config)
     where = locations(data.name, out_dir, store_url, tracking_uri)
     Path(where["out_dir"]).mkdir(parents=True, exist_ok=True)
     return data, config, where

@@ -83,9 +83,15 @@ _ID = re.compile(r"[^A-Za-z0-9_-]+")
 ENTRY_KEYS = frozenset({"id", "path", "split", "family"})
 
 
+MAX_NAME = 100  # characters of a dataset name or shape id: a path part on every store
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,%d}" % (MAX_NAME - 1))  # never "." or "..": no leading dot
+MAX_MANIFEST_BYTES = 64 * 2**20  # a manifest of 100k shapes is about 10 MB
+
+
 def shape_id_for(path: str) -> str:
-    """A registry- and store-safe id from a file name: its stem with other characters as '_'."""
-    return _ID.sub("_", Path(path).stem).strip("_") or "shape"
+    """A registry- and store-safe id from a file name: its stem with other characters as '_' (at most
+    MAX_NAME characters)."""
+    return (_ID.sub("_", Path(path).stem).strip("_") or "shape")[:MAX_NAME]
 
 
 def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = None) -> DatasetManifest:
@@ -97,8 +103,9 @@ def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = Non
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(map(str, unknown))}; expected some of {', '.join(sorted(allowed))}")
     name = data.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ConfigError(f"{source}: 'name' must be a word of letters, digits, '.', '_' or '-', got {name!r}")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(f"{source}: 'name' must be a word of at most {MAX_NAME} letters, digits, '.', '_' or "
+                          f"'-' starting with a letter, digit or '_' (it names the run folder), got {name!r}")
     base = Path(base_dir) if base_dir is not None else Path(source).resolve().parent
 
     entries: list[ShapeEntry] = []
@@ -110,8 +117,9 @@ def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = Non
             entries.append(ShapeEntry(shape_id_for(item), str(_resolve(base, item))))
         elif isinstance(item, Mapping) and isinstance(item.get("path"), str) and set(item) <= ENTRY_KEYS:
             shape_id = item.get("id", shape_id_for(item["path"]))
-            if not isinstance(shape_id, str) or _ID.search(shape_id) or not shape_id:
-                raise ConfigError(f"{source}: shapes[{i}].id must use letters, digits, '_' or '-', got {shape_id!r}")
+            if not isinstance(shape_id, str) or _ID.search(shape_id) or not shape_id or len(shape_id) > MAX_NAME:
+                raise ConfigError(f"{source}: shapes[{i}].id must be at most {MAX_NAME} letters, digits, '_' or '-', "
+                                  f"got {shape_id!r}")
             split, family = item.get("split", "train"), item.get("family", "")
             if split not in SPLITS:
                 raise ConfigError(f"{source}: shapes[{i}].split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -172,7 +180,7 @@ def manifest_for_folder(folder: str | Path) -> DatasetManifest:
     folder = Path(folder)
     patterns = [f"*{suffix}" for suffix in SHAPE_SUFFIXES]
     present = [p for p in patterns if any(folder.glob(p))]
-    name = _ID.sub("_", folder.resolve().name).strip("_") or "collection"
+    name = (_ID.sub("_", folder.resolve().name).strip("_") or "collection")[:MAX_NAME]
     if not present:
         shapes = shapes_in_tree(folder)
         if not shapes:
@@ -225,10 +233,18 @@ def read_manifest(path: str) -> DatasetManifest:
         return manifest_for_folder(p)
     if not p.is_file():
         raise ConfigError(f"{path}: manifest file does not exist")
+    if p.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ConfigError(f"{path}: a manifest of {p.stat().st_size / 2**20:.0f} MiB is larger than the "
+                          f"{MAX_MANIFEST_BYTES // 2**20} MiB allowed; use 'glob' patterns or a folder instead")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text())  # plain YAML only: tags such as !!python/object are refused
+    except yaml.constructor.ConstructorError as exc:
+        raise ConfigError(f"{path}: not plain YAML (a tag it will not construct, line "
+                          f"{exc.problem_mark.line + 1 if exc.problem_mark else '?'}): {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a manifest") from None
     return manifest_from_dict(data, source=str(path))

@@ -281,14 +281,18 @@ def _has_faces(path) -> bool:
 
 def pipeline(args: argparse.Namespace) -> int:
     from inrcore.errors import ConfigError
+    from inrcore.settings import config_replace
 
     from ..manifest import read_manifest
+    from ..sizes import check_manifest_sizes
     from .overrides import overrides_from_set
     from .prefect_env import report_prefect_start_failure, use_offline_defaults
 
     try:
         manifest = read_manifest(args.manifest)
         overrides = overrides_from_set(args.set)
+        check_manifest_sizes(manifest, "shapespace",
+                             config_replace(manifest.shapespace, overrides, "overrides") if overrides else None)
     except ConfigError as exc:
         print(f"inr: {exc}", file=sys.stderr)
         return 2

@@ -43,6 +43,13 @@ def test_glob_collects_mesh_files_only(tmp_path):
     ({"name": "n", "shapes": ["a.obj"], "config": {"grid": {"resolution": "high"}}},
      r"m.yaml: config.grid.resolution: expected an integer"),
     (["a.obj"], r"a manifest must be a mapping"),
+    ({"name": "..", "shapes": ["a.obj"]}, r"'name' must be a word .* got '\.\.'"),  # runs/.. is outside runs/
+    ({"name": ".hidden", "shapes": ["a.obj"]}, r"'name' must be a word"),
+    ({"name": "a/b", "shapes": ["a.obj"]}, r"'name' must be a word"),
+    ({"name": "n" * 101, "shapes": ["a.obj"]}, r"'name' must be a word of at most 100"),
+    ({"name": "n", "shapes": [{"id": "../up", "path": "a.obj"}]}, r"shapes\[0\]\.id must be at most 100 letters"),
+    ({"name": "n", "shapes": [{"id": "x" * 101, "path": "a.obj"}]}, r"shapes\[0\]\.id must be at most 100"),
+    ({"name": "n", "shapes": ["a.obj"], "config": {"training": {"steps": -5}}}, r"config.training.steps"),
 ])
 def test_bad_manifests_name_the_source(tmp_path, data, message):
     with pytest.raises(ConfigError, match=message) as info:
@@ -137,3 +144,30 @@ def test_bad_skeleton_settings_name_the_key(tmp_path):
     path.write_text("name: m\nshapes: [a.obj]\nconfig: {skeleton: {method: medial}}\n")
     with pytest.raises(ConfigError, match=r"m\.yaml: config\.skeleton\.method: "):
         read_manifest(str(path))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: n\nshapes: !!python/object/apply:os.system [echo hi]\n", r"not plain YAML \(a tag it will not construct, line 2\)"),
+    ("name: n\nshapes: [" + "[" * 5000 + "]" * 5000 + "]\n", r"nested too deeply|not valid YAML"),
+    ("name: n\nshapes: [a.obj\n", r"not valid YAML"),
+])
+def test_hostile_manifest_files_are_refused_clearly(tmp_path, text, message):
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        read_manifest(str(path))
+    assert str(path) in str(info.value)
+
+
+def test_a_huge_manifest_file_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    import flows.manifest
+
+    monkeypatch.setattr(flows.manifest, "MAX_MANIFEST_BYTES", 1000)
+    path = tmp_path / "m.yaml"
+    path.write_text("name: n\nshapes:\n" + "  - a.obj\n" * 200)
+    with pytest.raises(ConfigError, match=r"larger than the 0 MiB allowed"):
+        read_manifest(str(path))
+
+
+def test_long_file_names_give_ids_that_fit_a_path_part():
+    assert shape_id_for("/d/" + "x" * 300 + ".obj") == "x" * 100
