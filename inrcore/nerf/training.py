@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from inrcore.files import write_atomic
+from inrcore.errors import ShapeError
+from inrcore.files import read_safetensors, write_atomic, write_safetensors
 from inrcore.nerf.models import NerfRenderer, NgpRenderer, build_renderer
 from inrcore.nerf.pictures import evaluate_views, view_indices
 from inrcore.nerf.scenes import SceneSplit
@@ -69,6 +70,19 @@ def make_optimizer(renderer, config: NerfConfig) -> torch.optim.Optimizer:
         ], lr=lr, betas=(0.9, 0.99), eps=1e-15)
     params = [p for module in renderer.modules().values() for p in module.parameters()]
     return torch.optim.Adam(params, lr=lr)
+
+
+def _read_checkpoint(path: str, device: torch.device) -> Optional[dict]:
+    """A checkpoint written by `train_nerf`, or None when there is none or it cannot be read as one. Read
+    with torch's weights-only loader (tensors, numbers, strings and containers: nothing pickled is
+    executed), so a checkpoint from a shared store cannot run code; an unreadable one is trained over."""
+    if not Path(path).exists():
+        return None
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+    except Exception:  # truncated, foreign, or holding objects the weights-only loader refuses
+        return None
+    return saved if isinstance(saved, dict) else None
 
 
 def state_of(renderer) -> dict[str, torch.Tensor]:
@@ -119,8 +133,8 @@ def train_radiance_field(
     generator = torch.Generator(device=device).manual_seed(config.seed)
     key = checkpoint_key(config, data_key)
     step, elapsed = 0, 0.0
-    if checkpoint_path and Path(checkpoint_path).exists():
-        saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    saved = _read_checkpoint(checkpoint_path, device) if checkpoint_path else None
+    if saved is not None:
         if saved.get("key") == key:
             load_state(renderer, saved["state"])
             optimizer.load_state_dict(saved["optimizer"])
@@ -192,29 +206,23 @@ def train_radiance_field(
 def save_radiance_field(path, renderer, config: NerfConfig, metadata: Optional[dict] = None) -> Path:
     """Write the renderer's weights and buffers as safetensors, with its config (and `near`, `far`
     for NeRF) in the header, atomically."""
-    from safetensors.torch import save_file
-
     header = {"inrflow": "radiance-field", "config": json.dumps(config_to_dict(config)),
               "metadata": json.dumps(metadata or {})}
     if isinstance(renderer, NerfRenderer):
         header.update(near=repr(renderer.near), far=repr(renderer.far))
-    state = {k: v.detach().contiguous().cpu() for k, v in state_of(renderer).items()}
-    return write_atomic(path, lambda tmp: save_file(state, tmp, metadata=header))
+    return write_safetensors(path, state_of(renderer), header)
 
 
 def load_radiance_field(path, device: torch.device) -> tuple[Any, NerfConfig, dict]:
-    """The renderer saved by `save_radiance_field`, on `device`, with its config and metadata."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
+    """The renderer saved by `save_radiance_field`, on `device`, with its config and metadata (ShapeError,
+    a ValueError, naming the file when it is missing, unreadable or no radiance field)."""
+    state, header = read_safetensors(path, "radiance field file")
     if header.get("inrflow") != "radiance-field":
-        raise ValueError(f"{path}: not a radiance field saved by inrflow")
+        raise ShapeError(path, "not a radiance field saved by inrflow")
     config = config_from_dict(NerfConfig, json.loads(header["config"]), f"{path}: config")
     near, far = float(header.get("near", 2.0)), float(header.get("far", 6.0))
     renderer = build_renderer(config, near, far, device)
-    load_state(renderer, {k: v.to(device) for k, v in load_file(str(path)).items()})
+    load_state(renderer, {k: v.to(device) for k, v in state.items()})
     for module in renderer.modules().values():
         module.eval()
     return renderer, config, json.loads(header.get("metadata", "{}"))

@@ -177,6 +177,24 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     assert fresh.resumed_from == 0 and fresh.steps == 1
 
 
+class _Planted:
+    """An object whose unpickling would run code: it must never be unpickled from a checkpoint."""
+
+    def __reduce__(self):
+        return (print, ("a planted checkpoint ran code",))
+
+
+def test_a_checkpoint_holding_pickled_code_is_not_executed_and_training_starts_over(tmp_path, capsys):
+    scene = _tiny_scene()
+    checkpoint = tmp_path / "ckpt.pt"
+    torch.save({"key": "x", "step": 3, "payload": _Planted()}, checkpoint)
+    result = train_radiance_field(NerfConfig(steps=1, **TINY_NGP), _batches(scene, 64), 2.0, 6.0, CPU,
+                                  checkpoint_path=str(checkpoint), data_key="scene-a")
+    assert result.resumed_from == 0 and result.steps == 1
+    assert "planted" not in capsys.readouterr().out
+    assert torch.load(checkpoint, weights_only=True)["step"] == 1  # overwritten by a plain one
+
+
 def test_ngp_learns_a_flat_colour_quickly():
     """A real (if tiny) fit: 150 steps take a red-square scene well above the untrained PSNR
     (measured: 6.9 dB after one step, 18.8 dB after 150)."""
