@@ -52,3 +52,30 @@ def read_json(path) -> Optional[Any]:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
+
+
+def write_safetensors(path, tensors: dict, header: dict[str, str]) -> Path:
+    """Write tensors (moved to the CPU, made contiguous) and string `header` entries to a .safetensors
+    file atomically."""
+    from safetensors.torch import save_file
+
+    plain = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    return write_atomic(path, lambda tmp: save_file(plain, tmp, metadata=header))
+
+
+def read_safetensors(path, what: str) -> tuple[dict, dict[str, str]]:
+    """(tensors on the CPU, header) of a .safetensors file; ShapeError naming the file (as `what`, e.g.
+    "weights file") when it is missing or unreadable. Nothing is unpickled: the format holds raw tensors
+    and strings only."""
+    from safetensors import SafetensorError, safe_open
+
+    from inrcore.errors import ShapeError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ShapeError(path, f"{what} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ShapeError(path, f"not a readable safetensors file: {exc}") from exc

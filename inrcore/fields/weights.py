@@ -15,7 +15,7 @@ import torch
 from inrcore.errors import ShapeError
 from inrcore.fields.build import field_spec_from_json, field_spec_to_json
 from inrcore.fields.networks import FieldSpec
-from inrcore.files import write_atomic
+from inrcore.files import read_safetensors, write_safetensors
 
 
 _SPEC_KEY = "inrflow.network"
@@ -24,26 +24,14 @@ _META_KEY = "inrflow.metadata"
 
 def save_field(path, spec: FieldSpec, params: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None) -> Path:
     """Write a field to `path` (.safetensors) atomically: a temporary file, then a rename."""
-    from safetensors.torch import save_file
-
     header = {_SPEC_KEY: json.dumps(field_spec_to_json(spec)), _META_KEY: json.dumps(metadata or {})}
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in params.items()}
-    return write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+    return write_safetensors(path, params, header)
 
 
 def load_field(path) -> tuple[FieldSpec, dict[str, torch.Tensor], dict[str, Any]]:
     """Read a field written by `save_field`: (spec, params on the CPU, metadata)."""
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
-    if not path.is_file():
-        raise ShapeError(path, "weights file does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            params = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ShapeError(path, f"not a readable safetensors file: {exc}") from exc
+    params, header = read_safetensors(path, "weights file")
     if _SPEC_KEY not in header:
         raise ShapeError(path, "safetensors file has no inrflow network description")
     try:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from inrcore.errors import ShapeError
-from inrcore.files import write_atomic
+from inrcore.files import read_safetensors, write_safetensors
 from inrcore.settings import config_from_dict, config_to_dict
 from inrcore.shapespace.settings import OccNetConfig
 
@@ -374,28 +374,16 @@ def save_occnet(path, params: dict[str, torch.Tensor], config: OccNetConfig,
                 metadata: Optional[dict[str, Any]] = None) -> Path:
     """Write the network to `path` (.safetensors) atomically: its tensors, and the config and
     `metadata` as JSON in the header."""
-    from safetensors.torch import save_file
-
     header = {_CONFIG_KEY: json.dumps(config_to_dict(config)), _META_KEY: json.dumps(metadata or {})}
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in params.items()}
-    return write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata=header))
+    return write_safetensors(path, params, header)
 
 
 def load_occnet(path) -> tuple[dict[str, torch.Tensor], OccNetConfig, dict[str, Any]]:
     """Read a network written by `save_occnet`: (params on the CPU, config, metadata). ShapeError
     naming the file when it is missing, unreadable, not an occupancy network, or its tensors do not
     match its config."""
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
-    if not path.is_file():
-        raise ShapeError(path, "occupancy network file does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            params = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ShapeError(path, f"not a readable safetensors file: {exc}") from exc
+    params, header = read_safetensors(path, "occupancy network file")
     if _CONFIG_KEY not in header:
         raise ShapeError(path, "safetensors file holds no occupancy network settings")
     try:
