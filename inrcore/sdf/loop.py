@@ -12,7 +12,7 @@ import torch
 from inrcore.sdf.settings import TrainConfig
 
 
-# One step's losses: a (scalar loss, {term: float}) pair per shape trained together.
+# One step's losses: a (scalar loss, {term: 0-d tensor or number}) pair per shape trained together.
 StepLosses = list[tuple[torch.Tensor, dict]]
 
 
@@ -28,8 +28,10 @@ def learning_rate_at(progress: float, lr: float, lr_final: float) -> float:
 
 
 def history_entry(step: int, seconds: float, loss: torch.Tensor, lr: float, terms: dict) -> dict:
-    """One history entry: {"step", "seconds", "loss", "lr", **terms}."""
-    return {"step": step, "seconds": seconds, "loss": float(loss.detach()), "lr": lr, **terms}
+    """One history entry: {"step", "seconds", "loss", "lr", **terms}, tensors read back as floats: the
+    loop's only reads from the device, made at log steps."""
+    plain = {name: float(value) if isinstance(value, torch.Tensor) else value for name, value in terms.items()}
+    return {"step": step, "seconds": seconds, "loss": float(loss.detach()), "lr": lr, **plain}
 
 
 class LossHistories:

@@ -67,7 +67,9 @@ def siren_sdf_loss(
         surface_weights [S]: per-sample factors of the two surface terms (None: all 1), e.g.
             `inrcore.queries.isopoints.bilateral_weights_from_isopoints`; the terms stay means over S.
     Returns:
-        (scalar loss, {term name: float value of the weighted mean}).
+        (scalar loss, {term name: the weighted mean, a detached 0-d tensor}): nothing is read back to
+        the host here, so a step need not wait for the device (`inrcore.sdf.loop.history_entry` reads
+        the terms at log steps only).
     """
     terms = {
         "surface": weights.surface * weighted_mean(surface_residual(surface_values), surface_weights),
@@ -80,7 +82,7 @@ def siren_sdf_loss(
     if weights.sdf > 0 and known_values is not None and known_values.numel():
         terms["sdf"] = weights.sdf * clamped_sdf_residual(known_values, known_sdf, weights.sdf_clamp).mean()
     total = sum(terms.values())
-    return total, {name: float(value.detach()) for name, value in terms.items()}
+    return total, {name: value.detach() for name, value in terms.items()}
 
 
 def igr_sdf_loss(
@@ -100,11 +102,11 @@ def igr_sdf_loss(
         volume_gradients [V, 3]: gradients at the eikonal sample points.
         surface_weights [S]: per-sample factors of the two surface terms (None: all 1).
     Returns:
-        (scalar loss, {"surface", "normal", "eikonal"}: floats of the weighted terms).
+        (scalar loss, {"surface", "normal", "eikonal"}: the weighted terms, detached 0-d tensors).
     """
     terms = {
         "surface": weighted_mean(surface_residual(surface_values), surface_weights),
         "normal": tau * weighted_mean((surface_gradients - surface_normals).norm(dim=-1), surface_weights),
         "eikonal": lam * eikonal_residual(volume_gradients).mean(),
     }
-    return sum(terms.values()), {name: float(value.detach()) for name, value in terms.items()}
+    return sum(terms.values()), {name: value.detach() for name, value in terms.items()}

@@ -382,7 +382,7 @@ def fit_sdf(
             terms = {**terms, "isopoints": len(isopoints) if isopoints is not None else 0,
                      "isopoint_refreshes": refreshes}
             if sampler.data_weights is not None:
-                terms["data_weight"] = float(sampler.data_weights.mean())
+                terms["data_weight"] = sampler.data_weights.mean().detach()
         return [(loss, terms)]
 
     steps, seconds, (history,) = run_steps(config, optimizer, take_step,

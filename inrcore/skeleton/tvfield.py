@@ -171,7 +171,7 @@ def fit_skeleton_field(surface_points: np.ndarray, surface_normals: np.ndarray, 
         tv_weight = config.tv * tv_decay(progress, config.tv_decay_epochs)
         loss, terms = skeleton_field_loss(values, gradients, x, config.batch_box, config.batch_surface,
                                           surface_normals_t[pick], config, tv_weight, known)
-        return [(loss, {**{name: float(term.detach()) for name, term in terms.items()}, "tv_weight": tv_weight})]
+        return [(loss, {**{name: term.detach() for name, term in terms.items()}, "tv_weight": tv_weight})]
 
     steps, seconds, (history,) = run_steps(config, optimizer, take_step,
                                            on_log=None if on_log is None else lambda _, entry: on_log(entry))
