@@ -105,7 +105,9 @@ def settings_of(args) -> dict:
         "sampling": config_replace(ss.DeepSdfSamplingConfig(), {"seed": args.seed, **quick.get("sampling", {})}),
         "training": config_replace(ss.AutoDecoderConfig(decoder=decoder), {
             "epochs": epochs, "seconds": args.seconds, "seed": args.seed, **quick.get("training", {}),
-            **{k: v for k, v in (("lr_decoder", args.lr_decoder), ("lr_every", args.lr_every)) if v is not None}}),
+            **{k: v for k, v in (("lr_decoder", args.lr_decoder), ("lr_every", args.lr_every),
+                                 ("lr_codes", args.lr_codes), ("shapes_per_batch", args.shapes_per_batch),
+                                 ("samples_per_shape", args.samples_per_shape)) if v is not None}}),
         "fitting": config_replace(ss.CodeFitConfig(), {"steps": args.fit_steps, "samples": args.fit_samples}),
         "scan": config_replace(ss.ScanConfig(), quick.get("scan", {})),
         "occnet": config_replace(occnet, {"steps": epochs, "seconds": args.occnet_seconds, "seed": args.seed,
@@ -437,6 +439,9 @@ def main(argv=None) -> int:
     parser.add_argument("--mesher", choices=("mise", "dense"), default="mise")
     parser.add_argument("--lr-decoder", type=float, help="the decoder's learning rate (default: the settings')")
     parser.add_argument("--lr-every", type=int, help="epochs between learning-rate halvings (default: the settings')")
+    parser.add_argument("--lr-codes", type=float, help="the codes' learning rate (default: the settings')")
+    parser.add_argument("--shapes-per-batch", type=int, help="shapes per training step (default: the settings')")
+    parser.add_argument("--samples-per-shape", type=int, help="samples per shape and step (default: the settings')")
     parser.add_argument("--siren-shapes", type=int, help="SIREN baseline on the first N test shapes only (default all)")
     parser.add_argument("--mesh-start", type=int, help=f"MISE start cells per axis ({FULL['mesh_start']})")
     parser.add_argument("--mesh-levels", type=int, help=f"MISE refinements ({FULL['mesh_levels']})")
