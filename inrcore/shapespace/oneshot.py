@@ -43,7 +43,8 @@ def sample_file(path: str, config: ShapeSpaceConfig) -> Sampled:
 
 def train_on_files(shapes: Sequence[Sampled], config: ShapeSpaceConfig, device: torch.device,
                    on_log: Optional[Callable[[dict], None]] = None) -> AutoDecoderResult:
-    """Train the auto-decoder on the files' samples, its size chosen for `device` (`AutoDecoderConfig.for_device`)."""
+    """Train the auto-decoder on the files' samples, its size chosen for `device`
+    (`AutoDecoderConfig.for_device`)."""
     return train_auto_decoder([(s.samples.points, s.samples.sdf) for s in shapes],
                               config.training.for_device(device.type), device, on_log)
 

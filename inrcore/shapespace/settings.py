@@ -101,9 +101,9 @@ class AutoDecoderConfig:
     positive, half with negative distance when both exist); loss = mean L1 between the clamped
     prediction and the clamped target (`clamp`, the authors 0.1) + code_reg · min(1, epoch /
     code_reg_ramp) · mean ‖z‖ over the batch's codes (the authors' sum of ‖z‖ over the samples
-    divided by their number). Adam with `lr_decoder` and `lr_codes`
-    (the authors 5e-4 and 1e-3; batches of 64 shapes × 16,384 samples), both multiplied by `lr_factor` every `lr_every` epochs (the authors:
-    0.5 every 500 of 2,001 epochs). Codes start N(0, code_init_std²) and are kept within `code_max_norm`.
+    divided by their number). Adam with `lr_decoder` and `lr_codes` (the authors 5e-4 and 1e-3, with
+    batches of 64 shapes × 16,384 samples), both multiplied by `lr_factor` every `lr_every` epochs (the
+    authors: 0.5 every 500 of 2,001 epochs). Codes start N(0, code_init_std²) and are kept within `code_max_norm`.
     An epoch is one pass over the training shapes. `seconds` stops earlier when given. The defaults
     (every shape of a collection up to 128 in each step, 512 samples each, codes at 5e-3) lowered the
     loss reached in 240 s on two CPU cores from 0.0199 (16 shapes × 2,048, codes at 1e-3) to 0.0078
