@@ -63,7 +63,7 @@ def start_collection(manifest: Union[str, DatasetManifest], section: str, overri
     data = manifest if isinstance(manifest, DatasetManifest) else read_manifest(manifest)
     settings = getattr(data, section)
     config = config_replace(settings, overrides, "overrides") if overrides else settings
-    check_manifest_sizes(data, section, config)
+    check_manifest_sizes(data, section, overrides)
     where = locations(data.name, out_dir, store_url, tracking_uri)
     Path(where["out_dir"]).mkdir(parents=True, exist_ok=True)
     return data, config, where

@@ -96,9 +96,13 @@ def _shown(size: int) -> str:
     return f"{size} bytes"
 
 
-def check_manifest_sizes(manifest, section: str, config=None, limit: Optional[int] = None) -> None:
-    """`check_sizes` of a manifest's `section` settings (or `config`, those settings with overrides applied),
+def check_manifest_sizes(manifest, section: str, overrides: Optional[dict] = None, limit: Optional[int] = None) -> None:
+    """`check_sizes` of a manifest's `section` settings with `overrides` (a --set style dict) applied,
     counting its "train" shapes, errors naming the manifest."""
-    settings = getattr(manifest, section) if config is None else config
+    from inrcore.settings import config_replace
+
+    settings = getattr(manifest, section)
+    if overrides:
+        settings = config_replace(settings, overrides, "overrides")
     check_sizes(section, settings, manifest.source or manifest.name, train_shapes=len(manifest.split("train")),
                 limit=limit)

@@ -303,7 +303,6 @@ def scene_command(args: argparse.Namespace) -> int:
 
 def nerf_run_command(args: argparse.Namespace) -> int:
     from inrcore.errors import ConfigError
-    from inrcore.settings import config_replace
 
     from ..manifest import read_manifest
     from ..sizes import check_manifest_sizes
@@ -320,7 +319,7 @@ def nerf_run_command(args: argparse.Namespace) -> int:
         if args.seconds is not None:
             training["seconds"] = args.seconds
             training.setdefault("steps", NO_STEP_CAP)
-        check_manifest_sizes(manifest, "nerf", config_replace(manifest.nerf, overrides, "overrides"))
+        check_manifest_sizes(manifest, "nerf", overrides)
     except ConfigError as exc:
         print(f"inr: {exc}", file=sys.stderr)
         return 2

@@ -86,7 +86,6 @@ def sdf_command(args: argparse.Namespace) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     from inrcore.errors import ConfigError
-    from inrcore.settings import config_replace
 
     from ..manifest import read_manifest
     from ..sizes import check_manifest_sizes
@@ -94,8 +93,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         manifest = read_manifest(args.manifest)
         overrides = run_overrides(args)
-        check_manifest_sizes(manifest, "config",
-                             config_replace(manifest.config, overrides, "overrides") if overrides else None)
+        check_manifest_sizes(manifest, "config", overrides)
     except ConfigError as exc:
         print(f"inr: {exc}", file=sys.stderr)
         return 2

@@ -281,7 +281,6 @@ def _has_faces(path) -> bool:
 
 def pipeline(args: argparse.Namespace) -> int:
     from inrcore.errors import ConfigError
-    from inrcore.settings import config_replace
 
     from ..manifest import read_manifest
     from ..sizes import check_manifest_sizes
@@ -291,8 +290,7 @@ def pipeline(args: argparse.Namespace) -> int:
     try:
         manifest = read_manifest(args.manifest)
         overrides = overrides_from_set(args.set)
-        check_manifest_sizes(manifest, "shapespace",
-                             config_replace(manifest.shapespace, overrides, "overrides") if overrides else None)
+        check_manifest_sizes(manifest, "shapespace", overrides)
     except ConfigError as exc:
         print(f"inr: {exc}", file=sys.stderr)
         return 2

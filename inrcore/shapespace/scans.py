@@ -304,16 +304,12 @@ def write_depth_scan(path, scan: DepthScan, normalisation=None) -> None:
               "depth": np.asarray(scan.depth, np.float64)}
     if normalisation is not None:
         scale = float(normalisation.scale)
-        arrays["origin"] = np.asarray(normalisation.invert(arrays["origin"][None]), np.float64)[0]
+        arrays["origin"] = normalisation.invert(arrays["origin"][None])[0]
         arrays["depth"] = arrays["depth"] / scale
         arrays["center"] = np.asarray(normalisation.center, np.float64)
         arrays["scale"] = np.asarray(scale, np.float64)
 
-    def save(tmp):
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
-
-    write_atomic(path, save)
+    write_atomic(path, lambda tmp: np.savez(tmp, **arrays))  # tmp keeps the .npz suffix: savez adds none
 
 
 def read_depth_scan(path) -> tuple[DepthScan, Optional[object]]:

@@ -82,3 +82,5 @@ def test_a_manifest_is_checked_with_its_train_split():
     with pytest.raises(ConfigError, match=r"x 3 training shapes"):
         check_manifest_sizes(manifest, "shapespace", limit=50_000)
     check_manifest_sizes(manifest, "shapespace", limit=100_000)  # 3 x 26.4 kB fits
+    with pytest.raises(ConfigError, match=r"x 3 training shapes"):  # --set style overrides are applied first
+        check_manifest_sizes(manifest, "shapespace", {"sampling": {"n_samples": 4000}}, limit=100_000)
