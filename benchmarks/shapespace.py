@@ -113,7 +113,8 @@ def settings_of(args) -> dict:
         "occnet": config_replace(occnet, {"steps": epochs, "seconds": args.occnet_seconds, "seed": args.seed,
                                           **quick.get("occnet", {}),
                                           **({"lr": args.occnet_lr} if args.occnet_lr is not None else {}),
-                                          **({"near_fraction": args.occnet_near} if args.occnet_near else {})}),
+                                          **({"near_fraction": args.occnet_near} if args.occnet_near else {}),
+                                          **dict(args.occnet_set)}),
         "siren_sampling": config_replace(SamplingConfig(), {"seed": args.seed, **quick.get("siren_sampling", {})}),
     }
 
@@ -330,9 +331,17 @@ def occupancy(train, test, cfg, args, device) -> dict:
                      **measure(mesh, reference_mesh(shape, args), args),
                      "mesh": {"evaluations": int(stats.get("evaluations", 0)),
                               "seconds": round(time.perf_counter() - clock, 2)}})
+    seen = []  # the same measure on training shapes: how much of the gap is generalisation
+    for i, shape in enumerate(train[:args.occnet_train_iou]):
+        s = shape["samples"]
+        cloud = noisy_cloud(s.surface, config.n_points, config.noise, np.random.default_rng(args.seed + 1000 + i))
+        seen.append({"shape": shape["id"], "family": shape["family"],
+                     "iou": round(occupancy_iou(result.params, config, cloud, s.occupancy_points, s.inside,
+                                                device), 5)})
     return {"train_seconds": round(result.seconds, 1), "steps": result.steps, "reused": reused,
             "final_loss": result.history[-1]["loss"] if result.history else None,
-            "summary": summary(rows, ("iou",) + FIGURES), "shapes": rows}
+            "summary": summary(rows, ("iou",) + FIGURES), "shapes": rows,
+            **({"training_shapes": {"summary": summary(seen, ("iou",)), "shapes": seen}} if seen else {})}
 
 
 def siren(test, seconds_each: float, cfg, args, device) -> dict:
@@ -420,6 +429,22 @@ def log(stage: str, entry: dict) -> None:
     print(f"[{stage}] {json.dumps(shown)}", file=sys.stderr, flush=True)
 
 
+def setting(text: str) -> tuple:
+    """(key, value) of a KEY=VALUE option, the value read as YAML (numbers, booleans, lists)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    value = yaml.safe_load(value)
+    if isinstance(value, str):  # YAML 1.1 reads 1e-5 as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    return key.strip(), value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="the result JSON")
@@ -436,6 +461,10 @@ def main(argv=None) -> int:
     parser.add_argument("--occnet-lr", type=float, help="the occupancy network's Adam rate (default: the settings')")
     parser.add_argument("--occnet-near", type=float, default=0.0,
                         help="share of the occupancy queries near the surface (default 0, the authors')")
+    parser.add_argument("--occnet-set", action="append", type=setting, default=[], metavar="KEY=VALUE",
+                        help="an occupancy-network setting (OccNetConfig field; the value read as YAML), repeatable")
+    parser.add_argument("--occnet-train-iou", type=int, default=0,
+                        help="also the IoU on the first N training shapes (default none)")
     parser.add_argument("--mesher", choices=("mise", "dense"), default="mise")
     parser.add_argument("--lr-decoder", type=float, help="the decoder's learning rate (default: the settings')")
     parser.add_argument("--lr-every", type=int, help="epochs between learning-rate halvings (default: the settings')")

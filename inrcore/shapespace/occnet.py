@@ -260,7 +260,9 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
 
     Each step draws `config.batch` shapes with replacement, a fresh noisy cloud of each
     (`config.n_points` surface points, noise `config.noise`) and `config.n_query` of its labelled
-    points (`config.near_fraction` of them near the surface, the rest uniform in the box); the loss is the mean binary cross-entropy of the logits. Stops after `config.steps`
+    points (`config.near_fraction` of them near the surface, the rest uniform in the box); the loss is
+    the mean binary cross-entropy of the logits; with `config.lr_final` the rate follows
+    `annealed_rate` over the fraction of the steps or of the seconds gone. Stops after `config.steps`
     steps or, from the second step on, once `seconds` (default `config.seconds`) have passed. The
     loss is read back only every `config.log_every` steps and at the end (the mean since the last
     read, passed to `on_log`); FloatingPointError when it is not finite.
@@ -278,8 +280,13 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     start, step, count = time.perf_counter(), 0, 0
     total = torch.zeros((), device=device)
     while step < config.steps:
-        if step > 0 and budget is not None and time.perf_counter() - start >= budget:
+        elapsed = time.perf_counter() - start
+        if step > 0 and budget is not None and elapsed >= budget:
             break
+        if config.lr_final is not None:
+            progress = max(step / config.steps, elapsed / budget if budget else 0.0)
+            for group in optimiser.param_groups:
+                group["lr"] = annealed_rate(config.lr, config.lr_final, progress)
         chosen = torch.randint(len(shapes), (config.batch,), generator=draws, device=device)
         cloud, queries, labels = data.draw(chosen, config.n_points, config.n_query, config.noise, draws, n_near)
         logits = occupancy_logits(params, config, encode(params, config, cloud), queries, training=True)
@@ -295,6 +302,12 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
         history.append(_log_entry(total, count, step, start, on_log))
     plain = {k: v.detach().to("cpu", torch.float32).clone() for k, v in params.items()}
     return OccNetResult(plain, history, step, time.perf_counter() - start)
+
+
+def annealed_rate(start: float, end: float, progress: float) -> float:
+    """The learning rate `progress` (0 to 1, clipped) of the way along a cosine from `start` to `end`."""
+    progress = min(max(progress, 0.0), 1.0)
+    return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * progress))
 
 
 def _log_entry(total: torch.Tensor, count: int, step: int, start: float,

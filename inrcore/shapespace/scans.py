@@ -11,19 +11,26 @@ The scheme (the paper does not give its distances; ours are `ScanConfig`'s field
   when embreex is installed, trimesh's own otherwise); its depth is the ray parameter t (distance
   along the unit ray, not the z-depth). Gaussian noise of standard deviation `noise` (α) is added to
   the depth of every hit, so the back-projected points move along their rays.
-- The normals. From the depth image alone, as a real scanner would: at every hit pixel the
-  back-projected points of the neighbours along each image axis give a tangent (a difference
-  weighted for uneven steps, or the shorter one-sided step where the steps differ by more than
-  `STEP_RATIO`, so a pixel beside a silhouette or an occlusion still gets a tangent from the surface
-  it belongs to), the normal is the tangents' cross product turned towards
-  the camera. Undefined (NaN) where an axis has no hit neighbour or the estimated surface is seen at
-  a grazing angle (|n·d| below `GRAZING_COS`, mostly tangents across a depth jump).
+- The normals. From the depth image alone, as a real scanner would (`inrcore.geometry.depthmaps.
+  depth_normals`): at every hit pixel the back-projected points of the neighbours along each image
+  axis give a tangent (a difference weighted for uneven steps, or the shorter one-sided step beside a
+  depth jump, so a pixel beside a silhouette or an occlusion still gets a tangent from the surface it
+  belongs to), the normal is the tangents' cross product turned towards the camera. Undefined (NaN)
+  where an axis has no hit neighbour or the estimated surface is seen at a grazing angle.
 - The samples. Per hit pixel with a normal: the surface point (distance 0), the points `offset`
   in front of and behind it along the ray with targets ±offset·|n·d| (the distance to the tangent
   plane; exact for a plane, off by at most offset²/(2 radius) on a curved surface), and
   `free_per_ray` points uniform along the ray between `near` (where the ray enters the cube
   [-1, 1]^3, the normalised frame's domain; the camera itself when it is inside) and the hit minus
   `free_margin`, known only to be outside. Pixels without a normal give their surface point only.
+- Noisy depth (`ScanConfig.denoise`). Before the normals and samples, the depth noise is estimated
+  from the image itself (`depthmaps.depth_noise`: the median absolute second difference of depth
+  along the image axes, robust to edges), and where it is above what the samples tolerate, each hit's
+  depth is replaced by an edge-aware local fit (`depthmaps.smooth_depth`: a plane in pixel
+  coordinates fitted over a window of hits within three noise deviations of the local median), the
+  window the smallest that brings the remaining noise under a quarter of `offset`, at most
+  `denoise_radius` pixels; the free margin grows to three times the remaining noise. A clean scan is
+  left exactly as it is.
 """
 
 from __future__ import annotations
@@ -37,11 +44,10 @@ import trimesh
 
 from inrcore.errors import ConfigError, ShapeError
 from inrcore.geometry.cameras import camera_axes
+from inrcore.geometry.depthmaps import RANGE_SIGMAS, depth_noise, depth_normals, smooth_depth
 from inrcore.shapespace.settings import ScanConfig
 
 
-GRAZING_COS = 0.05  # normals seen more edge-on than ~87° are left undefined
-STEP_RATIO = 3.0  # neighbours this unevenly far: a depth jump on one side, use the other side only
 DOMAIN = 1.0  # the normalised frame's cube [-1, 1]^3, where free-space samples are drawn
 
 
@@ -81,6 +87,8 @@ class ScanSamples:
     that bounds the true distance from above (the hit lies on the surface); with noise not even
     that holds, so use only its sign (the hinge of `CodeFitConfig.free_space`).
     Order: the surface points, then the points in front, behind, and the free-space points.
+    noise: the depth noise estimated from the image (`depthmaps.depth_noise`); radius: the smoothing window's
+    radius in pixels (0: the depth was used as measured).
     """
 
     points: np.ndarray
@@ -89,10 +97,13 @@ class ScanSamples:
     n_surface: int
     n_front: int
     n_free: int
+    noise: float = 0.0
+    radius: int = 0
 
     def counts(self) -> dict:
         return {"samples": int(len(self.points)), "surface": self.n_surface, "front": self.n_front,
-                "behind": self.n_front, "free": self.n_free}
+                "behind": self.n_front, "free": self.n_free, "noise_estimate": round(self.noise, 6),
+                "denoise_radius": self.radius}
 
 
 def view_angles(config: ScanConfig, rng: np.random.Generator) -> tuple[float, float]:
@@ -133,77 +144,6 @@ def first_hit_depths(mesh: trimesh.Trimesh, origin: np.ndarray, directions: np.n
     return depth.reshape(directions.shape[:-1])
 
 
-def _shifted(points: np.ndarray, axis: int, step: int) -> np.ndarray:
-    """[H, W, 3] the point `step` pixels further along an image axis (NaN past the edge)."""
-    out = np.full_like(points, np.nan)
-    size = points.shape[axis]
-    source = [slice(None)] * 2
-    target = [slice(None)] * 2
-    source[axis] = slice(max(step, 0), size + min(step, 0))
-    target[axis] = slice(max(-step, 0), size + min(-step, 0))
-    out[tuple(target)] = points[tuple(source)]
-    return out
-
-
-def _length(vectors: np.ndarray) -> np.ndarray:
-    """[H, W, 1] the lengths, inf for NaN vectors."""
-    return np.nan_to_num(np.linalg.norm(vectors, axis=-1, keepdims=True), nan=np.inf)
-
-
-def _even(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """[H, W, 1] whether two finite step lengths are within `STEP_RATIO` of each other."""
-    with np.errstate(invalid="ignore"):
-        return np.isfinite(first) & np.isfinite(second) & (
-            np.maximum(first, second) <= STEP_RATIO * np.minimum(first, second))
-
-
-def _one_sided_tangent(points: np.ndarray, axis: int, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """(tangent [H, W, 3] pointing towards +axis, its first step's length [H, W, 1]) from the neighbours on
-    one side (side +1 or -1). Steps a = side·(P1 - P0) and A = side·(P2 - P0) at arc lengths s = |a|
-    and S = s + |P2 - P1| give the second-order S² a - s² A where the two steps are even, else a."""
-    near = side * (_shifted(points, axis, side) - points)
-    far = side * (_shifted(points, axis, 2 * side) - points)
-    step = _length(near)
-    arc = step + _length(far - near)
-    with np.errstate(invalid="ignore"):
-        second = arc ** 2 * near - step ** 2 * far
-        even = _even(step, arc - step)
-    return np.where(even, second, near), step
-
-
-def _axis_tangent(points: np.ndarray, axis: int) -> np.ndarray:
-    """[H, W, 3] a tangent along an image axis at each back-projected point (points [H, W, 3], NaN where
-    nothing was hit), all pointing towards the next pixel; NaN where both neighbours are missing.
-
-    With steps a = next - this and b = this - previous: |b|² a + |a|² b, the second-order derivative of
-    a curve sampled unevenly (the central difference when |a| = |b|), where the two are even (within
-    `STEP_RATIO`); else the shorter side's one-sided tangent (a depth jump or a silhouette on the
-    other side)."""
-    ahead, ahead_step = _one_sided_tangent(points, axis, 1)
-    back, back_step = _one_sided_tangent(points, axis, -1)
-    forward = _shifted(points, axis, 1) - points
-    backward = points - _shifted(points, axis, -1)
-    with np.errstate(invalid="ignore"):
-        blended = back_step ** 2 * forward + ahead_step ** 2 * backward
-    shorter = np.where(ahead_step <= back_step, ahead, back)
-    return np.where(_even(ahead_step, back_step), blended, shorter)
-
-
-def depth_normals(origin: np.ndarray, directions: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """normals [H, W, 3] of a depth image (origin [3], directions [H, W, 3], depth [H, W] with inf where
-    nothing was hit): the cross product of the tangents along the columns and the rows (`_axis_tangent`)
-    at each pixel's back-projected point, unit, turned towards the camera (n·d < 0). NaN where a tangent
-    is missing or |n·d| < GRAZING_COS."""
-    points = origin + np.where(np.isfinite(depth), depth, np.nan)[..., None] * directions
-    normals = np.cross(_axis_tangent(points, 1), _axis_tangent(points, 0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        normals = normals / np.linalg.norm(normals, axis=-1, keepdims=True)
-        facing = np.einsum("hwi,hwi->hw", normals, directions)
-        normals = np.where((facing > 0)[..., None], -normals, normals)
-        normals[~(np.abs(facing) >= GRAZING_COS)] = np.nan
-    return normals
-
-
 def depth_scan(mesh: trimesh.Trimesh, config: ScanConfig, seed: Optional[int] = None, *,
                azimuth_deg: Optional[float] = None, elevation_deg: Optional[float] = None,
                name: str = "mesh") -> DepthScan:
@@ -238,6 +178,27 @@ def depth_scan(mesh: trimesh.Trimesh, config: ScanConfig, seed: Optional[int] = 
     return DepthScan(origin, directions, depth, normals, azimuth, elevation)
 
 
+def denoise_radius(noise: float, offset: float, largest: int) -> int:
+    """The smallest window radius r (at most `largest`) whose (2r + 1)² pixels bring depth noise of
+    deviation `noise` under offset / 4 (the deviation of a mean of n is σ/√n); 0 when it is under already."""
+    if noise <= offset / 4.0:
+        return 0
+    side = noise / (offset / 4.0)  # 2r + 1 pixels a side
+    return int(min(largest, math.ceil((side - 1.0) / 2.0)))
+
+
+def denoised(scan: DepthScan, config: ScanConfig) -> tuple[DepthScan, float, int]:
+    """(the scan with its depth smoothed and normals re-estimated, the noise estimated from it, the
+    window radius used) as the module docstring says; the scan itself when the noise needs no smoothing."""
+    noise = depth_noise(scan.depth) if config.denoise else 0.0
+    radius = denoise_radius(noise, config.offset, config.denoise_radius)
+    if radius == 0:
+        return scan, noise, 0
+    depth = smooth_depth(scan.depth, noise, radius)
+    normals = depth_normals(scan.origin, scan.directions, depth)
+    return DepthScan(scan.origin, scan.directions, depth, normals, scan.azimuth_deg, scan.elevation_deg), noise, radius
+
+
 def cube_entry(origin: np.ndarray, directions: np.ndarray, bound: float = DOMAIN) -> np.ndarray:
     """t [K] where rays (origin [3], directions [K, 3]) enter the cube [-bound, bound]^3 (0 for an
     origin inside it; inf for rays missing it)."""
@@ -250,9 +211,12 @@ def cube_entry(origin: np.ndarray, directions: np.ndarray, bound: float = DOMAIN
 
 
 def scan_samples(scan: DepthScan, config: ScanConfig, seed: Optional[int] = None) -> ScanSamples:
-    """The SDF samples of a depth scan (the module docstring gives the scheme); the free-space points
-    are drawn from np.random.default_rng(seed, or config.seed when None)."""
+    """The SDF samples of a depth scan (the module docstring gives the scheme, noisy depth included);
+    the free-space points are drawn from np.random.default_rng(seed, or config.seed when None)."""
     rng = np.random.default_rng(config.seed if seed is None else seed)
+    scan, noise, radius = denoised(scan, config)
+    # the noise left after smoothing over n pixels is about noise / sqrt(n); free points stay 3 of it clear
+    margin = max(config.free_margin, RANGE_SIGMAS * noise / (2 * radius + 1)) if radius else config.free_margin
     hits = scan.hits
     surface = scan.points()
     directions = scan.directions[hits]
@@ -263,7 +227,7 @@ def scan_samples(scan: DepthScan, config: ScanConfig, seed: Optional[int] = None
     front = surface[known] - config.offset * directions[known]
     behind = surface[known] + config.offset * directions[known]
     near = cube_entry(scan.origin, directions[known])
-    far = depth[known] - config.free_margin
+    far = depth[known] - margin
     room = far > near
     t = rng.uniform(size=(int(room.sum()), config.free_per_ray))
     t = near[room, None] + t * (far - near)[room, None]
@@ -274,7 +238,7 @@ def scan_samples(scan: DepthScan, config: ScanConfig, seed: Optional[int] = None
     exact = np.ones(len(points), dtype=bool)
     exact[len(points) - free_sdf.size:] = False
     return ScanSamples(np.ascontiguousarray(points, dtype=np.float32), np.ascontiguousarray(sdf, dtype=np.float32),
-                       exact, int(len(surface)), int(known.sum()), int(free_sdf.size))
+                       exact, int(len(surface)), int(known.sum()), int(free_sdf.size), noise, radius)
 
 
 def scan_cloud_picture(scan: DepthScan) -> np.ndarray:

@@ -170,6 +170,9 @@ class ScanConfig:
 
     noise: α, the standard deviation of the depth noise in normalised units (the seed's figure:
     0, 0.01, 0.02, 0.03, 0.05).
+    denoise: estimate the depth noise from the image and, where it is above offset / 4, smooth the
+    depth edge-aware over a window of at most `denoise_radius` pixels before making the samples
+    (`inrcore.shapespace.scans.denoised`); a clean scan is used as it is either way.
     """
 
     resolution: Count = 128
@@ -180,6 +183,8 @@ class ScanConfig:
     offset: PositiveNumber = 0.02
     free_per_ray: CountOrZero = 1
     free_margin: PositiveNumber = 0.05
+    denoise: Flag = True
+    denoise_radius: CountOrZero = 6
     seed: Integer = 0
 
 
@@ -191,8 +196,9 @@ class OccNetConfig:
     blocks of `decoder_hidden` with conditional batch normalisation (the authors 5 of 256); binary
     cross-entropy on logits at `n_query` points per shape uniform in the box padded by the samples'
     padding, of which `near_fraction` (the authors: 0) come from the shape's DeepSDF samples near the
-    surface, labelled by their sign; Adam `lr` (the authors 1e-4, batch 64). Meshing by MISE at
-    `threshold` (0.2).
+    surface, labelled by their sign; Adam `lr` (the authors 1e-4, batch 64), constant as the authors' or,
+    with `lr_final`, annealed to it along a cosine over the training (steps or seconds, whichever ends it
+    first). Meshing by MISE at `threshold` (0.2).
     `size` as `AutoDecoderConfig.size`, for the fields `paper()` sets (`for_device`)."""
 
     n_points: Count = 300
@@ -207,6 +213,7 @@ class OccNetConfig:
     n_query: Count = 2048
     near_fraction: Share = 0.0
     lr: PositiveNumber = 1e-4
+    lr_final: Optional[PositiveNumber] = None
     threshold: OpenFraction = 0.2
     seed: Integer = 0
     log_every: Count = 50

@@ -8,6 +8,7 @@ from inrcore.errors import ShapeError
 from inrcore.shapespace.occnet import (
     ENCODER_BLOCKS,
     OccupancyShape,
+    annealed_rate,
     conditional_batch_norm,
     encode,
     init_occnet,
@@ -288,3 +289,12 @@ def test_near_fraction_needs_near_points_and_trains_with_them():
     assert result.steps == 3 and all(math.isfinite(e["loss"]) for e in result.history)
     with pytest.raises(ShapeError, match="come together"):
         train_occnet([OccupancyShape(plain.surface, plain.points, plain.inside, near)], config, CPU)
+
+
+def test_the_annealed_rate_follows_a_cosine_from_start_to_end():
+    assert annealed_rate(1e-3, 1e-5, 0.0) == pytest.approx(1e-3)
+    assert annealed_rate(1e-3, 1e-5, 0.5) == pytest.approx((1e-3 + 1e-5) / 2)  # cos(pi/2) = 0
+    assert annealed_rate(1e-3, 1e-5, 1 / 3) == pytest.approx(1e-5 + 0.5 * (1e-3 - 1e-5) * 1.5)  # cos(pi/3) = 1/2
+    assert annealed_rate(1e-3, 1e-5, 1.0) == pytest.approx(1e-5)
+    assert annealed_rate(1e-3, 1e-5, 2.0) == annealed_rate(1e-3, 1e-5, 1.0)  # clipped
+    assert annealed_rate(1e-3, 1e-5, -1.0) == annealed_rate(1e-3, 1e-5, 0.0)

@@ -15,6 +15,7 @@ from inrcore.errors import ConfigError, ShapeError
 from inrcore.geometry.meshes import Normalisation
 from inrcore.shapespace.scans import (
     DepthScan,
+    denoise_radius,
     depth_scan,
     read_depth_scan,
     scan_cloud_picture,
@@ -76,7 +77,9 @@ def test_plane_normals_point_up_at_the_camera(top_view):
 def test_plane_sample_targets_are_the_true_distances(top_view):
     samples = scan_samples(top_view, CONFIG)
     n = 64 * 64
-    assert samples.counts() == {"samples": 4 * n, "surface": n, "front": n, "behind": n, "free": n}
+    counts = samples.counts()
+    assert counts.pop("noise_estimate") < 1e-3  # perspective: depth along rays is not linear in the pixels
+    assert counts == {"samples": 4 * n, "surface": n, "front": n, "behind": n, "free": n, "denoise_radius": 0}
     height = samples.points[:, 1].astype(np.float64) - THICKNESS / 2  # signed distance to the plane
     exact = samples.exact
     assert exact[: 3 * n].all() and not exact[3 * n:].any()
@@ -146,8 +149,11 @@ def test_free_space_samples_per_ray(sphere_scan):
     none = ScanConfig(resolution=64, free_per_ray=0)
     hits = int(sphere_scan.hits.sum())
     assert scan_samples(sphere_scan, three).counts()["free"] == 3 * hits
-    assert scan_samples(sphere_scan, none).counts() == {"samples": 3 * hits, "surface": hits, "front": hits,
-                                                        "behind": hits, "free": 0}
+    counts = scan_samples(sphere_scan, none).counts()
+    # a clean scan: the coarse sphere's own curvature only, under the offset / 4 that would start smoothing
+    assert counts.pop("noise_estimate") < CONFIG.offset / 4
+    assert counts == {"samples": 3 * hits, "surface": hits, "front": hits, "behind": hits, "free": 0,
+                      "denoise_radius": 0}
 
 
 def test_depth_noise_has_the_configured_spread(plane, top_view):
@@ -159,6 +165,45 @@ def test_depth_noise_has_the_configured_spread(plane, top_view):
     # the points move along their rays, so their back-projections differ by the residual
     moved = np.linalg.norm(noisy.points() - top_view.points(), axis=1)
     np.testing.assert_allclose(moved, np.abs(residual), atol=1e-12)
+
+
+def test_the_smoothing_window_is_the_smallest_that_brings_noise_under_a_quarter_offset():
+    assert denoise_radius(0.004, offset=0.02, largest=6) == 0  # under 0.005 already
+    assert denoise_radius(0.01, offset=0.02, largest=6) == 1  # 2 pixels a side needed: 3
+    assert denoise_radius(0.05, offset=0.02, largest=6) == 5  # 10 a side: 11
+    assert denoise_radius(0.2, offset=0.02, largest=6) == 6  # 40 a side, capped
+
+
+def test_a_noisy_scan_is_smoothed_before_its_samples(plane, top_view):
+    config = ScanConfig(resolution=64, noise=0.05)
+    noisy = depth_scan(plane, config, azimuth_deg=0.0, elevation_deg=90.0)
+    samples = scan_samples(noisy, config)
+    counts = samples.counts()
+    assert counts["noise_estimate"] == pytest.approx(0.05, rel=0.1)
+    assert counts["denoise_radius"] == 5
+    surface = samples.points[:counts["surface"], 1] - THICKNESS / 2  # the plane's height error
+    raw = noisy.points()[:, 1] - THICKNESS / 2
+    assert np.abs(surface).std() < raw.std() / 4
+    # the normals come from the smoothed depth: nearly straight up, where the raw ones scatter widely
+    front = samples.points[counts["surface"]:counts["surface"] + counts["front"]]
+    behind = samples.points[counts["surface"] + counts["front"]:counts["surface"] + 2 * counts["front"]]
+    assert counts["front"] > 0.95 * 64 * 64
+    directions = (behind - front) / np.linalg.norm(behind - front, axis=1, keepdims=True)
+    targets = samples.sdf[counts["surface"]:counts["surface"] + counts["front"]]
+    # targets offset·|n·d|: with n up they are the ray's vertical share of the offset
+    np.testing.assert_allclose(np.median(targets / (config.offset * np.abs(directions[:, 1]))), 1.0, atol=0.01)
+    # the free points all lie above the plane (the raw depth, 0.05 deep noise, would put some below it)
+    assert (samples.points[~samples.exact, 1] > THICKNESS / 2).all()
+    # off: the raw depth
+    raw_samples = scan_samples(noisy, ScanConfig(resolution=64, noise=0.05, denoise=False))
+    assert raw_samples.counts()["denoise_radius"] == 0
+    np.testing.assert_allclose(raw_samples.points[:raw_samples.n_surface], noisy.points().astype(np.float32))
+
+
+def test_a_clean_scan_is_used_as_measured(sphere_scan):
+    on, off = scan_samples(sphere_scan, CONFIG), scan_samples(sphere_scan, ScanConfig(resolution=64, denoise=False))
+    np.testing.assert_array_equal(on.points, off.points)
+    np.testing.assert_array_equal(on.sdf, off.sdf)
 
 
 def test_the_seed_draws_the_view_and_the_noise(sphere):
