@@ -11,7 +11,9 @@ from prefect_dask import DaskTaskRunner
 
 from flows.manifest import DatasetManifest, read_manifest
 from flows.sizes import check_manifest_sizes
+from inrcore.errors import ConfigError
 from inrcore.settings import config_replace
+from tasks import locations as storage
 
 
 def locations(dataset: str, out_dir: Optional[str], store_url: Optional[str], tracking_uri: Optional[str]) -> dict:
@@ -19,7 +21,17 @@ def locations(dataset: str, out_dir: Optional[str], store_url: Optional[str], tr
 
     Defaults are embedded: `runs/<dataset>`, `<out>/store.zarr`, SQLite `<out>/mlflow.db`
     with artifacts in `<out>/mlartifacts`. A tracking server's URI leaves artifacts to it.
+    The run folder may be an fsspec URL (`s3://bucket/run`, `tasks.locations`): the store then
+    defaults to `<out>/store.zarr` there too, and tracking needs a server (`tracking_uri`), since
+    a SQLite file cannot live in an object store.
     """
+    if out_dir and storage.is_url(out_dir):
+        if not tracking_uri:
+            raise ConfigError(f"out_dir {out_dir}: a run folder at a URL needs an MLflow tracking server "
+                              f"(--tracking-uri http://...); the embedded SQLite registry lives on a local disk")
+        out = out_dir.rstrip("/")
+        return {"out_dir": out, "store_url": store_url or storage.join(out, "store.zarr"),
+                "tracking_uri": tracking_uri, "artifact_location": None}
     out = Path(out_dir or Path("runs") / dataset).resolve()
     tracking = tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
     return {
@@ -65,7 +77,7 @@ def start_collection(manifest: Union[str, DatasetManifest], section: str, overri
     config = config_replace(settings, overrides, "overrides") if overrides else settings
     check_manifest_sizes(data, section, overrides)
     where = locations(data.name, out_dir, store_url, tracking_uri)
-    Path(where["out_dir"]).mkdir(parents=True, exist_ok=True)
+    storage.make_folder(where["out_dir"])
     return data, config, where
 
 

@@ -32,8 +32,8 @@ rest of the collection still runs. For the NeRF flow an entry may also be a scen
 
 from __future__ import annotations
 
-import glob as globlib
 import hashlib
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +47,7 @@ from inrcore.nerf.settings import NerfPipelineConfig
 from inrcore.settings import config_from_dict
 from inrcore.shapespace.settings import ShapeSpaceConfig
 from inrcore.skeleton.settings import CollectionConfig
+from tasks import locations as storage
 
 
 MESH_SUFFIXES = (".obj", ".ply", ".off", ".stl", ".glb")
@@ -106,7 +107,10 @@ def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = Non
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(f"{source}: 'name' must be a word of at most {MAX_NAME} letters, digits, '.', '_' or "
                           f"'-' starting with a letter, digit or '_' (it names the run folder), got {name!r}")
-    base = Path(base_dir) if base_dir is not None else Path(source).resolve().parent
+    if base_dir is not None:
+        base = base_dir if storage.is_url(base_dir) else Path(base_dir)
+    else:
+        base = posixpath.dirname(str(source)) if storage.is_url(source) else Path(source).resolve().parent
 
     entries: list[ShapeEntry] = []
     shapes = data.get("shapes") or []
@@ -136,8 +140,8 @@ def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = Non
     if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
         raise ConfigError(f"{source}: 'glob' must be a pattern or a list of patterns")
     for pattern in patterns:
-        matches = sorted(p for p in globlib.glob(str(_resolve(base, pattern)), recursive=True)
-                         if Path(p).suffix.lower() in SHAPE_SUFFIXES)
+        matches = [p for p in storage.glob(str(_resolve(base, pattern)))
+                   if Path(p).suffix.lower() in SHAPE_SUFFIXES]
         if not matches:
             raise ConfigError(f"{source}: glob {pattern!r} matches no mesh or point-cloud file "
                               f"({', '.join(SHAPE_SUFFIXES)}) under {base}")
@@ -221,23 +225,38 @@ def hash_split(shape_id: str, test_fraction: float = 0.2) -> str:
     return "test" if digest / 2**32 < test_fraction else "train"
 
 
-def _resolve(base: Path, path: str) -> Path:
+def _resolve(base, path: str):
+    """A shape path or URL of a manifest entry: URLs and absolute paths as they are, others against the
+    manifest's folder (a path or a URL)."""
+    if storage.is_url(path):
+        return path
+    if storage.is_url(base):
+        return storage.join(base, path)
     p = Path(path).expanduser()
     return p if p.is_absolute() else base / p
 
 
 def read_manifest(path: str) -> DatasetManifest:
-    """A manifest from a YAML file, or a folder of mesh files; errors name the file and the problem."""
-    p = Path(path)
-    if p.is_dir():
-        return manifest_for_folder(p)
-    if not p.is_file():
-        raise ConfigError(f"{path}: manifest file does not exist")
-    if p.stat().st_size > MAX_MANIFEST_BYTES:
-        raise ConfigError(f"{path}: a manifest of {p.stat().st_size / 2**20:.0f} MiB is larger than the "
+    """A manifest from a YAML file (a path or URL, `tasks.locations`), or a folder of mesh files; errors
+    name the file and the problem. Shape paths in a manifest at a URL are relative to its folder there."""
+    if storage.is_url(path):
+        if not storage.is_file(path):
+            raise ConfigError(f"{path}: manifest file does not exist")
+        text = storage.read_bytes(path)
+        size = len(text)
+    else:
+        p = Path(path)
+        if p.is_dir():
+            return manifest_for_folder(p)
+        if not p.is_file():
+            raise ConfigError(f"{path}: manifest file does not exist")
+        size = p.stat().st_size
+        text = p.read_bytes() if size <= MAX_MANIFEST_BYTES else b""
+    if size > MAX_MANIFEST_BYTES:
+        raise ConfigError(f"{path}: a manifest of {size / 2**20:.0f} MiB is larger than the "
                           f"{MAX_MANIFEST_BYTES // 2**20} MiB allowed; use 'glob' patterns or a folder instead")
     try:
-        data = yaml.safe_load(p.read_text())  # plain YAML only: tags such as !!python/object are refused
+        data = yaml.safe_load(text.decode())  # plain YAML only: tags such as !!python/object are refused
     except yaml.constructor.ConstructorError as exc:
         raise ConfigError(f"{path}: not plain YAML (a tag it will not construct, line "
                           f"{exc.problem_mark.line + 1 if exc.problem_mark else '?'}): {exc.problem}") from None

@@ -101,7 +101,11 @@ def metric_histories(tracking_uri: str, run_id: str, prefixes: tuple[str, ...] =
 
 
 def log_artifact(tracking_uri: str, run_id: str, path, artifact_path: Optional[str] = None) -> None:
-    client(tracking_uri).log_artifact(run_id, str(path), artifact_path)
+    """Log a file (a local path or a URL, `tasks.locations`) to the run's artifacts under its own name."""
+    from . import locations
+
+    with locations.local_copy(path) as local:
+        client(tracking_uri).log_artifact(run_id, local, artifact_path)
 
 
 def end_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:

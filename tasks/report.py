@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import mlflow
 from prefect import task
 
 from inrcore.curves import training_curves
-from inrcore.files import write_json_atomic, write_text_atomic
 from inrcore.report import format_results_table, report_html
 
-from . import registry
+from . import locations, registry
 
 
 @task(name="write-report")
@@ -22,30 +23,46 @@ def write_report(out_dir: str, dataset: str, records: list[dict], settings: dict
     The report draws each shape's training curves from its MLflow run (`settings["tracking_uri"]`), and
     shows each shape's skeleton picture next to its input and reconstruction when the skeleton stage ran.
     """
-    out = Path(out_dir)
     summary = {"dataset": dataset, "settings": settings, "shapes": records,
                "ok": sum(r["status"] == "ok" for r in records),
                "failed": sum(r["status"] == "failed" for r in records)}
-    write_json_atomic(out / "summary.json", summary)
+    summary_path = locations.write_json(locations.join(out_dir, "summary.json"), summary)
     skeletons = any("skeleton" in (r.get("images") or {}) for r in records)
-    page = report_html(f"inrflow: {dataset}", records, settings, curves=logged_curves(settings["tracking_uri"], records),
-                       picture_roles=("input", "reconstruction") + (("skeleton",) if skeletons else ()))
-    write_text_atomic(out / "report.html", page)
-    return {"summary": str(out / "summary.json"), "report": str(out / "report.html"),
-            "table": format_results_table(records)}
+    with local_pictures(records) as shown:
+        page = report_html(f"inrflow: {dataset}", shown, settings,
+                           curves=logged_curves(settings["tracking_uri"], records),
+                           picture_roles=("input", "reconstruction") + (("skeleton",) if skeletons else ()))
+    report_path = locations.write_text(locations.join(out_dir, "report.html"), page)
+    return {"summary": summary_path, "report": report_path, "table": format_results_table(records)}
 
 
 @task(name="write-nerf-report")
 def write_nerf_report(out_dir: str, dataset: str, records: list[dict], settings: dict) -> str:
     """Write the NeRF flow's `report.html` (atomically): PSNR and SSIM per shape, its test views
     and depth maps, its loss and PSNR curves (from MLflow) and stage timings. Returns its path."""
-    path = Path(out_dir) / "report.html"
     shown = [{**r, "metrics": {"psnr": r.get("psnr"), "ssim": r.get("ssim")}} for r in records]
-    page = report_html(f"inrflow: {dataset} (radiance fields)", shown, settings,
-                       curves=logged_curves(settings["tracking_uri"], records), metric_names=("psnr", "ssim"),
-                       picture_roles=("test_views", "depth"))
-    write_text_atomic(path, page)
-    return str(path)
+    with local_pictures(shown) as pictured:
+        page = report_html(f"inrflow: {dataset} (radiance fields)", pictured, settings,
+                           curves=logged_curves(settings["tracking_uri"], records), metric_names=("psnr", "ssim"),
+                           picture_roles=("test_views", "depth"))
+    return locations.write_text(locations.join(out_dir, "report.html"), page)
+
+
+@contextlib.contextmanager
+def local_pictures(records: list[dict]) -> Iterator[list[dict]]:
+    """The records with every picture at a URL copied to a temporary local file (the report embeds
+    pictures from files); records whose pictures are local paths, or missing, are given as they are."""
+    with tempfile.TemporaryDirectory(prefix="inrflow-report-") as folder:
+        shown = []
+        for i, record in enumerate(records):
+            images = dict(record.get("images") or {})
+            for role, location in images.items():
+                if location and locations.is_url(location) and locations.exists(location):
+                    local = Path(folder) / f"{i}-{role}{Path(str(location)).suffix}"
+                    local.write_bytes(locations.read_bytes(location))
+                    images[role] = str(local)
+            shown.append({**record, "images": images} if record.get("images") else record)
+        yield shown
 
 
 def logged_curves(tracking_uri: str, records: list[dict]) -> dict[str, list[dict]]:

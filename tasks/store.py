@@ -17,14 +17,20 @@ import zarr
 
 from inrcore.geometry.sampling import known_distances
 
+from .locations import is_url
+from .locations import storage_options as storage_options_of_url
+
 
 def open_store(url: str, mode: str = "a") -> zarr.Group:
-    """Open (creating if needed) the root group of a Zarr v3 store at a path or fsspec URL."""
+    """Open (creating if needed) the root group of a Zarr v3 store at a path or fsspec URL (remote
+    URLs with `tasks.locations.storage_options`)."""
     storage_options = None
-    if "://" in url and url.startswith("file://"):
+    if url.startswith("file://"):
         storage_options = {"auto_mkdir": True}
-    elif "://" not in url:
+    elif not is_url(url):
         Path(url).mkdir(parents=True, exist_ok=True)
+    else:
+        storage_options = storage_options_of_url()
     return zarr.open_group(url, mode=mode, zarr_format=3, storage_options=storage_options)
 
 

@@ -1,6 +1,7 @@
 """The house rules, read from the code's own imports.
 
-- flows -> tasks -> inrcore; inrcore never touches orchestration or storage.
+- flows -> tasks -> inrcore; inrcore never touches orchestration or storage; flows reach storage
+  (Zarr, MLflow, fsspec) only through tasks.
 - Inside inrcore: base modules <- geometry <- fields <- queries <- sdf <- skeleton; nerf uses only
   geometry and base; siblings never import each other (ARCHITECTURE.md draws it).
 - No import circles anywhere in inrcore, tasks and flows (lazy imports inside functions count).
@@ -20,7 +21,7 @@ PACKAGES = ("inrcore", "tasks", "flows")
 FORBIDDEN = {
     "inrcore": {"prefect", "prefect_dask", "dask", "distributed", "zarr", "mlflow", "fsspec", "tasks", "flows"},
     "tasks": {"flows"},
-    "flows": set(),
+    "flows": {"zarr", "mlflow", "fsspec", "s3fs"},
 }
 BASE = "base"  # the modules directly in inrcore/
 # What each part of inrcore may import (itself included). A new subpackage must be added here.

@@ -34,7 +34,8 @@ def add_sdf_commands(commands) -> None:
             "without a server, a Dask LocalCluster, Zarr and MLflow (SQLite) in the run folder."
         ),)
     run.add_argument("manifest", help="dataset manifest (YAML, see datasets/demo.yaml) or a folder of mesh files")
-    run.add_argument("--out", metavar="DIR", help="run folder (default: runs/<dataset name>)")
+    run.add_argument("--out", metavar="DIR", help="run folder, a path or an fsspec URL such as s3://bucket/run "
+                     "(default: runs/<dataset name>)")
     run.add_argument("--store", metavar="URL", help="Zarr store: a path or fsspec URL (default: <run folder>/store.zarr)")
     run.add_argument("--tracking-uri", metavar="URI",
                      help="MLflow tracking URI, e.g. http://127.0.0.1:5000 (default: sqlite in the run folder)")
@@ -97,8 +98,13 @@ def run_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"inr: {exc}", file=sys.stderr)
         return 2
-    out_dir = str(Path(args.out or Path("runs") / manifest.name).resolve())
-    use_offline_defaults(out_dir, verbose=args.verbose)
+    from tasks.locations import is_url
+
+    remote = bool(args.out) and is_url(args.out)
+    out_dir = args.out if remote else str(Path(args.out or Path("runs") / manifest.name).resolve())
+    # Prefect's own files (its temporary server's database) stay on this machine: in the run folder, or
+    # in runs/<dataset> when the run folder is at a URL
+    use_offline_defaults(str(Path("runs", manifest.name).resolve()) if remote else out_dir, verbose=args.verbose)
 
     from ..pipeline import sdf_collection
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import dask
 import numpy as np
 from prefect import task
 
 from inrcore.device import resolve_device
-from inrcore.files import read_json, write_atomic, write_json_atomic
 from inrcore.geometry.grids import grid_spacing
 from inrcore.geometry.marching import marching_cubes_blocks
 from inrcore.geometry.settings import GridConfig
@@ -26,7 +24,7 @@ from inrcore.queries.rangemesh import (
 from inrcore.queries.settings import RangeMeshConfig
 from inrcore.settings import config_to_dict, fingerprint
 
-from .. import registry
+from .. import locations, registry
 from ..cluster import compute_on_cluster, field_of_shared, shared_field, store_grid
 from ..options import retry_unless_bad_input
 from ..results import StageResult
@@ -78,13 +76,13 @@ def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_finger
     clock = TaskClock()
     config = settings
     key = fingerprint("range-mesh", model_fingerprint, config)
-    out = Path(out_dir)
-    mesh_path = out / "meshes" / f"{shape_id}-range.ply"
-    record_path = out / "shapes" / f"{shape_id}-range.json"
+    mesh_path = locations.join(out_dir, "meshes", f"{shape_id}-range.ply")
+    record_path = locations.join(out_dir, "shapes", f"{shape_id}-range.json")
     root = open_store(store_url)
     path = f"range/{shape_id}"
-    record = read_json(record_path)
-    if finished_attrs(root, path, key) is not None and mesh_path.is_file() and record and record.get("fingerprint") == key:
+    record = locations.read_json(record_path)
+    if (finished_attrs(root, path, key) is not None and locations.is_file(mesh_path) and record
+            and record.get("fingerprint") == key):
         return _range_meshed(record["result"], reused=True, **clock.result())
 
     spec, params, _, _ = registry.load_registered_field(tracking_uri, model_uri)
@@ -110,7 +108,7 @@ def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_finger
         stats = {**settings_stats, **stats, "box_evaluations": boxes,
                  "evaluations": boxes + stats["point_evaluations"], **estimated,
                  "vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces))}
-        write_atomic(mesh_path, mesh.export)
+        locations.write_file(mesh_path, mesh.export)
         stats.update(clock.result())
         mark_finished(group, key, {"model_uri": model_uri, "settings": config_to_dict(config), **stats})
     except BaseException:
@@ -118,8 +116,8 @@ def range_mesh_field(shape_id: str, store_url: str, model_uri: str, model_finger
         raise
     registry.log_metrics(tracking_uri, run_id, {f"range/{k}": float(v) for k, v in stats.items()
                                                 if isinstance(v, (int, float)) and v is not None})
-    result = {"mesh_path": str(mesh_path), "path": path, "fingerprint": key, **stats}
-    write_json_atomic(record_path, {"fingerprint": key, "result": result})
+    result = {"mesh_path": mesh_path, "path": path, "fingerprint": key, **stats}
+    locations.write_json(record_path, {"fingerprint": key, "result": result})
     return _range_meshed(result, seconds=stats["seconds"], waiting_seconds=stats["waiting_seconds"])
 
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 from prefect import task
 
-from inrcore.geometry.meshes import file_sha256
 from inrcore.geometry.settings import SamplingConfig
 from inrcore.sdf.fitshape import load_shape_input
 from inrcore.settings import config_to_dict, fingerprint
 
+from .. import locations
 from ..results import StageResult
 from ..store import finished_attrs, fresh_group, mark_finished, open_store, remove_group
 
@@ -44,16 +43,17 @@ def prepare_samples(shape_id: str, source: str, store_url: str, sampling: Sampli
     """
     start = time.perf_counter()
     config = sampling
-    source_hash = file_sha256(source) if os.path.isfile(source) else None
-    key = fingerprint("samples", source_hash, config)
-    root = open_store(store_url)
-    path = f"samples/{shape_id}"
-    done = finished_attrs(root, path, key) if source_hash else None
-    if done is not None:
-        return PreparedSamples(shape_id=shape_id, fingerprint=key, normalisation=done["normalisation"], reused=True,
-                               seconds=time.perf_counter() - start)
-
-    shape = load_shape_input(source, config)  # raises ShapeError naming the file
+    # one local copy of a URL's file, hashed and then loaded (a local path is used as it is)
+    with locations.input_file(source) as local:
+        source_hash = locations.file_sha256(local)  # None when it is not there: loading says so
+        key = fingerprint("samples", source_hash, config)
+        root = open_store(store_url)
+        path = f"samples/{shape_id}"
+        done = finished_attrs(root, path, key) if source_hash else None
+        if done is not None:
+            return PreparedSamples(shape_id=shape_id, fingerprint=key, normalisation=done["normalisation"],
+                                   reused=True, seconds=time.perf_counter() - start)
+        shape = load_shape_input(local, config)  # raises ShapeError naming the file
     samples, normalisation = shape.samples, shape.normalisation
     try:
         group = fresh_group(root, path)

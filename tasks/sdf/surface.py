@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from prefect import task
 
-from inrcore.files import read_json, write_atomic, write_json_atomic
 from inrcore.geometry.images import write_png
 from inrcore.geometry.marching import marching_cubes_blocks
 from inrcore.geometry.meshes import Normalisation, load_mesh
@@ -18,7 +16,7 @@ from inrcore.geometry.settings import MetricsConfig
 from inrcore.sdf.fitshape import EmptySurfaceError, load_reference, measure_reconstruction, render_reference
 from inrcore.settings import config_to_dict, fingerprint
 
-from .. import registry
+from .. import locations, registry
 from ..results import StageResult
 from ..store import open_store
 
@@ -27,7 +25,7 @@ from ..store import open_store
 class MeasuredSurface(StageResult):
     """A shape's reconstructed surface: the mesh file, its metrics against the input
     ({name: value}, `inrcore.geometry.metrics`), its pictures ({"input", "reconstruction"}: PNG
-    paths) and its size."""
+    paths or URLs) and its size."""
 
     mesh_path: str
     metrics: dict
@@ -57,16 +55,17 @@ def extract_surface(shape_id: str, source: str, normalisation: dict, store_url: 
     start = time.perf_counter()
     config = metrics
     key = fingerprint("surface", field_fingerprint, config, METRICS_VERSION)
-    out = Path(out_dir)
-    record_path = out / "shapes" / f"{shape_id}.json"
-    mesh_path = out / "meshes" / f"{shape_id}.ply"
-    images = {"input": str(out / "renders" / f"{shape_id}-input.png"),
-              "reconstruction": str(out / "renders" / f"{shape_id}-reconstruction.png")}
-    record = read_json(record_path)
-    if record and record.get("fingerprint") == key and mesh_path.is_file():
-        pictured = all(Path(path).is_file() for path in images.values())
+    record_path = locations.join(out_dir, "shapes", f"{shape_id}.json")
+    mesh_path = locations.join(out_dir, "meshes", f"{shape_id}.ply")
+    images = {"input": locations.join(out_dir, "renders", f"{shape_id}-input.png"),
+              "reconstruction": locations.join(out_dir, "renders", f"{shape_id}-reconstruction.png")}
+    record = locations.read_json(record_path)
+    if record and record.get("fingerprint") == key and locations.is_file(mesh_path):
+        pictured = all(locations.is_file(path) for path in images.values())
         if not pictured:  # a run stopped while drawing them
-            draw_pictures(load_mesh(mesh_path), load_reference(source, Normalisation.from_dict(normalisation)), images)
+            with locations.local_copy(mesh_path) as mesh_file:
+                mesh = load_mesh(mesh_file)
+            draw_pictures(mesh, reference_of(source, normalisation), images)
         return MeasuredSurface(**record["result"], reused=pictured, seconds=time.perf_counter() - start)
 
     group = open_store(store_url, mode="r")[f"fields/{shape_id}"]
@@ -76,13 +75,13 @@ def extract_surface(shape_id: str, source: str, normalisation: dict, store_url: 
                                  tuple(group.attrs["bounds_min"]))
     if len(mesh.faces) == 0:
         raise EmptySurfaceError(f"{shape_id}: the fitted field has no zero level set inside the grid")
-    reference = load_reference(source, Normalisation.from_dict(normalisation))
+    reference = reference_of(source, normalisation)
     values = measure_reconstruction(mesh, reference, config)
 
-    write_atomic(mesh_path, mesh.export)
-    result = {"mesh_path": str(mesh_path), "metrics": values, "images": images,
+    locations.write_file(mesh_path, mesh.export)
+    result = {"mesh_path": mesh_path, "metrics": values, "images": images,
               "vertices": int(len(mesh.vertices)), "faces": int(len(mesh.faces))}
-    write_json_atomic(record_path, {"fingerprint": key, "metrics_config": config_to_dict(config), "result": result})
+    locations.write_json(record_path, {"fingerprint": key, "metrics_config": config_to_dict(config), "result": result})
     registry.log_metrics(tracking_uri, run_id, {f"eval/{k}": v for k, v in values.items()})
 
     draw_pictures(mesh, reference, images)
@@ -90,8 +89,14 @@ def extract_surface(shape_id: str, source: str, normalisation: dict, store_url: 
     return MeasuredSurface(**result, seconds=time.perf_counter() - start)
 
 
+def reference_of(source: str, normalisation: dict):
+    """The input shape (a path or URL) moved by the stored normalisation."""
+    with locations.input_file(source) as local:
+        return load_reference(local, Normalisation.from_dict(normalisation))
+
+
 def draw_pictures(mesh, reference, images: dict) -> None:
     """Picture the input (mesh or points) into images["input"] and the reconstruction into
     images["reconstruction"] (PNG paths)."""
-    write_png(render_reference(reference), images["input"])
-    write_png(render_mesh(mesh), images["reconstruction"])
+    for role, image in (("input", render_reference(reference)), ("reconstruction", render_mesh(mesh))):
+        locations.write_file(images[role], lambda tmp, image=image: write_png(image, tmp))

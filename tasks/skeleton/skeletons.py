@@ -14,7 +14,7 @@ whose fingerprint (its inputs and settings) still matches.
 
 from __future__ import annotations
 
-import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +23,11 @@ from typing import Optional
 import numpy as np
 from prefect import task
 
-from inrcore.geometry.meshes import Normalisation, file_sha256
+from inrcore.geometry.meshes import Normalisation
 from inrcore.settings import config_to_dict, fingerprint
 from inrcore.skeleton.settings import SkeletonConfig
 
-from .. import registry
+from .. import locations, registry
 from ..options import retry_unless_bad_input
 from ..results import StageResult
 from ..store import finished_attrs, open_store, read_arrays, write_group
@@ -55,13 +55,14 @@ def group_path(shape_id: str, part: str) -> str:
 
 
 def source_fingerprint(source: str) -> Optional[str]:
-    return file_sha256(source) if os.path.isfile(source) else None
+    return locations.file_sha256(source)
 
 
 def input_of(source: str, config: SkeletonConfig):
     from inrcore.skeleton.inputs import read_skeleton_input
 
-    return read_skeleton_input(source, config.n_input, config.extent, seed=config.candidates.seed)
+    with locations.input_file(source) as local:
+        return read_skeleton_input(local, config.n_input, config.extent, seed=config.candidates.seed)
 
 
 @task(name="skeleton-field", retries=1, retry_condition_fn=retry_unless_bad_input)
@@ -163,10 +164,10 @@ def link_skeleton(shape_id: str, source: str, store_url: str, config: SkeletonCo
     start = time.perf_counter()
     key = fingerprint("skeleton-link", selection.fingerprint, config.cover.delta)
     root, path = open_store(store_url), group_path(shape_id, "skeleton")
-    folder = Path(out_dir) / "skeletons" / shape_id
-    files = {name: str(folder / file) for name, file in SKELETON_FILES.items()}
+    folder = locations.join(out_dir, "skeletons", shape_id)
+    files = {name: locations.join(folder, file) for name, file in SKELETON_FILES.items()}
     done = finished_attrs(root, path, key)
-    if done is not None and all(Path(file).is_file() for file in files.values()):
+    if done is not None and all(locations.is_file(file) for file in files.values()):
         return SkeletonFiles(path=path, fingerprint=key, counts=done["counts"], files=files, metrics=done["metrics"],
                              reused=True, seconds=time.perf_counter() - start)
     surface, points, radii = read_arrays(root, candidates.path, ("surface", "points", "radii"))
@@ -176,7 +177,12 @@ def link_skeleton(shape_id: str, source: str, store_url: str, config: SkeletonCo
     skeleton = link_selected(Candidates(surface, points, radii, 0), selected, config.cover.delta)
     metrics = {"method": config.method, **skeleton_figures(skeleton, cover, len(points), len(surface)),
                "normalisation": normalisation.to_dict(), "input": source}
-    write_skeleton_files(folder, skeleton, normalisation, metrics, load_reference(source, normalisation))
+    with locations.input_file(source) as local:
+        reference = load_reference(local, normalisation)
+    with tempfile.TemporaryDirectory(prefix="inrflow-skeleton-") as made:  # then each file put whole
+        write_skeleton_files(made, skeleton, normalisation, metrics, reference)
+        for name, file in SKELETON_FILES.items():
+            locations.copy_to(Path(made) / file, files[name])
     counts = {key_: metrics[key_] for key_ in ("balls", "edges", "faces", "components", "betti1", "isolated")}
     write_group(root, path, key, {"points": skeleton.points, "radii": skeleton.radii,
                                   "edges": np.asarray(skeleton.edges, np.int64),
