@@ -14,7 +14,7 @@ python3 -m venv "$tools/venv"
 "$tools/venv/bin/python" -m pip install --quiet "uv==$UV_VERSION"
 find_links=()
 if [ -d /opt/wheels ]; then find_links=(--find-links /opt/wheels); fi
-"$tools/venv/bin/uv" pip compile pyproject.toml requirements-build.in --extra test \
+"$tools/venv/bin/uv" pip compile pyproject.toml requirements-build.in --extra test --extra s3 \
     "${find_links[@]}" --constraint constraints.txt --python-version 3.11 \
     --generate-hashes --upgrade --quiet \
     --custom-compile-command "bash scripts/lock.sh" --output-file "$output"

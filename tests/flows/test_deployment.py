@@ -13,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 DECLARED = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
-COLLECTION = [d for d in DECLARED if d["entrypoint"] == "flows/pipeline.py:sdf_collection"]
+COLLECTION = [d for d in DECLARED if d["entrypoint"] == "flows.pipeline:sdf_collection"]
 
 
 def prefect(*args, env):
@@ -70,7 +70,7 @@ def test_collection_deployments_give_a_valid_config_and_their_stages(deployment)
         assert stages == STAGES
 
 
-NERF = [d for d in DECLARED if d["entrypoint"] == "flows/nerfpipeline.py:nerf_collection"]
+NERF = [d for d in DECLARED if d["entrypoint"] == "flows.nerfpipeline:nerf_collection"]
 
 
 @pytest.mark.parametrize("deployment", NERF, ids=[d["name"] for d in NERF])
@@ -90,7 +90,7 @@ def test_a_nerf_deployment_is_declared():
     assert [d["name"] for d in NERF] == ["nerf-weekly"]
 
 
-SPACES = [d for d in DECLARED if d["entrypoint"] == "flows/shapespace_collection.py:shapespace_collection"]
+SPACES = [d for d in DECLARED if d["entrypoint"] == "flows.shapespace_collection:shapespace_collection"]
 
 
 @pytest.mark.parametrize("deployment", SPACES, ids=[d["name"] for d in SPACES])

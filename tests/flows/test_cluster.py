@@ -1,0 +1,276 @@
+"""The SDF flow beyond one machine, on real servers on 127.0.0.1 started by README's recipe
+(`scripts/cluster-up.sh`): a Dask scheduler with two `dask worker` processes, an MLflow server whose
+artifacts are served by the server, and an S3-compatible object server (moto's server mode) holding
+the inputs, the Zarr store and every artifact. `inr run` is run as a user runs it."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "demo"  # the recipe's
+STATE = "/tmp/inrflow-cluster"  # the recipe's state folder, replaced by a temporary one
+pytestmark = pytest.mark.cluster
+TINY = {"training": {"steps": 40, "network": {"width": 32, "layers": 1}}, "grid": {"resolution": 32},
+        "sampling": {"n_surface": 4000, "n_near": 3000, "n_uniform": 2000}, "metrics": {"n_points": 5000}}
+TINY_SET = " ".join(f"--set {section}.{key}={value}" for section, values in TINY.items()
+                    for key, value in values.items() if key != "network")
+TINY_SET += " --set training.network.width=32 --set training.network.layers=1 --quiet"
+
+
+def recipe_commands() -> list[str]:
+    """The commands of README's "Running on a cluster" block, continuation lines joined, comments dropped."""
+    section = (ROOT / "README.md").read_text().split("### Running on a cluster", 1)[1]
+    block = section.split("```bash", 1)[1].split("```", 1)[0]
+    commands, current = [], ""
+    for line in block.strip().splitlines():
+        line = line.split("  #", 1)[0].rstrip()
+        current += line.rstrip("\\").strip() + " "
+        if not line.endswith("\\"):
+            commands.append(current.strip())
+            current = ""
+    return commands
+
+
+def read_env_file(path: Path) -> dict:
+    """The variables of cluster-up.sh's `export NAME='value'` lines."""
+    variables = {}
+    for line in path.read_text().splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        variables[name] = shlex.split(value)[0]
+    return variables
+
+
+def test_the_recipe_is_up_source_upload_run_down():
+    commands = recipe_commands()
+    assert [c.split()[0:2] for c in commands] == [
+        ["bash", "scripts/cluster-up.sh"], ["source", f"{STATE}/cluster.env"], [".venv/bin/python", "-c"],
+        [".venv/bin/inr", "run"], [".venv/bin/prefect", "--no-prompt"], [".venv/bin/prefect", "deployment"],
+        ["bash", "scripts/cluster-down.sh"]]
+
+
+@pytest.fixture(scope="module")
+def remote_run(tmp_path_factory):
+    """README's recipe run as written from a folder of the user's (the checkout's files linked into it),
+    `inr run` and the deployment run with tiny settings added; the last command (cluster-down) at the
+    end. Yields (the output, the folder, cluster.env's settings, the state folder); the output has
+    "inr-exit=N" and "deployment-exit=N" lines."""
+    here = tmp_path_factory.mktemp("user")
+    state = here / "cluster"
+    for name in ("scripts", ".venv", "datasets", "prefect.yaml", "flows", "tasks", "inrcore", "pyproject.toml"):
+        (here / name).symlink_to(ROOT / name)
+    commands = [c.replace(STATE, str(state)) for c in recipe_commands()]
+    up, source, upload, run, deploy, deployment, down = commands
+    run += " " + TINY_SET
+    deployment += " --param overrides=" + shlex.quote(json.dumps(TINY))
+    script = "\n".join(["set -e", up, source, upload, deploy, "set +e", run, 'echo "inr-exit=$?"',
+                        deployment, 'echo "deployment-exit=$?"'])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "AWS_", "INRFLOW_"))}
+    env.update(HOME=str(here), PREFECT_HOME=str(here / "prefect-home"))
+    try:
+        result = subprocess.run(["bash", "-c", script], cwd=here, env=env, capture_output=True, text=True,
+                                timeout=900)
+        assert (state / "cluster.env").is_file(), result.stderr
+        yield result, here, read_env_file(state / "cluster.env"), state
+    finally:
+        subprocess.run(["bash", "-c", down], cwd=here, env=env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def store_env(remote_run):
+    """This process's environment with the object store's settings (as `source cluster.env` gives)."""
+    settings = remote_run[2]
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "INRFLOW_STORAGE_OPTIONS")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: settings[k] for k in keys})
+    yield {**os.environ}
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def test_a_run_with_everything_in_the_object_store(remote_run, store_env):
+    from tasks import locations
+    from tasks.store import open_store
+
+    result, here, _, state = remote_run
+    assert "inr-exit=0" in result.stdout, result.stdout + result.stderr
+    output = result.stdout.split("inr-exit=")[0]
+    printed = json.loads(output[output.rindex('{\n  "ok"'):output.rindex("}") + 1])  # inr run's last lines
+    assert printed["ok"] == 2 and printed["failed"] == 0
+    assert printed["summary"] == f"s3://{BUCKET}/run/summary.json"
+    summary = locations.read_json(printed["summary"])
+    records = {r["shape_id"]: r for r in summary["shapes"]}
+    assert sorted(records) == ["bunny", "spot"]
+    spot = records["spot"]
+    assert spot["status"] == "ok" and spot["mesh_path"] == f"s3://{BUCKET}/run/meshes/spot.ply"
+    assert spot["metrics"]["chamfer_l1"] > 0
+    with locations.local_copy(spot["mesh_path"]) as local:
+        import trimesh
+
+        mesh = trimesh.load(local, process=False)
+    assert len(mesh.faces) > 100 and np.isfinite(mesh.vertices).all()
+    for picture in spot["images"].values():
+        assert locations.read_bytes(picture)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<img src=\"data:image/png;base64," in locations.read_bytes(f"s3://{BUCKET}/run/report.html")
+    root = open_store(f"s3://{BUCKET}/run/store.zarr", mode="r")
+    assert root["samples/spot"].attrs["complete"] is True and root["fields/spot"].attrs["complete"] is True
+    # nothing of the run on this machine's disk: no run folder, store, registry or artifacts
+    assert not [p for p in here.rglob("*") if not p.is_relative_to(state)  # (the servers' own state apart)
+                and (p.name in ("runs", "mlruns", "mlartifacts", "mlflow.db") or p.suffix == ".zarr")]
+    # the models' weights went through the MLflow server into its artifact store
+    assert len(list((state / "mlflow" / "artifacts").rglob("*.safetensors"))) >= 2
+
+
+def test_a_deployment_run_by_the_prefect_worker_gives_the_same_results(remote_run, store_env):
+    from tasks import locations
+
+    result = remote_run[0]
+    deployment = result.stdout.split("inr-exit=")[-1]
+    assert "deployment-exit=0" in deployment, deployment[-3000:] + result.stderr[-3000:]
+    direct = locations.read_json(f"s3://{BUCKET}/run/summary.json")
+    scheduled = locations.read_json(f"s3://{BUCKET}/scheduled/summary.json")
+    assert scheduled["ok"] == 2 and scheduled["failed"] == 0
+    by_shape = {r["shape_id"]: r for r in direct["shapes"]}
+    for record in scheduled["shapes"]:
+        assert record["mesh_path"] == f"s3://{BUCKET}/scheduled/meshes/{record['shape_id']}.ply"
+        # the same settings and seeds on the same inputs: the same surface figures
+        for key in ("chamfer_l1", "fscore"):
+            assert record["metrics"][key] == pytest.approx(by_shape[record["shape_id"]]["metrics"][key], rel=1e-4)
+
+
+def test_the_registered_model_loads_by_alias_in_a_fresh_process(remote_run, store_env):
+    code = ("import sys; from tasks import registry; "
+            "spec, params, _, _ = registry.load_registered_field(sys.argv[1], 'models:/demo-spot@champion'); "
+            "print(sum(v.numel() for v in params.values()))")
+    loaded = subprocess.run([sys.executable, "-c", code, remote_run[2]["INRFLOW_TRACKING_URI"]], env=store_env,
+                            capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr
+    assert int(loaded.stdout.split()[-1]) > 1000  # a 32-wide SIREN's weights
+
+
+def test_a_second_run_reuses_everything_and_a_bad_shape_fails_alone_named_by_its_url(prefect_api, remote_run,
+                                                                                    store_env):
+    from flows.pipeline import sdf_collection
+    from tasks import locations
+    from tasks.store import open_store
+
+    settings = remote_run[2]
+    locations.write_text(f"s3://{BUCKET}/data/broken.obj", "v 0 0 0\nv 1 0 0\n")
+    overrides = TINY
+    locations.write_text(f"s3://{BUCKET}/data/more.yaml",
+                         yaml.safe_dump({"name": "demo", "shapes": ["spot.obj", "bunny.obj", "broken.obj"]}))
+    again = sdf_collection(manifest=f"s3://{BUCKET}/data/more.yaml", out_dir=f"s3://{BUCKET}/run",
+                           tracking_uri=settings["INRFLOW_TRACKING_URI"], dask_address=settings["INRFLOW_DASK_ADDRESS"],
+                           overrides=overrides, quiet=True)
+    records = {r["shape_id"]: r for r in again["shapes"]}
+    for shape in ("spot", "bunny"):
+        assert records[shape]["status"] == "ok"
+        assert records[shape]["reused"] == {"prepare": True, "train": True, "evaluate": True, "extract": True}
+    assert records["broken"]["status"] == "failed"
+    assert records["broken"]["error"].startswith(f"prepare: s3://{BUCKET}/data/broken.obj: ")  # named by its URL
+    assert "samples/broken" not in open_store(f"s3://{BUCKET}/run/store.zarr", mode="r")  # nothing half-written
+
+
+def test_a_remote_run_folder_without_a_tracking_server_is_refused_up_front(tmp_path):
+    from flows.collection import locations as run_locations
+    from inrcore.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs an MLflow tracking server"):
+        run_locations("remote", f"s3://{BUCKET}/other", None, None)
+
+
+@pytest.mark.faults
+def test_a_worker_killed_mid_training_leaves_one_model_version(prefect_api, remote_run, store_env):
+    """A `dask worker` process killed while it trains (its nanny starts a new one): the training runs
+    again on a live worker, the shape completes, and the registry holds exactly one version of it."""
+    import signal
+    import threading
+    import time
+
+    from distributed import Client
+
+    from flows.pipeline import sdf_collection
+    from tasks import locations, registry
+    from tasks.store import open_store
+
+    settings = remote_run[2]
+    locations.write_text(f"s3://{BUCKET}/data/slow.yaml", yaml.safe_dump({
+        "name": "slow", "shapes": [{"id": "cow", "path": "spot.obj"}],
+        "config": {"sampling": {"n_surface": 4000, "n_near": 3000, "n_uniform": 2000},
+                   "training": {"steps": 1500, "log_every": 100, "batch_surface": 256, "batch_offsurface": 256,
+                                "batch_uniform": 256, "network": {"width": 64, "layers": 2}},
+                   "grid": {"resolution": 32, "chunk": 16}, "metrics": {"n_points": 5000}}}))
+    outcome = {}
+
+    def run():
+        outcome["summary"] = sdf_collection(manifest=f"s3://{BUCKET}/data/slow.yaml", out_dir=f"s3://{BUCKET}/slow",
+                                            tracking_uri=settings["INRFLOW_TRACKING_URI"],
+                                            dask_address=settings["INRFLOW_DASK_ADDRESS"], quiet=True)
+
+    flow = threading.Thread(target=run)
+    flow.start()
+    killed = None
+    with Client(settings["INRFLOW_DASK_ADDRESS"], timeout=60) as client:
+        deadline = time.monotonic() + 300
+        while killed is None and time.monotonic() < deadline and flow.is_alive():
+            time.sleep(0.5)
+            try:
+                prepared = open_store(f"s3://{BUCKET}/slow/store.zarr", mode="r")["samples/cow"].attrs.get("complete")
+            except (KeyError, FileNotFoundError):
+                continue
+            busy = [w for w, tasks in client.processing().items() if tasks]
+            if prepared and busy:
+                time.sleep(1.0)  # into its 1,500 steps
+                busy = [w for w, tasks in client.processing().items() if tasks]
+                if busy:
+                    assert not registry.client(settings["INRFLOW_TRACKING_URI"]).search_model_versions(
+                        "name='slow-cow'"), "training ended before the worker could be killed"
+                    pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+                    os.kill(pid, signal.SIGKILL)
+                    killed = busy[0]
+    flow.join(timeout=600)
+    assert killed is not None, "the training task was never seen running"
+    record = outcome["summary"]["shapes"][0]
+    assert record["status"] == "ok", record["error"]
+    versions = registry.client(settings["INRFLOW_TRACKING_URI"]).search_model_versions("name='slow-cow'")
+    assert len(versions) == 1
+
+
+@pytest.mark.faults
+def test_an_interrupted_store_write_on_s3_is_never_read_as_finished(remote_run, store_env):
+    """A group whose write dies half-way is removed; one whose writer died before its marker (a crash
+    between the arrays and the attributes) is there but not finished, and is replaced when written again."""
+    from tasks.store import finished_attrs, fresh_group, open_store, write_group
+
+    url = f"s3://{BUCKET}/faults.zarr"
+
+    class DiesWhenRead:
+        shape, dtype = (3,), np.dtype("float32")
+
+        def __array__(self, dtype=None, copy=None):
+            raise RuntimeError("the writer died")
+
+        def __getitem__(self, key):
+            raise RuntimeError("the writer died")
+
+    with pytest.raises(RuntimeError, match="the writer died"):
+        write_group(open_store(url), "half", "key-1", {"a": np.ones(3, np.float32), "b": DiesWhenRead()}, {})
+    assert "half" not in open_store(url, mode="r")
+    crashed = fresh_group(open_store(url), "crashed")
+    crashed.create_array("a", shape=(3,), dtype="float32")[...] = np.ones(3, np.float32)
+    assert finished_attrs(open_store(url, mode="r"), "crashed", "key-1") is None  # no marker: not a result
+    write_group(open_store(url), "crashed", "key-1", {"a": np.full(3, 2.0, np.float32)}, {"n": 3})
+    again = open_store(url, mode="r")
+    assert finished_attrs(again, "crashed", "key-1")["n"] == 3
+    assert np.asarray(again["crashed/a"][...]).tolist() == [2.0, 2.0, 2.0]
