@@ -5,7 +5,8 @@ nothing a reader needs on a worker's own disk.
 Writes are whole or nothing: a local file is written under a temporary name and renamed (`inrcore.
 files.write_atomic`); an object is made locally and uploaded in one put, which an object store shows
 whole or not at all. Inputs at URLs are copied to a temporary local file for the readers that need a
-path (trimesh), named after the URL's file so formats are still told by extension.
+path (trimesh), named after the URL's file so formats are still told by extension. A store that
+cannot be reached is tried again for a while (`tasks.outages`), then the error names the file.
 
 Storage options (an S3 endpoint, a region, anonymous access) come from `INRFLOW_STORAGE_OPTIONS`, a
 JSON mapping passed to fsspec for every URL that is not a local path; credentials come from the
@@ -71,6 +72,15 @@ def filesystem(url: str):
                           f"install inrflow with its 's3' extra (s3fs)") from None
 
 
+def _remote(location, operation: Callable[[Any, str], Any]):
+    """operation(filesystem, path) on the store holding the URL `location`, tried again while the store
+    cannot be reached (`tasks.outages.patient`; the error then names `location`)."""
+    from .outages import patient
+
+    fs, path = filesystem(str(location))
+    return patient(f"the object store holding {location}", lambda: operation(fs, path))
+
+
 def join(base, *parts: str) -> str:
     """`base` (a path or URL) with `parts` appended, '/'-separated for URLs."""
     if is_url(base):
@@ -81,15 +91,13 @@ def join(base, *parts: str) -> str:
 def exists(location) -> bool:
     if not is_url(location):
         return local_path(location).exists()
-    fs, path = filesystem(str(location))
-    return fs.exists(path)
+    return _remote(location, lambda fs, path: fs.exists(path))
 
 
 def is_file(location) -> bool:
     if not is_url(location):
         return local_path(location).is_file()
-    fs, path = filesystem(str(location))
-    return fs.isfile(path)
+    return _remote(location, lambda fs, path: fs.isfile(path))
 
 
 def make_folder(location) -> None:
@@ -101,8 +109,7 @@ def make_folder(location) -> None:
 def read_bytes(location) -> bytes:
     if not is_url(location):
         return local_path(location).read_bytes()
-    fs, path = filesystem(str(location))
-    return fs.cat_file(path)
+    return _remote(location, lambda fs, path: fs.cat_file(path))
 
 
 def read_json(location) -> Optional[Any]:
@@ -136,8 +143,7 @@ def write_file(location, write: Callable[[str], object]) -> str:
     with tempfile.TemporaryDirectory(prefix="inrflow-put-") as folder:
         tmp = os.path.join(folder, name)
         write(tmp)
-        fs, path = filesystem(str(location))
-        fs.put_file(tmp, path)
+        _remote(location, lambda fs, path: fs.put_file(tmp, path))
     return str(location)
 
 
@@ -161,10 +167,9 @@ def local_copy(location) -> Iterator[str]:
     if not is_url(location):
         yield str(local_path(location))
         return
-    fs, path = filesystem(str(location))
     with tempfile.TemporaryDirectory(prefix="inrflow-get-") as folder:
-        tmp = os.path.join(folder, posixpath.basename(path))
-        fs.get_file(path, tmp)
+        tmp = os.path.join(folder, posixpath.basename(str(location).rstrip("/")))
+        _remote(location, lambda fs, path: fs.get_file(path, tmp))
         yield tmp
 
 
@@ -191,8 +196,7 @@ def glob(pattern: str) -> list[str]:
         import glob as globlib
 
         return sorted(p for p in globlib.glob(str(local_path(pattern)), recursive=True) if os.path.isfile(p))
-    fs, path = filesystem(pattern)
-    return sorted(fs.unstrip_protocol(p) for p in fs.glob(path) if fs.isfile(p))
+    return _remote(pattern, lambda fs, path: sorted(fs.unstrip_protocol(p) for p in fs.glob(path) if fs.isfile(p)))
 
 
 def copy_to(source, location) -> str:

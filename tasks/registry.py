@@ -28,6 +28,8 @@ from inrcore.fields.networks import FieldSpec
 from inrcore.fields.weights import load_field, save_field
 from inrcore.shapespace.space import is_shape_space, shape_space_of
 
+from .outages import patient
+
 
 WEIGHTS_FILE = "model.safetensors"
 # pyfunc.save_model copies data_path to <model>/data/<its name>.
@@ -41,8 +43,29 @@ def model_name(dataset: str, shape_id: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def client(tracking_uri: str) -> MlflowClient:
-    """One client per tracking URI and process (making one costs about 50 ms)."""
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    """One client per tracking URI and process (making one costs about 50 ms). Its calls to a tracking
+    server it cannot reach are tried again for a while (`tasks.outages`), then fail naming the server."""
+    made = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    return PatientClient(made, f"the MLflow server at {tracking_uri}") if tracking_uri.startswith("http") else made
+
+
+class PatientClient:
+    """An MlflowClient whose every method is called through `tasks.outages.patient` (connections never
+    made only: a request that reached the server is not sent twice)."""
+
+    def __init__(self, inner: MlflowClient, service: str):
+        self._inner, self._service = inner, service
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._inner, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def patiently(*args, **kwargs):
+            return patient(self._service, lambda: attribute(*args, **kwargs), timeouts=False)
+
+        return patiently
 
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_location: Optional[str] = None) -> str:
@@ -191,7 +214,8 @@ def registered_weights(tracking_uri: str, model_uri: str, data_dir: str) -> tupl
         raise ValueError(f"{model_uri}: expected a registry URI of the form models:/<name>@<alias>")
     version = c.get_model_version_by_alias(match.group(1), match.group(2))
     source = c.get_model_version_download_uri(version.name, version.version)
-    local = mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri)
+    local = patient(f"the MLflow server at {tracking_uri}", timeouts=False, call=lambda: (
+        mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri)))
     return Path(local) / "data" / data_dir / WEIGHTS_FILE, version.run_id
 
 

@@ -19,6 +19,7 @@ from inrcore.geometry.sampling import known_distances
 
 from .locations import is_url
 from .locations import storage_options as storage_options_of_url
+from .outages import patient
 
 
 def open_store(url: str, mode: str = "a") -> zarr.Group:
@@ -31,14 +32,20 @@ def open_store(url: str, mode: str = "a") -> zarr.Group:
         Path(url).mkdir(parents=True, exist_ok=True)
     else:
         storage_options = storage_options_of_url()
-    return zarr.open_group(url, mode=mode, zarr_format=3, storage_options=storage_options)
+    return patient(f"the Zarr store {url}",
+                   lambda: zarr.open_group(url, mode=mode, zarr_format=3, storage_options=storage_options))
+
+
+def _store_name(root) -> str:
+    return f"the Zarr store {root.store}"
 
 
 def finished_attrs(root: zarr.Group, path: str, fingerprint: str) -> Optional[dict]:
-    """The attributes of `path` if it is complete and made from `fingerprint`, else None."""
-    if path not in root:
+    """The attributes of `path` if it is complete and made from `fingerprint`, else None (a store that
+    cannot be reached is tried again for a while, `tasks.outages`)."""
+    attrs = patient(_store_name(root), lambda: dict(root[path].attrs) if path in root else None)
+    if attrs is None:
         return None
-    attrs = dict(root[path].attrs)
     if attrs.get("complete") is True and attrs.get("fingerprint") == fingerprint:
         return attrs
     return None
@@ -73,16 +80,25 @@ def volume_sdf_of(group: zarr.Group, n_surface: int) -> Optional[np.ndarray]:
 
 
 def write_group(root, path: str, key: str, arrays: dict[str, np.ndarray], attrs: dict) -> None:
-    """A fresh group of arrays, marked finished last; removed again if anything fails."""
+    """A fresh group of arrays, marked finished last; removed again if anything fails. The whole write is
+    tried again while the store cannot be reached (`tasks.outages`); a group left by a write that died
+    with the store unreachable has no finished mark, so no reader takes it."""
+    patient(_store_name(root), lambda: _write_group(root, path, key, arrays, attrs))
+
+
+def _write_group(root, path: str, key: str, arrays: dict[str, np.ndarray], attrs: dict) -> None:
     try:
         group = fresh_group(root, path)
         for name, data in arrays.items():
             group.create_array(name, shape=data.shape, dtype=data.dtype)[...] = data
         mark_finished(group, key, attrs)
-    except BaseException:
-        remove_group(root, path)
-        raise
+    except BaseException as exc:
+        try:
+            remove_group(root, path)
+        except Exception:  # noqa: BLE001 - e.g. the store is unreachable: the unmarked group is never read
+            pass
+        raise exc
 
 
 def read_arrays(root, path: str, names: tuple[str, ...]) -> list[np.ndarray]:
-    return [np.asarray(root[path][name][...]) for name in names]
+    return patient(_store_name(root), lambda: [np.asarray(root[path][name][...]) for name in names])

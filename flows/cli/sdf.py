@@ -106,6 +106,8 @@ def run_command(args: argparse.Namespace) -> int:
     # in runs/<dataset> when the run folder is at a URL
     use_offline_defaults(str(Path("runs", manifest.name).resolve()) if remote else out_dir, verbose=args.verbose)
 
+    from tasks.outages import ServiceUnavailable
+
     from ..pipeline import sdf_collection
 
     try:
@@ -116,6 +118,9 @@ def run_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"inr: {exc}", file=sys.stderr)
         return 2
+    except ServiceUnavailable as exc:  # e.g. the tracking server, before any shape started
+        print(f"inr: {exc}", file=sys.stderr)
+        return 3
     except Exception as exc:
         return report_prefect_start_failure(exc, verbose=args.verbose)
     if args.quiet:
