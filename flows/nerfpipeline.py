@@ -17,9 +17,11 @@ from prefect import flow
 from flows.collection import run_collection
 from flows.manifest import DatasetManifest
 from flows.stages import StageChain, new_record, progress_printer
+from inrcore.errors import ConfigError
 from inrcore.files import write_json_atomic
 from inrcore.nerf.settings import NerfPipelineConfig
 from inrcore.settings import config_to_dict
+from tasks.locations import is_url
 from tasks.nerf.rays import generate_rays
 from tasks.nerf.scenes import make_scene
 from tasks.nerf.training import train_nerf
@@ -46,7 +48,12 @@ def nerf_collection(
     Args: as `flows.pipeline.sdf_collection`; `overrides` apply to the manifest's `nerf`
     settings (`NerfPipelineConfig`), e.g. {"training": {"model": "ngp", "seconds": 600}}.
     Returns: the summary (dataset, settings, per-shape records, counts, summary path).
+    The run folder is a local (or shared) path: scenes, checkpoints and renders are written there, not
+    yet through `tasks.locations`; a URL is refused up front.
     """
+    if out_dir and is_url(out_dir):
+        raise ConfigError(f"out_dir {out_dir}: the NeRF flow writes its scenes and checkpoints on a local or "
+                          f"shared disk; give a path (the Zarr store may still be at a URL: --store)")
     return run_collection(_run_scenes, "nerf", manifest, out_dir, store_url, tracking_uri, dask_address, workers,
                           overrides, quiet)
 

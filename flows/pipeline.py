@@ -151,7 +151,7 @@ def _run_shapes(dataset: str, shapes: list, config: CollectionConfig, where: dic
 
     ordered = [records[sid] for sid, _ in shapes]
     settings = {"config": config_to_dict(config), **where}
-    paths = write_report(where["out_dir"], dataset, ordered, settings)
+    paths = write_report(where["out_dir"], dataset, ordered, settings, seconds)
     say(paths["table"])
     say(f"report: {paths['report']}\nsummary: {paths['summary']}")
     return {"dataset": dataset, "shapes": ordered, "report": paths["report"], "summary": paths["summary"],

@@ -12,7 +12,6 @@ registry tags, files), so a re-run reuses what was done. Writes `shapespace_summ
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 from typing import Optional, Union
 
 from prefect import flow
@@ -20,10 +19,11 @@ from prefect import flow
 from flows.collection import run_collection
 from flows.manifest import DatasetManifest
 from flows.stages import error_message, progress_printer
-from inrcore.files import write_json_atomic, write_text_atomic
 from inrcore.report import report_html
 from inrcore.settings import config_to_dict
 from inrcore.shapespace.settings import ShapeSpaceConfig
+from tasks import locations
+from tasks.report import local_pictures
 from tasks.shapespace.members import (
     fit_shape_codes,
     interpolate_shapes,
@@ -149,13 +149,12 @@ def _run_space(dataset: str, shapes: list, config: ShapeSpaceConfig, where: dict
                                                             "version": occnet_model.version, "path": occnet_model.path},
                "aggregate": aggregate, "interpolation": strip, "grid": grid, "shapes": ordered,
                "ok": sum(r["status"] == "ok" for r in ordered), "failed": sum(r["status"] == "failed" for r in ordered)}
-    summary_path = Path(out) / "shapespace_summary.json"
-    write_json_atomic(summary_path, summary)
-    report = _write_report(Path(out), dataset, [records[sid] for sid in test], summary, [m for m, _ in fits.items()])
+    summary_path = locations.write_json(locations.join(out, "shapespace_summary.json"), summary)
+    report = _write_report(out, dataset, [records[sid] for sid in test], summary, [m for m, _ in fits.items()])
     for key, value in sorted(aggregate.items()):
         say(f"  {key:<40} {value:.4g}")
     say(f"report: {report}\nsummary: {summary_path}")
-    return {**summary, "summary": str(summary_path), "report": str(report), **where}
+    return {**summary, "summary": summary_path, "report": report, **where}
 
 
 def _aggregate(records: list[dict]) -> dict:
@@ -172,12 +171,11 @@ def _aggregate(records: list[dict]) -> dict:
     return out
 
 
-def _write_report(out: Path, dataset: str, records: list[dict], summary: dict, modes: list[str]) -> Path:
+def _write_report(out: str, dataset: str, records: list[dict], summary: dict, modes: list[str]) -> str:
     shown = [{**r, "metrics": {k.replace("/", " "): v for k, v in r["metrics"].items()}} for r in records]
     names = tuple(f"{m} {k}" for m in modes[:2] for k in METRICS[:1]) + ("occnet iou",)
     roles = tuple(modes[:2]) + (("occnet",) if any("occnet" in r["images"] for r in records) else ())
-    page = report_html(f"inrflow: {dataset} (shape spaces)", shown, summary["settings"], metric_names=names,
-                       picture_roles=roles)
-    path = out / "shapespace_report.html"
-    write_text_atomic(path, page)
-    return path
+    with local_pictures(shown) as pictured:
+        page = report_html(f"inrflow: {dataset} (shape spaces)", pictured, summary["settings"], metric_names=names,
+                           picture_roles=roles)
+    return locations.write_text(locations.join(out, "shapespace_report.html"), page)

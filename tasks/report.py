@@ -17,15 +17,18 @@ from . import locations, registry
 
 
 @task(name="write-report")
-def write_report(out_dir: str, dataset: str, records: list[dict], settings: dict) -> dict:
+def write_report(out_dir: str, dataset: str, records: list[dict], settings: dict,
+                 seconds: Optional[float] = None) -> dict:
     """Write `summary.json` and `report.html` (atomically) and return their paths and the table text.
+    `seconds`: the flow's own time over the shapes (submitting the first to the last finishing), kept in
+    the summary.
 
     The report draws each shape's training curves from its MLflow run (`settings["tracking_uri"]`), and
     shows each shape's skeleton picture next to its input and reconstruction when the skeleton stage ran.
     """
     summary = {"dataset": dataset, "settings": settings, "shapes": records,
                "ok": sum(r["status"] == "ok" for r in records),
-               "failed": sum(r["status"] == "failed" for r in records)}
+               "failed": sum(r["status"] == "failed" for r in records), "seconds": seconds}
     summary_path = locations.write_json(locations.join(out_dir, "summary.json"), summary)
     skeletons = any("skeleton" in (r.get("images") or {}) for r in records)
     with local_pictures(records) as shown:
@@ -57,9 +60,13 @@ def local_pictures(records: list[dict]) -> Iterator[list[dict]]:
         for i, record in enumerate(records):
             images = dict(record.get("images") or {})
             for role, location in images.items():
-                if location and locations.is_url(location) and locations.exists(location):
+                if location and locations.is_url(location):
+                    try:  # one request: a missing picture is left out by the report
+                        data = locations.read_bytes(location)
+                    except FileNotFoundError:
+                        continue
                     local = Path(folder) / f"{i}-{role}{Path(str(location)).suffix}"
-                    local.write_bytes(locations.read_bytes(location))
+                    local.write_bytes(data)
                     images[role] = str(local)
             shown.append({**record, "images": images} if record.get("images") else record)
         yield shown

@@ -16,6 +16,22 @@ EPHEMERAL_STARTUP_SECONDS = 300
 EPHEMERAL_STARTUP_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 
 
+def run_folder(out: Optional[str], default_name: str, verbose: bool = False) -> str:
+    """The run folder of a pipeline command: `out` (a path, made absolute, or an fsspec URL such as
+    s3://bucket/run) or runs/<default_name>; the embedded defaults set up (`use_offline_defaults`)
+    with Prefect's own files on this machine: in the run folder, or in runs/<default_name> when the
+    run folder is at a URL."""
+    from tasks.locations import is_url
+
+    local = str(Path("runs", default_name).resolve())
+    if out and is_url(out):
+        use_offline_defaults(local, verbose=verbose)
+        return out
+    out_dir = str(Path(out).resolve()) if out else local
+    use_offline_defaults(out_dir, verbose=verbose)
+    return out_dir
+
+
 def use_offline_defaults(out_dir: str, verbose: bool = False) -> None:
     """Environment for a run with no servers; anything the user already set wins.
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from inrcore.sdf.methods import METHODS
 from inrcore.settings import NO_STEP_CAP
 
 from .helptext import add_command, add_output_switches
 from .overrides import overrides_from_set, put_override
-from .prefect_env import report_prefect_start_failure, use_offline_defaults
+from .prefect_env import report_prefect_start_failure, run_folder
 
 
 SDF_COMMANDS = ("run", "fit")
@@ -98,13 +97,7 @@ def run_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"inr: {exc}", file=sys.stderr)
         return 2
-    from tasks.locations import is_url
-
-    remote = bool(args.out) and is_url(args.out)
-    out_dir = args.out if remote else str(Path(args.out or Path("runs") / manifest.name).resolve())
-    # Prefect's own files (its temporary server's database) stay on this machine: in the run folder, or
-    # in runs/<dataset> when the run folder is at a URL
-    use_offline_defaults(str(Path("runs", manifest.name).resolve()) if remote else out_dir, verbose=args.verbose)
+    out_dir = run_folder(args.out, manifest.name, verbose=args.verbose)
 
     from tasks.outages import ServiceUnavailable
 

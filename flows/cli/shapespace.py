@@ -114,7 +114,8 @@ def add_shapespace_commands(commands) -> None:
                       "trained and registered in MLflow, held-out reconstruction and completion at each noise "
                       "level, metrics and a report in the run folder.")
     run.add_argument("manifest", help="dataset manifest (YAML) or a folder of meshes")
-    run.add_argument("--out", metavar="DIR", help="run folder (default: runs/<dataset name>)")
+    run.add_argument("--out", metavar="DIR", help="run folder, a path or an fsspec URL such as "
+                     "s3://bucket/run (default: runs/<dataset name>)")
     run.add_argument("--store", metavar="URL", help="Zarr store path or fsspec URL")
     run.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (default: sqlite in the run folder)")
     run.add_argument("--dask-address", metavar="ADDR", help="a running Dask scheduler (default: a LocalCluster)")

@@ -285,7 +285,7 @@ def pipeline(args: argparse.Namespace) -> int:
     from ..manifest import read_manifest
     from ..sizes import check_manifest_sizes
     from .overrides import overrides_from_set
-    from .prefect_env import report_prefect_start_failure, use_offline_defaults
+    from .prefect_env import report_prefect_start_failure, run_folder
 
     try:
         manifest = read_manifest(args.manifest)
@@ -294,17 +294,18 @@ def pipeline(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"inr: {exc}", file=sys.stderr)
         return 2
-    out_dir = str(Path(args.out or Path("runs") / manifest.name).resolve())
-    use_offline_defaults(out_dir, verbose=args.verbose)
+    out_dir = run_folder(args.out, manifest.name, verbose=args.verbose)
+    from tasks.outages import ServiceUnavailable
+
     from ..shapespace_collection import shapespace_collection
 
     try:
         summary = shapespace_collection(manifest=manifest, out_dir=out_dir, store_url=args.store,
                                         tracking_uri=args.tracking_uri, dask_address=args.dask_address,
                                         workers=args.workers, overrides=overrides or None, quiet=args.quiet)
-    except ConfigError as exc:
+    except (ConfigError, ServiceUnavailable) as exc:
         print(f"inr: {exc}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(exc, ConfigError) else 3
     except Exception as exc:
         return report_prefect_start_failure(exc, verbose=args.verbose)
     print(json.dumps({"ok": summary["ok"], "failed": summary["failed"], "deepsdf": summary["deepsdf"]["model_uri"],

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import trimesh
 from prefect import task
 
 from inrcore.device import resolve_device
-from inrcore.files import write_atomic
 from inrcore.geometry.images import side_by_side, write_png
 from inrcore.geometry.meshes import Normalisation, load_mesh
 from inrcore.geometry.metrics import compare_meshes
@@ -28,6 +26,7 @@ from inrcore.settings import config_to_dict, fingerprint
 from inrcore.shapespace.autodecoder import TargetSamples
 from inrcore.shapespace.settings import CodeFitConfig, ScanConfig, ShapeMeshConfig
 
+from .. import locations
 from ..options import retry_unless_bad_input
 from ..results import StageResult
 from ..store import finished_attrs, open_store, read_arrays, write_group
@@ -60,8 +59,9 @@ def mode_name(mode: str, noise: float) -> str:
 
 
 def reference_mesh(source: str, normalisation: Normalisation) -> trimesh.Trimesh:
-    """The input mesh moved into the normalised frame by the stored normalisation."""
-    mesh = load_mesh(source)
+    """The input mesh (a path or URL) moved into the normalised frame by the stored normalisation."""
+    with locations.input_file(source) as local:
+        mesh = load_mesh(local)
     return trimesh.Trimesh(normalisation.apply(np.asarray(mesh.vertices, np.float64)), np.asarray(mesh.faces),
                            process=False)
 
@@ -80,7 +80,7 @@ def fit_shape_codes(store_url: str, space_path: str, space_key: str, shape_ids: 
                     mode: str, noise: float, fit: CodeFitConfig, scan: ScanConfig, device_name: str) -> FittedCodes:
     """Fit codes of the held-out shapes with the decoder frozen: to their stored samples ("reconstruct")
     or to one depth scan each with noise α ("complete"; scan seed = scan.seed + the shape's index)."""
-    from inrcore.shapespace.space import fit_members, load_shape_space
+    from inrcore.shapespace.space import fit_members
 
     start = time.perf_counter()
     name = mode_name(mode, noise)
@@ -98,20 +98,29 @@ def fit_shape_codes(store_url: str, space_path: str, space_key: str, shape_ids: 
             targets.append(TargetSamples(samples.points, samples.sdf))
         else:
             targets.append(scan_targets(source, normalisation, scan, scan.seed + index))
-    codes, losses, seconds = fit_members(load_shape_space(space_path), targets, fit, resolve_device(device_name))
+    codes, losses, seconds = fit_members(load_space(space_path), targets, fit, resolve_device(device_name))
     write_group(root, path, key, {"codes": codes.numpy(), "losses": np.asarray(losses, np.float32)},
                 {"shape_ids": list(shape_ids), "mode": mode, "noise": noise, "fit_seconds": seconds,
                  "targets": [int(len(t.points)) for t in targets]})
     return FittedCodes(path=path, fingerprint=key, shape_ids=tuple(shape_ids), seconds=time.perf_counter() - start)
 
 
-def write_mesh_and_picture(mesh: trimesh.Trimesh, normalisation: Normalisation, mesh_path: Path, image: Path) -> None:
-    """The mesh in the input's coordinates (written atomically), and its picture (normalised frame)."""
+def write_mesh_and_picture(mesh: trimesh.Trimesh, normalisation: Normalisation, mesh_path: str, image: str) -> None:
+    """The mesh in the input's coordinates and its picture (normalised frame), each written whole at its
+    path or URL."""
     original = trimesh.Trimesh(normalisation.invert(np.asarray(mesh.vertices, np.float64)), np.asarray(mesh.faces),
                                process=False)
-    mesh_path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(mesh_path, original.export)
-    write_png(render_mesh(mesh), image)
+    locations.write_file(mesh_path, original.export)
+    picture = render_mesh(mesh)
+    locations.write_file(image, lambda tmp: write_png(picture, tmp))
+
+
+def load_space(space_path: str):
+    """The shape space saved at a path or URL."""
+    from inrcore.shapespace.space import load_shape_space
+
+    with locations.local_copy(space_path) as local:
+        return load_shape_space(local)
 
 
 def measured(mesh: trimesh.Trimesh, reference: trimesh.Trimesh, metrics: MetricsConfig) -> dict:
@@ -125,22 +134,22 @@ def measured(mesh: trimesh.Trimesh, reference: trimesh.Trimesh, metrics: Metrics
 def measure_member(shape_id: str, source: str, store_url: str, space_path: str, codes: FittedCodes, mesh: ShapeMeshConfig,
                    metrics: MetricsConfig, out_dir: str, device_name: str) -> MeasuredMember:
     """Mesh the member of a fitted code, write it and its picture, and measure it against the input."""
-    from inrcore.shapespace.space import load_shape_space, mesh_field
+    from inrcore.shapespace.space import mesh_field
 
     start = time.perf_counter()
     mode = codes.path.rsplit("/", 1)[1]
     code = read_arrays(open_store(store_url, mode="r"), codes.path, ("codes",))[0][codes.shape_ids.index(shape_id)]
     import torch
 
-    space = load_shape_space(space_path)
+    space = load_space(space_path)
     surface, _ = mesh_field(*space.member_of_code(torch.from_numpy(code)), mesh, resolve_device(device_name))
     _, normalisation = read_shape_samples(store_url, shape_id)
     values = measured(surface, reference_mesh(source, normalisation), metrics)
-    out = Path(out_dir) / "shapespace" / mode
-    mesh_path, image = out / f"{shape_id}.ply", out / f"{shape_id}.png"
+    mesh_path, image = (locations.join(out_dir, "shapespace", mode, f"{shape_id}.{suffix}")
+                        for suffix in ("ply", "png"))
     if len(surface.faces):
         write_mesh_and_picture(surface, normalisation, mesh_path, image)
-    return MeasuredMember(shape_id=shape_id, mode=mode, mesh_path=str(mesh_path), image=str(image), metrics=values,
+    return MeasuredMember(shape_id=shape_id, mode=mode, mesh_path=mesh_path, image=image, metrics=values,
                           seconds=time.perf_counter() - start)
 
 
@@ -152,18 +161,19 @@ def measure_occnet(shape_id: str, source: str, store_url: str, occnet_path: str,
     from inrcore.shapespace.occnet import load_occnet, noisy_cloud, occnet_mesh, occupancy_iou
 
     start = time.perf_counter()
-    params, config, _ = load_occnet(occnet_path)
+    with locations.local_copy(occnet_path) as local:
+        params, config, _ = load_occnet(local)
     samples, normalisation = read_shape_samples(store_url, shape_id)
     cloud = noisy_cloud(samples.surface, config.n_points, config.noise, np.random.default_rng(seed))
     device = resolve_device(device_name)
     iou = occupancy_iou(params, config, cloud, samples.occupancy_points, samples.inside, device)
     surface, _ = occnet_mesh(params, config, cloud, device, start=mesh.start, levels=mesh.levels, bound=mesh.bound)
     values = {**measured(surface, reference_mesh(source, normalisation), metrics), "iou": iou}
-    out = Path(out_dir) / "shapespace" / "occnet"
-    mesh_path, image = out / f"{shape_id}.ply", out / f"{shape_id}.png"
+    mesh_path, image = (locations.join(out_dir, "shapespace", "occnet", f"{shape_id}.{suffix}")
+                        for suffix in ("ply", "png"))
     if len(surface.faces):
         write_mesh_and_picture(surface, normalisation, mesh_path, image)
-    return MeasuredMember(shape_id=shape_id, mode="occnet", mesh_path=str(mesh_path), image=str(image), metrics=values,
+    return MeasuredMember(shape_id=shape_id, mode="occnet", mesh_path=mesh_path, image=image, metrics=values,
                           seconds=time.perf_counter() - start)
 
 
@@ -172,14 +182,14 @@ def interpolate_shapes(space_path: str, first: str, second: str, steps: int, mes
                        device_name: str) -> str:
     """Meshes on the line between two training shapes' codes (`interpolation/<a>--<b>-<k>.ply`, normalised
     frame) and their pictures side by side (`interpolation/<a>--<b>.png`); returns the picture's path."""
-    from inrcore.shapespace.space import interpolation_meshes, load_shape_space
+    from inrcore.shapespace.space import interpolation_meshes
 
-    meshes = interpolation_meshes(load_shape_space(space_path), first, second, steps, mesh, resolve_device(device_name))
-    out = Path(out_dir) / "shapespace" / "interpolation"
-    out.mkdir(parents=True, exist_ok=True)
+    meshes = interpolation_meshes(load_space(space_path), first, second, steps, mesh, resolve_device(device_name))
+    out = locations.join(out_dir, "shapespace", "interpolation")
     for k, m in enumerate(meshes):
-        write_atomic(out / f"{first}--{second}-{k}.ply", m.export)
-    return str(write_png(side_by_side([render_mesh(m) for m in meshes if len(m.faces)]), out / f"{first}--{second}.png"))
+        locations.write_file(locations.join(out, f"{first}--{second}-{k}.ply"), m.export)
+    strip = side_by_side([render_mesh(m) for m in meshes if len(m.faces)])
+    return locations.write_file(locations.join(out, f"{first}--{second}.png"), lambda tmp: write_png(strip, tmp))
 
 
 @task(name="shapespace-held-out-log", retries=1, retry_condition_fn=retry_unless_bad_input)
@@ -195,10 +205,15 @@ def log_held_out(tracking_uri: str, run_id: str, aggregate: dict, images: list[s
     from .. import registry
 
     registry.log_metrics(tracking_uri, run_id, {f"test/{k.replace('@', '_')}": v for k, v in aggregate.items()})
-    pictures = [np.asarray(Image.open(p).convert("RGB")) for p in images if Path(p).is_file()]
-    path = Path(out_dir) / "shapespace" / "grid.png"
+    pictures = []
+    for picture in images:
+        if locations.is_file(picture):
+            with locations.local_copy(picture) as local:
+                pictures.append(np.asarray(Image.open(local).convert("RGB")))
+    path = locations.join(out_dir, "shapespace", "grid.png")
     if not pictures:
         return ""
-    write_png(image_grid(pictures, columns=columns), path)
+    grid = image_grid(pictures, columns=columns)
+    locations.write_file(path, lambda tmp: write_png(grid, tmp))
     registry.log_artifact(tracking_uri, run_id, path, "pictures")
-    return str(path)
+    return path

@@ -6,18 +6,18 @@ reused, a failed write leaves no group behind (`tasks.store.write_group`).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 from prefect import task
 
-from inrcore.geometry.meshes import Normalisation, file_sha256
+from inrcore.geometry.meshes import Normalisation
 from inrcore.settings import config_to_dict, fingerprint
 from inrcore.shapespace.samples import ShapeSpaceSamples, check_samples, load_normalised_mesh, sample_shape_space
 from inrcore.shapespace.settings import DeepSdfSamplingConfig
 
+from .. import locations
 from ..options import retry_unless_bad_input
 from ..results import StageResult
 from ..store import finished_attrs, open_store, read_arrays, write_group
@@ -45,14 +45,15 @@ class PreparedShape(StageResult):
 def prepare_shape_samples(shape_id: str, source: str, store_url: str, sampling: DeepSdfSamplingConfig) -> PreparedShape:
     """Normalise one mesh and store its DeepSDF samples, surface points and occupancy samples."""
     start = time.perf_counter()
-    key = fingerprint("shapespace-samples", file_sha256(source) if os.path.isfile(source) else source, sampling)
-    root = open_store(store_url)
-    path = samples_path(shape_id)
-    done = finished_attrs(root, path, key)
-    if done is not None:
-        return PreparedShape(shape_id=shape_id, fingerprint=key, normalisation=done["normalisation"],
-                             counts=done["counts"], reused=True, seconds=time.perf_counter() - start)
-    mesh, normalisation = load_normalised_mesh(source, sampling.extent)  # ShapeError naming the file
+    with locations.input_file(source) as local:  # one local copy of a URL's file, hashed and loaded
+        key = fingerprint("shapespace-samples", locations.file_sha256(local) or source, sampling)
+        root = open_store(store_url)
+        path = samples_path(shape_id)
+        done = finished_attrs(root, path, key)
+        if done is not None:
+            return PreparedShape(shape_id=shape_id, fingerprint=key, normalisation=done["normalisation"],
+                                 counts=done["counts"], reused=True, seconds=time.perf_counter() - start)
+        mesh, normalisation = load_normalised_mesh(local, sampling.extent)  # ShapeError naming the file
     samples = sample_shape_space(mesh, sampling)
     check_samples(samples, source)
     write_group(root, path, key, {name: getattr(samples, name) for name in ARRAYS},

@@ -2,12 +2,14 @@
 decoder and codes) and the Occupancy Network (logged and registered beside it).
 
 Each reads the training shapes' samples from the store, trains, writes its file into the run folder
-atomically, logs the loss curve to its MLflow run and registers the model tagged with the fingerprint
-of the samples and settings; a re-run whose fingerprint matches a finished file reuses it.
+(a path or URL, `tasks.locations`) whole, logs the loss curve to its MLflow run and registers the
+model tagged with the fingerprint of the samples and settings; a re-run whose fingerprint matches a
+finished file reuses it.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ from inrcore.shapespace.autodecoder import train_auto_decoder
 from inrcore.shapespace.settings import AutoDecoderConfig, OccNetConfig
 from inrcore.shapespace.space import save_shape_space
 
-from .. import registry
+from .. import locations, registry
 from ..options import retry_unless_bad_input
 from ..results import StageResult
 from .samples import read_shape_samples
@@ -46,20 +48,21 @@ def space_model_name(dataset: str, kind: str) -> str:
     return f"{dataset}-{kind}"
 
 
-def _reuse(path: Path, key: str, tracking_uri: str, name: str, alias: str, start: float,
+def _reuse(path: str, key: str, tracking_uri: str, name: str, alias: str, start: float,
            read_metadata) -> Optional[TrainedSpace]:
     """The registered version tagged `key` when the run folder's file is the one it was made from."""
-    if not path.is_file():
+    if not locations.is_file(path):
         return None
     try:
-        made_from = read_metadata(path).get("fingerprint")
+        with locations.local_copy(path) as local:
+            made_from = read_metadata(local).get("fingerprint")
     except Exception:  # noqa: BLE001 - an unreadable file is trained again
         return None
     found = registry.find_model_version(tracking_uri, name, key) if made_from == key else None
     if found is None:
         return None
     registry.set_alias(tracking_uri, name, alias, found.version)
-    return TrainedSpace(path=str(path), model_uri=f"models:/{name}@{alias}", version=found.version, run_id=found.run_id,
+    return TrainedSpace(path=path, model_uri=f"models:/{name}@{alias}", version=found.version, run_id=found.run_id,
                         fingerprint=key, reused=True, seconds=time.perf_counter() - start)
 
 
@@ -73,7 +76,7 @@ def train_deepsdf(dataset: str, store_url: str, shape_ids: list[str], sample_key
     config = config.for_device(device.type)  # the authors' size on CUDA unless set otherwise
     key = fingerprint("deepsdf", sample_keys, config)
     name = space_model_name(dataset, "deepsdf")
-    path = Path(out_dir) / "shapespace" / "deepsdf.safetensors"
+    path = locations.join(out_dir, "shapespace", "deepsdf.safetensors")
     reused = _reuse(path, key, tracking_uri, name, alias, start, lambda p: load_field(p)[2])
     if reused is not None:
         return reused
@@ -90,8 +93,7 @@ def train_deepsdf(dataset: str, store_url: str, shape_ids: list[str], sample_key
         registry.log_metrics(tracking_uri, run_id, {"train/seconds_total": result.seconds, "train/epochs": result.epochs,
                                                     "train/steps_total": result.steps})
         metadata = {"dataset": dataset, "fingerprint": key, "training": config_to_dict(config)}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_shape_space(path, result, shape_ids, metadata)
+        locations.write_file(path, lambda tmp: save_shape_space(tmp, result, shape_ids, metadata))
         spec, params = result.spec, {**result.params, "codes": result.codes}
         uri, version = registry.register_field(
             tracking_uri, run_id, name, alias, spec, params,
@@ -99,7 +101,7 @@ def train_deepsdf(dataset: str, store_url: str, shape_ids: list[str], sample_key
                       "latent": int(result.codes.shape[1])},
             fingerprint=key, description="DeepSDF shape space (decoder and codes) trained by inrflow")
     loss = result.history[-1]["loss"] if result.history else None
-    return TrainedSpace(path=str(path), model_uri=uri, version=version, run_id=run_id, fingerprint=key,
+    return TrainedSpace(path=path, model_uri=uri, version=version, run_id=run_id, fingerprint=key,
                         steps=result.steps, loss=loss, seconds=time.perf_counter() - start)
 
 
@@ -117,7 +119,7 @@ def train_occupancy_network(dataset: str, store_url: str, shape_ids: list[str], 
     config = config.for_device(device.type)
     key = fingerprint("occnet", sample_keys, config)
     name = space_model_name(dataset, "occnet")
-    path = Path(out_dir) / "shapespace" / "occnet.safetensors"
+    path = locations.join(out_dir, "shapespace", "occnet.safetensors")
     reused = _reuse(path, key, tracking_uri, name, alias, start, lambda p: load_occnet(p)[2])
     if reused is not None:
         return reused
@@ -131,9 +133,11 @@ def train_occupancy_network(dataset: str, store_url: str, shape_ids: list[str], 
     with registry.ending_run(tracking_uri, run_id):
         log = lambda e: registry.log_metrics(tracking_uri, run_id, {"train/loss": e["loss"]}, e["step"])  # noqa: E731
         result = train_occnet(shapes, config, device, on_log=log)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_occnet(path, result.params, config, {"dataset": dataset, "fingerprint": key})
-        uri, version = registry.register_occnet(tracking_uri, run_id, name, alias, path, key)
+        with tempfile.TemporaryDirectory(prefix="inrflow-occnet-") as folder:
+            local = Path(folder) / "occnet.safetensors"
+            save_occnet(local, result.params, config, {"dataset": dataset, "fingerprint": key})
+            locations.copy_to(local, path)
+            uri, version = registry.register_occnet(tracking_uri, run_id, name, alias, local, key)
     loss = result.history[-1]["loss"] if result.history else None
-    return TrainedSpace(path=str(path), model_uri=uri, version=version, run_id=run_id, fingerprint=key,
+    return TrainedSpace(path=path, model_uri=uri, version=version, run_id=run_id, fingerprint=key,
                         steps=result.steps, loss=loss, seconds=time.perf_counter() - start)

@@ -274,3 +274,31 @@ def test_an_interrupted_store_write_on_s3_is_never_read_as_finished(remote_run, 
     again = open_store(url, mode="r")
     assert finished_attrs(again, "crashed", "key-1")["n"] == 3
     assert np.asarray(again["crashed/a"][...]).tolist() == [2.0, 2.0, 2.0]
+
+
+def test_the_shape_space_flow_keeps_everything_in_the_object_store(prefect_api, remote_run, store_env, tmp_path):
+    from flows.shapespace_collection import shapespace_collection
+    from tasks import locations
+    from tests.flows.shapespace_fixtures import tiny_collection
+
+    settings = remote_run[2]
+    manifest = tiny_collection(tmp_path / "space")
+    for path in sorted((tmp_path / "space").rglob("*")):
+        if path.is_file():
+            locations.copy_to(path, f"s3://{BUCKET}/space-data/{path.relative_to(tmp_path / 'space')}")
+    assert manifest.name == "manifest.yaml"
+    out = f"s3://{BUCKET}/space"
+    summary = shapespace_collection(f"s3://{BUCKET}/space-data/manifest.yaml", out_dir=out,
+                                    tracking_uri=settings["INRFLOW_TRACKING_URI"],
+                                    dask_address=settings["INRFLOW_DASK_ADDRESS"], quiet=True)
+    assert summary["ok"] == 6 and summary["failed"] == 0
+    assert summary["deepsdf"]["path"] == f"{out}/shapespace/deepsdf.safetensors"
+    assert locations.read_bytes(summary["deepsdf"]["path"])[8:9] == b"{"  # a safetensors header
+    held_out = next(r for r in summary["shapes"] if r["shape_id"] == "s2")
+    assert held_out["images"]["reconstruct"] == f"{out}/shapespace/reconstruct/s2.png"
+    assert locations.read_bytes(held_out["images"]["reconstruct"])[:4] == b"\x89PNG"
+    assert locations.is_file(f"{out}/shapespace/reconstruct/s2.ply")
+    assert summary["grid"] == f"{out}/shapespace/grid.png" and summary["interpolation"].startswith(out)
+    assert locations.read_bytes(f"{out}/shapespace_report.html").count(b"<img") == 3
+    assert summary["summary"] == f"{out}/shapespace_summary.json"
+    assert locations.read_json(summary["summary"])["aggregate"] == pytest.approx(summary["aggregate"])

@@ -43,10 +43,10 @@ def collection(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def runs(prefect_api, collection, tmp_path_factory):
+def runs(prefect_api, collection, tmp_path_factory, shared_cluster):
     out = tmp_path_factory.mktemp("nerf-run")
-    first = nerf_collection(manifest=str(collection), out_dir=str(out), workers=2, quiet=True)
-    second = nerf_collection(manifest=str(collection), out_dir=str(out), workers=2, quiet=True)
+    first = nerf_collection(manifest=str(collection), out_dir=str(out), dask_address=shared_cluster, quiet=True)
+    second = nerf_collection(manifest=str(collection), out_dir=str(out), dask_address=shared_cluster, quiet=True)
     return out, first, second
 
 
@@ -130,3 +130,12 @@ def test_registered_field_renders_through_mlflow(runs):
     assert [m.step for m in history] == [2, 4]
     artifacts = {a.path for a in c.list_artifacts(record["run_id"], "renders")}
     assert {"renders/test_views.png", "renders/depth.png", "renders/turntable.gif"} <= artifacts
+
+
+def test_a_run_folder_at_a_url_is_refused_before_any_work(prefect_api):
+    from inrcore.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^out_dir s3://bucket/nerf: the NeRF flow writes its scenes and "
+                       r"checkpoints on a local or shared disk"):
+        nerf_collection(manifest=str(ROOT / "datasets" / "demo.yaml"), out_dir="s3://bucket/nerf",
+                        tracking_uri="http://127.0.0.1:9", quiet=True)
