@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stop the servers scripts/cluster-up.sh started in DIR (workers first, then the scheduler and the
-# servers), waiting up to 10 s for each before killing it. DIR's state and logs are kept.
+# Stop the servers scripts/cluster-up.sh started in DIR: every process group is asked to stop at once
+# (SIGTERM), and those still running after 10 s are killed. DIR's state and logs are kept.
 #   bash scripts/cluster-down.sh DIR
 set -uo pipefail
 if [ $# -ne 1 ]; then
@@ -9,11 +9,16 @@ if [ $# -ne 1 ]; then
 fi
 pids="$(realpath -m "$1")/pids"
 [ -f "$pids" ] || { echo "$0: no $pids: nothing to stop" >&2; exit 0; }
-tac "$pids" | while read -r pid name; do
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM -- "-$pid" 2>/dev/null  # its whole process group: a worker's nanny and process, mlflow's uvicorn
-        for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-        if kill -KILL -- "-$pid" 2>/dev/null; then echo "$name ($pid) killed"; else echo "$name ($pid) stopped"; fi
-    fi
+# workers first, then the scheduler and the servers; each pid is its process group's (a worker's nanny
+# and process, mlflow's uvicorn)
+tac "$pids" | while read -r pid name; do kill -TERM -- "-$pid" 2>/dev/null; done
+for _ in $(seq 20); do
+    running=0
+    while read -r pid name; do kill -0 "$pid" 2>/dev/null && running=1; done < "$pids"
+    [ "$running" = 0 ] && break
+    sleep 0.5
 done
+while read -r pid name; do
+    if kill -KILL -- "-$pid" 2>/dev/null; then echo "$name ($pid) killed"; else echo "$name ($pid) stopped"; fi
+done < "$pids"
 rm -f "$pids"

@@ -125,12 +125,12 @@ def test_registry_and_tracking(first_run):
     assert [m.step for m in curve] == [50, 100, 150, 200, 250, 300]
 
 
-def test_rerun_reuses_everything_and_recovers_from_an_interrupted_stage(first_run, collection):
+def test_rerun_reuses_everything_and_recovers_from_an_interrupted_stage(first_run, collection, shared_cluster):
     out, summary = first_run
     client = registry.client(summary["tracking_uri"])
     versions_before = len(client.search_model_versions("name='tiny-spot'"))
 
-    again = sdf_collection(manifest=str(collection), out_dir=str(out), workers=2, quiet=True)
+    again = sdf_collection(manifest=str(collection), out_dir=str(out), dask_address=shared_cluster, quiet=True)
     for record in again["shapes"][:2]:
         assert record["reused"] == {"prepare": True, "train": True, "evaluate": True, "extract": True}
         assert record["metrics"] == next(r for r in summary["shapes"] if r["shape_id"] == record["shape_id"])["metrics"]
@@ -142,7 +142,7 @@ def test_rerun_reuses_everything_and_recovers_from_an_interrupted_stage(first_ru
     root["fields/spot"].attrs.update({"complete": False})
     bunny = next(r for r in summary["shapes"] if r["shape_id"] == "bunny")
     Path(bunny["images"]["reconstruction"]).unlink()
-    third = sdf_collection(manifest=str(collection), out_dir=str(out), workers=2, quiet=True)
+    third = sdf_collection(manifest=str(collection), out_dir=str(out), dask_address=shared_cluster, quiet=True)
     assert third["shapes"][1]["reused"]["extract"] is False  # only its pictures drawn again
     assert third["shapes"][1]["metrics"] == bunny["metrics"] and Path(bunny["images"]["reconstruction"]).is_file()
     spot = third["shapes"][0]
@@ -242,7 +242,7 @@ def test_a_batch_outcome_is_split_per_shape_and_a_batch_failure_is_each_shapes()
     assert _per_shape({"version": "1"}, 1, batched=False, failed=False) == [{"version": "1"}]
 
 
-def test_shapes_trained_in_batches_are_registered_and_reused(prefect_api, collection, tmp_path):
+def test_shapes_trained_in_batches_are_registered_and_reused(prefect_api, collection, tmp_path, shared_cluster):
     from inrcore.sdf.settings import TrainConfig
     from inrcore.settings import config_from_dict, config_to_dict, fingerprint
 
@@ -259,7 +259,7 @@ def test_shapes_trained_in_batches_are_registered_and_reused(prefect_api, collec
                    "training": training, "grid": {"resolution": 32, "chunk": 16}, "metrics": {"n_points": 3000}},
     }))
     out = tmp_path / "run"
-    summary = sdf_collection(manifest=str(manifest), out_dir=str(out), workers=2, quiet=True)
+    summary = sdf_collection(manifest=str(manifest), out_dir=str(out), dask_address=shared_cluster, quiet=True)
     assert statuses(summary) == {"spot": "ok", "bunny": "ok", "empty": "failed", "fandisk": "ok"}
     uri = summary["tracking_uri"]
     client = registry.client(uri)
@@ -282,14 +282,14 @@ def test_shapes_trained_in_batches_are_registered_and_reused(prefect_api, collec
         assert record["reused"] == {"prepare": False, "train": False, "evaluate": False, "extract": False}
         assert np.isfinite(record["metrics"]["chamfer_l1"])
 
-    again = sdf_collection(manifest=str(manifest), out_dir=str(out), workers=2, quiet=True)
+    again = sdf_collection(manifest=str(manifest), out_dir=str(out), dask_address=shared_cluster, quiet=True)
     assert statuses(again) == statuses(summary)
     for record in (r for r in again["shapes"] if r["status"] == "ok"):
         assert record["reused"] == {"prepare": True, "train": True, "evaluate": True, "extract": True}
         assert len(client.search_model_versions(f"name='batched-{record['shape_id']}'")) == 1
 
 
-def test_point_clouds_run_beside_meshes_and_a_bad_cloud_fails_alone(prefect_api, tmp_path):
+def test_point_clouds_run_beside_meshes_and_a_bad_cloud_fails_alone(prefect_api, tmp_path, shared_cluster):
     folder = tmp_path / "mixed"
     folder.mkdir()
     shutil.copy(ROOT / "datasets" / "meshes" / "spot.obj", folder / "spot.obj")
@@ -304,7 +304,8 @@ def test_point_clouds_run_beside_meshes_and_a_bad_cloud_fails_alone(prefect_api,
                               "lr": 1e-3, "log_every": 50, "network": {"kind": "igr", "width": 32, "layers": 2}},
                  "grid": {"resolution": 32, "chunk": 16}, "metrics": {"n_points": 3000}}
     out = tmp_path / "run"
-    summary = sdf_collection(manifest=str(folder), out_dir=str(out), workers=2, overrides=overrides, quiet=True)
+    summary = sdf_collection(manifest=str(folder), out_dir=str(out), dask_address=shared_cluster, overrides=overrides,
+                             quiet=True)
     assert statuses(summary) == {"ball": "ok", "holey": "failed", "spot": "ok"}
     errors = {r["shape_id"]: r["error"] for r in summary["shapes"]}
     assert errors["holey"] == f"prepare: {folder / 'holey.xyz'}: 1 points have NaN or infinite coordinates"

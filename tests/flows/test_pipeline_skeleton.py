@@ -42,7 +42,7 @@ def test_skeleton_stages_follow_the_settings():
 
 
 @pytest.fixture(scope="module")
-def skeleton_run(prefect_api, tmp_path_factory):
+def skeleton_run(prefect_api, tmp_path_factory, shared_cluster):
     folder = tmp_path_factory.mktemp("skeletons")
     capsule(0.35, 0.5).mesh(24).export(folder / "pill.obj")
     shutil.copy(ROOT / "datasets" / "meshes" / "spot.obj", folder / "spot.obj")
@@ -50,7 +50,7 @@ def skeleton_run(prefect_api, tmp_path_factory):
     manifest.write_text(yaml.safe_dump({"name": "pills", "shapes": ["pill.obj", "spot.obj", "missing.obj"],
                                         "config": TINY}))
     out = tmp_path_factory.mktemp("run")
-    summary = sdf_collection(manifest=str(manifest), out_dir=str(out), workers=2, quiet=True)
+    summary = sdf_collection(manifest=str(manifest), out_dir=str(out), dask_address=shared_cluster, quiet=True)
     return manifest, out, summary
 
 
@@ -84,9 +84,9 @@ def test_each_shape_gets_its_skeleton_files_store_groups_and_metrics(skeleton_ru
     assert html.count("<figcaption>skeleton</figcaption>") == 3  # one per shape (the failed one: no image)
 
 
-def test_a_rerun_reuses_the_skeleton_stages(skeleton_run):
+def test_a_rerun_reuses_the_skeleton_stages(skeleton_run, shared_cluster):
     manifest, out, summary = skeleton_run
-    again = sdf_collection(manifest=str(manifest), out_dir=str(out), workers=2, quiet=True)
+    again = sdf_collection(manifest=str(manifest), out_dir=str(out), dask_address=shared_cluster, quiet=True)
     for record in again["shapes"][:2]:
         assert all(record["reused"][stage] for stage in ("skeleton-field", "skeleton-trace", "skeleton-select",
                                                           "skeleton-link"))

@@ -19,13 +19,13 @@ def registry_run(out, name):
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
+def first_run(tmp_path_factory, shared_cluster):
     folder = tmp_path_factory.mktemp("space")
     (folder / "meshes").mkdir()
     (folder / "meshes" / "empty.obj").write_text("")
     manifest = tiny_collection(folder, extra_shapes=[{"id": "empty", "path": "meshes/empty.obj"}])
     out = folder / "run"
-    return folder, manifest, out, shapespace_collection(str(manifest), out_dir=str(out), workers=2, quiet=True)
+    return folder, manifest, out, shapespace_collection(str(manifest), out_dir=str(out), dask_address=shared_cluster, quiet=True)
 
 
 def test_the_flow_trains_registers_and_measures(first_run):
@@ -68,9 +68,9 @@ def test_the_registered_space_loads_from_a_fresh_process(first_run):
     assert inside < 0 < corner
 
 
-def test_a_second_run_reuses_everything(first_run):
+def test_a_second_run_reuses_everything(first_run, shared_cluster):
     _, manifest, out, first = first_run
-    again = shapespace_collection(str(manifest), out_dir=str(out), workers=2, quiet=True)
+    again = shapespace_collection(str(manifest), out_dir=str(out), dask_address=shared_cluster, quiet=True)
     assert again["deepsdf"]["reused"] is True and again["deepsdf"]["version"] == first["deepsdf"]["version"]
     assert again["aggregate"]["reconstruct/chamfer_l1@median"] == pytest.approx(
         first["aggregate"]["reconstruct/chamfer_l1@median"])
