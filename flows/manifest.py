@@ -145,7 +145,7 @@ def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = Non
         if not matches:
             raise ConfigError(f"{source}: glob {pattern!r} matches no mesh or point-cloud file "
                               f"({', '.join(SHAPE_SUFFIXES)}) under {base}")
-        entries.extend(ShapeEntry(shape_id_for(p), str(Path(p))) for p in matches)
+        entries.extend(ShapeEntry(shape_id_for(p), p if storage.is_url(p) else str(Path(p))) for p in matches)
 
     if not entries:
         raise ConfigError(f"{source}: the manifest lists no shapes (give 'shapes' or 'glob')")

@@ -33,6 +33,20 @@ def test_glob_collects_mesh_files_only(tmp_path):
     assert sorted(s.shape_id for s in m.shapes) == ["x", "y"]
 
 
+def test_a_manifest_at_a_url_globs_and_lists_shapes_as_urls():
+    import uuid
+
+    from tasks import locations
+
+    base = f"memory:///inrflow-manifest-{uuid.uuid4().hex}"  # the form fsspec gives back from a glob
+    for name in ("x.obj", "y.ply", "notes.txt"):
+        locations.write_text(f"{base}/m/{name}", "v 0 0 0\n")
+    locations.write_text(f"{base}/g.yaml", "name: g\nglob: m/*\nshapes: [{id: z, path: m/x.obj}]\n")
+    m = read_manifest(f"{base}/g.yaml")
+    assert [(s.shape_id, s.path) for s in m.shapes] == [
+        ("z", f"{base}/m/x.obj"), ("x", f"{base}/m/x.obj"), ("y", f"{base}/m/y.ply")]
+
+
 @pytest.mark.parametrize("data, message", [
     ({"shapes": ["a.obj"]}, r"'name' must be a word"),
     ({"name": "n"}, r"lists no shapes"),
