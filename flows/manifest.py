@@ -145,7 +145,7 @@ def manifest_from_dict(data: Any, source: str, base_dir: str | Path | None = Non
         if not matches:
             raise ConfigError(f"{source}: glob {pattern!r} matches no mesh or point-cloud file "
                               f"({', '.join(SHAPE_SUFFIXES)}) under {base}")
-        entries.extend(ShapeEntry(shape_id_for(p), p if storage.is_url(p) else str(Path(p))) for p in matches)
+        entries.extend(ShapeEntry(shape_id_for(p), p) for p in matches)
 
     if not entries:
         raise ConfigError(f"{source}: the manifest lists no shapes (give 'shapes' or 'glob')")
@@ -240,9 +240,10 @@ def read_manifest(path: str) -> DatasetManifest:
     """A manifest from a YAML file (a path or URL, `tasks.locations`), or a folder of mesh files; errors
     name the file and the problem. Shape paths in a manifest at a URL are relative to its folder there."""
     if storage.is_url(path):
-        if not storage.is_file(path):
-            raise ConfigError(f"{path}: manifest file does not exist")
-        text = storage.read_bytes(path)
+        try:
+            text = storage.read_bytes(path)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: manifest file does not exist") from None
         size = len(text)
     else:
         p = Path(path)

@@ -161,32 +161,35 @@ def write_json(location, data: Any, sort_keys: bool = True) -> str:
 
 
 @contextlib.contextmanager
-def local_copy(location) -> Iterator[str]:
+def local_copy(location, missing: Optional[Callable[[], Exception]] = None) -> Iterator[str]:
     """A local path holding the file at `location`: the path itself for a local file, else a temporary
-    copy named like the URL's file (removed afterwards)."""
+    copy named like the URL's file (removed afterwards). A missing object raises FileNotFoundError, or
+    `missing()` when given."""
     if not is_url(location):
         yield str(local_path(location))
         return
     with tempfile.TemporaryDirectory(prefix="inrflow-get-") as folder:
         tmp = os.path.join(folder, posixpath.basename(str(location).rstrip("/")))
-        _remote(location, lambda fs, path: fs.get_file(path, tmp))
+        try:
+            _remote(location, lambda fs, path: fs.get_file(path, tmp))
+        except FileNotFoundError:
+            if missing is None:
+                raise
+            raise missing() from None
         yield tmp
 
 
 @contextlib.contextmanager
 def input_file(source) -> Iterator[str]:
     """`local_copy` of an input shape file whose errors name `source`, not the temporary copy: a
-    ShapeError about the copy is raised again about the source, a missing object is a ShapeError."""
-    try:
-        with local_copy(source) as path:
-            try:
-                yield path
-            except ShapeError as exc:
-                if exc.path == path and path != str(source):
-                    raise ShapeError(source, exc.problem) from None
-                raise
-    except FileNotFoundError:
-        raise ShapeError(source, "file does not exist") from None
+    missing object is a ShapeError, and a ShapeError about the copy is raised again about the source."""
+    with local_copy(source, missing=lambda: ShapeError(source, "file does not exist")) as path:
+        try:
+            yield path
+        except ShapeError as exc:
+            if exc.path == path and path != str(source):
+                raise ShapeError(source, exc.problem) from None
+            raise
 
 
 def glob(pattern: str) -> list[str]:

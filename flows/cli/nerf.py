@@ -306,7 +306,7 @@ def nerf_run_command(args: argparse.Namespace) -> int:
 
     from ..manifest import read_manifest
     from ..sizes import check_manifest_sizes
-    from .prefect_env import report_prefect_start_failure, use_offline_defaults
+    from .prefect_env import report_prefect_start_failure, run_folder
 
     try:
         manifest = read_manifest(args.manifest)
@@ -323,8 +323,7 @@ def nerf_run_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"inr: {exc}", file=sys.stderr)
         return 2
-    out_dir = str(Path(args.out or Path("runs") / f"{manifest.name}-nerf").resolve())
-    use_offline_defaults(out_dir, verbose=args.verbose)
+    out_dir = run_folder(args.out, f"{manifest.name}-nerf", verbose=args.verbose)
 
     from ..nerfpipeline import nerf_collection
 

@@ -26,6 +26,7 @@ from inrcore.shapespace.space import save_shape_space
 
 from .. import locations, registry
 from ..options import retry_unless_bad_input
+from ..outages import ServiceUnavailable
 from ..results import StageResult
 from .samples import read_shape_samples
 
@@ -51,12 +52,12 @@ def space_model_name(dataset: str, kind: str) -> str:
 def _reuse(path: str, key: str, tracking_uri: str, name: str, alias: str, start: float,
            read_metadata) -> Optional[TrainedSpace]:
     """The registered version tagged `key` when the run folder's file is the one it was made from."""
-    if not locations.is_file(path):
-        return None
     try:
         with locations.local_copy(path) as local:
             made_from = read_metadata(local).get("fingerprint")
-    except Exception:  # noqa: BLE001 - an unreadable file is trained again
+    except ServiceUnavailable:
+        raise
+    except Exception:  # noqa: BLE001 - a missing or unreadable file is trained again
         return None
     found = registry.find_model_version(tracking_uri, name, key) if made_from == key else None
     if found is None:

@@ -76,6 +76,10 @@ def test_inputs_at_urls_are_copied_and_their_errors_name_the_url(memory_url):
     with pytest.raises(ShapeError, match="missing.obj: file does not exist"):
         with locations.input_file(locations.join(memory_url, "missing.obj")):
             pass
+    # another file missing while the input is used is that file's error, not the input's
+    with pytest.raises(FileNotFoundError, match="other.npz"):
+        with locations.input_file(url):
+            raise FileNotFoundError("other.npz")
 
 
 def test_storage_options_come_from_the_environment_and_are_never_echoed(monkeypatch):
