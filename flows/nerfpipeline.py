@@ -9,7 +9,6 @@ and training resumes from its last checkpoint after a crash.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional, Union
 
 from prefect import flow
@@ -17,11 +16,9 @@ from prefect import flow
 from flows.collection import run_collection
 from flows.manifest import DatasetManifest
 from flows.stages import StageChain, new_record, progress_printer
-from inrcore.errors import ConfigError
-from inrcore.files import write_json_atomic
 from inrcore.nerf.settings import NerfPipelineConfig
 from inrcore.settings import config_to_dict
-from tasks.locations import is_url
+from tasks import locations
 from tasks.nerf.rays import generate_rays
 from tasks.nerf.scenes import make_scene
 from tasks.nerf.training import train_nerf
@@ -48,12 +45,10 @@ def nerf_collection(
     Args: as `flows.pipeline.sdf_collection`; `overrides` apply to the manifest's `nerf`
     settings (`NerfPipelineConfig`), e.g. {"training": {"model": "ngp", "seconds": 600}}.
     Returns: the summary (dataset, settings, per-shape records, counts, summary path).
-    The run folder is a local (or shared) path: scenes, checkpoints and renders are written there, not
-    yet through `tasks.locations`; a URL is refused up front.
+    The run folder, the store and the shapes may be paths or URLs (`tasks.locations`): with the run
+    folder at `s3://bucket/run`, scenes, checkpoints, weights, pictures, records and the report are all
+    kept there, none on a worker's disk.
     """
-    if out_dir and is_url(out_dir):
-        raise ConfigError(f"out_dir {out_dir}: the NeRF flow writes its scenes and checkpoints on a local or "
-                          f"shared disk; give a path (the Zarr store may still be at a URL: --store)")
     return run_collection(_run_scenes, "nerf", manifest, out_dir, store_url, tracking_uri, dask_address, workers,
                           overrides, quiet)
 
@@ -88,16 +83,16 @@ def _run_scenes(dataset: str, shapes: list, config: NerfPipelineConfig, where: d
     seconds = chain.run([sid for sid, _ in shapes])
 
     ordered = [records[sid] for sid, _ in shapes]
-    summary_path = Path(where["out_dir"]) / "nerf_summary.json"
+    summary_path = locations.join(where["out_dir"], "nerf_summary.json")
     settings = {"config": config_to_dict(config), **where}
     summary = {"dataset": dataset, "shapes": ordered, "settings": settings,
                "ok": sum(r["status"] == "ok" for r in ordered), "failed": sum(r["status"] == "failed" for r in ordered),
                "seconds": seconds}
-    write_json_atomic(summary_path, summary)
+    locations.write_json(summary_path, summary)
     report = write_nerf_report(where["out_dir"], dataset, ordered, settings)
     for r in ordered:
         say(f"{r['shape_id']:<16} {r['status']:<7} " + (f"PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.3f}  "
                                                        f"{r['steps']} steps" if r["status"] == "ok" else r["error"]))
     say(f"report: {report}\nsummary: {summary_path}")
-    return {**summary, "summary": str(summary_path), "report": report, **where}
+    return {**summary, "summary": summary_path, "report": report, **where}
 

@@ -192,6 +192,57 @@ def input_file(source) -> Iterator[str]:
             raise
 
 
+@contextlib.contextmanager
+def local_folder(location, missing: Optional[Callable[[], Exception]] = None) -> Iterator[str]:
+    """A local folder holding every file under `location`: the path itself for a local folder, else a
+    temporary copy of the objects under the URL's prefix, kept in their relative layout (removed
+    afterwards). No object there raises FileNotFoundError, or `missing()` when given."""
+    if not is_url(location):
+        yield str(local_path(location))
+        return
+    with tempfile.TemporaryDirectory(prefix="inrflow-get-") as folder:
+        def fetch(fs, path: str) -> int:
+            prefix = path.rstrip("/")
+            names = [p for p in fs.find(prefix) if p.startswith(prefix + "/")]
+            for name in names:
+                target = os.path.join(folder, *name[len(prefix) + 1:].split("/"))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                fs.get_file(name, target)
+            return len(names)
+
+        if _remote(location, fetch) == 0:
+            raise missing() if missing is not None else FileNotFoundError(f"{location}: no files there")
+        yield folder
+
+
+def put_folder(folder, location) -> str:
+    """Put every file under the local `folder` at `location` (a path or URL) in the same relative layout,
+    each file whole. Returns `location` as text."""
+    root = Path(folder)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        copy_to(path, join(location, *path.relative_to(root).parts))
+    return str(location)
+
+
+def remove(location) -> None:
+    """Remove a file or a whole folder (every object under a URL's prefix); nothing when absent."""
+    if not is_url(location):
+        path = local_path(location)
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        return
+
+    def delete(fs, path: str) -> None:
+        try:
+            fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass
+
+    _remote(location, delete)
+
+
 def glob(pattern: str) -> list[str]:
     """The files matching a glob pattern at a path or URL ('**' included), sorted; URLs keep their
     protocol."""

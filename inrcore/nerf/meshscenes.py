@@ -206,7 +206,7 @@ def _corner_normals(mesh: trimesh.Trimesh) -> np.ndarray:
 
 
 def scene_from_mesh(mesh_path: str | os.PathLike, folder: str | os.PathLike,
-                    config: MeshSceneConfig | None = None) -> Path:
+                    config: MeshSceneConfig | None = None, source: str | None = None) -> Path:
     """Render a mesh file into a Blender-layout scene folder with "train" and "test" splits.
 
     The mesh is loaded with `inrcore.geometry.meshes.load_mesh`, centred and scaled into
@@ -219,6 +219,8 @@ def scene_from_mesh(mesh_path: str | os.PathLike, folder: str | os.PathLike,
 
     Args:
         config: the scene's settings; None: `MeshSceneConfig()`'s defaults.
+        source: what the transforms files give as "source" (default: `mesh_path`), e.g. the URL a
+            mesh was copied from.
     Returns:
         the scene folder, as a Path.
     Raises:
@@ -232,6 +234,6 @@ def scene_from_mesh(mesh_path: str | os.PathLike, folder: str | os.PathLike,
         cameras["test"] = camera_poses_on_sphere(config.n_test, config.radius, config.upper_hemisphere,
                                                  config.seed + 1)
     splits = {name: (render_mesh_views(mesh, poses, intrinsics), poses) for name, poses in cameras.items()}
-    extra = {"source": os.fspath(mesh_path), "extent": config.extent, "radius": config.radius,
+    extra = {"source": os.fspath(mesh_path) if source is None else source, "extent": config.extent, "radius": config.radius,
              "normalisation": normalisation.to_dict()}
     return write_scene(folder, splits, config.camera_angle_x, config.near, config.far, extra=extra)

@@ -113,6 +113,7 @@ def train_radiance_field(
     on_log: Optional[Callable[[dict], None]] = None,
     on_eval: Optional[Callable[[int, dict, list[np.ndarray]], None]] = None,
     checkpoint_path: Optional[str] = None,
+    on_checkpoint: Optional[Callable[[str], None]] = None,
     data_key: str = "",
     log_every: int = 50,
 ) -> NerfTrainResult:
@@ -126,6 +127,8 @@ def train_radiance_field(
         on_eval: called with (step, {"psnr", "ssim", "seconds", "render_seconds"}, rendered test images
             [H, W, 3] uint8); "render_seconds" is how long rendering those views took (see `eval_rays`).
         checkpoint_path: a file to resume from (when it matches `config` and `data_key`) and to write.
+        on_checkpoint: called with `checkpoint_path` after each checkpoint is written whole (e.g. to
+            copy it to where a later run on another machine finds it).
         data_key: identifies the training data (e.g. the rays' fingerprint) for resuming.
     """
     renderer = build_renderer(config, near, far, device)
@@ -164,6 +167,8 @@ def train_radiance_field(
         payload = {"key": key, "step": step, "elapsed": elapsed, "state": state_of(renderer),
                    "optimizer": optimizer.state_dict(), "generator": generator.get_state()}
         write_atomic(checkpoint_path, lambda tmp: torch.save(payload, tmp))
+        if on_checkpoint is not None:
+            on_checkpoint(checkpoint_path)
 
     train_mode(True)
     clock = time.perf_counter()

@@ -20,6 +20,7 @@ from inrcore.settings import config_to_dict, fingerprint
 from ..options import retry_unless_bad_input
 from ..results import StageResult
 from ..store import finished_attrs, fresh_group, mark_finished, open_store, remove_group
+from .scenes import local_scene
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +47,8 @@ def generate_rays(shape_id: str, scene_dir: str, scene_key: str, store_url: str,
     if done is not None:
         return Rays(path=path, fingerprint=key, count=done["count"], near=done["near"], far=done["far"], reused=True,
                     seconds=time.perf_counter() - start)
-    split = load_scene_split(scene_dir, "train", config.downscale)  # raises SceneError naming the file
+    with local_scene(scene_dir) as folder:  # a scene at a URL is read from a local copy
+        split = load_scene_split(folder, "train", config.downscale)  # raises SceneError naming the file
     arrays = dict(zip(("origins", "directions", "colours"), shuffled_rays_of_split(split, config.seed)))
     count = len(arrays["origins"])
     try:

@@ -5,11 +5,14 @@
 `eval_every` steps), checkpoints into `<out>/checkpoints/<id>.pt` (a re-run after a crash
 resumes there), measures the test views and writes `<out>/nerf/<id>/metrics.json`, then its
 pictures, and registers the field as `models:/<dataset>-<id>-nerf@<alias>`. A complete record
-is reused.
+is reused. `<out>` is a path or a URL (`tasks.locations`): for a URL, files are made in scratch
+space and put there, the checkpoint after every write.
 """
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,18 +20,18 @@ from pathlib import Path
 from prefect import task
 
 from inrcore.device import resolve_device
-from inrcore.files import read_json, write_json_atomic
 from inrcore.nerf.pictures import measure_test_views, picture_budget, render_turntable, write_test_pictures
 from inrcore.nerf.scenes import load_scene_split, scene_splits
 from inrcore.nerf.settings import NerfConfig, NerfPicturesConfig
 from inrcore.nerf.training import save_radiance_field, train_radiance_field
 from inrcore.settings import config_to_dict, fingerprint, result_settings
 
-from .. import registry
+from .. import locations, registry
 from ..options import retry_unless_bad_input
 from ..results import StageResult
 from ..store import open_store
 from .rays import zarr_ray_batches
+from .scenes import local_scene
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,9 +73,9 @@ def train_nerf(shape_id: str, dataset: str, store_url: str, rays_path: str, rays
     config, picture_settings = nerf, pictures
     key = fingerprint("nerf", rays_key, result_settings(config))
     name = nerf_model_name(dataset, shape_id)
-    folder = Path(out_dir) / "nerf" / shape_id
-    record_path = folder / "metrics.json"
-    record = read_json(record_path)
+    folder = locations.join(out_dir, "nerf", shape_id)
+    record_path = locations.join(folder, "metrics.json")
+    record = locations.read_json(record_path)
     found = registry.find_model_version(tracking_uri, name, key)
     if (found is not None and record and record.get("fingerprint") == key
             and record.get("stage", "complete") == "complete"):  # records from before stages were complete
@@ -83,7 +86,8 @@ def train_nerf(shape_id: str, dataset: str, store_url: str, rays_path: str, rays
     device = resolve_device(config.device)
     group = open_store(store_url, mode="r")[rays_path]
     near, far = float(group.attrs["near"]), float(group.attrs["far"])
-    test = load_scene_split(scene_dir, "test" if "test" in scene_splits(scene_dir) else "train", downscale)
+    with local_scene(scene_dir) as scene_folder:
+        test = load_scene_split(scene_folder, "test" if "test" in scene_splits(scene_folder) else "train", downscale)
     run_id = registry.start_run(
         tracking_uri, experiment_id, run_name=f"{shape_id}-nerf",
         params={"nerf": config_to_dict(config), "shape_id": shape_id, "dataset": dataset, "rays": rays_key},
@@ -98,31 +102,60 @@ def train_nerf(shape_id: str, dataset: str, store_url: str, rays_path: str, rays
         registry.log_metrics(tracking_uri, run_id, {f"test/{k}": v for k, v in metrics.items()}, step)
         registry.client(tracking_uri).log_image(run_id, images[0], artifact_file=f"renders/step_{step:07d}.png")
 
-    with registry.ending_run(tracking_uri, run_id):
+    with registry.ending_run(tracking_uri, run_id), tempfile.TemporaryDirectory(prefix="inrflow-nerf-") as scratch:
+        # files are made in the run folder itself when it is local, else in `scratch` and put there
+        work = Path(scratch) if locations.is_url(folder) else locations.local_path(folder)
+        checkpoint = Checkpoint(locations.join(out_dir, "checkpoints", f"{shape_id}.pt"), scratch)
         result = train_radiance_field(
             config, zarr_ray_batches(store_url, rays_path, config.batch_rays, config.seed), near, far, device,
-            test=test, on_log=on_log, on_eval=on_eval,
-            checkpoint_path=str(Path(out_dir) / "checkpoints" / f"{shape_id}.pt"), data_key=rays_key)
-        weights = save_radiance_field(folder / "field.safetensors", result.renderer, config,
+            test=test, on_log=on_log, on_eval=on_eval, checkpoint_path=checkpoint.local,
+            on_checkpoint=checkpoint.put, data_key=rays_key)
+        weights = save_radiance_field(work / "field.safetensors", result.renderer, config,
                                       {"shape_id": shape_id, "dataset": dataset, "fingerprint": key})
         measured = measure_test_views(result.renderer, test, picture_settings.test_views,
                                       picture_settings.shown_views, config.chunk_rays)
         outcome = {"fingerprint": key, "stage": "measured", "model": config.model, "psnr": measured.psnr,
                    "ssim": measured.ssim, "views": len(measured.indices), "steps": result.steps,
                    "seconds": result.seconds, "measure_seconds": measured.seconds,
-                   "resumed_from": result.resumed_from, "images": {}, "run_id": run_id, "weights": str(weights)}
-        write_json_atomic(record_path, outcome)
+                   "resumed_from": result.resumed_from, "images": {}, "run_id": run_id,
+                   "weights": _put(weights, folder)}
+        locations.write_json(record_path, outcome)
         registry.log_metrics(tracking_uri, run_id, {"test/psnr_final": measured.psnr, "test/ssim_final": measured.ssim,
                                                     "train/seconds_total": result.seconds,
                                                     "train/steps_total": result.steps}, result.steps)
-        images = write_nerf_pictures(result.renderer, test, folder, measured, picture_settings, result.seconds,
+        images = write_nerf_pictures(result.renderer, test, work, measured, picture_settings, result.seconds,
                                      config.chunk_rays)
         for image in images.values():
             registry.log_artifact(tracking_uri, run_id, image, "renders")
+        images = {role: _put(image, folder) for role, image in images.items()}
         model_uri, version = registry.register_radiance_field(tracking_uri, run_id, name, alias, weights, key)
     outcome.update(stage="complete", images=images)
-    write_json_atomic(record_path, outcome)
+    locations.write_json(record_path, outcome)
     return _radiance_field(outcome, model_uri, version, seconds=time.perf_counter() - start)
+
+
+class Checkpoint:
+    """A training checkpoint at `location` (a path or URL) as a local file: the file itself for a path;
+    for a URL, a copy in `scratch` fetched now (when there is one) and put back whole after each write
+    (`put`), so that a run restarted on another machine resumes from it."""
+
+    def __init__(self, location: str, scratch: str):
+        self.location = location
+        if not locations.is_url(location):
+            self.local, self.put = str(locations.local_path(location)), None
+            return
+        self.local = str(Path(scratch) / "checkpoint.pt")
+        with contextlib.suppress(FileNotFoundError):
+            Path(self.local).write_bytes(locations.read_bytes(location))
+        self.put = lambda path: locations.copy_to(path, location)
+
+
+def _put(path, folder: str) -> str:
+    """`path` (a file made in the run folder, or in scratch space for a folder at a URL) where the run
+    keeps it: itself, or a copy at `<folder>/<its name>`."""
+    if not locations.is_url(folder):
+        return str(path)
+    return locations.copy_to(path, locations.join(folder, Path(path).name))
 
 
 def _radiance_field(record: dict, model_uri: str, version: str, **timing) -> RadianceField:

@@ -3,6 +3,7 @@
 artifacts are served by the server, and an S3-compatible object server (moto's server mode) holding
 the inputs, the Zarr store and every artifact. `inr run` is run as a user runs it."""
 
+import io
 import json
 import os
 import shlex
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 
@@ -302,3 +304,50 @@ def test_the_shape_space_flow_keeps_everything_in_the_object_store(prefect_api, 
     assert locations.read_bytes(f"{out}/shapespace_report.html").count(b"<img") == 3
     assert summary["summary"] == f"{out}/shapespace_summary.json"
     assert locations.read_json(summary["summary"])["aggregate"] == pytest.approx(summary["aggregate"])
+
+
+def test_the_nerf_flow_keeps_everything_in_the_object_store_and_resumes_from_its_checkpoint(
+        prefect_api, remote_run, store_env, tmp_path):
+    from flows.nerfpipeline import nerf_collection
+    from inrcore.nerf.meshscenes import scene_from_mesh
+    from inrcore.nerf.settings import MeshSceneConfig
+    from tasks import locations
+    from tests.flows.test_nerfpipeline import TINY
+
+    settings = remote_run[2]
+    data = f"s3://{BUCKET}/scenes-data"
+    locations.copy_to(ROOT / "datasets" / "meshes" / "spot.obj", f"{data}/spot.obj")
+    ready = scene_from_mesh(ROOT / "datasets" / "meshes" / "spot.obj", tmp_path / "ready",
+                            MeshSceneConfig(size=16, n_train=4, n_test=2, seed=5))
+    locations.put_folder(ready, f"{data}/ready")
+    locations.write_text(f"{data}/scenes.yaml", yaml.safe_dump({"name": "scenes", "shapes": ["spot.obj", "ready"],
+                                                                "nerf": TINY}))
+    out = f"s3://{BUCKET}/nerf"
+    run = dict(out_dir=out, tracking_uri=settings["INRFLOW_TRACKING_URI"],
+               dask_address=settings["INRFLOW_DASK_ADDRESS"], quiet=True)
+    summary = nerf_collection(f"{data}/scenes.yaml", **run)
+    assert summary["ok"] == 2 and summary["failed"] == 0, summary["shapes"]
+    spot, given = summary["shapes"]
+    assert spot["scene_dir"] == f"{out}/scenes/spot" and given["scene_dir"] == f"{data}/ready"
+    assert locations.is_file(f"{out}/scenes/spot/transforms_train.json")
+    for record in (spot, given):
+        shape = record["shape_id"]
+        assert record["images"]["test_views"] == f"{out}/nerf/{shape}/test_views.png"
+        for picture in record["images"].values():
+            assert locations.read_bytes(picture)[:3] in (b"\x89PN", b"GIF")
+        assert locations.read_bytes(f"{out}/nerf/{shape}/field.safetensors")[8:9] == b"{"
+        assert locations.read_json(f"{out}/nerf/{shape}/metrics.json")["stage"] == "complete"
+        assert torch.load(io.BytesIO(locations.read_bytes(f"{out}/checkpoints/{shape}.pt")),
+                          weights_only=True)["step"] == 4
+    assert summary["summary"] == f"{out}/nerf_summary.json"
+    assert locations.read_json(summary["summary"])["ok"] == 2
+    assert locations.read_bytes(f"{out}/report.html").count(b"<img") >= 4
+    # trained further (8 steps): a new run resumes from the checkpoint in the store, wherever it runs
+    longer = {**TINY, "training": {**TINY["training"], "steps": 8}}
+    locations.write_text(f"{data}/scenes.yaml", yaml.safe_dump({"name": "scenes", "shapes": ["spot.obj", "ready"],
+                                                                "nerf": longer}))
+    again = nerf_collection(f"{data}/scenes.yaml", **run)
+    assert [r["reused"] for r in again["shapes"]] == [{"scene": True, "rays": True, "train": False}] * 2
+    for record in again["shapes"]:
+        metrics = locations.read_json(f"{out}/nerf/{record['shape_id']}/metrics.json")
+        assert metrics["steps"] == 8 and metrics["resumed_from"] == 4

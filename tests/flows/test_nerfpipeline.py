@@ -131,11 +131,3 @@ def test_registered_field_renders_through_mlflow(runs):
     artifacts = {a.path for a in c.list_artifacts(record["run_id"], "renders")}
     assert {"renders/test_views.png", "renders/depth.png", "renders/turntable.gif"} <= artifacts
 
-
-def test_a_run_folder_at_a_url_is_refused_before_any_work(prefect_api):
-    from inrcore.errors import ConfigError
-
-    with pytest.raises(ConfigError, match=r"^out_dir s3://bucket/nerf: the NeRF flow writes its scenes and "
-                       r"checkpoints on a local or shared disk"):
-        nerf_collection(manifest=str(ROOT / "datasets" / "demo.yaml"), out_dir="s3://bucket/nerf",
-                        tracking_uri="http://127.0.0.1:9", quiet=True)

@@ -4,6 +4,7 @@ errors naming the URL, storage options from the environment (and never echoed)."
 import hashlib
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -80,6 +81,35 @@ def test_inputs_at_urls_are_copied_and_their_errors_name_the_url(memory_url):
     with pytest.raises(FileNotFoundError, match="other.npz"):
         with locations.input_file(url):
             raise FileNotFoundError("other.npz")
+
+
+@pytest.mark.parametrize("kind", ["path", "url"])
+def test_folders_are_put_copied_back_and_removed_whole(kind, tmp_path, memory_url):
+    made = tmp_path / "made"
+    (made / "train").mkdir(parents=True)
+    (made / "transforms_train.json").write_text("{}")
+    (made / "train" / "r_0.png").write_bytes(b"\x89PNG one")
+    target = locations.join(str(tmp_path / "kept") if kind == "path" else memory_url, "scenes", "spot")
+    assert locations.put_folder(made, target) == target
+    assert locations.read_bytes(locations.join(target, "train", "r_0.png")) == b"\x89PNG one"
+    with locations.local_folder(target) as local:
+        found = sorted(str(p.relative_to(local)) for p in Path(local).rglob("*") if p.is_file())
+        assert found == ["train/r_0.png", "transforms_train.json"]
+        if kind == "url":
+            assert not local.startswith("memory") and Path(local, "transforms_train.json").read_text() == "{}"
+    if kind == "url":
+        assert not Path(local).exists()  # the copy is gone afterwards
+        with pytest.raises(FileNotFoundError, match="nothing-here"):
+            with locations.local_folder(locations.join(memory_url, "nothing-here")):
+                pass
+        with pytest.raises(ShapeError, match="^nothing: missing$"):
+            with locations.local_folder(locations.join(memory_url, "scenes", "sp"), missing=lambda: ShapeError(
+                    "nothing", "missing")):  # a sibling sharing the name's start ("spot") is not "sp"
+                pass
+    locations.remove(target)
+    assert not locations.exists(locations.join(target, "transforms_train.json"))
+    locations.remove(target)  # absent: nothing to do
+    locations.remove(locations.join(target, "x.json"))
 
 
 def test_storage_options_come_from_the_environment_and_are_never_echoed(monkeypatch):

@@ -165,9 +165,13 @@ def test_seconds_after_training_from_a_render_speed():
 def test_resume_continues_from_the_checkpoint(tmp_path):
     scene = _tiny_scene()
     checkpoint = str(tmp_path / "ckpt.pt")
-    first = train_radiance_field(NerfConfig(steps=2, **TINY_NGP), _batches(scene, 64), 2.0, 6.0, CPU,
-                                 checkpoint_path=checkpoint, data_key="scene-a")
-    resumed = train_radiance_field(NerfConfig(steps=4, **TINY_NGP), _batches(scene, 64), 2.0, 6.0, CPU,
+    written = []  # (path, the step in the file when on_checkpoint is called)
+    first = train_radiance_field(NerfConfig(steps=2, **{**TINY_NGP, "checkpoint_every": 1}), _batches(scene, 64), 2.0, 6.0,
+                                 CPU, checkpoint_path=checkpoint, data_key="scene-a",
+                                 on_checkpoint=lambda p: written.append((p, torch.load(p, weights_only=True)["step"])))
+    assert written == [(checkpoint, 1), (checkpoint, 2), (checkpoint, 2)]  # every step, then at the end
+    resumed = train_radiance_field(NerfConfig(steps=4, **{**TINY_NGP, "checkpoint_every": 1}), _batches(scene, 64),
+                                   2.0, 6.0, CPU,
                                    checkpoint_path=checkpoint, data_key="scene-a")
     assert resumed.resumed_from == 2 and resumed.steps == 4
     assert resumed.seconds >= first.seconds
