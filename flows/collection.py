@@ -12,6 +12,7 @@ from prefect_dask import DaskTaskRunner
 from flows.manifest import DatasetManifest, read_manifest
 from flows.sizes import check_manifest_sizes
 from inrcore.errors import ConfigError
+from inrcore.files import remove_stale_partials
 from inrcore.settings import config_replace
 from tasks import locations as storage
 
@@ -71,13 +72,16 @@ def start_collection(manifest: Union[str, DatasetManifest], section: str, overri
                      out_dir: Optional[str], store_url: Optional[str], tracking_uri: Optional[str]):
     """A collection run's inputs: the manifest (read here when given as a path), its `section`
     settings ("config", "nerf" or "shapespace") with `overrides` applied, and the run's `locations`
-    (the run folder created). Sizes that cannot fit are refused first (`flows.sizes.check_sizes`)."""
+    (the run folder created, and the temporary files of writes a killed run left in it removed). Sizes
+    that cannot fit are refused first (`flows.sizes.check_sizes`)."""
     data = manifest if isinstance(manifest, DatasetManifest) else read_manifest(manifest)
     settings = getattr(data, section)
     config = config_replace(settings, overrides, "overrides") if overrides else settings
     check_manifest_sizes(data, section, overrides)
     where = locations(data.name, out_dir, store_url, tracking_uri)
     storage.make_folder(where["out_dir"])
+    if not storage.is_url(where["out_dir"]):  # an object store never shows a partial object
+        remove_stale_partials(where["out_dir"])
     return data, config, where
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -27,6 +30,28 @@ def write_atomic(path, write: Callable[[str], object]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+# write_atomic's temporary names: "." + the file's name + "." + mkstemp's 8 random characters + ".tmp" + suffix
+_PARTIAL = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^./]+)?$")
+
+
+def remove_stale_partials(folder, older_than: float = 600.0) -> list[Path]:
+    """Remove the temporary files `write_atomic` left under `folder` when its process was killed before
+    the rename, those last changed more than `older_than` seconds ago (a younger one may be another
+    run's write in progress). Folders named *.zarr are not entered (a store has no such files and may
+    hold millions of chunks). Returns the paths removed."""
+    removed, now = [], time.time()
+    for root, folders, files in os.walk(folder):
+        folders[:] = [f for f in folders if not f.endswith(".zarr")]
+        for name in files:
+            path = Path(root) / name
+            if _PARTIAL.match(name):
+                with contextlib.suppress(FileNotFoundError):
+                    if now - path.stat().st_mtime > older_than:
+                        path.unlink()
+                        removed.append(path)
+    return removed
 
 
 def make_readable(path) -> None:

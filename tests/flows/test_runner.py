@@ -1,8 +1,12 @@
 import os
+from pathlib import Path
 
 from distributed import Client, LocalCluster
 
-from flows.collection import WORKER_MALLOC_ENV, locations, task_runner
+from flows.collection import WORKER_MALLOC_ENV, locations, start_collection, task_runner
+
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def worker_env():
@@ -30,3 +34,15 @@ def test_default_locations(tmp_path):
                      "artifact_location": (tmp_path / "r" / "mlartifacts").as_uri()}
     remote = locations("demo", str(tmp_path / "r"), "s3://b/x.zarr", "http://mlflow:5000")
     assert remote["store_url"] == "s3://b/x.zarr" and remote["artifact_location"] is None
+
+
+def test_a_run_starts_by_removing_the_stale_temporaries_of_a_killed_one(tmp_path):
+    out = tmp_path / "run"
+    (out / "meshes").mkdir(parents=True)
+    stale, young = out / "meshes" / ".spot.ply.k3j9_x2a.tmp.ply", out / ".summary.json.a1b2c3d4.tmp.json"
+    for path in (stale, young):
+        path.write_text("half")
+    os.utime(stale, (stale.stat().st_mtime - 3600,) * 2)
+    data, _, where = start_collection(str(ROOT / "datasets" / "demo.yaml"), "config", None, str(out), None, None)
+    assert where["out_dir"] == str(out) and data.name == "demo"
+    assert not stale.exists() and young.exists()
