@@ -7,7 +7,7 @@ fails stops there, its error is recorded, and the others go on. With
 `training.shapes_per_batch` > 1, shapes whose samples are ready are trained together in
 batches of that size (one `train_sdf_batch` task each; a batch starts when full, or when no
 more shapes are being prepared), then go on one by one; a batch that fails fails its shapes
-only. Network kinds batched training does not support (idf) train shape by shape. Every
+only. Fits with iso-points train shape by shape. Every
 stage keeps its own "finished" record (Zarr attributes, registry tags, a JSON
 record), so running the flow again after an interruption reuses what was done.
 """
@@ -21,7 +21,6 @@ from prefect import flow
 from flows.collection import run_collection
 from flows.manifest import DatasetManifest
 from flows.stages import StageChain, new_record, progress_printer
-from inrcore.sdf.batched import BATCHED_KINDS
 from inrcore.sdf.settings import TrainConfig
 from inrcore.settings import config_to_dict
 from inrcore.skeleton.settings import CollectionConfig
@@ -160,9 +159,9 @@ def _run_shapes(dataset: str, shapes: list, config: CollectionConfig, where: dic
 
 
 def training_batch_size(training: TrainConfig) -> int:
-    """Shapes per training task: `shapes_per_batch`, or 1 for network kinds batched training
-    does not support (idf) and for fits with iso-points, which then train shape by shape."""
-    if training.network.kind not in BATCHED_KINDS or training.isopoints.enabled:
+    """Shapes per training task: `shapes_per_batch`, or 1 for fits with iso-points, which train
+    shape by shape (every network kind trains stacked otherwise)."""
+    if training.isopoints.enabled:
         return 1
     return training.shapes_per_batch
 

@@ -280,8 +280,8 @@ class NgpRenderer:
                 positions = origins[ray_indices] + directions[ray_indices] * ((t_starts + t_ends) / 2)[:, None]
                 sigma = self.field.density(positions)
                 _, transmittance, alphas = render_weight_from_density_packed(t_starts, t_ends, sigma, ray_indices, rays)
-                keep = (transmittance > EARLY_STOP_TRANSMITTANCE) & (alphas > 0)
-            ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
+                kept = torch.nonzero((transmittance > EARLY_STOP_TRANSMITTANCE) & (alphas > 0), as_tuple=True)[0]
+            ray_indices, t_starts, t_ends = ray_indices[kept], t_starts[kept], t_ends[kept]  # one count read back
         t_mids = (t_starts + t_ends) / 2
         positions = origins[ray_indices] + directions[ray_indices] * t_mids[:, None]
         sigma, rgb = self.field(positions, directions[ray_indices])

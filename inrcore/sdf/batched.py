@@ -22,24 +22,21 @@ from inrcore.errors import ConfigError
 from inrcore.fields.build import network_for
 from inrcore.fields.gradients import gradient_of_field
 from inrcore.fields.networks import evaluate_network, stack_params, unstack_params
+from inrcore.sdf.idfstages import (
+    apply_idf_stage,
+    combine_stage_losses,
+    idf_param_groups,
+    idf_stage_at,
+    staged_idf_loss,
+)
 from inrcore.sdf.loop import StepLosses
 from inrcore.sdf.settings import TrainConfig
-from inrcore.sdf.training import FitResult, ShapeSampler, StepPoints, run_steps, step_loss
+from inrcore.sdf.training import FitResult, ShapeSampler, StepPoints, run_steps, step_loss, uses_idf_stages
 
-
-BATCHED_KINDS = ("siren", "igr", "relu-pe")
 
 # One shape's stored samples: surface_points [S, 3], surface_normals [S, 3], volume_points [V, 3]
 # (may be empty) and volume_sdf [V] or None (point clouds).
 ShapeSamples = tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]
-
-
-def check_batched_kind(kind: str) -> None:
-    """Raise ConfigError (a ValueError) unless network kind `kind` can be trained with stacked weights."""
-    if kind not in BATCHED_KINDS:
-        raise ConfigError(f"training.network.kind: batched training supports network kinds "
-                          f"{', '.join(BATCHED_KINDS)}; got {kind!r} (train such shapes one by one: "
-                          "training.shapes_per_batch = 1)")
 
 
 def points_per_step(samplers: Sequence[ShapeSampler], config: TrainConfig) -> list[int]:
@@ -83,7 +80,9 @@ def fit_sdf_batch(
             volume_sdf [V] or None), as `fit_sdf` takes them; S and V may differ between shapes,
             but either every shape or none has stored off-surface points (V > 0), so that all
             steps hold the same number of points.
-        config: the training configuration (network kind "siren", "igr" or "relu-pe").
+        config: the training configuration (network kind "siren", "igr", "relu-pe" or "idf": an IDF's
+            base and displacement networks are both stacked, and its stages are the run's, so
+            they change for every shape at the same step, as they would alone).
         bound: fresh uniform points are drawn in [-bound, bound]^3.
         on_log: called with (shape index, history entry) every `log_every` steps and at the end.
     Returns:
@@ -91,11 +90,10 @@ def fit_sdf_batch(
         shape's own loss history; steps, seconds and device are the batch's.
 
     `config.seconds` caps the wall time of the whole batch; at least one step always runs.
-    Raises ConfigError (a ValueError) for another network kind or with iso-points enabled,
+    Raises ConfigError (a ValueError) with iso-points enabled,
     ValueError for mixed step layouts, FloatingPointError when a shape's loss is not finite at a
     logged step.
     """
-    check_batched_kind(config.network.kind)
     if config.isopoints.enabled:
         raise ConfigError("training.isopoints.enabled: batched training does not extract iso-points; "
                           "train such shapes one by one (training.shapes_per_batch = 1)")
@@ -109,15 +107,33 @@ def fit_sdf_batch(
     count = len(samplers)
     params = nn.ParameterDict({name: nn.Parameter(tensor.to(device))
                                for name, tensor in stack_params([initial] * count).items()})
-    optimizer = torch.optim.Adam(params.parameters(), lr=config.lr)
+    staged = uses_idf_stages(config)
+    optimizer = torch.optim.Adam(idf_param_groups(params.items()) if staged else params.parameters(), lr=config.lr)
 
     def take_step(step: int, progress: float, lr: float) -> StepLosses:
         """One (loss, terms) per shape, from one evaluation of the stacked networks."""
         batches = [sampler.draw() for sampler in samplers]
         points = stacked_step_points(batches).requires_grad_(True)
-        values = evaluate_network(spec, params, points)  # [B, N, 1]
-        gradients = gradient_of_field(values, points)  # [B, N, 3]: shape b's values depend on its points only
-        return [step_loss(values[i], gradients[i], batch, config) for i, batch in enumerate(batches)]
+
+        def shape_losses(values: torch.Tensor, gradients: torch.Tensor) -> StepLosses:
+            # values [B, N, 1], gradients [B, N, 3]: shape b's values depend on its own points only
+            return [step_loss(values[i], gradients[i], batch, config) for i, batch in enumerate(batches)]
+
+        if not staged:
+            values = evaluate_network(spec, params, points)
+            return shape_losses(values, gradient_of_field(values, points))
+        stage = idf_stage_at(progress, config.network.idf_base_fraction, config.network.idf_blend_end)
+        apply_idf_stage(optimizer.param_groups, stage, lr)
+        calls: list[StepLosses] = []  # each field loss staged_idf_loss asks for, per shape
+
+        def field_loss(values: torch.Tensor, gradients: torch.Tensor) -> tuple[torch.Tensor, dict]:
+            calls.append(shape_losses(values, gradients))
+            return sum(loss for loss, _ in calls[-1]), {}
+
+        staged_idf_loss(spec, params, points, stage, field_loss,
+                        treat_normal_as_constant=config.network.idf_detach_normal)
+        combined = [combine_stage_losses(stage, [call[i] for call in calls]) for i in range(count)]
+        return [(loss, {**terms, "stage": stage.index}) for loss, terms in combined]
 
     steps, seconds, histories = run_steps(config, optimizer, take_step, on_log=on_log, name_shapes=True)
     final = {name: tensor.detach().to("cpu", torch.float32) for name, tensor in params.items()}

@@ -94,14 +94,26 @@ def staged_idf_loss(spec: IdfSpec, params: Params, points: torch.Tensor, stage: 
     """
     if stage.composed_loss_weight == 0.0:
         values = evaluate_network(spec.base, part_params(params, BASE), points)
-        return field_loss(values, gradient_of_field(values, points))
+        return combine_stage_losses(stage, [field_loss(values, gradient_of_field(values, points))])
     need_base_loss = stage.base_loss_weight > 0.0
     parts = idf_parts(spec, params, points, create_graph=need_base_loss or not treat_normal_as_constant,
                       treat_normal_as_constant=treat_normal_as_constant)
-    loss, terms = field_loss(parts.values, gradient_of_field(parts.values, points))
-    loss = stage.composed_loss_weight * loss
+    losses = [field_loss(parts.values, gradient_of_field(parts.values, points))]
     if need_base_loss:
-        base_loss, base_terms = field_loss(parts.base_values, parts.base_gradients)
+        losses.append(field_loss(parts.base_values, parts.base_gradients))
+    return combine_stage_losses(stage, losses)
+
+
+def combine_stage_losses(stage: IdfStage, losses: list[tuple[torch.Tensor, dict]]) -> tuple[torch.Tensor, dict]:
+    """A stage's loss and terms from the per-field losses in the order `staged_idf_loss` computes them:
+    [L(f)] in the base stage, else [L(f̂)] and, while the base carries loss weight, L(f) after it (its
+    terms then named "base_<term>"). Batched fits combine each shape's own losses this way."""
+    if stage.composed_loss_weight == 0.0:
+        return losses[0]
+    loss, terms = losses[0]
+    loss = stage.composed_loss_weight * loss
+    if len(losses) > 1:
+        base_loss, base_terms = losses[1]
         loss = loss + stage.base_loss_weight * base_loss
         terms = {**terms, **{f"base_{name}": value for name, value in base_terms.items()}}
     return loss, terms

@@ -42,6 +42,15 @@ def weighted_mean(residuals: torch.Tensor, weights: torch.Tensor | None = None) 
     return residuals.mean() if weights is None else (weights * residuals).mean()
 
 
+def masked_mean(residuals: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean of the residuals [N] where mask [N] (bool) is set, 0 where none is; all of them when
+    mask is None. Computed as sum / count on the device (no residuals picked out: nothing to sync)."""
+    if mask is None:
+        return residuals.mean()
+    chosen = mask.to(residuals.dtype)
+    return (residuals * chosen).sum() / chosen.sum().clamp_min(1.0)
+
+
 def siren_sdf_loss(
     surface_values: torch.Tensor,
     surface_gradients: torch.Tensor,
@@ -52,6 +61,7 @@ def siren_sdf_loss(
     known_values: torch.Tensor | None = None,
     known_sdf: torch.Tensor | None = None,
     surface_weights: torch.Tensor | None = None,
+    free_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The SIREN SDF loss.
 
@@ -61,7 +71,10 @@ def siren_sdf_loss(
     Args:
         surface_values [S, 1], surface_gradients [S, 3], surface_normals [S, 3]: at surface samples.
         volume_gradients [V, 3]: gradients at all points used for the eikonal term.
-        free_values [U, 1]: values at free-space (uniform) points.
+        free_values [U, 1]: values at free-space (uniform) points; with `free_mask`, values [N, 1] at
+            points of which free_mask [N] (bool) picks the free-space ones: the term is then a masked
+            mean (0 when none is free), which has no data-dependent shape, so the step never waits
+            for the device to count them.
         known_values [K, 1], known_sdf [K]: values and true distances at stored samples, used
             only when weights.sdf > 0.
         surface_weights [S]: per-sample factors of the two surface terms (None: all 1), e.g.
@@ -75,7 +88,7 @@ def siren_sdf_loss(
         "surface": weights.surface * weighted_mean(surface_residual(surface_values), surface_weights),
         "normal": weights.normal * weighted_mean(normal_residual(surface_gradients, surface_normals), surface_weights),
         "eikonal": weights.eikonal * eikonal_residual(volume_gradients).mean(),
-        "offsurface": weights.offsurface * offsurface_residual(free_values, weights.alpha).mean()
+        "offsurface": weights.offsurface * masked_mean(offsurface_residual(free_values, weights.alpha), free_mask)
         if free_values.numel()
         else surface_values.new_zeros(()),
     }

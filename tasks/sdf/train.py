@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 from prefect import task
 
-from inrcore.sdf.batched import check_batched_kind, fit_sdf_batch
+from inrcore.sdf.batched import fit_sdf_batch
 from inrcore.sdf.settings import TrainConfig
 from inrcore.sdf.training import FitResult, fit_sdf
 from inrcore.settings import config_to_dict, execution_only_fields, fingerprint, result_settings
@@ -191,7 +191,6 @@ def train_sdf_batch(
     if len(samples_fingerprints) != len(shape_ids):
         raise ValueError(f"{len(shape_ids)} shapes but {len(samples_fingerprints)} samples fingerprints")
     config = training
-    check_batched_kind(config.network.kind)
     keys = [training_fingerprint(fp, config) for fp in samples_fingerprints]
     names = [registry.model_name(dataset, shape_id) for shape_id in shape_ids]
     outcomes: list[Optional[TrainedField]] = [reuse_registered(tracking_uri, name, key, alias, start)

@@ -222,14 +222,15 @@ def test_training_batches_take_full_batches_and_the_rest_when_no_more_come():
     assert training_batches([], 2, more_coming=False) == []
 
 
-def test_kinds_without_batched_training_train_shape_by_shape():
+def test_every_kind_trains_in_batches_and_fits_with_isopoints_shape_by_shape():
     from flows.pipeline import training_batch_size
     from inrcore.fields.settings import NetworkConfig
-    from inrcore.sdf.settings import TrainConfig
+    from inrcore.sdf.settings import IsoPointsConfig, TrainConfig
 
-    assert training_batch_size(TrainConfig(shapes_per_batch=8, network=NetworkConfig(kind="siren"))) == 8
-    assert training_batch_size(TrainConfig(shapes_per_batch=8, network=NetworkConfig(kind="relu-pe"))) == 8
-    assert training_batch_size(TrainConfig(shapes_per_batch=8, network=NetworkConfig(kind="idf"))) == 1
+    for kind in ("siren", "igr", "relu-pe", "idf"):
+        assert training_batch_size(TrainConfig(shapes_per_batch=8, network=NetworkConfig(kind=kind))) == 8
+    with_isopoints = TrainConfig(shapes_per_batch=8, isopoints=IsoPointsConfig(enabled=True))
+    assert training_batch_size(with_isopoints) == 1
 
 
 def test_a_batch_outcome_is_split_per_shape_and_a_batch_failure_is_each_shapes():

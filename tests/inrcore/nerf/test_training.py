@@ -214,3 +214,27 @@ def test_ngp_learns_a_flat_colour_quickly():
     assert isinstance(after.renderer, NgpRenderer)
     assert psnr_before < 8.0
     assert psnr_after > psnr_before + 8.0
+
+
+def test_which_steps_wait_for_the_device():
+    """NeRF's steps read nothing back between logs (its samples per ray are fixed); NGP's occupancy-grid
+    marching keeps the samples in occupied cells, a data-dependent count, so each of its steps waits
+    once for the device to count them (as nerfacc's and Instant-NGP's own marching do), and the grid's
+    refresh reads its threshold every `grid_every` steps (`tests.inrcore.device_reads`)."""
+    from tests.inrcore.device_reads import DeviceReads
+
+    scene = _tiny_scene()
+    quiet = {"eval_every": 1000, "checkpoint_every": 1000}
+    with DeviceReads() as reads:
+        train_radiance_field(NerfConfig(steps=40, **{**TINY_NERF, **quiet}), _batches(scene, 32), 2.0, 6.0, CPU,
+                             log_every=20)
+    assert dict(reads.sites) == {"nerf/training.py:train_radiance_field": 3 * 2}  # steps 1, 20, 40: loss, PSNR
+    with DeviceReads() as reads:
+        train_radiance_field(NerfConfig(steps=40, **{**TINY_NGP, **quiet}), _batches(scene, 64), 2.0, 6.0, CPU,
+                             log_every=20)
+    assert dict(reads.sites) == {
+        "nerf/training.py:train_radiance_field": 3 * 2,
+        "nerf/models.py:_march": 40 * 2,  # the longest ray's sample count, the occupied samples' count
+        "nerf/models.py:render": 40,  # the count of samples in front of opaque ones
+        "nerf/models.py:update": 3,  # the grid's refresh (every grid_every = 16 steps): its threshold
+    }

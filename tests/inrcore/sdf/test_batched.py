@@ -52,7 +52,7 @@ def test_stacked_evaluation_equals_each_network_alone(kind):
         assert all(torch.equal(unstack_params(stacked, index)[name], params[name]) for name in params)
 
 
-@pytest.mark.parametrize("kind", ["siren", "igr", "relu-pe"])
+@pytest.mark.parametrize("kind", ["siren", "igr", "relu-pe", "idf"])
 def test_batch_fit_equals_separate_fits(kind):
     config = small_config(kind)
     logged = []
@@ -72,8 +72,9 @@ def test_batch_fit_equals_separate_fits(kind):
             assert mine["lr"] == pytest.approx(theirs["lr"], rel=1e-12)
         assert [entry for i, entry in logged if i == index] == batched.history
     # The shapes really differ: the three fits end apart from each other.
-    last_bias = sorted(together[0].params, key=lambda name: int(name.split("_")[0]))[-1]
-    assert not torch.allclose(together[0].params[last_bias], together[1].params[last_bias], atol=1e-4)
+    weights = [n for n in together[0].params if n.endswith("weight") and not n.startswith("displacement_")]
+    last = sorted(weights, key=lambda n: int(n.split("_")[-2]))[-1]  # (an IDF's base network's)
+    assert not torch.allclose(together[0].params[last], together[1].params[last], atol=1e-4)
 
 
 def test_point_clouds_without_distances_fit_like_alone():
@@ -86,9 +87,10 @@ def test_point_clouds_without_distances_fit_like_alone():
         assert "sdf" not in batched.history[-1] and batched.history[-1]["loss"] == pytest.approx(single.history[-1]["loss"], rel=1e-5)
 
 
-def test_other_network_kinds_are_refused():
-    config = dataclasses.replace(small_config("siren"), network=dataclasses.replace(NetworkConfig(), kind="idf"))
-    with pytest.raises(ValueError, match="batched training supports network kinds siren, igr, relu-pe; got 'idf'"):
+def test_fits_with_isopoints_are_refused():
+    config = small_config("siren")
+    config = dataclasses.replace(config, isopoints=dataclasses.replace(config.isopoints, enabled=True))
+    with pytest.raises(ValueError, match="^training.isopoints.enabled: batched training does not extract iso-points"):
         fit_sdf_batch(THREE_SPHERES, config)
 
 
@@ -110,3 +112,14 @@ def test_time_budget_stops_the_whole_batch_and_is_recorded():
     for result in results:
         assert result.steps == results[0].steps and result.history[-1]["step"] == result.steps
         assert np.isfinite(result.history[-1]["loss"])
+
+
+@pytest.mark.parametrize("kind", ["siren", "igr"])
+def test_stacked_steps_between_logs_never_wait_for_the_device(kind):  # (idf: see test_batch_fit_equals...)
+    from tests.inrcore.device_reads import DeviceReads
+
+    with DeviceReads() as reads:
+        results = fit_sdf_batch(THREE_SPHERES, small_config(kind, steps=20, log_every=10))
+    read = sum(k not in ("step", "seconds", "lr") for r in results for e in r.history for k in e)
+    assert [e["step"] for e in results[0].history] == [10, 20]
+    assert dict(reads.sites) == {"sdf/loop.py:history_entry": read}  # 3 shapes x 2 logs x (loss + terms)

@@ -6,6 +6,7 @@ from inrcore.fields.gradients import gradient_of_field
 from inrcore.sdf.losses import (
     clamped_sdf_residual,
     eikonal_residual,
+    masked_mean,
     normal_residual,
     offsurface_residual,
     siren_sdf_loss,
@@ -68,6 +69,24 @@ def test_siren_loss_weights_each_term():
     expected = {"surface": 0.4, "normal": 1.5, "eikonal": 2.5, "offsurface": 7.0}
     assert terms == pytest_approx(expected)
     assert abs(float(loss) - sum(expected.values())) < 1e-5
+
+
+def test_masked_mean_by_hand_and_the_masked_offsurface_term_equals_the_picked_one():
+    residuals = torch.tensor([1.0, 2.0, 4.0, 8.0])
+    assert float(masked_mean(residuals, torch.tensor([True, False, True, False]))) == 2.5  # (1 + 4) / 2
+    assert float(masked_mean(residuals, torch.zeros(4, dtype=torch.bool))) == 0.0  # none free: 0, not nan
+    assert float(masked_mean(residuals)) == 3.75
+    values = torch.tensor([[0.0], [0.3], [0.1], [-0.2]])
+    free = torch.tensor([False, True, False, True])
+    common = dict(surface_values=values[:1], surface_gradients=torch.tensor([[1.0, 0.0, 0.0]]),
+                  surface_normals=torch.tensor([[1.0, 0.0, 0.0]]), volume_gradients=torch.ones(4, 3),
+                  weights=LossConfig(alpha=10.0, offsurface=1.0, sdf=0.0))
+    _, masked = siren_sdf_loss(free_values=values, free_mask=free, **common)
+    _, picked = siren_sdf_loss(free_values=values[free], **common)
+    expected = (math.exp(-3.0) + math.exp(-2.0)) / 2  # exp(-10 |u|) at u = 0.3 and -0.2
+    assert float(masked["offsurface"]) == pytest_approx(expected) == float(picked["offsurface"])
+    _, none_free = siren_sdf_loss(free_values=values, free_mask=torch.zeros(4, dtype=torch.bool), **common)
+    assert float(none_free["offsurface"]) == 0.0
 
 
 def pytest_approx(d):

@@ -78,3 +78,20 @@ def test_short_fit_with_the_igr_loss_gives_a_signed_distance(kind):
     inside = evaluate_points(result.spec, result.params, (0.8 * test_points).astype(np.float32))
     outside = evaluate_points(result.spec, result.params, (1.2 * test_points).astype(np.float32))
     assert abs(np.median(inside) + 0.1) < 0.02 and abs(np.median(outside) - 0.1) < 0.02
+
+
+@pytest.mark.parametrize("kind", ["siren", "igr", "relu-pe", "idf"])
+def test_steps_between_logs_never_wait_for_the_device(kind):
+    """On a GPU a step that reads a value back or picks points by a mask waits for the device; only the
+    log steps may (`tests.inrcore.device_reads`)."""
+    from tests.inrcore.device_reads import DeviceReads
+
+    points, normals = sphere_cloud(500)
+    volume = np.random.default_rng(1).uniform(-1, 1, (500, 3))
+    config = TrainConfig(steps=40, log_every=20, batch_surface=64, batch_offsurface=64, batch_uniform=64,
+                         device="cpu", network=NetworkConfig(kind=kind, width=16, layers=1))
+    with DeviceReads() as reads:
+        result = fit_sdf(points, normals, volume, config, volume_sdf=np.linalg.norm(volume, axis=1) - 0.5)
+    assert result.steps == 40 and [e["step"] for e in result.history] == [20, 40]
+    read = sum(k not in ("step", "seconds", "lr", "stage") for e in result.history for k in e)  # losses and terms
+    assert dict(reads.sites) == {"sdf/loop.py:history_entry": read}
