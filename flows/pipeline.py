@@ -30,7 +30,7 @@ from tasks.report import write_report
 from tasks.sdf.evaluate import evaluate_field
 from tasks.sdf.prepare import prepare_samples
 from tasks.sdf.surface import extract_surface
-from tasks.sdf.train import train_sdf, train_sdf_batch
+from tasks.sdf.train import plan_training_batch, train_sdf, train_sdf_batch
 from tasks.skeleton.skeletons import (
     fit_skeleton_field,
     link_skeleton,
@@ -127,6 +127,14 @@ def _run_shapes(dataset: str, shapes: list, config: CollectionConfig, where: dic
     # With shapes_per_batch > 1, shapes ready to train wait here and train in batch tasks that
     # return one result per shape: a full batch at once, the rest when no shape is still preparing.
     batch_size = training_batch_size(config.training)
+    if batch_size == "auto":  # decided on a worker, for the device it trains on
+        sampling = config.sampling
+        plan = plan_training_batch.submit(config.training, sampling.n_surface, sampling.n_near + sampling.n_uniform)
+        plan = plan.result()
+        batch_size = plan.shapes
+        say(f"training: {plan.shapes} shape(s) per batch on {plan.device}" + (
+            f" ({plan.free_bytes / 2**30:.1f} GiB free, {plan.workers_sharing} worker(s) sharing it, "
+            f"{plan.shape_bytes / 2**20:.0f} MiB a shape)" if plan.free_bytes else ""))
     waiting_to_train: list[str] = []
 
     def hold(shape_id: str, stage: str) -> bool:
@@ -149,7 +157,7 @@ def _run_shapes(dataset: str, shapes: list, config: CollectionConfig, where: dic
     seconds = chain.run([sid for sid, _ in shapes])
 
     ordered = [records[sid] for sid, _ in shapes]
-    settings = {"config": config_to_dict(config), **where}
+    settings = {"config": config_to_dict(config), **where, "shapes_per_batch": batch_size}
     paths = write_report(where["out_dir"], dataset, ordered, settings, seconds)
     say(paths["table"])
     say(f"report: {paths['report']}\nsummary: {paths['summary']}")
@@ -158,9 +166,10 @@ def _run_shapes(dataset: str, shapes: list, config: CollectionConfig, where: dic
             "seconds": seconds, **where}
 
 
-def training_batch_size(training: TrainConfig) -> int:
-    """Shapes per training task: `shapes_per_batch`, or 1 for fits with iso-points, which train
-    shape by shape (every network kind trains stacked otherwise)."""
+def training_batch_size(training: TrainConfig) -> Union[int, str]:
+    """Shapes per training task: `shapes_per_batch` (a number, or "auto": `plan_training_batch`
+    decides), or 1 for fits with iso-points, which train shape by shape (every network kind trains
+    stacked otherwise)."""
     if training.isopoints.enabled:
         return 1
     return training.shapes_per_batch

@@ -229,6 +229,10 @@ def _first_problem(cls: type, exc: pydantic.ValidationError, where: str) -> str:
                 f"expected some of {', '.join(fields)}")
     error = errors[0]
     loc, kind, ctx = error["loc"], error["type"], error.get("ctx") or {}
+    if _is_union_member(cls, loc):  # a setting of several types (e.g. a count or "auto"): say each
+        members = [e for e in errors if e["loc"][:-1] == loc[:-1]]
+        expected = " or ".join(dict.fromkeys(_expected(e) for e in members))
+        return f"{_place(where, loc[:-1])}: expected {expected}, got {error['input']!r}"
     if kind == "value_error" and isinstance(ctx.get("error"), SettingError):
         return f"{_place(where, loc + (ctx['error'].field,))}: {ctx['error'].problem}"
     if kind == "value_error":
@@ -243,6 +247,36 @@ def _first_problem(cls: type, exc: pydantic.ValidationError, where: str) -> str:
     if kind in _MESSAGES:
         return f"{_place(where, loc)}: {_MESSAGES[kind].format(input=error['input'])}"
     return f"{_place(where, loc)}: {error['msg']}"
+
+
+def _is_union_member(cls: type, loc: tuple) -> bool:
+    """Whether the last part of an error's location names a member type of a union setting (pydantic
+    adds it, e.g. "constrained-int" or "literal['auto']"), not a field."""
+    if len(loc) < 2 or not all(isinstance(part, str) for part in loc):
+        return False
+    try:
+        section = _class_at(cls, loc[:-2])
+    except (KeyError, StopIteration, TypeError):
+        return False
+    if loc[-2] not in {f.name for f in dataclasses.fields(section)}:
+        return False
+    try:
+        _class_at(section, loc[-2:-1])  # a section: the last part is one of its fields
+    except StopIteration:
+        return True  # a plain setting: the last part is a member of its type
+    return False
+
+
+def _expected(error: dict) -> str:
+    """What one member of a union setting would have accepted."""
+    kind = error["type"]
+    if kind == "literal_error":
+        return "one of " + ", ".join(re.findall(r"'([^']*)'", (error.get("ctx") or {}).get("expected", "")))
+    if kind == "greater_than":
+        return "a positive integer" if "int" in str(error["loc"][-1]) else "a positive number"
+    if kind in ("int_type", "int_from_float", "int_parsing"):
+        return "an integer"
+    return error["msg"].lower()
 
 
 def _place(where: str, loc: tuple) -> str:

@@ -11,6 +11,7 @@ losses with respect to shape b's parameters is shape b's own gradient, and Adam 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -23,6 +24,7 @@ from inrcore.fields.build import network_for
 from inrcore.fields.gradients import gradient_of_field
 from inrcore.fields.networks import evaluate_network, stack_params, unstack_params
 from inrcore.sdf.idfstages import (
+    IdfStage,
     apply_idf_stage,
     combine_stage_losses,
     idf_param_groups,
@@ -65,6 +67,75 @@ def check_same_layout(samplers: Sequence[ShapeSampler], config: TrainConfig) -> 
 def stacked_step_points(steps: Sequence[StepPoints]) -> torch.Tensor:
     """The shapes' step points as one tensor: B x [N, 3] -> [B, N, 3]."""
     return torch.stack([step.points for step in steps])
+
+
+def stacked_losses(spec, params, batches: Sequence[StepPoints], config: TrainConfig,
+                   stage: Optional[IdfStage] = None) -> StepLosses:
+    """One (loss, terms) per shape from one evaluation of the stacked networks (`params` stacked [B, ...])
+    at the shapes' step points; for an IDF, in `stage` (its terms then carry "stage")."""
+    points = stacked_step_points(batches).requires_grad_(True)
+
+    def shape_losses(values: torch.Tensor, gradients: torch.Tensor) -> StepLosses:
+        # values [B, N, 1], gradients [B, N, 3]: shape b's values depend on its own points only
+        return [step_loss(values[i], gradients[i], batch, config) for i, batch in enumerate(batches)]
+
+    if stage is None:
+        values = evaluate_network(spec, params, points)
+        return shape_losses(values, gradient_of_field(values, points))
+    calls: list[StepLosses] = []  # each field loss staged_idf_loss asks for, per shape
+
+    def field_loss(values: torch.Tensor, gradients: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        calls.append(shape_losses(values, gradients))
+        return sum(loss for loss, _ in calls[-1]), {}
+
+    staged_idf_loss(spec, params, points, stage, field_loss,
+                    treat_normal_as_constant=config.network.idf_detach_normal)
+    combined = [combine_stage_losses(stage, [call[i] for call in calls]) for i in range(len(batches))]
+    return [(loss, {**terms, "stage": stage.index}) for loss, terms in combined]
+
+
+def shape_step_bytes(config: TrainConfig, surface_samples: int, volume_samples: int) -> int:
+    """The memory (bytes) one more shape takes on the device in a stacked fit with `config`, whose stored
+    samples are `surface_samples` oriented points and `volume_samples` off-surface points:
+
+    - what autograd keeps from a step's forward pass (and from the gradient in the loss) for the
+      backward pass, counted exactly: one step of one shape is run on the CPU on random points with
+      saved-tensor hooks summing the distinct storages kept (the graph, hence the count, is the same
+      on every device; an IDF in its blend stage, its largest graph), counted twice for backward's
+      own gradients of the same sizes;
+    - its parameters, their gradients and Adam's two moments (4 x the parameters);
+    - its stored samples (points, normals, an IGR sigma; points, distances, a free-space flag).
+    """
+    cpu = dataclasses.replace(config, device="cpu")
+    generator = torch.Generator().manual_seed(0)
+    surface = torch.nn.functional.normalize(torch.randn(64, 3, generator=generator), dim=1) * 0.5
+    volume = torch.rand(64 if volume_samples else 0, 3, generator=generator) * 2 - 1
+    sampler = ShapeSampler(surface.numpy(), surface.numpy() * 2, volume.numpy(), cpu, torch.device("cpu"),
+                           volume_sdf=(volume.norm(dim=1) - 0.5).numpy())
+    spec, initial = network_for(config.network, generator)
+    params = {name: tensor.requires_grad_(True) for name, tensor in stack_params([initial]).items()}
+    stage = idf_stage_at(0.35, 0.2, 0.5) if uses_idf_stages(config) else None  # blend: both fields' losses
+    own = {tensor.untyped_storage().data_ptr() for tensor in params.values()}
+    kept: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in own:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        ((loss, _),) = stacked_losses(spec, params, [sampler.draw()], cpu, stage)
+    loss.backward()
+    parameters = sum(tensor.numel() * tensor.element_size() for tensor in initial.values())
+    samples = 4 * (surface_samples * 7 + volume_samples * 5)
+    return 2 * sum(kept.values()) + 4 * parameters + samples
+
+
+def shapes_for_memory(free_bytes: int, per_shape: int, share: float = 0.8, most: int = 1024) -> int:
+    """How many shapes of `per_shape` bytes (`shape_step_bytes`) to train together in `share` of
+    `free_bytes`: at least 1, at most `most`."""
+    return int(min(max(share * free_bytes // per_shape, 1), most))
 
 
 def fit_sdf_batch(
@@ -111,29 +182,11 @@ def fit_sdf_batch(
     optimizer = torch.optim.Adam(idf_param_groups(params.items()) if staged else params.parameters(), lr=config.lr)
 
     def take_step(step: int, progress: float, lr: float) -> StepLosses:
-        """One (loss, terms) per shape, from one evaluation of the stacked networks."""
-        batches = [sampler.draw() for sampler in samplers]
-        points = stacked_step_points(batches).requires_grad_(True)
-
-        def shape_losses(values: torch.Tensor, gradients: torch.Tensor) -> StepLosses:
-            # values [B, N, 1], gradients [B, N, 3]: shape b's values depend on its own points only
-            return [step_loss(values[i], gradients[i], batch, config) for i, batch in enumerate(batches)]
-
-        if not staged:
-            values = evaluate_network(spec, params, points)
-            return shape_losses(values, gradient_of_field(values, points))
-        stage = idf_stage_at(progress, config.network.idf_base_fraction, config.network.idf_blend_end)
-        apply_idf_stage(optimizer.param_groups, stage, lr)
-        calls: list[StepLosses] = []  # each field loss staged_idf_loss asks for, per shape
-
-        def field_loss(values: torch.Tensor, gradients: torch.Tensor) -> tuple[torch.Tensor, dict]:
-            calls.append(shape_losses(values, gradients))
-            return sum(loss for loss, _ in calls[-1]), {}
-
-        staged_idf_loss(spec, params, points, stage, field_loss,
-                        treat_normal_as_constant=config.network.idf_detach_normal)
-        combined = [combine_stage_losses(stage, [call[i] for call in calls]) for i in range(count)]
-        return [(loss, {**terms, "stage": stage.index}) for loss, terms in combined]
+        stage = None
+        if staged:
+            stage = idf_stage_at(progress, config.network.idf_base_fraction, config.network.idf_blend_end)
+            apply_idf_stage(optimizer.param_groups, stage, lr)
+        return stacked_losses(spec, params, [sampler.draw() for sampler in samplers], config, stage)
 
     steps, seconds, histories = run_steps(config, optimizer, take_step, on_log=on_log, name_shapes=True)
     final = {name: tensor.detach().to("cpu", torch.float32) for name, tensor in params.items()}

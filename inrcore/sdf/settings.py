@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field
 
@@ -98,7 +98,9 @@ class TrainConfig:
     shapes_per_batch > 1 trains that many shapes of a collection together in one process
     with stacked weights (`inrcore.sdf.batched.fit_sdf_batch`): each shape's fit is the one it
     would get alone (same initialisation, samples and optimiser steps, up to rounding), in
-    less time per shape. `seconds` then caps the wall time of the whole batch.
+    less time per shape. `seconds` then caps the wall time of the whole batch. "auto" packs as many
+    as fit in the training device's free memory (`inrcore.sdf.batched.shape_step_bytes`), on a GPU;
+    on the CPU, where stacking does not pay, shapes train one by one.
 
     `isopoints` (off by default) adds iso-points of the current field to the surface data
     (`IsoPointsConfig`); such fits train shape by shape, never stacked.
@@ -114,7 +116,7 @@ class TrainConfig:
     seed: Integer = 0
     device: DeviceName = "auto"
     log_every: Count = 50
-    shapes_per_batch: Annotated[Count, ExecutionOnly] = 1
+    shapes_per_batch: Annotated[Union[Count, Literal["auto"]], ExecutionOnly] = 1
     network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
     isopoints: IsoPointsConfig = dataclasses.field(default_factory=IsoPointsConfig)

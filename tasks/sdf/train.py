@@ -15,7 +15,8 @@ from typing import Callable, Optional
 import numpy as np
 from prefect import task
 
-from inrcore.sdf.batched import fit_sdf_batch
+from inrcore.device import free_memory, resolve_device
+from inrcore.sdf.batched import fit_sdf_batch, shape_step_bytes, shapes_for_memory
 from inrcore.sdf.settings import TrainConfig
 from inrcore.sdf.training import FitResult, fit_sdf
 from inrcore.settings import config_to_dict, execution_only_fields, fingerprint, result_settings
@@ -166,6 +167,45 @@ def train_sdf(
         model_uri, version = register_fit(tracking_uri, run_id, name, alias, key, result, shape_id, dataset,
                                           samples, config)
     return trained_result(model_uri, name, version, run_id, key, time.perf_counter() - start, result)
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How many shapes a stacked training task takes (`plan_training_batch`), and from what: the
+    device, its free bytes, the Dask workers on its machine sharing it, the bytes one shape takes."""
+
+    shapes: int
+    device: str
+    free_bytes: int = 0
+    workers_sharing: int = 1
+    shape_bytes: int = 0
+
+
+def workers_on_this_machine() -> int:
+    """The Dask workers on the machine of the worker this runs in (1 outside a Dask worker)."""
+    try:
+        from distributed import get_client, get_worker
+
+        host = get_worker().address.rsplit(":", 1)[0]
+        return max(1, sum(address.rsplit(":", 1)[0] == host
+                          for address in get_client().scheduler_info()["workers"]))
+    except (ImportError, ValueError):
+        return 1
+
+
+@task(name="plan-training-batch")
+def plan_training_batch(training: TrainConfig, surface_samples: int, volume_samples: int) -> BatchPlan:
+    """Shapes per stacked training task for `shapes_per_batch: auto`, decided on a worker, for the device
+    it trains on: on a GPU as many as fit in 80% of its free memory shared among the Dask workers of its
+    machine (`inrcore.sdf.batched.shape_step_bytes` of one shape with that many stored samples); on the
+    CPU 1 (stacking does not pay there, BENCHMARKS.md)."""
+    device = resolve_device(training.device)
+    if device.type != "cuda":
+        return BatchPlan(shapes=1, device=str(device))
+    free, sharing = free_memory(device), workers_on_this_machine()
+    per_shape = shape_step_bytes(training, surface_samples, volume_samples)
+    return BatchPlan(shapes=shapes_for_memory(free // sharing, per_shape), device=str(device), free_bytes=free,
+                     workers_sharing=sharing, shape_bytes=per_shape)
 
 
 @task(name="train-sdf-batch", retries=1, retry_condition_fn=retry_unless_bad_input)

@@ -222,6 +222,14 @@ def test_training_batches_take_full_batches_and_the_rest_when_no_more_come():
     assert training_batches([], 2, more_coming=False) == []
 
 
+def test_auto_batches_are_planned_for_the_training_device():
+    from inrcore.sdf.settings import TrainConfig
+    from tasks.sdf.train import BatchPlan, plan_training_batch
+
+    assert plan_training_batch.fn(TrainConfig(shapes_per_batch="auto", device="cpu"), 50_000, 70_000) == BatchPlan(
+        shapes=1, device="cpu")
+
+
 def test_every_kind_trains_in_batches_and_fits_with_isopoints_shape_by_shape():
     from flows.pipeline import training_batch_size
     from inrcore.fields.settings import NetworkConfig
@@ -229,6 +237,7 @@ def test_every_kind_trains_in_batches_and_fits_with_isopoints_shape_by_shape():
 
     for kind in ("siren", "igr", "relu-pe", "idf"):
         assert training_batch_size(TrainConfig(shapes_per_batch=8, network=NetworkConfig(kind=kind))) == 8
+    assert training_batch_size(TrainConfig(shapes_per_batch="auto")) == "auto"
     with_isopoints = TrainConfig(shapes_per_batch=8, isopoints=IsoPointsConfig(enabled=True))
     assert training_batch_size(with_isopoints) == 1
 
@@ -302,12 +311,14 @@ def test_point_clouds_run_beside_meshes_and_a_bad_cloud_fails_alone(prefect_api,
     np.savetxt(folder / "holey.xyz", broken)
     overrides = {"sampling": {"n_surface": 3000, "n_near": 2000, "n_uniform": 1000},
                  "training": {"steps": 100, "batch_surface": 512, "batch_offsurface": 256, "batch_uniform": 512,
-                              "lr": 1e-3, "log_every": 50, "network": {"kind": "igr", "width": 32, "layers": 2}},
+                              "lr": 1e-3, "log_every": 50, "network": {"kind": "igr", "width": 32, "layers": 2},
+                              "shapes_per_batch": "auto"},  # on the CPU: one by one
                  "grid": {"resolution": 32, "chunk": 16}, "metrics": {"n_points": 3000}}
     out = tmp_path / "run"
     summary = sdf_collection(manifest=str(folder), out_dir=str(out), dask_address=shared_cluster, overrides=overrides,
                              quiet=True)
     assert statuses(summary) == {"ball": "ok", "holey": "failed", "spot": "ok"}
+    assert json.loads(Path(summary["summary"]).read_text())["settings"]["shapes_per_batch"] == 1
     errors = {r["shape_id"]: r["error"] for r in summary["shapes"]}
     assert errors["holey"] == f"prepare: {folder / 'holey.xyz'}: 1 points have NaN or infinite coordinates"
     for record in (r for r in summary["shapes"] if r["status"] == "ok"):

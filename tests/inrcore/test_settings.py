@@ -158,3 +158,15 @@ def test_merge_overrides_merges_nested_sections_and_leaves_its_inputs_alone():
                       "grid": {"resolution": 9}}
     assert base["training"]["network"]["width"] == 64 and top == {"training": {"network": {"width": 32}},
                                                                    "alias": "b", "grid": {"resolution": 9}}
+
+
+def test_a_setting_of_several_types_says_each_in_one_line():
+    from inrcore.errors import ConfigError
+    from inrcore.sdf.settings import PipelineConfig, TrainConfig
+    from inrcore.settings import config_replace
+
+    assert config_replace(TrainConfig(), {"shapes_per_batch": "auto"}, "m.yaml").shapes_per_batch == "auto"
+    for bad, said in ((0, "a positive integer"), ("many", "an integer"), (2.5, "an integer")):
+        with pytest.raises(ConfigError) as caught:
+            config_replace(PipelineConfig(), {"training": {"shapes_per_batch": bad}}, "m.yaml")
+        assert str(caught.value) == f"m.yaml.training.shapes_per_batch: expected {said} or one of auto, got {bad!r}"

@@ -123,3 +123,39 @@ def test_stacked_steps_between_logs_never_wait_for_the_device(kind):  # (idf: se
     read = sum(k not in ("step", "seconds", "lr") for r in results for e in r.history for k in e)
     assert [e["step"] for e in results[0].history] == [10, 20]
     assert dict(reads.sites) == {"sdf/loop.py:history_entry": read}  # 3 shapes x 2 logs x (loss + terms)
+
+
+def test_the_memory_of_one_more_shape_is_counted_from_its_step():
+    from inrcore.sdf.batched import shape_step_bytes, shapes_for_memory
+
+    config = small_config("siren")
+    base = shape_step_bytes(config, 1000, 500)
+    # stored samples: 7 floats per surface point (point, normal, IGR sigma), 5 per volume point
+    assert shape_step_bytes(config, 2000, 500) - base == 4 * 7 * 1000
+    assert shape_step_bytes(config, 1000, 600) - base == 4 * 5 * 100
+    # what the step keeps grows exactly in proportion to its points (each saved tensor is [N, ...])
+    sizes = [shape_step_bytes(dataclasses.replace(config, batch_surface=n, batch_offsurface=n, batch_uniform=n),
+                              1000, 500) for n in (128, 256, 384)]
+    assert sizes[2] - sizes[1] == sizes[1] - sizes[0] > 2 * 3 * 128 * 16 * 4  # > twice one [3 x 128, 16] layer
+    _, initial = network_for(config.network, torch.Generator().manual_seed(0))
+    parameters = sum(t.numel() for t in initial.values()) * 4
+    constant = sizes[0] - (sizes[1] - sizes[0])  # parameters x 4 (with gradients and Adam's moments), samples
+    assert 0 <= constant - (4 * parameters + 4 * (7 * 1000 + 5 * 500)) <= 64  # (and a few saved scalars)
+    idf = small_config("idf")
+    assert shape_step_bytes(idf, 1000, 500) > 2 * base  # two networks, f and f-hat, and their gradients
+    assert shapes_for_memory(10 * 2**30, 100 * 2**20) == 81  # 0.8 x 10 GiB / 100 MiB = 81.9
+    assert shapes_for_memory(2**20, 100 * 2**20) == 1 and shapes_for_memory(2**50, 1) == 1024
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="compares with CUDA's own allocation count")
+def test_the_counted_memory_covers_a_stacked_cuda_step():
+    from inrcore.sdf.batched import shape_step_bytes
+
+    config = dataclasses.replace(TrainConfig(), device="cuda", steps=1)
+    shapes = [sphere_samples(50_000, 0.3 + 0.01 * i, (0.0, 0.0, 0.0), i, n_volume=50_000) for i in range(8)]
+    torch.cuda.reset_peak_memory_stats()
+    start = torch.cuda.memory_allocated()
+    fit_sdf_batch(shapes, config)
+    peak = torch.cuda.max_memory_allocated() - start
+    counted = 8 * shape_step_bytes(config, 50_000, 50_000)
+    assert 0.5 * counted < peak <= counted  # an upper bound, not too loose
