@@ -209,6 +209,14 @@ def time_batched(shapes, config) -> dict:
               "final_loss_mean": round(sum(r.history[-1]["loss"] for r in results) / len(results), 4)}
     if device.type == "cuda":
         report["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        try:  # what `shapes_per_batch: auto` counts for these shapes, beside what CUDA allocated
+            from inrcore.sdf.batched import shape_step_bytes
+
+            surface, _, volume, _ = shapes[0]
+            report["counted_memory_mib"] = round(len(shapes) * shape_step_bytes(config, len(surface), len(volume))
+                                                 / 2**20, 1)
+        except ImportError:  # a version without the count
+            pass
     return report
 
 
@@ -217,7 +225,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="1,4,8,16", help="batch sizes to measure, comma-separated")
     parser.add_argument("--steps", type=int, default=200, help="training steps of every fit")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    parser.add_argument("--kind", default="siren", choices=["siren", "igr", "relu-pe"])
+    parser.add_argument("--kind", default="siren", choices=["siren", "igr", "relu-pe", "idf"])
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--batch-points", type=int, default=None,
