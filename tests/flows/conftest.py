@@ -17,7 +17,7 @@ def shared_cluster():
     worker processes with the flows' worker environment, `flows.collection.task_runner`); yields its
     address. Flow tests that need a cluster but not a fresh one pass it as `dask_address`: a flow's own
     LocalCluster costs about 15 s of start-up and imports on two cores. The embedded default is still run
-    by `test_pipeline`'s first run and by every `inr` command test."""
+    by every `inr` command test (`test_commands`)."""
     from distributed import LocalCluster
 
     from flows.collection import configure_local_workers

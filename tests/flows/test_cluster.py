@@ -151,6 +151,26 @@ def test_a_deployment_run_by_the_prefect_worker_gives_the_same_results(remote_ru
             assert record["metrics"][key] == pytest.approx(by_shape[record["shape_id"]]["metrics"][key], rel=1e-4)
 
 
+def test_the_cluster_gives_the_results_of_one_machine(prefect_api, remote_run, store_env, shared_cluster, tmp_path):
+    """The recipe's `inr run` (servers, object store) against the same manifest run with the embedded
+    defaults on this machine: a local folder, store and SQLite registry, a LocalCluster."""
+    import shutil
+
+    from flows.pipeline import sdf_collection
+    from tasks import locations
+
+    for name in ("spot", "bunny"):
+        shutil.copy(ROOT / "datasets" / "meshes" / f"{name}.obj", tmp_path / f"{name}.obj")
+    (tmp_path / "demo.yaml").write_text("name: demo\nshapes: [spot.obj, bunny.obj]\n")  # the recipe's manifest
+    local = sdf_collection(manifest=str(tmp_path / "demo.yaml"), out_dir=str(tmp_path / "run"), overrides=TINY,
+                           dask_address=shared_cluster, quiet=True)
+    assert local["ok"] == 2 and (tmp_path / "run" / "mlflow.db").is_file()
+    cluster = {r["shape_id"]: r for r in locations.read_json(f"s3://{BUCKET}/run/summary.json")["shapes"]}
+    for record in local["shapes"]:
+        for key in ("chamfer_l1", "fscore", "normal_consistency"):
+            assert record["metrics"][key] == pytest.approx(cluster[record["shape_id"]]["metrics"][key], rel=1e-4), key
+
+
 def test_the_registered_model_loads_by_alias_in_a_fresh_process(remote_run, store_env):
     code = ("import sys; from tasks import registry; "
             "spec, params, _, _ = registry.load_registered_field(sys.argv[1], 'models:/demo-spot@champion'); "

@@ -41,9 +41,9 @@ def collection(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def first_run(prefect_api, collection, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    summary = sdf_collection(manifest=str(collection), out_dir=str(out), workers=2, quiet=True)
+def first_run(prefect_api, collection, tmp_path_factory, shared_cluster):
+    out = tmp_path_factory.mktemp("run")  # (the flow's own LocalCluster: every `inr` command test, test_commands)
+    summary = sdf_collection(manifest=str(collection), out_dir=str(out), dask_address=shared_cluster, quiet=True)
     return out, summary
 
 
@@ -153,9 +153,8 @@ def test_rerun_reuses_everything_and_recovers_from_an_interrupted_stage(first_ru
     assert open_store(str(out / "store.zarr"))["fields/spot"].attrs["complete"] is True
 
 
-def test_same_flow_on_an_existing_cluster_an_fsspec_url_and_a_given_tracking_uri(prefect_api, collection, tmp_path):
-    from distributed import LocalCluster
-
+def test_same_flow_on_an_existing_cluster_an_fsspec_url_and_a_given_tracking_uri(prefect_api, collection, tmp_path,
+                                                                                   shared_cluster):
     manifest = tmp_path / "one.yaml"
     manifest.write_text(yaml.safe_dump({
         "name": "one", "shapes": [str(collection.parent / "spot.obj")],
@@ -169,11 +168,10 @@ def test_same_flow_on_an_existing_cluster_an_fsspec_url_and_a_given_tracking_uri
     store_url = (tmp_path / "elsewhere" / "fields.zarr").as_uri()
     tracking = f"sqlite:///{tmp_path / 'tracking' / 'mlflow.db'}"
     (tmp_path / "tracking").mkdir()
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
-        summary = sdf_collection(manifest=str(manifest), out_dir=str(tmp_path / "run"), store_url=store_url,
-                                 tracking_uri=tracking, dask_address=cluster.scheduler_address, quiet=True)
-        again = sdf_collection(manifest=str(manifest), out_dir=str(tmp_path / "run"), store_url=store_url,
-                               tracking_uri=tracking, dask_address=cluster.scheduler_address, quiet=True)
+    summary = sdf_collection(manifest=str(manifest), out_dir=str(tmp_path / "run"), store_url=store_url,
+                             tracking_uri=tracking, dask_address=shared_cluster, quiet=True)
+    again = sdf_collection(manifest=str(manifest), out_dir=str(tmp_path / "run"), store_url=store_url,
+                           tracking_uri=tracking, dask_address=shared_cluster, quiet=True)
     assert summary["shapes"][0]["status"] == "ok", summary["shapes"][0]["error"]
     _check_query_stages(summary["shapes"][0], store_url, tracking)
     assert again["shapes"][0]["reused"] == {stage: True for stage in
