@@ -129,8 +129,8 @@ def _run_shapes(dataset: str, shapes: list, config: CollectionConfig, where: dic
     batch_size = training_batch_size(config.training)
     if batch_size == "auto":  # decided on a worker, for the device it trains on
         sampling = config.sampling
-        plan = plan_training_batch.submit(config.training, sampling.n_surface, sampling.n_near + sampling.n_uniform)
-        plan = plan.result()
+        plan = plan_training_batch.submit(config.training, sampling.n_surface,
+                                          sampling.n_near + sampling.n_uniform).result()
         batch_size = plan.shapes
         say(f"training: {plan.shapes} shape(s) per batch on {plan.device}" + (
             f" ({plan.free_bytes / 2**30:.1f} GiB free, {plan.workers_sharing} worker(s) sharing it, "

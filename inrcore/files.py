@@ -40,14 +40,14 @@ def remove_stale_partials(folder, older_than: float = 600.0) -> list[Path]:
     """Remove the temporary files `write_atomic` left under `folder` when its process was killed before
     the rename, those last changed more than `older_than` seconds ago (a younger one may be another
     run's write in progress). Folders named *.zarr are not entered (a store has no such files and may
-    hold millions of chunks). Returns the paths removed."""
+    hold millions of chunks). Best effort: a file that cannot be removed is left. Returns the paths removed."""
     removed, now = [], time.time()
     for root, folders, files in os.walk(folder):
         folders[:] = [f for f in folders if not f.endswith(".zarr")]
         for name in files:
             path = Path(root) / name
             if _PARTIAL.match(name):
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove: left alone
                     if now - path.stat().st_mtime > older_than:
                         path.unlink()
                         removed.append(path)

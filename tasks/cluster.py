@@ -29,6 +29,18 @@ def compute_on_cluster(wanted: list) -> list:
         return list(client.gather(client.compute(wanted)))
 
 
+def workers_on_this_machine() -> int:
+    """The Dask workers on the machine of the worker this runs in (1 outside a Dask worker)."""
+    try:
+        from distributed import get_client, get_worker
+
+        host = get_worker().address.rsplit(":", 1)[0]
+        return max(1, sum(address.rsplit(":", 1)[0] == host
+                          for address in get_client().scheduler_info()["workers"]))
+    except (ImportError, ValueError):
+        return 1
+
+
 def shared_field(spec: FieldSpec, params: Params):
     """A field's weights as one `dask.delayed` value that every piece of a graph shares (sent to
     each worker once): {"spec": its JSON description, "params": {name: numpy array}}."""

@@ -234,6 +234,6 @@ def scene_from_mesh(mesh_path: str | os.PathLike, folder: str | os.PathLike,
         cameras["test"] = camera_poses_on_sphere(config.n_test, config.radius, config.upper_hemisphere,
                                                  config.seed + 1)
     splits = {name: (render_mesh_views(mesh, poses, intrinsics), poses) for name, poses in cameras.items()}
-    extra = {"source": os.fspath(mesh_path) if source is None else source, "extent": config.extent, "radius": config.radius,
-             "normalisation": normalisation.to_dict()}
+    extra = {"source": os.fspath(mesh_path) if source is None else source, "extent": config.extent,
+             "radius": config.radius, "normalisation": normalisation.to_dict()}
     return write_scene(folder, splits, config.camera_angle_x, config.near, config.far, extra=extra)

@@ -108,9 +108,9 @@ def shape_step_bytes(config: TrainConfig, surface_samples: int, volume_samples: 
     """
     cpu = dataclasses.replace(config, device="cpu")
     generator = torch.Generator().manual_seed(0)
-    surface = torch.nn.functional.normalize(torch.randn(64, 3, generator=generator), dim=1) * 0.5
-    volume = torch.rand(64 if volume_samples else 0, 3, generator=generator) * 2 - 1
-    sampler = ShapeSampler(surface.numpy(), surface.numpy() * 2, volume.numpy(), cpu, torch.device("cpu"),
+    normals = torch.nn.functional.normalize(torch.randn(64, 3, generator=generator), dim=1)
+    volume = torch.rand(64 if volume_samples else 0, 3, generator=generator) * 2 - 1  # a sphere of radius 0.5
+    sampler = ShapeSampler((normals * 0.5).numpy(), normals.numpy(), volume.numpy(), cpu, torch.device("cpu"),
                            volume_sdf=(volume.norm(dim=1) - 0.5).numpy())
     spec, initial = network_for(config.network, generator)
     params = {name: tensor.requires_grad_(True) for name, tensor in stack_params([initial]).items()}

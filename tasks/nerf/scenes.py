@@ -46,15 +46,13 @@ def local_scene(location) -> Iterator[str]:
         return SceneError(locations.join(location, "transforms_train.json"), "missing: no scene there")
 
     with locations.local_folder(location, missing=missing) as folder:
+        copy, url = folder + os.sep, str(location).rstrip("/") + "/"
         try:
             yield folder
         except ShapeError as exc:
-            if folder == str(location) or not exc.path.startswith(folder + os.sep):
+            if folder == str(location) or not exc.path.startswith(copy):
                 raise
-            def at_url(text: str) -> str:
-                return text.replace(folder + os.sep, str(location).rstrip("/") + "/")
-
-            raise type(exc)(at_url(exc.path), at_url(exc.problem)) from None
+            raise type(exc)(exc.path.replace(copy, url), exc.problem.replace(copy, url)) from None
 
 
 def is_scene_folder(source) -> bool:

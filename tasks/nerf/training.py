@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 from prefect import task
 
@@ -105,11 +106,12 @@ def train_nerf(shape_id: str, dataset: str, store_url: str, rays_path: str, rays
     with registry.ending_run(tracking_uri, run_id), tempfile.TemporaryDirectory(prefix="inrflow-nerf-") as scratch:
         # files are made in the run folder itself when it is local, else in `scratch` and put there
         work = Path(scratch) if locations.is_url(folder) else locations.local_path(folder)
-        checkpoint = Checkpoint(locations.join(out_dir, "checkpoints", f"{shape_id}.pt"), scratch)
+        checkpoint_location = locations.join(out_dir, "checkpoints", f"{shape_id}.pt")
+        checkpoint, put_checkpoint = local_checkpoint(checkpoint_location, scratch)
         result = train_radiance_field(
             config, zarr_ray_batches(store_url, rays_path, config.batch_rays, config.seed), near, far, device,
-            test=test, on_log=on_log, on_eval=on_eval, checkpoint_path=checkpoint.local,
-            on_checkpoint=checkpoint.put, data_key=rays_key)
+            test=test, on_log=on_log, on_eval=on_eval, checkpoint_path=checkpoint,
+            on_checkpoint=put_checkpoint, data_key=rays_key)
         weights = save_radiance_field(work / "field.safetensors", result.renderer, config,
                                       {"shape_id": shape_id, "dataset": dataset, "fingerprint": key})
         measured = measure_test_views(result.renderer, test, picture_settings.test_views,
@@ -134,20 +136,16 @@ def train_nerf(shape_id: str, dataset: str, store_url: str, rays_path: str, rays
     return _radiance_field(outcome, model_uri, version, seconds=time.perf_counter() - start)
 
 
-class Checkpoint:
-    """A training checkpoint at `location` (a path or URL) as a local file: the file itself for a path;
-    for a URL, a copy in `scratch` fetched now (when there is one) and put back whole after each write
-    (`put`), so that a run restarted on another machine resumes from it."""
-
-    def __init__(self, location: str, scratch: str):
-        self.location = location
-        if not locations.is_url(location):
-            self.local, self.put = str(locations.local_path(location)), None
-            return
-        self.local = str(Path(scratch) / "checkpoint.pt")
-        with contextlib.suppress(FileNotFoundError):
-            Path(self.local).write_bytes(locations.read_bytes(location))
-        self.put = lambda path: locations.copy_to(path, location)
+def local_checkpoint(location: str, scratch: str) -> tuple[str, Optional[Callable[[str], object]]]:
+    """A training checkpoint at `location` (a path or URL) as (a local file, what to call after each write):
+    the file itself and nothing for a path; for a URL, a copy in `scratch` fetched now (when there is one)
+    and a call putting it back whole, so that a run restarted on another machine resumes from it."""
+    if not locations.is_url(location):
+        return str(locations.local_path(location)), None
+    local = Path(scratch) / "checkpoint.pt"
+    with contextlib.suppress(FileNotFoundError):
+        local.write_bytes(locations.read_bytes(location))
+    return str(local), lambda path: locations.copy_to(path, location)
 
 
 def _put(path, folder: str) -> str:

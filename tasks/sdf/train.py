@@ -22,6 +22,7 @@ from inrcore.sdf.training import FitResult, fit_sdf
 from inrcore.settings import config_to_dict, execution_only_fields, fingerprint, result_settings
 
 from .. import registry
+from ..cluster import workers_on_this_machine
 from ..options import retry_unless_bad_input
 from ..results import StageResult
 from ..store import open_store, volume_sdf_of
@@ -179,18 +180,6 @@ class BatchPlan:
     free_bytes: int = 0
     workers_sharing: int = 1
     shape_bytes: int = 0
-
-
-def workers_on_this_machine() -> int:
-    """The Dask workers on the machine of the worker this runs in (1 outside a Dask worker)."""
-    try:
-        from distributed import get_client, get_worker
-
-        host = get_worker().address.rsplit(":", 1)[0]
-        return max(1, sum(address.rsplit(":", 1)[0] == host
-                          for address in get_client().scheduler_info()["workers"]))
-    except (ImportError, ValueError):
-        return 1
 
 
 @task(name="plan-training-batch")

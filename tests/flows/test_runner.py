@@ -46,3 +46,11 @@ def test_a_run_starts_by_removing_the_stale_temporaries_of_a_killed_one(tmp_path
     data, _, where = start_collection(str(ROOT / "datasets" / "demo.yaml"), "config", None, str(out), None, None)
     assert where["out_dir"] == str(out) and data.name == "demo"
     assert not stale.exists() and young.exists()
+
+
+def test_workers_sharing_a_machine_are_counted_from_inside_a_task(shared_cluster):
+    from tasks.cluster import workers_on_this_machine
+
+    assert workers_on_this_machine() == 1  # not in a Dask worker
+    with Client(shared_cluster) as client:
+        assert client.submit(workers_on_this_machine, pure=False).result() == 2  # the session's two, on 127.0.0.1
