@@ -51,10 +51,29 @@ WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(256 * 2**20), "MALLOC_MMAP_TH
 
 
 def configure_local_workers() -> None:
-    """Make worker processes started from here (LocalCluster nannies) use WORKER_MALLOC_ENV."""
+    """Make worker processes started from here (LocalCluster nannies) use WORKER_MALLOC_ENV, and
+    the Prefect API of the flow run in progress when that is Prefect's temporary server."""
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
     environ.update(WORKER_MALLOC_ENV)
+    api = temporary_server_url()
+    if api:
+        environ["PREFECT_API_URL"] = api
     dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
+
+
+def temporary_server_url() -> Optional[str]:
+    """The API address of Prefect's temporary server when a flow run in progress uses one (no
+    PREFECT_API_URL is set); None otherwise. Worker processes given no address would each start a
+    temporary server of their own on their first task (measured: some 13 s of a short run, and three
+    servers writing one database)."""
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value() or FlowRunContext.get() is None:
+        return None
+    with get_client(sync_client=True) as client:  # the flow's own server, already running
+        return str(client.api_url)
 
 
 def task_runner(dask_address: Optional[str], workers: int) -> DaskTaskRunner:

@@ -116,7 +116,9 @@ if [ -n "$prefect" ]; then
     wait_for prefect-server "$PREFECT_API_URL/health"
     "$bin/prefect" work-pool create inrflow-process --type process --overwrite > "$state/logs/work-pool.log" 2>&1
     # the worker runs deployments from this checkout (prefect.yaml's pull step), with the store's settings
-    INRFLOW_PROJECT_DIR="$here" start prefect-worker "$bin/prefect" worker start --pool inrflow-process
+    # it asks for runs every 2 s (Prefect's default, 10 s, is a run's wait after "deployment run" here)
+    INRFLOW_PROJECT_DIR="$here" PREFECT_WORKER_QUERY_SECONDS="${PREFECT_WORKER_QUERY_SECONDS:-2}" \
+        start prefect-worker "$bin/prefect" worker start --pool inrflow-process
     cat >> "$env_file" <<EOF
 export PREFECT_API_URL='$PREFECT_API_URL'
 export INRFLOW_PROJECT_DIR='$here'

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 import zarr
+from zarr.errors import ContainsGroupError
 
 from inrcore.geometry.sampling import known_distances
 
@@ -32,8 +33,16 @@ def open_store(url: str, mode: str = "a") -> zarr.Group:
         Path(url).mkdir(parents=True, exist_ok=True)
     else:
         storage_options = storage_options_of_url()
-    return patient(f"the Zarr store {url}",
-                   lambda: zarr.open_group(url, mode=mode, zarr_format=3, storage_options=storage_options))
+    return patient(f"the Zarr store {url}", lambda: _open_group(url, mode, storage_options))
+
+
+def _open_group(url: str, mode: str, storage_options) -> zarr.Group:
+    try:
+        return zarr.open_group(url, mode=mode, zarr_format=3, storage_options=storage_options)
+    except ContainsGroupError:
+        # Tasks starting together on a new store each find no root group and make one; all but the
+        # first are refused, since it exists by then: open what they found made.
+        return zarr.open_group(url, mode=mode, zarr_format=3, storage_options=storage_options)
 
 
 def _store_name(root) -> str:

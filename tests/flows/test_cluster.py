@@ -83,7 +83,9 @@ def remote_run(tmp_path_factory):
         assert (state / "cluster.env").is_file(), result.stderr
         yield result, here, read_env_file(state / "cluster.env"), state
     finally:
-        subprocess.run(["bash", "-c", down], cwd=here, env=env, timeout=120)
+        stopped = subprocess.run(["bash", "-c", down], cwd=here, env=env, capture_output=True, text=True, timeout=120)
+        # every server stops when asked (none left to be killed after 10 s), the Prefect worker too
+        assert stopped.stdout.count(" stopped") == 7 and "killed" not in stopped.stdout, stopped.stdout
 
 
 @pytest.fixture(scope="module")

@@ -1,3 +1,5 @@
+import threading
+
 import numpy as np
 import pytest
 
@@ -27,3 +29,27 @@ def test_finished_records(tmp_path, as_url):
     assert "x" not in fresh and finished_attrs(again, "samples/a", "k1") is None
     remove_group(again, "samples/a")
     assert "samples/a" not in open_store(url)
+
+
+def test_tasks_opening_a_new_store_together_all_get_it(tmp_path):
+    # Each thread finds no root group and makes one; all but the first used to be refused with
+    # ContainsGroupError (seen on S3 with two Dask workers; here in about 1 new store of 10).
+    failures = []
+    for trial in range(60):
+        url = str(tmp_path / f"s{trial}.zarr")
+        start = threading.Barrier(8)
+
+        def open_it():
+            start.wait()
+            try:
+                open_store(url).attrs.asdict()
+            except Exception as exc:  # noqa: BLE001 - collected and shown
+                failures.append(f"{type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=open_it) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    assert all((tmp_path / f"s{trial}.zarr" / "zarr.json").is_file() for trial in range(60))
