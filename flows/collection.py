@@ -55,6 +55,7 @@ def configure_local_workers() -> None:
     the Prefect API of the flow run in progress when that is Prefect's temporary server."""
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
     environ.update(WORKER_MALLOC_ENV)
+    environ.pop("PREFECT_API_URL", None)  # an earlier flow's, in this process; workers inherit a configured one
     api = temporary_server_url()
     if api:
         environ["PREFECT_API_URL"] = api

@@ -261,7 +261,8 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     Each step draws `config.batch` shapes with replacement, a fresh noisy cloud of each
     (`config.n_points` surface points, noise `config.noise`) and `config.n_query` of its labelled
     points (`config.near_fraction` of them near the surface, the rest uniform in the box); the loss is
-    the mean binary cross-entropy of the logits; with `config.lr_final` the rate follows
+    the mean binary cross-entropy of the logits (forward passes in bfloat16 with `config.bfloat16`,
+    the loss in float32); with `config.lr_final` the rate follows
     `annealed_rate` over the fraction of the steps or of the seconds gone. Stops after `config.steps`
     steps or, from the second step on, once `seconds` (default `config.seconds`) have passed. The
     loss is read back only every `config.log_every` steps and at the end (the mean since the last
@@ -289,8 +290,9 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
                 group["lr"] = annealed_rate(config.lr, config.lr_final, progress)
         chosen = torch.randint(len(shapes), (config.batch,), generator=draws, device=device)
         cloud, queries, labels = data.draw(chosen, config.n_points, config.n_query, config.noise, draws, n_near)
-        logits = occupancy_logits(params, config, encode(params, config, cloud), queries, training=True)
-        loss = F.binary_cross_entropy_with_logits(logits, labels)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bfloat16):
+            logits = occupancy_logits(params, config, encode(params, config, cloud), queries, training=True)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

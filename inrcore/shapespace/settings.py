@@ -198,7 +198,10 @@ class OccNetConfig:
     padding, of which `near_fraction` (the authors: 0) come from the shape's DeepSDF samples near the
     surface, labelled by their sign; Adam `lr` (the authors 1e-4, batch 64), constant as the authors' or,
     with `lr_final`, annealed to it along a cosine over the training (steps or seconds, whichever ends it
-    first). Meshing by MISE at `threshold` (0.2).
+    first). Meshing by MISE at `threshold` (0.2). `bfloat16` trains with the forward passes in bfloat16
+    (torch.autocast; the loss, the weights, Adam and the batch-norm statistics stay float32): faster
+    where the hardware multiplies bfloat16 (CUDA, CPUs with AMX or AVX-512 BF16), slower elsewhere;
+    evaluation is float32 either way.
     `size` as `AutoDecoderConfig.size`, for the fields `paper()` sets (`for_device`)."""
 
     n_points: Count = 300
@@ -218,6 +221,7 @@ class OccNetConfig:
     seed: Integer = 0
     log_every: Count = 50
     size: NetworkSize = "auto"
+    bfloat16: bool = False
 
     @staticmethod
     def paper() -> "OccNetConfig":

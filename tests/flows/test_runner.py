@@ -1,9 +1,10 @@
 import os
 from pathlib import Path
 
+import dask
 from distributed import Client, LocalCluster
 
-from flows.collection import WORKER_MALLOC_ENV, locations, start_collection, task_runner
+from flows.collection import WORKER_MALLOC_ENV, configure_local_workers, locations, start_collection, task_runner
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,6 +22,15 @@ def test_local_cluster_workers_keep_freed_memory_and_one_thread():
             Client(cluster) as client:
         (env,) = client.run(worker_env).values()
     assert env == {**WORKER_MALLOC_ENV, "OMP_NUM_THREADS": "1"}
+
+
+def test_workers_are_given_no_earlier_flows_temporary_server():
+    # outside a flow run (or with PREFECT_API_URL set, as in this session) no address is handed on,
+    # and one an earlier flow of this process handed on is taken back
+    stale = {"PREFECT_API_URL": "http://127.0.0.1:8111/api", "OTHER": "kept"}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": stale}):
+        configure_local_workers()
+        assert dask.config.get("distributed.nanny.pre-spawn-environ") == {**WORKER_MALLOC_ENV, "OTHER": "kept"}
 
 
 def test_existing_cluster_by_address():

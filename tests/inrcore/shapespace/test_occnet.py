@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -183,6 +184,26 @@ def test_training_lowers_the_loss_and_logs_it(trained):
     assert result.history[-1]["loss"] < 0.5 * result.history[0]["loss"]
     assert result.history[-1]["seconds"] <= result.seconds
     assert all(v.device.type == "cpu" and not v.requires_grad for v in result.params.values())
+
+
+def test_bfloat16_training_learns_the_same_shapes_with_float32_weights():
+    # forward passes in bfloat16 (autocast), the loss, weights, Adam and batch-norm statistics float32
+    config = dataclasses.replace(TINY, steps=300, bfloat16=True)
+    result = train_occnet([_shape("sphere", 0), _shape("box", 1)], config, CPU)
+    assert result.steps == 300 and result.history[-1]["loss"] < 0.5 * result.history[0]["loss"]
+    assert {v.dtype for v in result.params.values()} == {torch.float32}
+    held_out = _shape("sphere", 10)
+    cloud = noisy_cloud(held_out.surface, config.n_points, config.noise, np.random.default_rng(10))
+    assert occupancy_iou(result.params, config, cloud, held_out.points, held_out.inside, CPU) > 0.8
+    # the bfloat16 forward pass gives the float32 one's logits to bfloat16's precision
+    code = encode(result.params, config, torch.as_tensor(cloud)[None])
+    queries = torch.as_tensor(held_out.points[:2000])[None]
+    exact = occupancy_logits(result.params, config, code, queries)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rounded = occupancy_logits(result.params, config, encode(result.params, config, torch.as_tensor(cloud)[None]),
+                                   queries).float()
+    assert (rounded - exact).abs().max() < 0.05 * exact.abs().max()
+    assert (rounded > 0).eq(exact > 0).float().mean() > 0.98
 
 
 @pytest.mark.parametrize("kind, seed", [("sphere", 10), ("box", 11)])

@@ -1,0 +1,107 @@
+"""Occupancy Network training steps per second in float32 and with bfloat16 forward passes
+(`OccNetConfig.bfloat16`), side by side in one run, at several decoder widths.
+
+    OMP_NUM_THREADS=2 python benchmarks/occnet_precision.py --out benchmarks/results/occnet_precision.json
+
+Each setting trains `train_occnet` on two analytic shapes (a sphere and a box, as the unit tests) for
+`--steps` steps; the rate is taken between the first and the last log entry (the first `--log-every`
+steps, with their one-off costs, are left out). Rounds alternate float32 and bfloat16 so that a
+machine's drift falls on both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def analytic_shapes():
+    from inrcore.shapespace.occnet import OccupancyShape
+
+    rng = np.random.default_rng(0)
+    shapes = []
+    for kind in ("sphere", "box"):
+        if kind == "sphere":
+            v = rng.standard_normal((4000, 3))
+            surface = 0.5 * v / np.linalg.norm(v, axis=1, keepdims=True)
+        else:
+            surface = rng.uniform(-0.4, 0.4, (4000, 3))
+            surface[np.arange(4000), rng.integers(0, 3, 4000)] = 0.4 * rng.choice([-1.0, 1.0], 4000)
+        points = rng.uniform(-0.6, 0.6, (20000, 3)).astype(np.float32)
+        inside = (np.linalg.norm(points, axis=1) < 0.5 if kind == "sphere"
+                  else np.abs(points).max(axis=1) < 0.4)
+        shapes.append(OccupancyShape(surface.astype(np.float32), points, inside))
+    return shapes
+
+
+def steps_per_second(config, shapes, device) -> tuple[float, float]:
+    from inrcore.shapespace.occnet import train_occnet
+
+    result = train_occnet(shapes, config, device)
+    first, last = result.history[0], result.history[-1]
+    return (last["step"] - first["step"]) / (last["seconds"] - first["seconds"]), last["loss"]
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    from inrcore.shapespace.settings import OccNetConfig
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--widths", default="64,128,256", help="decoder widths (CBN blocks)")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    shapes = analytic_shapes()
+    rows = []
+    for width in (int(w) for w in args.widths.split(",")):
+        base = OccNetConfig(decoder_hidden=width, steps=args.steps, log_every=args.log_every, lr=1e-3)
+        rates = {"float32": [], "bfloat16": []}
+        losses = {}
+        for _ in range(args.rounds):
+            for name in rates:
+                rate, loss = steps_per_second(dataclasses.replace(base, bfloat16=name == "bfloat16"), shapes, device)
+                rates[name].append(round(rate, 3))
+                losses[name] = round(loss, 4)
+        best = {k: max(v) for k, v in rates.items()}
+        row = {"decoder_hidden": width, "encoder_hidden": base.hidden, "code": base.code, "batch": base.batch,
+               "n_query": base.n_query, "steps_per_second": rates, "final_loss": losses,
+               "bfloat16_over_float32": round(best["bfloat16"] / best["float32"], 2)}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    out = {"benchmark": "occnet-precision", "date": time.strftime("%Y-%m-%d"), "device": str(device),
+           "cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__,
+           "command": " ".join(sys.argv), "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
