@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +22,9 @@ import torch
 
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_model, write_result  # noqa: E402
 
 
 def analytic_shapes():
@@ -53,16 +52,6 @@ def steps_per_second(config, shapes, device) -> tuple[float, float]:
     result = train_occnet(shapes, config, device)
     first, last = result.history[0], result.history[-1]
     return (last["step"] - first["step"]) / (last["seconds"] - first["seconds"]), last["loss"]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -96,11 +85,8 @@ def main() -> None:
                "bfloat16_over_float32": round(best["bfloat16"] / best["float32"], 2)}
         print(json.dumps(row), flush=True)
         rows.append(row)
-    out = {"benchmark": "occnet-precision", "date": time.strftime("%Y-%m-%d"), "device": str(device),
-           "cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__,
-           "command": " ".join(sys.argv), "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    write_result(args.out, "occnet-precision", None,
+                 {"cpu": cpu_model(), "threads": args.threads, "run_device": str(device), "rows": rows}, quiet=True)
 
 
 if __name__ == "__main__":
