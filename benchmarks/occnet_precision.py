@@ -28,7 +28,7 @@ from common import cpu_model, write_result  # noqa: E402
 
 
 def analytic_shapes():
-    from inrcore.shapespace.occnet import OccupancyShape
+    from inrcore.shapespace.occnet_training import OccupancyShape
 
     rng = np.random.default_rng(0)
     shapes = []
@@ -47,7 +47,7 @@ def analytic_shapes():
 
 
 def steps_per_second(config, shapes, device) -> tuple[float, float]:
-    from inrcore.shapespace.occnet import train_occnet
+    from inrcore.shapespace.occnet_training import train_occnet
 
     result = train_occnet(shapes, config, device)
     first, last = result.history[0], result.history[-1]

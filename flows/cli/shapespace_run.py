@@ -214,7 +214,8 @@ def _point_cloud(points):
 def occnet_train(args, config) -> dict:
     from inrcore.device import resolve_device
     from inrcore.files import write_json_atomic
-    from inrcore.shapespace.occnet import save_occnet, train_occnet
+    from inrcore.shapespace.occnet import save_occnet
+    from inrcore.shapespace.occnet_training import train_occnet
     from inrcore.shapespace.samples import occupancy_shape
 
     say = _say(args)
@@ -225,10 +226,11 @@ def occnet_train(args, config) -> dict:
     network = config.occnet.for_device(device.type)
     result = train_occnet(data, network, device, on_log=log)
     out = Path(args.out)
-    save_occnet(out / "model.safetensors", result.params, network, {"shapes": [sid for sid, _ in shapes]})
+    save_occnet(out / "model.safetensors", result.params, result.config, {"shapes": [sid for sid, _ in shapes]})
     metrics = {"shapes": len(shapes), "failed": failed, "steps": result.steps, "seconds": result.seconds,
                "loss": result.history[-1]["loss"] if result.history else None, "history": result.history,
-               "model": str(out / "model.safetensors")}
+               "model": str(out / "model.safetensors"), "threshold": result.config.threshold,
+               **({"threshold_iou": {f"{t:.2f}": v for t, v in result.thresholds.items()}} if result.thresholds else {})}
     write_json_atomic(out / "metrics.json", metrics)
     return {k: v for k, v in metrics.items() if k != "history"}
 
@@ -242,13 +244,14 @@ def occnet_reconstruct(args, config) -> dict:
     from inrcore.geometry.meshes import normalisation_for_points
     from inrcore.geometry.pointclouds import POINT_SUFFIXES, load_point_cloud
     from inrcore.geometry.render import render_mesh
-    from inrcore.shapespace.occnet import load_occnet, noisy_cloud, occnet_mesh, occupancy_iou
+    from inrcore.shapespace.occnet import load_occnet, occnet_mesh, occupancy_iou
+    from inrcore.shapespace.occnet_training import noisy_cloud
     from inrcore.shapespace.oneshot import in_input_frame, sample_file, surface_metrics
 
     params, occ, _ = load_occnet(_model_file(args, "OCCNET_DIR"))
     device = resolve_device(config.device)
     out = Path(args.out)
-    metrics: dict = {"input": str(args.points)}
+    metrics: dict = {"input": str(args.points), "threshold": occ.threshold}
     if Path(args.points).suffix.lower() in POINT_SUFFIXES and not _has_faces(args.points):
         points = np.asarray(load_point_cloud(args.points)[0], np.float64)
         normalisation = normalisation_for_points(points, config.sampling.extent)

@@ -10,28 +10,30 @@ encoder: a PointNet with residual blocks. fc_pos lifts each point from 3 to 2h f
 are joined by their maximum over the cloud (h + h = 2h again); after the last block the maximum
 over the cloud goes through ReLU and fc_c to the code.
 
-decoder: fc_p lifts each query point to dh features; `config.blocks` residual blocks each compute
-x + fc1(relu(cbn1(fc0(relu(cbn0(x)))))); the logit is fc_out(relu(cbn(x))). A conditional batch
+decoder: fc_p lifts each query point to dh features (with `config.query_frequencies` > 0 the
+point's positional encoding [x, sin(2^k pi x), cos(2^k pi x)], k < frequencies, not the point
+alone); `config.blocks` residual blocks each compute x + fc1(relu(cbn1(fc0(relu(cbn0(x)))))); the logit is fc_out(relu(cbn(x))). A conditional batch
 norm (cbn) normalises each channel over every query point of the batch (all shapes together) and
 scales and shifts it by gamma(code) and beta(code), two linear maps of the code that start at
 gamma = 1, beta = 0. The second dense layer of every residual block starts at zero, so each block
 starts as its shortcut.
+
+Training (the data, the loop, the threshold's choice) is `inrcore.shapespace.occnet_training`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from inrcore.errors import ShapeError
+from inrcore.fields.networks import fourier_features
 from inrcore.files import read_safetensors, write_safetensors
 from inrcore.settings import config_from_dict, config_to_dict
 from inrcore.shapespace.settings import OccNetConfig
@@ -72,7 +74,7 @@ def occnet_param_shapes(config: OccNetConfig) -> dict[str, tuple[int, ...]]:
         dense(f"enc.block{i}.fc1", h, h)
         dense(f"enc.block{i}.shortcut", 2 * h, h, bias=False)
     dense("enc.fc_c", h, c)
-    dense("dec.fc_p", 3, dh)
+    dense("dec.fc_p", 3 + 6 * config.query_frequencies, dh)
     for i in range(config.blocks):
         cbn(f"dec.block{i}.cbn0")
         dense(f"dec.block{i}.fc0", dh, dh)
@@ -142,7 +144,7 @@ def occupancy_logits(params, config: OccNetConfig, codes: torch.Tensor, queries:
     if queries.ndim != 3 or queries.shape[-1] != 3 or codes.ndim != 2 or codes.shape[0] != queries.shape[0]:
         raise ValueError(f"expected codes [B, C] and queries [B, N, 3], got {list(codes.shape)} and "
                          f"{list(queries.shape)}")
-    x = _dense(params, "dec.fc_p", queries)
+    x = _dense(params, "dec.fc_p", fourier_features(queries, config.query_frequencies))
     for i in range(config.blocks):
         inner = _dense(params, f"dec.block{i}.fc0",
                        torch.relu(conditional_batch_norm(params, f"dec.block{i}.cbn0", x, codes, training)))
@@ -150,177 +152,6 @@ def occupancy_logits(params, config: OccNetConfig, codes: torch.Tensor, queries:
                        torch.relu(conditional_batch_norm(params, f"dec.block{i}.cbn1", inner, codes, training)))
     out = _dense(params, "dec.fc_out", torch.relu(conditional_batch_norm(params, "dec.cbn", x, codes, training)))
     return out[..., 0]
-
-
-@dataclass(frozen=True, eq=False)
-class OccupancyShape:
-    """One training shape in the normalised frame: surface [S, 3] points (the input clouds are
-    drawn from them), points [M, 3] uniform in the padded box and inside [M] bool; optionally
-    near [P, 3] points close to the surface and near_inside [P] bool (drawn from when
-    `OccNetConfig.near_fraction` > 0). float32 points."""
-
-    surface: np.ndarray
-    points: np.ndarray
-    inside: np.ndarray
-    near: Optional[np.ndarray] = None
-    near_inside: Optional[np.ndarray] = None
-
-
-def check_occupancy_shape(shape: OccupancyShape, source) -> None:
-    """Raise ShapeError naming `source` when the arrays have the wrong shapes or are empty."""
-    surface, points, inside = (np.asarray(a) for a in (shape.surface, shape.points, shape.inside))
-    if surface.ndim != 2 or surface.shape[1] != 3 or len(surface) == 0:
-        raise ShapeError(source, f"surface points must be [S, 3] with S > 0, got {list(surface.shape)}")
-    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
-        raise ShapeError(source, f"occupancy points must be [M, 3] with M > 0, got {list(points.shape)}")
-    if inside.shape != (len(points),):
-        raise ShapeError(source, f"inside labels must be [{len(points)}], got {list(inside.shape)}")
-    if (shape.near is None) != (shape.near_inside is None):
-        raise ShapeError(source, "near points and their inside labels come together")
-    if shape.near is not None:
-        near, near_inside = np.asarray(shape.near), np.asarray(shape.near_inside)
-        if near.ndim != 2 or near.shape[1] != 3 or near_inside.shape != (len(near),):
-            raise ShapeError(source, f"near points must be [P, 3] with P labels, got {list(near.shape)} and "
-                                     f"{list(near_inside.shape)}")
-
-
-def noisy_cloud(surface: np.ndarray, n_points: int, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """The network's input as the authors make it: n_points of surface [S, 3] drawn uniformly with
-    replacement, each moved by Gaussian noise of standard deviation `noise`. [n_points, 3] float32."""
-    surface = np.asarray(surface, dtype=np.float32)
-    if surface.ndim != 2 or surface.shape[1] != 3 or len(surface) == 0:
-        raise ValueError(f"surface must be [S, 3] with S > 0, got {list(surface.shape)}")
-    picked = surface[rng.integers(0, len(surface), size=n_points)]
-    return (picked + noise * rng.standard_normal((n_points, 3))).astype(np.float32)
-
-
-class _ShapeDraws:
-    """Every training shape's surface and occupancy points concatenated on one device, for drawing
-    each step's clouds and queries there."""
-
-    def __init__(self, shapes: Sequence[OccupancyShape], device: torch.device, near: bool = False):
-        for i, shape in enumerate(shapes):
-            check_occupancy_shape(shape, f"occupancy shape {i}")
-            if near and (shape.near is None or len(shape.near) == 0):
-                raise ShapeError(f"occupancy shape {i}", "near_fraction > 0 needs near points for every shape")
-        tensor = lambda arrays, dtype: torch.from_numpy(  # noqa: E731
-            np.ascontiguousarray(np.concatenate(arrays), dtype=dtype)).to(device)
-        self.surface = tensor([s.surface for s in shapes], np.float32)
-        self.points = tensor([s.points for s in shapes], np.float32)
-        self.inside = tensor([s.inside for s in shapes], np.float32)
-        self.surface_at, self.surface_n = self._offsets([len(s.surface) for s in shapes], device)
-        self.points_at, self.points_n = self._offsets([len(s.points) for s in shapes], device)
-        if near:
-            self.near = tensor([s.near for s in shapes], np.float32)
-            self.near_inside = tensor([s.near_inside for s in shapes], np.float32)
-            self.near_at, self.near_n = self._offsets([len(s.near) for s in shapes], device)
-
-    @staticmethod
-    def _offsets(counts: list[int], device) -> tuple[torch.Tensor, torch.Tensor]:
-        n = torch.tensor(counts, device=device)
-        return torch.cumsum(n, 0) - n, n
-
-    def draw(self, shapes: torch.Tensor, n_cloud: int, n_query: int, noise: float,
-             generator: torch.Generator, n_near: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """For shapes [B]: clouds [B, n_cloud, 3] with noise, queries [B, n_query, 3], labels [B, n_query]
-        (1.0 inside), all points drawn with replacement: the last n_near queries from the near points,
-        the others from the uniform ones."""
-        device = self.surface.device
-        rows = self._rows(shapes, self.surface_at, self.surface_n, n_cloud, generator)
-        cloud = self.surface[rows] + noise * torch.randn((len(shapes), n_cloud, 3), generator=generator,
-                                                         device=device)
-        rows = self._rows(shapes, self.points_at, self.points_n, n_query - n_near, generator)
-        if n_near == 0:
-            return cloud, self.points[rows], self.inside[rows]
-        near = self._rows(shapes, self.near_at, self.near_n, n_near, generator)
-        return (cloud, torch.cat([self.points[rows], self.near[near]], dim=1),
-                torch.cat([self.inside[rows], self.near_inside[near]], dim=1))
-
-    @staticmethod
-    def _rows(shapes, starts, counts, k: int, generator) -> torch.Tensor:
-        u = torch.rand((len(shapes), k), generator=generator, device=starts.device)
-        n = counts[shapes, None]
-        return starts[shapes, None] + torch.minimum((u * n).long(), n - 1)
-
-
-@dataclass(eq=False)
-class OccNetResult:
-    """A trained network: params (CPU, float32, running statistics included), one history entry per
-    log step ({"step", "loss", "seconds"}), steps and seconds taken."""
-
-    params: dict[str, torch.Tensor]
-    history: list[dict] = field(default_factory=list)
-    steps: int = 0
-    seconds: float = 0.0
-
-
-def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device: torch.device,
-                 on_log: Optional[Callable[[dict], None]] = None, seconds: Optional[float] = None) -> OccNetResult:
-    """Train encoder and decoder on the shapes with Adam at `config.lr`.
-
-    Each step draws `config.batch` shapes with replacement, a fresh noisy cloud of each
-    (`config.n_points` surface points, noise `config.noise`) and `config.n_query` of its labelled
-    points (`config.near_fraction` of them near the surface, the rest uniform in the box); the loss is
-    the mean binary cross-entropy of the logits (forward passes in bfloat16 with `config.bfloat16`,
-    the loss in float32); with `config.lr_final` the rate follows
-    `annealed_rate` over the fraction of the steps or of the seconds gone. Stops after `config.steps`
-    steps or, from the second step on, once `seconds` (default `config.seconds`) have passed. The
-    loss is read back only every `config.log_every` steps and at the end (the mean since the last
-    read, passed to `on_log`); FloatingPointError when it is not finite.
-    """
-    if not shapes:
-        raise ValueError("no shapes to train the occupancy network on")
-    budget = config.seconds if seconds is None else seconds
-    initial = init_occnet(config, torch.Generator().manual_seed(config.seed))
-    params = {k: v.to(device) if is_statistic(k) else torch.nn.Parameter(v.to(device)) for k, v in initial.items()}
-    n_near = int(round(config.n_query * config.near_fraction))
-    data = _ShapeDraws(shapes, device, near=n_near > 0)
-    draws = torch.Generator(device=device).manual_seed(config.seed + 1)
-    optimiser = torch.optim.Adam([v for k, v in params.items() if not is_statistic(k)], lr=config.lr)
-    history: list[dict] = []
-    start, step, count = time.perf_counter(), 0, 0
-    total = torch.zeros((), device=device)
-    while step < config.steps:
-        elapsed = time.perf_counter() - start
-        if step > 0 and budget is not None and elapsed >= budget:
-            break
-        if config.lr_final is not None:
-            progress = max(step / config.steps, elapsed / budget if budget else 0.0)
-            for group in optimiser.param_groups:
-                group["lr"] = annealed_rate(config.lr, config.lr_final, progress)
-        chosen = torch.randint(len(shapes), (config.batch,), generator=draws, device=device)
-        cloud, queries, labels = data.draw(chosen, config.n_points, config.n_query, config.noise, draws, n_near)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bfloat16):
-            logits = occupancy_logits(params, config, encode(params, config, cloud), queries, training=True)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        total, count, step = total + loss.detach(), count + 1, step + 1
-        if step % config.log_every == 0:
-            history.append(_log_entry(total, count, step, start, on_log))
-            total, count = torch.zeros((), device=device), 0
-    if count:
-        history.append(_log_entry(total, count, step, start, on_log))
-    plain = {k: v.detach().to("cpu", torch.float32).clone() for k, v in params.items()}
-    return OccNetResult(plain, history, step, time.perf_counter() - start)
-
-
-def annealed_rate(start: float, end: float, progress: float) -> float:
-    """The learning rate `progress` (0 to 1, clipped) of the way along a cosine from `start` to `end`."""
-    progress = min(max(progress, 0.0), 1.0)
-    return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * progress))
-
-
-def _log_entry(total: torch.Tensor, count: int, step: int, start: float,
-               on_log: Optional[Callable[[dict], None]]) -> dict:
-    loss = float(total) / count  # the only read-back to the host: once per log interval
-    if not math.isfinite(loss):
-        raise FloatingPointError(f"occupancy network loss became {loss} by step {step}")
-    entry = {"step": step, "loss": loss, "seconds": time.perf_counter() - start}
-    if on_log is not None:
-        on_log(entry)
-    return entry
 
 
 def occnet_level(threshold: float) -> float:
@@ -381,6 +212,11 @@ def occupancy_iou(params, config: OccNetConfig, cloud, points, inside, device: t
     labels = torch.as_tensor(np.asarray(inside, dtype=bool))
     if labels.shape != predicted.shape:
         raise ValueError(f"inside must be [{len(predicted)}], got {list(labels.shape)}")
+    return iou_of(predicted, labels)
+
+
+def iou_of(predicted: torch.Tensor, labels: torch.Tensor) -> float:
+    """Intersection over union of two boolean masks; 1.0 when both are empty."""
     union = int((predicted | labels).sum())
     return 1.0 if union == 0 else int((predicted & labels).sum()) / union
 

@@ -16,7 +16,7 @@ import trimesh
 from inrcore.errors import ShapeError
 from inrcore.geometry.meshes import Normalisation, load_mesh, normalise_mesh
 from inrcore.geometry.sampling import sample_surface, signed_distance
-from inrcore.shapespace.occnet import OccupancyShape
+from inrcore.shapespace.occnet_training import OccupancyShape
 from inrcore.shapespace.settings import DeepSdfSamplingConfig
 
 
@@ -94,7 +94,7 @@ def check_samples(samples: ShapeSpaceSamples, source) -> None:
 
 
 def occupancy_shape(samples: ShapeSpaceSamples):
-    """The Occupancy Network's training data of one shape (`inrcore.shapespace.occnet.OccupancyShape`):
+    """The Occupancy Network's training data of one shape (`inrcore.shapespace.occnet_training.OccupancyShape`):
     its surface points, the uniform occupancy points with their labels, and the DeepSDF samples as the
     near points, inside where their distance is negative."""
     return OccupancyShape(samples.surface, samples.occupancy_points, np.asarray(samples.inside, bool),

@@ -193,12 +193,18 @@ class OccNetConfig:
     """The Occupancy Network (Mescheder et al. 2019, `inrcore.shapespace.occnet`): a PointNet encoder
     with residual blocks over `n_points` surface points with Gaussian noise `noise` (the authors: 300,
     0.005), features `hidden` and code `code` (the authors 512, 512); a decoder of `blocks` residual
-    blocks of `decoder_hidden` with conditional batch normalisation (the authors 5 of 256); binary
+    blocks of `decoder_hidden` with conditional batch normalisation (the authors 5 of 256), fed each query
+    point as itself (the authors, `query_frequencies` 0) or as its positional encoding of that many octaves; binary
     cross-entropy on logits at `n_query` points per shape uniform in the box padded by the samples'
     padding, of which `near_fraction` (the authors: 0) come from the shape's DeepSDF samples near the
     surface, labelled by their sign; Adam `lr` (the authors 1e-4, batch 64), constant as the authors' or,
     with `lr_final`, annealed to it along a cosine over the training (steps or seconds, whichever ends it
-    first). Meshing by MISE at `threshold` (0.2). `bfloat16` trains with the forward passes in bfloat16
+    first). `scale_jitter` a > 0 stretches each drawn shape (its cloud and queries together) by factors
+    uniform in [1 - a, 1 + a] along each axis, rescaled so that its longest half-side is kept (the
+    normalised frame's): more shapes' proportions from few (the authors: none). Meshing and IoU at
+    `threshold` (the authors' 0.2, chosen on their validation set); with `choose_threshold`, training
+    ends by choosing it instead from `THRESHOLD_CANDIDATES`: the one with the highest median IoU on up
+    to `threshold_shapes` training shapes, each from a fresh noisy cloud. `bfloat16` trains with the forward passes in bfloat16
     (torch.autocast; the loss, the weights, Adam and the batch-norm statistics stay float32): faster
     where the hardware multiplies bfloat16 (CUDA, CPUs with AMX or AVX-512 BF16), slower elsewhere;
     evaluation is float32 either way.
@@ -210,6 +216,7 @@ class OccNetConfig:
     code: Count = 128
     decoder_hidden: Count = 128
     blocks: Count = 5
+    query_frequencies: CountOrZero = 0
     steps: Count = 3000
     seconds: Optional[PositiveNumber] = None
     batch: Count = 16
@@ -217,7 +224,10 @@ class OccNetConfig:
     near_fraction: Share = 0.0
     lr: PositiveNumber = 1e-4
     lr_final: Optional[PositiveNumber] = None
+    scale_jitter: Share = 0.0
     threshold: OpenFraction = 0.2
+    choose_threshold: Flag = False
+    threshold_shapes: Count = 32
     seed: Integer = 0
     log_every: Count = 50
     size: NetworkSize = "auto"

@@ -158,7 +158,8 @@ def measure_occnet(shape_id: str, source: str, store_url: str, occnet_path: str,
                    metrics: MetricsConfig, out_dir: str, device_name: str) -> MeasuredMember:
     """The Occupancy Network's shape from a noisy cloud of the held-out shape: IoU at its occupancy
     samples, the MISE mesh (written with its picture) and its surface metrics."""
-    from inrcore.shapespace.occnet import load_occnet, noisy_cloud, occnet_mesh, occupancy_iou
+    from inrcore.shapespace.occnet import load_occnet, occnet_mesh, occupancy_iou
+    from inrcore.shapespace.occnet_training import noisy_cloud
 
     start = time.perf_counter()
     with locations.local_copy(occnet_path) as local:

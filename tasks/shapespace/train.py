@@ -112,7 +112,8 @@ def train_occupancy_network(dataset: str, store_url: str, shape_ids: list[str], 
                             device_name: str) -> TrainedSpace:
     """Train the Occupancy Network on the shapes' surface and occupancy samples; write
     `<out>/shapespace/occnet.safetensors`, log it to its MLflow run and register it as `<dataset>-occnet`."""
-    from inrcore.shapespace.occnet import load_occnet, save_occnet, train_occnet
+    from inrcore.shapespace.occnet import load_occnet, save_occnet
+    from inrcore.shapespace.occnet_training import train_occnet
     from inrcore.shapespace.samples import occupancy_shape
 
     start = time.perf_counter()
@@ -134,9 +135,12 @@ def train_occupancy_network(dataset: str, store_url: str, shape_ids: list[str], 
     with registry.ending_run(tracking_uri, run_id):
         log = lambda e: registry.log_metrics(tracking_uri, run_id, {"train/loss": e["loss"]}, e["step"])  # noqa: E731
         result = train_occnet(shapes, config, device, on_log=log)
+        if result.thresholds:  # chosen on the training shapes: each candidate's median IoU, and the choice
+            registry.log_metrics(tracking_uri, run_id, {"threshold": result.config.threshold, **{
+                f"threshold_iou/{t:.2f}": iou for t, iou in result.thresholds.items()}}, result.steps)
         with tempfile.TemporaryDirectory(prefix="inrflow-occnet-") as folder:
             local = Path(folder) / "occnet.safetensors"
-            save_occnet(local, result.params, config, {"dataset": dataset, "fingerprint": key})
+            save_occnet(local, result.params, result.config, {"dataset": dataset, "fingerprint": key})
             locations.copy_to(local, path)
             uri, version = registry.register_occnet(tracking_uri, run_id, name, alias, local, key)
     loss = result.history[-1]["loss"] if result.history else None

@@ -7,6 +7,7 @@ import pytest
 import trimesh
 
 from flows.cli import main
+from inrcore.shapespace.occnet import load_occnet
 from tests.flows.shapespace_fixtures import tiny_collection
 
 
@@ -102,13 +103,19 @@ def test_occnet_train_and_reconstruct(trained, tmp_path):
     manifest = folder / "manifest.yaml"
     sets = [*TINY_SETS, "--set", "occnet.hidden=16", "--set", "occnet.code=16", "--set", "occnet.decoder_hidden=16",
             "--set", "occnet.batch=4", "--set", "occnet.n_query=256"]
-    assert main(["occnet", "train", str(manifest), "--steps", "30", "--out", str(tmp_path / "on"), "--quiet", *sets]) == 0
+    choose = ["--set", "occnet.choose_threshold=true", "--set", "occnet.threshold_shapes=3",
+              "--set", "occnet.scale_jitter=0.1"]
+    assert main(["occnet", "train", str(manifest), "--steps", "30", "--out", str(tmp_path / "on"), "--quiet", *sets,
+                 *choose]) == 0
     metrics = json.loads((tmp_path / "on" / "metrics.json").read_text())
     assert metrics["steps"] == 30 and metrics["shapes"] == 5
+    rates = metrics["threshold_iou"]  # each candidate's median IoU on three training shapes; the best chosen
+    assert len(rates) == 19 and rates[f"{metrics['threshold']:.2f}"] == max(rates.values())
+    assert load_occnet(tmp_path / "on" / "model.safetensors")[1].threshold == metrics["threshold"]
     assert main(["occnet", "reconstruct", str(tmp_path / "on" / "model.safetensors"), str(folder / "meshes" / "s2.obj"),
                  "--out", str(tmp_path / "onr"), "--quiet", *sets]) == 0
     rec = json.loads((tmp_path / "onr" / "metrics.json").read_text())
-    assert 0.0 <= rec["iou"] <= 1.0 and rec["cloud_points"] == 300
+    assert 0.0 <= rec["iou"] <= 1.0 and rec["cloud_points"] == 300 and rec["threshold"] == metrics["threshold"]
 
 
 def test_an_empty_train_split_is_refused(tmp_path, capsys):

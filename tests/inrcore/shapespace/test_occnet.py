@@ -8,22 +8,19 @@ import torch
 from inrcore.errors import ShapeError
 from inrcore.shapespace.occnet import (
     ENCODER_BLOCKS,
-    OccupancyShape,
-    annealed_rate,
     conditional_batch_norm,
     encode,
     init_occnet,
     is_statistic,
     load_occnet,
-    noisy_cloud,
     occnet_level,
     occnet_mesh,
     occupancy_field,
     occupancy_iou,
     occupancy_logits,
     save_occnet,
-    train_occnet,
 )
+from inrcore.shapespace.occnet_training import OccupancyShape, annealed_rate, noisy_cloud, train_occnet
 from inrcore.shapespace.settings import OccNetConfig
 
 
@@ -281,7 +278,7 @@ def test_mesh_by_mise_is_a_closed_sphere(trained):
 
 
 def test_near_queries_come_from_the_near_points_with_their_labels():
-    from inrcore.shapespace.occnet import _ShapeDraws
+    from inrcore.shapespace.occnet_training import _ShapeDraws
 
     shape = _shape("sphere", 0, m=100)
     near = np.array([[0.0, 0.0, 0.49], [0.0, 0.0, 0.51]], dtype=np.float32)  # one just inside, one just outside

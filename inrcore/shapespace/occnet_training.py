@@ -1,0 +1,258 @@
+"""Training the Occupancy Network (`inrcore.shapespace.occnet`): each shape's training data, the
+noisy input clouds, the loop (Adam, optional cosine-annealed rate, bfloat16 forward passes, stretched
+shapes) and the choice of the occupancy threshold on training shapes.
+
+Each step draws shapes with replacement and, for each, a fresh noisy cloud of its surface points and
+labelled query points, all on the training device (`_ShapeDraws`); the loss is read back to the
+host only once per log interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from inrcore.errors import ShapeError
+from inrcore.shapespace.occnet import (
+    encode,
+    init_occnet,
+    iou_of,
+    is_statistic,
+    occnet_level,
+    occupancy_field,
+    occupancy_logits,
+)
+from inrcore.shapespace.settings import OccNetConfig
+
+
+@dataclass(frozen=True, eq=False)
+class OccupancyShape:
+    """One training shape in the normalised frame: surface [S, 3] points (the input clouds are
+    drawn from them), points [M, 3] uniform in the padded box and inside [M] bool; optionally
+    near [P, 3] points close to the surface and near_inside [P] bool (drawn from when
+    `OccNetConfig.near_fraction` > 0). float32 points."""
+
+    surface: np.ndarray
+    points: np.ndarray
+    inside: np.ndarray
+    near: Optional[np.ndarray] = None
+    near_inside: Optional[np.ndarray] = None
+
+
+def check_occupancy_shape(shape: OccupancyShape, source) -> None:
+    """Raise ShapeError naming `source` when the arrays have the wrong shapes or are empty."""
+    surface, points, inside = (np.asarray(a) for a in (shape.surface, shape.points, shape.inside))
+    if surface.ndim != 2 or surface.shape[1] != 3 or len(surface) == 0:
+        raise ShapeError(source, f"surface points must be [S, 3] with S > 0, got {list(surface.shape)}")
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
+        raise ShapeError(source, f"occupancy points must be [M, 3] with M > 0, got {list(points.shape)}")
+    if inside.shape != (len(points),):
+        raise ShapeError(source, f"inside labels must be [{len(points)}], got {list(inside.shape)}")
+    if (shape.near is None) != (shape.near_inside is None):
+        raise ShapeError(source, "near points and their inside labels come together")
+    if shape.near is not None:
+        near, near_inside = np.asarray(shape.near), np.asarray(shape.near_inside)
+        if near.ndim != 2 or near.shape[1] != 3 or near_inside.shape != (len(near),):
+            raise ShapeError(source, f"near points must be [P, 3] with P labels, got {list(near.shape)} and "
+                                     f"{list(near_inside.shape)}")
+
+
+def noisy_cloud(surface: np.ndarray, n_points: int, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """The network's input as the authors make it: n_points of surface [S, 3] drawn uniformly with
+    replacement, each moved by Gaussian noise of standard deviation `noise`. [n_points, 3] float32."""
+    surface = np.asarray(surface, dtype=np.float32)
+    if surface.ndim != 2 or surface.shape[1] != 3 or len(surface) == 0:
+        raise ValueError(f"surface must be [S, 3] with S > 0, got {list(surface.shape)}")
+    picked = surface[rng.integers(0, len(surface), size=n_points)]
+    return (picked + noise * rng.standard_normal((n_points, 3))).astype(np.float32)
+
+
+class _ShapeDraws:
+    """Every training shape's surface and occupancy points concatenated on one device, for drawing
+    each step's clouds and queries there."""
+
+    def __init__(self, shapes: Sequence[OccupancyShape], device: torch.device, near: bool = False,
+                 jitter: float = 0.0):
+        for i, shape in enumerate(shapes):
+            check_occupancy_shape(shape, f"occupancy shape {i}")
+            if near and (shape.near is None or len(shape.near) == 0):
+                raise ShapeError(f"occupancy shape {i}", "near_fraction > 0 needs near points for every shape")
+        tensor = lambda arrays, dtype: torch.from_numpy(  # noqa: E731
+            np.ascontiguousarray(np.concatenate(arrays), dtype=dtype)).to(device)
+        self.surface = tensor([s.surface for s in shapes], np.float32)
+        self.points = tensor([s.points for s in shapes], np.float32)
+        self.inside = tensor([s.inside for s in shapes], np.float32)
+        self.surface_at, self.surface_n = self._offsets([len(s.surface) for s in shapes], device)
+        self.points_at, self.points_n = self._offsets([len(s.points) for s in shapes], device)
+        self.jitter = jitter
+        # each shape's half-sides about the origin (the normalised frame centres the bounding box there)
+        self.half = tensor([np.abs(np.asarray(s.surface)).max(axis=0)[None] for s in shapes], np.float32)
+        if near:
+            self.near = tensor([s.near for s in shapes], np.float32)
+            self.near_inside = tensor([s.near_inside for s in shapes], np.float32)
+            self.near_at, self.near_n = self._offsets([len(s.near) for s in shapes], device)
+
+    @staticmethod
+    def _offsets(counts: list[int], device) -> tuple[torch.Tensor, torch.Tensor]:
+        n = torch.tensor(counts, device=device)
+        return torch.cumsum(n, 0) - n, n
+
+    def draw(self, shapes: torch.Tensor, n_cloud: int, n_query: int, noise: float,
+             generator: torch.Generator, n_near: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For shapes [B]: clouds [B, n_cloud, 3] with noise, queries [B, n_query, 3], labels [B, n_query]
+        (1.0 inside), all points drawn with replacement: the last n_near queries from the near points,
+        the others from the uniform ones; with `jitter`, each shape's points stretched by `stretch`."""
+        device = self.surface.device
+        rows = self._rows(shapes, self.surface_at, self.surface_n, n_cloud, generator)
+        surface = self.surface[rows]
+        noise = noise * torch.randn((len(shapes), n_cloud, 3), generator=generator, device=device)
+        rows = self._rows(shapes, self.points_at, self.points_n, n_query - n_near, generator)
+        queries, labels = self.points[rows], self.inside[rows]
+        if n_near:
+            near = self._rows(shapes, self.near_at, self.near_n, n_near, generator)
+            queries = torch.cat([queries, self.near[near]], dim=1)
+            labels = torch.cat([labels, self.near_inside[near]], dim=1)
+        if self.jitter > 0:
+            factors = stretch(self.half[shapes], self.jitter, generator)[:, None, :]
+            surface, queries = surface * factors, queries * factors
+        return surface + noise, queries, labels
+
+    @staticmethod
+    def _rows(shapes, starts, counts, k: int, generator) -> torch.Tensor:
+        u = torch.rand((len(shapes), k), generator=generator, device=starts.device)
+        n = counts[shapes, None]
+        return starts[shapes, None] + torch.minimum((u * n).long(), n - 1)
+
+
+def stretch(half: torch.Tensor, jitter: float, generator: torch.Generator) -> torch.Tensor:
+    """Random `stretch_factors` [B, 3] for shapes of half-sides half [B, 3]."""
+    return stretch_factors(half, torch.rand(half.shape, generator=generator, device=half.device), jitter)
+
+
+def stretch_factors(half: torch.Tensor, u: torch.Tensor, jitter: float) -> torch.Tensor:
+    """Scale factors [B, 3] for shapes of half-sides half [B, 3] from u [B, 3] in [0, 1]: 1 + jitter (2u - 1)
+    per axis, then all three multiplied by one number so that the stretched shape's longest half-side
+    is its longest half-side before (the normalised frame's extent stays)."""
+    factors = 1.0 + jitter * (2.0 * u - 1.0)
+    return factors * (half.amax(dim=1) / (half * factors).amax(dim=1))[:, None]
+
+
+@dataclass(eq=False)
+class OccNetResult:
+    """A trained network: params (CPU, float32, running statistics included), one history entry per
+    log step ({"step", "loss", "seconds"}), steps and seconds taken (training alone); config, the
+    settings to save and use it with (the chosen threshold in them), and with `choose_threshold` the
+    median IoU on the training shapes at each candidate threshold ({threshold: IoU})."""
+
+    params: dict[str, torch.Tensor]
+    history: list[dict] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    config: Optional[OccNetConfig] = None
+    thresholds: dict[float, float] = field(default_factory=dict)
+
+
+def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device: torch.device,
+                 on_log: Optional[Callable[[dict], None]] = None, seconds: Optional[float] = None) -> OccNetResult:
+    """Train encoder and decoder on the shapes with Adam at `config.lr`.
+
+    Each step draws `config.batch` shapes with replacement, a fresh noisy cloud of each
+    (`config.n_points` surface points, noise `config.noise`) and `config.n_query` of its labelled
+    points (`config.near_fraction` of them near the surface, the rest uniform in the box); the loss is
+    the mean binary cross-entropy of the logits (forward passes in bfloat16 with `config.bfloat16`,
+    the loss in float32); with `config.lr_final` the rate follows
+    `annealed_rate` over the fraction of the steps or of the seconds gone. Stops after `config.steps`
+    steps or, from the second step on, once `seconds` (default `config.seconds`) have passed. The
+    loss is read back only every `config.log_every` steps and at the end (the mean since the last
+    read, passed to `on_log`); FloatingPointError when it is not finite. With `config.scale_jitter`
+    the shapes are stretched as `stretch` says; with `config.choose_threshold` the result's config
+    holds the threshold `threshold_ious` rates best on the training shapes.
+    """
+    if not shapes:
+        raise ValueError("no shapes to train the occupancy network on")
+    budget = config.seconds if seconds is None else seconds
+    initial = init_occnet(config, torch.Generator().manual_seed(config.seed))
+    params = {k: v.to(device) if is_statistic(k) else torch.nn.Parameter(v.to(device)) for k, v in initial.items()}
+    n_near = int(round(config.n_query * config.near_fraction))
+    data = _ShapeDraws(shapes, device, near=n_near > 0, jitter=config.scale_jitter)
+    draws = torch.Generator(device=device).manual_seed(config.seed + 1)
+    optimiser = torch.optim.Adam([v for k, v in params.items() if not is_statistic(k)], lr=config.lr)
+    history: list[dict] = []
+    start, step, count = time.perf_counter(), 0, 0
+    total = torch.zeros((), device=device)
+    while step < config.steps:
+        elapsed = time.perf_counter() - start
+        if step > 0 and budget is not None and elapsed >= budget:
+            break
+        if config.lr_final is not None:
+            progress = max(step / config.steps, elapsed / budget if budget else 0.0)
+            for group in optimiser.param_groups:
+                group["lr"] = annealed_rate(config.lr, config.lr_final, progress)
+        chosen = torch.randint(len(shapes), (config.batch,), generator=draws, device=device)
+        cloud, queries, labels = data.draw(chosen, config.n_points, config.n_query, config.noise, draws, n_near)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bfloat16):
+            logits = occupancy_logits(params, config, encode(params, config, cloud), queries, training=True)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        total, count, step = total + loss.detach(), count + 1, step + 1
+        if step % config.log_every == 0:
+            history.append(_log_entry(total, count, step, start, on_log))
+            total, count = torch.zeros((), device=device), 0
+    if count:
+        history.append(_log_entry(total, count, step, start, on_log))
+    plain = {k: v.detach().to("cpu", torch.float32).clone() for k, v in params.items()}
+    result = OccNetResult(plain, history, step, time.perf_counter() - start, config)
+    if config.choose_threshold:
+        result.thresholds = threshold_ious(plain, config, shapes, device)
+        best = max(result.thresholds, key=lambda t: (result.thresholds[t], -abs(t - config.threshold)))
+        result.config = dataclasses.replace(config, threshold=best)
+    return result
+
+
+THRESHOLD_CANDIDATES = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05, 0.1, ..., 0.95
+THRESHOLD_POINTS = 20_000  # labelled points per shape rating the thresholds (evenly strided)
+
+
+def threshold_ious(params, config: OccNetConfig, shapes: Sequence[OccupancyShape], device: torch.device,
+                   candidates: Sequence[float] = THRESHOLD_CANDIDATES) -> dict[float, float]:
+    """{threshold: median IoU} over up to `config.threshold_shapes` of the shapes (evenly spaced in
+    their order), each completed from a fresh noisy cloud (seed `config.seed` + 2) and compared at
+    up to `THRESHOLD_POINTS` of its uniform labelled points."""
+    picked = np.unique(np.linspace(0, len(shapes) - 1, min(config.threshold_shapes, len(shapes))).round().astype(int))
+    rng = np.random.default_rng(config.seed + 2)
+    ious = []
+    for index in picked:
+        shape = shapes[int(index)]
+        cloud = noisy_cloud(shape.surface, config.n_points, config.noise, rng)
+        stride = max(1, len(shape.points) // THRESHOLD_POINTS)
+        points, labels = shape.points[::stride], torch.as_tensor(np.asarray(shape.inside[::stride], dtype=bool))
+        field = occupancy_field(params, config, cloud, device)(torch.as_tensor(np.asarray(points, np.float32)))
+        ious.append([iou_of(field.cpu() < occnet_level(t), labels) for t in candidates])
+    medians = np.median(np.asarray(ious), axis=0)
+    return {float(t): float(m) for t, m in zip(candidates, medians)}
+
+
+def annealed_rate(start: float, end: float, progress: float) -> float:
+    """The learning rate `progress` (0 to 1, clipped) of the way along a cosine from `start` to `end`."""
+    progress = min(max(progress, 0.0), 1.0)
+    return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * progress))
+
+
+def _log_entry(total: torch.Tensor, count: int, step: int, start: float,
+               on_log: Optional[Callable[[dict], None]]) -> dict:
+    loss = float(total) / count  # the only read-back to the host: once per log interval
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"occupancy network loss became {loss} by step {step}")
+    entry = {"step": step, "loss": loss, "seconds": time.perf_counter() - start}
+    if on_log is not None:
+        on_log(entry)
+    return entry

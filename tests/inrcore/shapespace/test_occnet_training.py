@@ -1,0 +1,104 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from inrcore.shapespace.occnet import load_occnet, occupancy_iou, save_occnet
+from inrcore.shapespace.occnet_training import (
+    THRESHOLD_CANDIDATES,
+    THRESHOLD_POINTS,
+    OccupancyShape,
+    _ShapeDraws,
+    noisy_cloud,
+    stretch_factors,
+    threshold_ious,
+    train_occnet,
+)
+from inrcore.shapespace.settings import OccNetConfig
+
+
+CPU = torch.device("cpu")
+TINY = OccNetConfig(hidden=32, code=32, decoder_hidden=32, blocks=2, batch=8, n_query=512, steps=300, lr=3e-3,
+                    log_every=100, seed=0)
+
+
+def _sphere(seed: int, radius: float = 0.5, m: int = 30_000) -> OccupancyShape:
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((4000, 3))
+    surface = radius * v / np.linalg.norm(v, axis=1, keepdims=True)
+    points = rng.uniform(-0.6, 0.6, (m, 3)).astype(np.float32)
+    return OccupancyShape(surface.astype(np.float32), points, np.linalg.norm(points, axis=1) < radius)
+
+
+def test_stretch_factors_by_hand():
+    # half-sides (0.9, 0.45, 0.3), jitter 0.2, u (0, 1, 0.5): raw factors (0.8, 1.2, 1.0) give half-sides
+    # (0.72, 0.54, 0.3); the longest must stay 0.9, so all are multiplied by 0.9 / 0.72 = 1.25
+    factors = stretch_factors(torch.tensor([[0.9, 0.45, 0.3]]), torch.tensor([[0.0, 1.0, 0.5]]), 0.2)
+    assert torch.allclose(factors, torch.tensor([[1.0, 1.5, 1.25]]))
+    # the longest side moving to another axis: (0.5, 0.45, 0.1) with raw (0.8, 1.2, 1.0) -> (0.4, 0.54, 0.1)
+    factors = stretch_factors(torch.tensor([[0.5, 0.45, 0.1]]), torch.tensor([[0.0, 1.0, 0.5]]), 0.2)
+    assert torch.allclose(factors, torch.tensor([[0.8, 1.2, 1.0]]) * 0.5 / 0.54)
+    assert torch.allclose(stretch_factors(torch.rand(5, 3) + 0.1, torch.rand(5, 3), 0.0), torch.ones(5, 3))
+
+
+def test_stretched_draws_keep_labels_clouds_and_the_longest_side():
+    """A sphere of radius 0.5 stretched into ellipsoids: each drawn cloud (no noise) lies on the same
+    ellipsoid as its queries' labels say, and the longest semi-axis stays 0.5."""
+    shape = _sphere(0)
+    data = _ShapeDraws([shape], CPU, jitter=0.3)
+    cloud, queries, labels = data.draw(torch.zeros(6, dtype=torch.long), 4000, 4000, 0.0,
+                                       torch.Generator().manual_seed(1))
+    semi = cloud.abs().amax(dim=1)  # [6, 3]: the ellipsoids' semi-axes, as far as 4,000 points show them
+    assert torch.allclose(semi.amax(dim=1), torch.full((6,), 0.5), atol=2e-3)
+    assert float((semi.amax(dim=1) / semi.amin(dim=1)).max()) > 1.1  # stretched, not only scaled
+    inside = ((queries / semi[:, None, :]) ** 2).sum(-1) < 1.0
+    assert float((inside == labels.bool()).float().mean()) > 0.995
+    # undone, the queries are the sphere's uniform points, labelled as before
+    undone = queries / (semi / 0.5)[:, None, :]
+    assert float(undone.abs().max()) <= 0.6 + 1e-3
+    assert float(((undone.norm(dim=-1) < 0.5) == labels.bool()).float().mean()) > 0.995
+
+
+def test_jitter_zero_draws_as_before():
+    shape = _sphere(1)
+    plain, still = _ShapeDraws([shape], CPU), _ShapeDraws([shape], CPU, jitter=0.0)
+    a = plain.draw(torch.zeros(3, dtype=torch.long), 50, 60, 0.01, torch.Generator().manual_seed(2))
+    b = still.draw(torch.zeros(3, dtype=torch.long), 50, 60, 0.01, torch.Generator().manual_seed(2))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.fixture(scope="module")
+def chosen():
+    shapes = [_sphere(2, 0.5), _sphere(3, 0.35), _sphere(4, 0.45)]
+    config = dataclasses.replace(TINY, choose_threshold=True, threshold_shapes=2, scale_jitter=0.1)
+    return shapes, config, train_occnet(shapes, config, CPU)
+
+
+def test_the_threshold_is_chosen_on_the_training_shapes(chosen):
+    shapes, config, result = chosen
+    assert sorted(result.thresholds) == list(THRESHOLD_CANDIDATES)
+    best = max(result.thresholds.values())
+    assert result.thresholds[result.config.threshold] == best
+    assert best > 0.8  # three spheres, learnt
+    assert dataclasses.replace(result.config, threshold=config.threshold) == config
+    # each rate is the median of occupancy_iou over the picked shapes (the first and the last of three),
+    # completed from the clouds seed + 2 gives, at every point (30,000 // THRESHOLD_POINTS: stride 1)
+    rng = np.random.default_rng(config.seed + 2)
+    clouds = [noisy_cloud(shapes[i].surface, config.n_points, config.noise, rng) for i in (0, 2)]
+    stride = max(1, 30_000 // THRESHOLD_POINTS)
+    for t in (0.2, 0.5, 0.8):
+        at = dataclasses.replace(config, threshold=t)
+        ious = [occupancy_iou(result.params, at, c, shapes[i].points[::stride], shapes[i].inside[::stride], CPU)
+                for c, i in zip(clouds, (0, 2))]
+        assert result.thresholds[t] == pytest.approx(float(np.median(ious)), abs=1e-12)
+
+
+def test_threshold_ious_without_choosing_and_the_saved_threshold(chosen, tmp_path):
+    shapes, config, result = chosen
+    again = threshold_ious(result.params, config, shapes, CPU)
+    assert again == result.thresholds  # deterministic: the same clouds and points
+    plain = train_occnet(shapes[:1], dataclasses.replace(TINY, steps=5), CPU)
+    assert plain.thresholds == {} and plain.config.threshold == 0.2
+    save_occnet(tmp_path / "n.safetensors", result.params, result.config)
+    assert load_occnet(tmp_path / "n.safetensors")[1].threshold == result.config.threshold
