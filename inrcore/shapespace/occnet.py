@@ -10,9 +10,8 @@ encoder: a PointNet with residual blocks. fc_pos lifts each point from 3 to 2h f
 are joined by their maximum over the cloud (h + h = 2h again); after the last block the maximum
 over the cloud goes through ReLU and fc_c to the code.
 
-decoder: fc_p lifts each query point to dh features (with `config.query_frequencies` > 0 the
-point's positional encoding [x, sin(2^k pi x), cos(2^k pi x)], k < frequencies, not the point
-alone); `config.blocks` residual blocks each compute x + fc1(relu(cbn1(fc0(relu(cbn0(x)))))); the logit is fc_out(relu(cbn(x))). A conditional batch
+decoder: fc_p lifts each query point to dh features; `config.blocks` residual blocks each compute
+x + fc1(relu(cbn1(fc0(relu(cbn0(x)))))); the logit is fc_out(relu(cbn(x))). A conditional batch
 norm (cbn) normalises each channel over every query point of the batch (all shapes together) and
 scales and shifts it by gamma(code) and beta(code), two linear maps of the code that start at
 gamma = 1, beta = 0. The second dense layer of every residual block starts at zero, so each block
@@ -33,7 +32,6 @@ import torch
 import torch.nn.functional as F
 
 from inrcore.errors import ShapeError
-from inrcore.fields.networks import fourier_features
 from inrcore.files import read_safetensors, write_safetensors
 from inrcore.settings import config_from_dict, config_to_dict
 from inrcore.shapespace.settings import OccNetConfig
@@ -74,7 +72,7 @@ def occnet_param_shapes(config: OccNetConfig) -> dict[str, tuple[int, ...]]:
         dense(f"enc.block{i}.fc1", h, h)
         dense(f"enc.block{i}.shortcut", 2 * h, h, bias=False)
     dense("enc.fc_c", h, c)
-    dense("dec.fc_p", 3 + 6 * config.query_frequencies, dh)
+    dense("dec.fc_p", 3, dh)
     for i in range(config.blocks):
         cbn(f"dec.block{i}.cbn0")
         dense(f"dec.block{i}.fc0", dh, dh)
@@ -144,7 +142,7 @@ def occupancy_logits(params, config: OccNetConfig, codes: torch.Tensor, queries:
     if queries.ndim != 3 or queries.shape[-1] != 3 or codes.ndim != 2 or codes.shape[0] != queries.shape[0]:
         raise ValueError(f"expected codes [B, C] and queries [B, N, 3], got {list(codes.shape)} and "
                          f"{list(queries.shape)}")
-    x = _dense(params, "dec.fc_p", fourier_features(queries, config.query_frequencies))
+    x = _dense(params, "dec.fc_p", queries)
     for i in range(config.blocks):
         inner = _dense(params, f"dec.block{i}.fc0",
                        torch.relu(conditional_batch_norm(params, f"dec.block{i}.cbn0", x, codes, training)))

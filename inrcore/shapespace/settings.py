@@ -193,8 +193,7 @@ class OccNetConfig:
     """The Occupancy Network (Mescheder et al. 2019, `inrcore.shapespace.occnet`): a PointNet encoder
     with residual blocks over `n_points` surface points with Gaussian noise `noise` (the authors: 300,
     0.005), features `hidden` and code `code` (the authors 512, 512); a decoder of `blocks` residual
-    blocks of `decoder_hidden` with conditional batch normalisation (the authors 5 of 256), fed each query
-    point as itself (the authors, `query_frequencies` 0) or as its positional encoding of that many octaves; binary
+    blocks of `decoder_hidden` with conditional batch normalisation (the authors 5 of 256); binary
     cross-entropy on logits at `n_query` points per shape uniform in the box padded by the samples'
     padding, of which `near_fraction` (the authors: 0) come from the shape's DeepSDF samples near the
     surface, labelled by their sign; Adam `lr` (the authors 1e-4, batch 64), constant as the authors' or,
@@ -216,7 +215,6 @@ class OccNetConfig:
     code: Count = 128
     decoder_hidden: Count = 128
     blocks: Count = 5
-    query_frequencies: CountOrZero = 0
     steps: Count = 3000
     seconds: Optional[PositiveNumber] = None
     batch: Count = 16

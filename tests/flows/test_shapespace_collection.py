@@ -79,8 +79,17 @@ def test_a_second_run_reuses_everything(first_run, shared_cluster):
 
 
 def test_the_registered_occupancy_network_predicts_from_a_cloud(first_run):
+    from mlflow import MlflowClient
+
+    from inrcore.shapespace.occnet import load_occnet
+
     _, _, out, summary = first_run
     assert summary["occnet"]["model_uri"] == "models:/tiny-occnet@champion"
+    # its threshold chosen on three training shapes: each candidate's median IoU logged, the best kept
+    logged = MlflowClient(f"sqlite:///{out}/mlflow.db").get_run(registry_run(out, "tiny-occnet")).data.metrics
+    rates = {k: v for k, v in logged.items() if k.startswith("threshold_iou/")}
+    assert len(rates) == 19 and rates[f"threshold_iou/{logged['threshold']:.2f}"] == max(rates.values())
+    assert load_occnet(out / "shapespace" / "occnet.safetensors")[1].threshold == logged["threshold"]
     code = (
         "import mlflow, numpy as np, trimesh\n"
         f"mlflow.set_tracking_uri('sqlite:///{out}/mlflow.db')\n"
