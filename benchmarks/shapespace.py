@@ -19,7 +19,8 @@ Stages (each timed; the result file is rewritten after each, so a failed run kee
                  fitted in one call, meshed and measured against the whole test mesh.
   occnet         the Occupancy Network trained on the train split for `--occnet-seconds`; per test shape
                  a noisy 300-point cloud (`noisy_cloud`, seed seed + index), IoU on the shape's occupancy
-                 points (uniform in the box padded by 0.1) and the MISE mesh at threshold 0.2, measured.
+                 points (uniform in the box padded by 0.1) and the MISE mesh at the network's threshold
+                 (0.2, or the one `occnet.choose_threshold` chose on training shapes), measured.
   siren          per-shape SIREN fits (`inr fit --method siren`'s settings, `fit_sdf`) of the test shapes,
                  each for (auto-decoder training seconds) / (number of test shapes): together they get
                  the time the auto-decoder trained. Meshed by the same mesher as the members.
