@@ -314,14 +314,14 @@ def occupancy(train, test, cfg, args, device) -> dict:
     import numpy as np
 
     from inrcore.shapespace.occnet import occnet_mesh, occupancy_iou
-    from inrcore.shapespace.occnet_training import noisy_cloud, train_occnet
+    from inrcore.shapespace.occnet_training import evenly_spaced, noisy_cloud, train_occnet
     from inrcore.shapespace.samples import occupancy_shape
 
     config = cfg["occnet"]
     shapes = [occupancy_shape(s["samples"]) for s in train]
     result, reused = trained("occnet", (config, cfg["sampling"], [s["id"] for s in train]), args,
                              lambda: train_occnet(shapes, config, device, on_log=lambda e: log("occnet", e)))
-    config = getattr(result, "config", None) or config  # the chosen threshold in (models saved before it: none)
+    config = result.config  # the chosen threshold in, with occnet.choose_threshold
     rows = []
     for i, shape in enumerate(test):
         s = shape["samples"]
@@ -335,15 +335,14 @@ def occupancy(train, test, cfg, args, device) -> dict:
                      "mesh": {"evaluations": int(stats.get("evaluations", 0)),
                               "seconds": round(time.perf_counter() - clock, 2)}})
     seen = []  # the same measure on training shapes (evenly spaced: every family): the generalisation gap
-    picked = np.unique(np.linspace(0, len(train) - 1, min(args.occnet_train_iou, len(train))).round().astype(int))
-    for i, shape in enumerate(train[k] for k in (picked if args.occnet_train_iou else [])):
+    for i, shape in enumerate(train[k] for k in evenly_spaced(len(train), args.occnet_train_iou)):
         s = shape["samples"]
         cloud = noisy_cloud(s.surface, config.n_points, config.noise, np.random.default_rng(args.seed + 1000 + i))
         seen.append({"shape": shape["id"], "family": shape["family"],
                      "iou": round(occupancy_iou(result.params, config, cloud, s.occupancy_points, s.inside,
                                                 device), 5)})
     return {"train_seconds": round(result.seconds, 1), "steps": result.steps, "reused": reused,
-            "threshold": config.threshold, "threshold_iou": getattr(result, "thresholds", {}),
+            "threshold": config.threshold, "threshold_iou": result.thresholds,
             "final_loss": result.history[-1]["loss"] if result.history else None,
             "summary": summary(rows, ("iou",) + FIGURES), "shapes": rows,
             **({"training_shapes": {"summary": summary(seen, ("iou",)), "shapes": seen}} if seen else {})}

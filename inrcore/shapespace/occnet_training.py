@@ -108,7 +108,8 @@ class _ShapeDraws:
              generator: torch.Generator, n_near: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For shapes [B]: clouds [B, n_cloud, 3] with noise, queries [B, n_query, 3], labels [B, n_query]
         (1.0 inside), all points drawn with replacement: the last n_near queries from the near points,
-        the others from the uniform ones; with `jitter`, each shape's points stretched by `stretch`."""
+        the others from the uniform ones; with `jitter`, each shape's points stretched by
+        `stretch_factors` of uniform random numbers."""
         device = self.surface.device
         rows = self._rows(shapes, self.surface_at, self.surface_n, n_cloud, generator)
         surface = self.surface[rows]
@@ -120,7 +121,9 @@ class _ShapeDraws:
             queries = torch.cat([queries, self.near[near]], dim=1)
             labels = torch.cat([labels, self.near_inside[near]], dim=1)
         if self.jitter > 0:
-            factors = stretch(self.half[shapes], self.jitter, generator)[:, None, :]
+            half = self.half[shapes]
+            u = torch.rand(half.shape, generator=generator, device=device)
+            factors = stretch_factors(half, u, self.jitter)[:, None, :]
             surface, queries = surface * factors, queries * factors
         return surface + noise, queries, labels
 
@@ -129,11 +132,6 @@ class _ShapeDraws:
         u = torch.rand((len(shapes), k), generator=generator, device=starts.device)
         n = counts[shapes, None]
         return starts[shapes, None] + torch.minimum((u * n).long(), n - 1)
-
-
-def stretch(half: torch.Tensor, jitter: float, generator: torch.Generator) -> torch.Tensor:
-    """Random `stretch_factors` [B, 3] for shapes of half-sides half [B, 3]."""
-    return stretch_factors(half, torch.rand(half.shape, generator=generator, device=half.device), jitter)
 
 
 def stretch_factors(half: torch.Tensor, u: torch.Tensor, jitter: float) -> torch.Tensor:
@@ -172,7 +170,7 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     steps or, from the second step on, once `seconds` (default `config.seconds`) have passed. The
     loss is read back only every `config.log_every` steps and at the end (the mean since the last
     read, passed to `on_log`); FloatingPointError when it is not finite. With `config.scale_jitter`
-    the shapes are stretched as `stretch` says; with `config.choose_threshold` the result's config
+    the shapes are stretched by `stretch_factors`; with `config.choose_threshold` the result's config
     holds the threshold `threshold_ious` rates best on the training shapes.
     """
     if not shapes:
@@ -227,18 +225,25 @@ def threshold_ious(params, config: OccNetConfig, shapes: Sequence[OccupancyShape
     """{threshold: median IoU} over up to `config.threshold_shapes` of the shapes (evenly spaced in
     their order), each completed from a fresh noisy cloud (seed `config.seed` + 2) and compared at
     up to `THRESHOLD_POINTS` of its uniform labelled points."""
-    picked = np.unique(np.linspace(0, len(shapes) - 1, min(config.threshold_shapes, len(shapes))).round().astype(int))
     rng = np.random.default_rng(config.seed + 2)
     ious = []
-    for index in picked:
-        shape = shapes[int(index)]
+    for index in evenly_spaced(len(shapes), config.threshold_shapes):
+        shape = shapes[index]
         cloud = noisy_cloud(shape.surface, config.n_points, config.noise, rng)
         stride = max(1, len(shape.points) // THRESHOLD_POINTS)
         points, labels = shape.points[::stride], torch.as_tensor(np.asarray(shape.inside[::stride], dtype=bool))
-        field = occupancy_field(params, config, cloud, device)(torch.as_tensor(np.asarray(points, np.float32)))
-        ious.append([iou_of(field.cpu() < occnet_level(t), labels) for t in candidates])
+        field = occupancy_field(params, config, cloud, device)(torch.as_tensor(np.asarray(points, np.float32))).cpu()
+        ious.append([iou_of(field < occnet_level(t), labels) for t in candidates])
     medians = np.median(np.asarray(ious), axis=0)
     return {float(t): float(m) for t, m in zip(candidates, medians)}
+
+
+def evenly_spaced(count: int, k: int) -> list[int]:
+    """Up to k indices of `count` items, evenly spaced from the first to the last (all when k >= count;
+    none when k or count is 0)."""
+    if count == 0 or k == 0:
+        return []
+    return [int(i) for i in np.unique(np.linspace(0, count - 1, min(k, count)).round().astype(int))]
 
 
 def annealed_rate(start: float, end: float, progress: float) -> float:

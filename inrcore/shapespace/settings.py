@@ -203,10 +203,10 @@ class OccNetConfig:
     normalised frame's): more shapes' proportions from few (the authors: none). Meshing and IoU at
     `threshold` (the authors' 0.2, chosen on their validation set); with `choose_threshold`, training
     ends by choosing it instead from `THRESHOLD_CANDIDATES`: the one with the highest median IoU on up
-    to `threshold_shapes` training shapes, each from a fresh noisy cloud. `bfloat16` trains with the forward passes in bfloat16
-    (torch.autocast; the loss, the weights, Adam and the batch-norm statistics stay float32): faster
-    where the hardware multiplies bfloat16 (CUDA, CPUs with AMX or AVX-512 BF16), slower elsewhere;
-    evaluation is float32 either way.
+    to `threshold_shapes` training shapes, each from a fresh noisy cloud. `bfloat16` trains with the
+    forward passes in bfloat16 (torch.autocast; the loss, the weights, Adam and the batch-norm
+    statistics stay float32): faster where the hardware multiplies bfloat16 (CUDA, CPUs with AMX or
+    AVX-512 BF16), slower elsewhere; evaluation is float32 either way.
     `size` as `AutoDecoderConfig.size`, for the fields `paper()` sets (`for_device`)."""
 
     n_points: Count = 300
@@ -229,7 +229,7 @@ class OccNetConfig:
     seed: Integer = 0
     log_every: Count = 50
     size: NetworkSize = "auto"
-    bfloat16: bool = False
+    bfloat16: Flag = False
 
     @staticmethod
     def paper() -> "OccNetConfig":

@@ -10,6 +10,7 @@ from inrcore.shapespace.occnet_training import (
     THRESHOLD_POINTS,
     OccupancyShape,
     _ShapeDraws,
+    evenly_spaced,
     noisy_cloud,
     stretch_factors,
     threshold_ious,
@@ -40,6 +41,13 @@ def test_stretch_factors_by_hand():
     factors = stretch_factors(torch.tensor([[0.5, 0.45, 0.1]]), torch.tensor([[0.0, 1.0, 0.5]]), 0.2)
     assert torch.allclose(factors, torch.tensor([[0.8, 1.2, 1.0]]) * 0.5 / 0.54)
     assert torch.allclose(stretch_factors(torch.rand(5, 3) + 0.1, torch.rand(5, 3), 0.0), torch.ones(5, 3))
+
+
+def test_evenly_spaced_indices():
+    assert evenly_spaced(81, 3) == [0, 40, 80]
+    assert evenly_spaced(10, 4) == [0, 3, 6, 9]
+    assert evenly_spaced(3, 32) == [0, 1, 2]
+    assert evenly_spaced(5, 0) == [] and evenly_spaced(0, 4) == []
 
 
 def test_stretched_draws_keep_labels_clouds_and_the_longest_side():
