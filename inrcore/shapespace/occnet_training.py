@@ -1,6 +1,6 @@
 """Training the Occupancy Network (`inrcore.shapespace.occnet`): each shape's training data, the
 noisy input clouds, the loop (Adam, optional cosine-annealed rate, bfloat16 forward passes, stretched
-shapes) and the choice of the occupancy threshold on training shapes.
+and bent shapes) and the choice of the occupancy threshold on training shapes.
 
 Each step draws shapes with replacement and, for each, a fresh noisy cloud of its surface points and
 labelled query points, all on the training device (`_ShapeDraws`); the loss is read back to the
@@ -79,7 +79,7 @@ class _ShapeDraws:
     each step's clouds and queries there."""
 
     def __init__(self, shapes: Sequence[OccupancyShape], device: torch.device, near: bool = False,
-                 jitter: float = 0.0):
+                 jitter: float = 0.0, warp: float = 0.0):
         for i, shape in enumerate(shapes):
             check_occupancy_shape(shape, f"occupancy shape {i}")
             if near and (shape.near is None or len(shape.near) == 0):
@@ -91,7 +91,7 @@ class _ShapeDraws:
         self.inside = tensor([s.inside for s in shapes], np.float32)
         self.surface_at, self.surface_n = self._offsets([len(s.surface) for s in shapes], device)
         self.points_at, self.points_n = self._offsets([len(s.points) for s in shapes], device)
-        self.jitter = jitter
+        self.jitter, self.warp = jitter, warp
         # each shape's half-sides about the origin (the normalised frame centres the bounding box there)
         self.half = tensor([np.abs(np.asarray(s.surface)).max(axis=0)[None] for s in shapes], np.float32)
         if near:
@@ -109,7 +109,7 @@ class _ShapeDraws:
         """For shapes [B]: clouds [B, n_cloud, 3] with noise, queries [B, n_query, 3], labels [B, n_query]
         (1.0 inside), all points drawn with replacement: the last n_near queries from the near points,
         the others from the uniform ones; with `jitter`, each shape's points stretched by
-        `stretch_factors` of uniform random numbers."""
+        `stretch_factors` of uniform random numbers, then with `warp` bent by `warp_axes`."""
         device = self.surface.device
         rows = self._rows(shapes, self.surface_at, self.surface_n, n_cloud, generator)
         surface = self.surface[rows]
@@ -120,11 +120,14 @@ class _ShapeDraws:
             near = self._rows(shapes, self.near_at, self.near_n, n_near, generator)
             queries = torch.cat([queries, self.near[near]], dim=1)
             labels = torch.cat([labels, self.near_inside[near]], dim=1)
+        half = self.half[shapes]
         if self.jitter > 0:
-            half = self.half[shapes]
             u = torch.rand(half.shape, generator=generator, device=device)
-            factors = stretch_factors(half, u, self.jitter)[:, None, :]
-            surface, queries = surface * factors, queries * factors
+            factors = stretch_factors(half, u, self.jitter)
+            surface, queries, half = surface * factors[:, None, :], queries * factors[:, None, :], half * factors
+        if self.warp > 0:
+            u = torch.rand((*half.shape, WARP_SEGMENTS), generator=generator, device=device)
+            surface, queries = warp_axes(surface, half, u, self.warp), warp_axes(queries, half, u, self.warp)
         return surface + noise, queries, labels
 
     @staticmethod
@@ -140,6 +143,27 @@ def stretch_factors(half: torch.Tensor, u: torch.Tensor, jitter: float) -> torch
     is its longest half-side before (the normalised frame's extent stays)."""
     factors = 1.0 + jitter * (2.0 * u - 1.0)
     return factors * (half.amax(dim=1) / (half * factors).amax(dim=1))[:, None]
+
+
+WARP_SEGMENTS = 4  # equal pieces of each axis that `warp_axes` lengthens or shortens
+
+
+def warp_axes(points: torch.Tensor, half: torch.Tensor, u: torch.Tensor, jitter: float) -> torch.Tensor:
+    """points [B, N, 3] of shapes with half-sides half [B, 3] (about the origin), bent along each axis
+    by a monotone piecewise-linear map: [-h, h] cut into S equal pieces, piece s scaled by
+    1 + jitter (2 u[b, axis, s] - 1) (u [B, 3, S] in [0, 1]) and the scales divided by their mean, so
+    that -h and h stay put; beyond them the end pieces' slopes go on. A one-to-one map of space, so
+    inside stays inside: a table's top thickens while its legs shorten, a chair's seat moves up."""
+    pieces = u.shape[-1]
+    width = (2.0 * half / pieces)[:, None, :, None]  # [B, 1, 3, 1]
+    slopes = 1.0 + jitter * (2.0 * u - 1.0)
+    slopes = (slopes / slopes.mean(dim=-1, keepdim=True))[:, None]  # [B, 1, 3, S]
+    knots = -half[:, None, :, None] + width * torch.arange(pieces, device=points.device, dtype=points.dtype)
+    along = points[..., None] - knots  # [B, N, 3, S]: each point's distance past each piece's start
+    inner = (slopes * torch.minimum(along.clamp(min=0.0), width)).sum(dim=-1)
+    below = slopes[..., 0] * along[..., 0].clamp(max=0.0)
+    above = slopes[..., -1] * (along[..., -1] - width[..., 0]).clamp(min=0.0)
+    return -half[:, None, :] + inner + below + above
 
 
 @dataclass(eq=False)
@@ -170,7 +194,8 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     steps or, from the second step on, once `seconds` (default `config.seconds`) have passed. The
     loss is read back only every `config.log_every` steps and at the end (the mean since the last
     read, passed to `on_log`); FloatingPointError when it is not finite. With `config.scale_jitter`
-    the shapes are stretched by `stretch_factors`; with `config.choose_threshold` the result's config
+    the shapes are stretched by `stretch_factors`, with `config.warp_jitter` bent by `warp_axes`; with
+    `config.choose_threshold` the result's config
     holds the threshold `threshold_ious` rates best on the training shapes.
     """
     if not shapes:
@@ -179,7 +204,7 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     initial = init_occnet(config, torch.Generator().manual_seed(config.seed))
     params = {k: v.to(device) if is_statistic(k) else torch.nn.Parameter(v.to(device)) for k, v in initial.items()}
     n_near = int(round(config.n_query * config.near_fraction))
-    data = _ShapeDraws(shapes, device, near=n_near > 0, jitter=config.scale_jitter)
+    data = _ShapeDraws(shapes, device, near=n_near > 0, jitter=config.scale_jitter, warp=config.warp_jitter)
     draws = torch.Generator(device=device).manual_seed(config.seed + 1)
     optimiser = torch.optim.Adam([v for k, v in params.items() if not is_statistic(k)], lr=config.lr)
     history: list[dict] = []

@@ -200,7 +200,9 @@ class OccNetConfig:
     with `lr_final`, annealed to it along a cosine over the training (steps or seconds, whichever ends it
     first). `scale_jitter` a > 0 stretches each drawn shape (its cloud and queries together) by factors
     uniform in [1 - a, 1 + a] along each axis, rescaled so that its longest half-side is kept (the
-    normalised frame's): more shapes' proportions from few (the authors: none). Meshing and IoU at
+    normalised frame's): more shapes' proportions from few (the authors: none); `warp_jitter` b > 0
+    then bends each axis piecewise linearly (`occnet_training.warp_axes`: four equal pieces scaled by
+    factors uniform in [1 - b, 1 + b], the ends kept), so parts change proportions apart. Meshing and IoU at
     `threshold` (the authors' 0.2, chosen on their validation set); with `choose_threshold`, training
     ends by choosing it instead from `THRESHOLD_CANDIDATES`: the one with the highest median IoU on up
     to `threshold_shapes` training shapes, each from a fresh noisy cloud. `bfloat16` trains with the
@@ -223,6 +225,7 @@ class OccNetConfig:
     lr: PositiveNumber = 1e-4
     lr_final: Optional[PositiveNumber] = None
     scale_jitter: Share = 0.0
+    warp_jitter: Share = 0.0
     threshold: OpenFraction = 0.2
     choose_threshold: Flag = False
     threshold_shapes: Count = 32

@@ -9,7 +9,7 @@ TINY = {
     "training": {"epochs": 200, "log_every": 50, "decoder": {"latent": 8, "width": 32, "layers": 4, "skip_at": 2}},
     "fitting": {"steps": 100, "samples": 1000},
     "occnet": {"steps": 40, "hidden": 16, "code": 16, "decoder_hidden": 16, "blocks": 1, "batch": 4, "n_query": 256,
-               "scale_jitter": 0.1, "choose_threshold": True, "threshold_shapes": 3},
+               "scale_jitter": 0.1, "warp_jitter": 0.1, "choose_threshold": True, "threshold_shapes": 3},
     "mesh": {"start": 16, "levels": 1},
     "noise_levels": [0.0, 0.05],
     "metrics": {"n_points": 2000},

@@ -15,6 +15,7 @@ from inrcore.shapespace.occnet_training import (
     stretch_factors,
     threshold_ious,
     train_occnet,
+    warp_axes,
 )
 from inrcore.shapespace.settings import OccNetConfig
 
@@ -41,6 +42,36 @@ def test_stretch_factors_by_hand():
     factors = stretch_factors(torch.tensor([[0.5, 0.45, 0.1]]), torch.tensor([[0.0, 1.0, 0.5]]), 0.2)
     assert torch.allclose(factors, torch.tensor([[0.8, 1.2, 1.0]]) * 0.5 / 0.54)
     assert torch.allclose(stretch_factors(torch.rand(5, 3) + 0.1, torch.rand(5, 3), 0.0), torch.ones(5, 3))
+
+
+def test_warp_axes_by_hand():
+    # half-side 1 along x in two pieces, jitter 0.5, u (1, 0): slopes (1.5, 0.5), mean 1, kept; -1 -> -1,
+    # 0 -> -1 + 1.5 = 0.5, 1 -> 0.5 + 0.5 = 1; beyond the ends the end slopes: -2 -> -2.5, 2 -> 1.5;
+    # -0.5 -> -1 + 0.75 = -0.25. y: half-side 2, u (0.5, 0.5): slopes 1, the identity. z: u (1, 1): raw
+    # slopes (1.5, 1.5) divided by their mean, the identity again.
+    half = torch.tensor([[1.0, 2.0, 0.5]])
+    u = torch.tensor([[[1.0, 0.0], [0.5, 0.5], [1.0, 1.0]]])
+    x = torch.tensor([-1.0, 0.0, 1.0, -2.0, 2.0, -0.5])
+    points = torch.stack([x, 2 * x, x / 2], dim=-1)[None]
+    warped = warp_axes(points, half, u, 0.5)[0]
+    assert torch.allclose(warped[:, 0], torch.tensor([-1.0, 0.5, 1.0, -2.5, 1.5, -0.25]))
+    assert torch.allclose(warped[:, 1:], points[0, :, 1:])
+
+
+def test_warped_draws_keep_labels_and_extents():
+    """A sphere bent along its axes: the map is one-to-one and monotone per axis, so a query is labelled
+    inside exactly where its un-bent point is; the cloud still spans [-0.5, 0.5] on each axis."""
+    shape = _sphere(3)
+    data = _ShapeDraws([shape], CPU, warp=0.3)
+    cloud, queries, labels = data.draw(torch.zeros(4, dtype=torch.long), 4000, 4000, 0.0,
+                                       torch.Generator().manual_seed(5))
+    assert torch.allclose(cloud.amax(dim=1), torch.full((4, 3), 0.5), atol=5e-3)
+    assert torch.allclose(cloud.amin(dim=1), torch.full((4, 3), -0.5), atol=5e-3)
+    assert float((cloud.norm(dim=-1) - 0.5).abs().max()) > 0.02  # bent: no longer the sphere
+    assert float((queries.norm(dim=-1) < 0.5).eq(labels.bool()).float().mean()) < 0.99
+    plain = _ShapeDraws([shape], CPU).draw(torch.zeros(4, dtype=torch.long), 4000, 4000, 0.0,
+                                           torch.Generator().manual_seed(5))
+    assert torch.equal(plain[2], labels)  # the same draws, labels kept: the bend moves points only
 
 
 def test_evenly_spaced_indices():
