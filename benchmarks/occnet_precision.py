@@ -1,7 +1,10 @@
 """Occupancy Network training steps per second in float32 and with bfloat16 forward passes
-(`OccNetConfig.bfloat16`), side by side in one run, at several decoder widths.
+(`OccNetConfig.bfloat16`), side by side in one run, at several decoder widths and several splits of a
+step into shapes × queries per shape.
 
     OMP_NUM_THREADS=2 python benchmarks/occnet_precision.py --out benchmarks/results/occnet_precision.json
+    OMP_NUM_THREADS=2 python benchmarks/occnet_precision.py --out benchmarks/results/occnet_batches.json \
+        --widths 128 --precisions bfloat16 --batches 16x2048,16x1024,32x1024,32x512,64x512
 
 Each setting trains `train_occnet` on two analytic shapes (a sphere and a box, as the unit tests) for
 `--steps` steps; the rate is taken between the first and the last log entry (the first `--log-every`
@@ -63,28 +66,44 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--precisions", default="float32,bfloat16", help="float32, bfloat16 or both")
+    parser.add_argument("--batches", default="16x2048", help="shapes x queries per shape of a step, comma-separated")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     shapes = analytic_shapes()
+    precisions = [p for p in args.precisions.split(",") if p]
+    if not precisions or set(precisions) - {"float32", "bfloat16"}:
+        parser.error(f"--precisions takes float32 and bfloat16, got {args.precisions!r}")
+    try:
+        batches = [tuple(int(n) for n in b.lower().split("x")) for b in args.batches.split(",") if b]
+        assert batches and all(len(b) == 2 and min(b) > 0 for b in batches)
+    except (ValueError, AssertionError):
+        parser.error(f"--batches takes SHAPESxQUERIES pairs such as 16x2048,64x512, got {args.batches!r}")
     rows = []
     for width in (int(w) for w in args.widths.split(",")):
-        base = OccNetConfig(decoder_hidden=width, steps=args.steps, log_every=args.log_every, lr=1e-3)
-        rates = {"float32": [], "bfloat16": []}
-        losses = {}
-        for _ in range(args.rounds):
-            for name in rates:
-                rate, loss = steps_per_second(dataclasses.replace(base, bfloat16=name == "bfloat16"), shapes, device)
-                rates[name].append(round(rate, 3))
-                losses[name] = round(loss, 4)
-        best = {k: max(v) for k, v in rates.items()}
-        row = {"decoder_hidden": width, "encoder_hidden": base.hidden, "code": base.code, "batch": base.batch,
-               "n_query": base.n_query, "steps_per_second": rates, "final_loss": losses,
-               "bfloat16_over_float32": round(best["bfloat16"] / best["float32"], 2)}
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+        for batch, n_query in batches:
+            base = OccNetConfig(decoder_hidden=width, batch=batch, n_query=n_query, steps=args.steps,
+                                log_every=args.log_every, lr=1e-3)
+            rates = {name: [] for name in precisions}
+            losses = {}
+            for _ in range(args.rounds):
+                for name in rates:
+                    config = dataclasses.replace(base, bfloat16=name == "bfloat16")
+                    rate, loss = steps_per_second(config, shapes, device)
+                    rates[name].append(round(rate, 3))
+                    losses[name] = round(loss, 4)
+            best = {k: max(v) for k, v in rates.items()}
+            row = {"decoder_hidden": width, "encoder_hidden": base.hidden, "code": base.code, "batch": batch,
+                   "n_query": n_query, "steps_per_second": rates, "final_loss": losses,
+                   "shapes_per_second": {k: round(v * batch, 1) for k, v in best.items()},
+                   "queries_per_second": {k: round(v * batch * n_query) for k, v in best.items()}}
+            if len(best) == 2:
+                row["bfloat16_over_float32"] = round(best["bfloat16"] / best["float32"], 2)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
     write_result(args.out, "occnet-precision", None,
                  {"cpu": cpu_model(), "threads": args.threads, "run_device": str(device), "rows": rows}, quiet=True)
 
