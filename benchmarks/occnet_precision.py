@@ -77,11 +77,10 @@ def main() -> None:
     precisions = [p for p in args.precisions.split(",") if p]
     if not precisions or set(precisions) - {"float32", "bfloat16"}:
         parser.error(f"--precisions takes float32 and bfloat16, got {args.precisions!r}")
-    try:
-        batches = [tuple(int(n) for n in b.lower().split("x")) for b in args.batches.split(",") if b]
-        assert batches and all(len(b) == 2 and min(b) > 0 for b in batches)
-    except (ValueError, AssertionError):
+    pairs = [b.lower().split("x") for b in args.batches.split(",") if b]
+    if not pairs or not all(len(p) == 2 and all(n.isdigit() and int(n) > 0 for n in p) for p in pairs):
         parser.error(f"--batches takes SHAPESxQUERIES pairs such as 16x2048,64x512, got {args.batches!r}")
+    batches = [(int(a), int(b)) for a, b in pairs]
     rows = []
     for width in (int(w) for w in args.widths.split(",")):
         for batch, n_query in batches:

@@ -195,8 +195,8 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     loss is read back only every `config.log_every` steps and at the end (the mean since the last
     read, passed to `on_log`); FloatingPointError when it is not finite. With `config.scale_jitter`
     the shapes are stretched by `stretch_factors`, with `config.warp_jitter` bent by `warp_axes`; with
-    `config.choose_threshold` the result's config
-    holds the threshold `threshold_ious` rates best on the training shapes.
+    `config.choose_threshold` the result's config holds the threshold `threshold_ious` rates best on the
+    training shapes.
     """
     if not shapes:
         raise ValueError("no shapes to train the occupancy network on")

@@ -72,6 +72,11 @@ def test_warped_draws_keep_labels_and_extents():
     plain = _ShapeDraws([shape], CPU).draw(torch.zeros(4, dtype=torch.long), 4000, 4000, 0.0,
                                            torch.Generator().manual_seed(5))
     assert torch.equal(plain[2], labels)  # the same draws, labels kept: the bend moves points only
+    # each axis bent monotonically: the bent queries keep the unbent ones' order along every axis
+    for axis in range(3):
+        order = plain[1][..., axis].argsort(dim=1)
+        assert bool((queries[..., axis].gather(1, order).diff(dim=1) >= 0).all())
+    assert float((queries - plain[1]).abs().max()) > 0.02
 
 
 def test_evenly_spaced_indices():
@@ -99,9 +104,9 @@ def test_stretched_draws_keep_labels_clouds_and_the_longest_side():
     assert float(((undone.norm(dim=-1) < 0.5) == labels.bool()).float().mean()) > 0.995
 
 
-def test_jitter_zero_draws_as_before():
+def test_jitter_and_warp_zero_draw_as_before():
     shape = _sphere(1)
-    plain, still = _ShapeDraws([shape], CPU), _ShapeDraws([shape], CPU, jitter=0.0)
+    plain, still = _ShapeDraws([shape], CPU), _ShapeDraws([shape], CPU, jitter=0.0, warp=0.0)
     a = plain.draw(torch.zeros(3, dtype=torch.long), 50, 60, 0.01, torch.Generator().manual_seed(2))
     b = still.draw(torch.zeros(3, dtype=torch.long), 50, 60, 0.01, torch.Generator().manual_seed(2))
     assert all(torch.equal(x, y) for x, y in zip(a, b))
