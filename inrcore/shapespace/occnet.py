@@ -112,12 +112,24 @@ def encode(params, config: OccNetConfig, clouds: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"clouds must be [B, T, 3] with T > 0, got {list(clouds.shape)}")
     x = _dense(params, "enc.fc_pos", clouds)
     for i in range(ENCODER_BLOCKS):
-        if i > 0:
+        if i == 0:
+            inner = _dense(params, "enc.block0.fc0", torch.relu(x))
+            shortcut = _dense(params, "enc.block0.shortcut", x)
+        else:  # the blocks' input is [x, the cloud's maximum of x]: the second half is one row per cloud
             pooled = x.max(dim=1, keepdim=True).values
-            x = torch.cat([x, pooled.expand_as(x)], dim=-1)
-        inner = _dense(params, f"enc.block{i}.fc0", torch.relu(x))
-        x = _dense(params, f"enc.block{i}.shortcut", x) + _dense(params, f"enc.block{i}.fc1", torch.relu(inner))
+            inner = _dense_joined(params, f"enc.block{i}.fc0", torch.relu(x), torch.relu(pooled))
+            shortcut = _dense_joined(params, f"enc.block{i}.shortcut", x, pooled)
+        x = shortcut + _dense(params, f"enc.block{i}.fc1", torch.relu(inner))
     return _dense(params, "enc.fc_c", torch.relu(x.max(dim=1).values))
+
+
+def _dense_joined(params, name: str, x: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+    """The dense layer `name` of [x, pooled] joined along features, for x [B, T, F] and pooled
+    [B, 1, F], without repeating `pooled` T times: the weight's second half acts on one row per
+    cloud and is broadcast over the T points (half the multiplications of the joined input)."""
+    weight = params[f"{name}.weight"]
+    split = x.shape[-1]
+    return F.linear(x, weight[:, :split], params.get(f"{name}.bias")) + F.linear(pooled, weight[:, split:])
 
 
 def conditional_batch_norm(params, name: str, x: torch.Tensor, codes: torch.Tensor, training: bool) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch
 from inrcore.errors import ShapeError
 from inrcore.shapespace.occnet import (
     ENCODER_BLOCKS,
+    _dense_joined,
     conditional_batch_norm,
     encode,
     init_occnet,
@@ -149,6 +150,32 @@ def test_encoder_is_invariant_to_the_order_of_points():
     shuffled = cloud[:, torch.randperm(300, generator=gen)]
     assert torch.allclose(encode(params, TINY, cloud), encode(params, TINY, shuffled), atol=1e-5)
     assert not torch.allclose(encode(params, TINY, cloud), encode(params, TINY, cloud * 0.5), atol=1e-3)
+
+
+def test_encoder_equals_its_definition_with_the_maximum_joined_to_every_point():
+    # the module's docstring, written out: each block after the first sees [x, max over the cloud of x]
+    gen = torch.Generator().manual_seed(4)
+    params = {k: v + 0.1 * torch.randn(v.shape, generator=gen) for k, v in init_occnet(TINY, gen).items()}
+    clouds = torch.rand(2, 40, 3, generator=gen)
+
+    def dense(name, x):
+        return torch.nn.functional.linear(x, params[f"{name}.weight"], params.get(f"{name}.bias"))
+
+    x = dense("enc.fc_pos", clouds)
+    for i in range(ENCODER_BLOCKS):
+        if i > 0:
+            x = torch.cat([x, x.max(dim=1, keepdim=True).values.expand_as(x)], dim=-1)
+        x = dense(f"enc.block{i}.shortcut", x) + dense(f"enc.block{i}.fc1", torch.relu(dense(f"enc.block{i}.fc0",
+                                                                                               torch.relu(x))))
+    expected = dense("enc.fc_c", torch.relu(x.max(dim=1).values))
+    assert torch.allclose(encode(params, TINY, clouds), expected, atol=1e-5)
+
+
+def test_a_joined_dense_layer_by_hand():
+    # weight [[1, 2, 3, 4]], bias 0.5, x = [1, 1] at two points, pooled [2, 0]: 1 + 2 + 0.5 + 3*2 + 4*0 = 9.5
+    params = {"l.weight": torch.tensor([[1.0, 2.0, 3.0, 4.0]]), "l.bias": torch.tensor([0.5])}
+    x, pooled = torch.tensor([[[1.0, 1.0], [0.0, 1.0]]]), torch.tensor([[[2.0, 0.0]]])
+    assert _dense_joined(params, "l", x, pooled).flatten().tolist() == [9.5, 8.5]
 
 
 def test_noisy_cloud_subsamples_and_adds_gaussian_noise():
