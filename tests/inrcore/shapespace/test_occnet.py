@@ -172,7 +172,8 @@ def test_encoder_equals_its_definition_with_the_maximum_joined_to_every_point():
 
 
 def test_a_joined_dense_layer_by_hand():
-    # weight [[1, 2, 3, 4]], bias 0.5, x = [1, 1] at two points, pooled [2, 0]: 1 + 2 + 0.5 + 3*2 + 4*0 = 9.5
+    # weight [[1, 2, 3, 4]], bias 0.5, pooled [2, 0] (3*2 + 4*0 = 6 at every point):
+    # x = [1, 1] gives 1 + 2 + 0.5 + 6 = 9.5, x = [0, 1] gives 0 + 2 + 0.5 + 6 = 8.5
     params = {"l.weight": torch.tensor([[1.0, 2.0, 3.0, 4.0]]), "l.bias": torch.tensor([0.5])}
     x, pooled = torch.tensor([[[1.0, 1.0], [0.0, 1.0]]]), torch.tensor([[[2.0, 0.0]]])
     assert _dense_joined(params, "l", x, pooled).flatten().tolist() == [9.5, 8.5]
