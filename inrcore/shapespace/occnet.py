@@ -10,7 +10,11 @@ encoder: a PointNet with residual blocks. fc_pos lifts each point from 3 to 2h f
 are joined by their maximum over the cloud (h + h = 2h again); after the last block the maximum
 over the cloud goes through ReLU and fc_c to the code.
 
-decoder: fc_p lifts each query point to dh features; `config.blocks` residual blocks each compute
+decoder: fc_p lifts each query point to dh features; with `config.neighbours` k > 0 (not the
+authors': their decoder sees the code alone) fc_local adds the query's local features, its k nearest
+cloud points' encoder features (after the last block, through ReLU) and positions averaged with
+inverse-square-distance weights (PointNet++'s interpolation, `local_features`), the position less
+the query's. Then `config.blocks` residual blocks each compute
 x + fc1(relu(cbn1(fc0(relu(cbn0(x)))))); the logit is fc_out(relu(cbn(x))). A conditional batch
 norm (cbn) normalises each channel over every query point of the batch (all shapes together) and
 scales and shifts it by gamma(code) and beta(code), two linear maps of the code that start at
@@ -73,6 +77,8 @@ def occnet_param_shapes(config: OccNetConfig) -> dict[str, tuple[int, ...]]:
         dense(f"enc.block{i}.shortcut", 2 * h, h, bias=False)
     dense("enc.fc_c", h, c)
     dense("dec.fc_p", 3, dh)
+    if config.neighbours:
+        dense("dec.fc_local", h + 3, dh)
     for i in range(config.blocks):
         cbn(f"dec.block{i}.cbn0")
         dense(f"dec.block{i}.fc0", dh, dh)
@@ -108,6 +114,12 @@ def _dense(params, name: str, x: torch.Tensor) -> torch.Tensor:
 
 def encode(params, config: OccNetConfig, clouds: torch.Tensor) -> torch.Tensor:
     """Codes [B, C] of point clouds [B, T, 3]; invariant to the order of each cloud's points."""
+    return encode_points(params, config, clouds)[0]
+
+
+def encode_points(params, config: OccNetConfig, clouds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes [B, C] of point clouds [B, T, 3] and each point's features [B, T, h] after the last
+    block, through ReLU (what `local_features` averages)."""
     if clouds.ndim != 3 or clouds.shape[-1] != 3 or clouds.shape[1] == 0:
         raise ValueError(f"clouds must be [B, T, 3] with T > 0, got {list(clouds.shape)}")
     x = _dense(params, "enc.fc_pos", clouds)
@@ -120,7 +132,32 @@ def encode(params, config: OccNetConfig, clouds: torch.Tensor) -> torch.Tensor:
             inner = _dense_joined(params, f"enc.block{i}.fc0", torch.relu(x), torch.relu(pooled))
             shortcut = _dense_joined(params, f"enc.block{i}.shortcut", x, pooled)
         x = shortcut + _dense(params, f"enc.block{i}.fc1", torch.relu(inner))
-    return _dense(params, "enc.fc_c", torch.relu(x.max(dim=1).values))
+    x = torch.relu(x)  # relu(max) = max(relu): the code's input is the maximum of the points' features
+    return _dense(params, "enc.fc_c", x.max(dim=1).values), x
+
+
+def neighbour_weights(clouds: torch.Tensor, queries: torch.Tensor, k: int) -> torch.Tensor:
+    """Weights [B, N, T] averaging, for each of queries [B, N, 3], its k nearest points of clouds
+    [B, T, 3] (all T when k >= T) in proportion to 1 / (d² + 1e-8), d their distances; the other
+    points' weights 0, each row summing to 1. Float32 and without gradients: the weights depend on
+    the points alone."""
+    with torch.no_grad(), torch.autocast(queries.device.type, enabled=False):
+        squared = torch.cdist(queries.float(), clouds.float()).square()  # [B, N, T]
+        nearest, index = squared.topk(min(k, clouds.shape[1]), dim=-1, largest=False)
+        weights = 1.0 / (nearest + 1e-8)
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+        return torch.zeros_like(squared).scatter_(-1, index, weights)
+
+
+def local_features(clouds: torch.Tensor, features: torch.Tensor, queries: torch.Tensor, k: int) -> torch.Tensor:
+    """Each query's local features [B, N, F + 3]: the k nearest cloud points' features [B, T, F] and
+    positions (clouds [B, T, 3]) averaged by `neighbour_weights`, the position less the query's own
+    (queries [B, N, 3]), so that it points from the query towards the nearby surface."""
+    weights = neighbour_weights(clouds, queries, k)
+    averaged = torch.bmm(weights.to(features.dtype), features)
+    with torch.autocast(queries.device.type, enabled=False):  # positions and their difference in float32
+        offsets = torch.bmm(weights, clouds.float()) - queries.float()
+    return torch.cat([averaged, offsets.to(averaged.dtype)], dim=-1)
 
 
 def _dense_joined(params, name: str, x: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
@@ -147,14 +184,20 @@ def conditional_batch_norm(params, name: str, x: torch.Tensor, codes: torch.Tens
 
 
 def occupancy_logits(params, config: OccNetConfig, codes: torch.Tensor, queries: torch.Tensor,
-                     training: bool = False) -> torch.Tensor:
-    """Logits [B, N] of occupancy at queries [B, N, 3] of the shapes with codes [B, C]. `training`
+                     training: bool = False, local: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Logits [B, N] of occupancy at queries [B, N, 3] of the shapes with codes [B, C]; with
+    `config.neighbours`, also of the queries' `local_features` [B, N, h + 3] (required then). `training`
     normalises with the batch's statistics and updates the running ones (see
     `conditional_batch_norm`); otherwise the running statistics are used and nothing changes."""
     if queries.ndim != 3 or queries.shape[-1] != 3 or codes.ndim != 2 or codes.shape[0] != queries.shape[0]:
         raise ValueError(f"expected codes [B, C] and queries [B, N, 3], got {list(codes.shape)} and "
                          f"{list(queries.shape)}")
     x = _dense(params, "dec.fc_p", queries)
+    if config.neighbours:
+        if local is None or local.shape != (*queries.shape[:2], config.hidden + 3):
+            raise ValueError(f"this network reads {config.neighbours} neighbours' local features: expected "
+                             f"[B, N, {config.hidden + 3}], got {None if local is None else list(local.shape)}")
+        x = x + _dense(params, "dec.fc_local", local)
     for i in range(config.blocks):
         inner = _dense(params, f"dec.block{i}.fc0",
                        torch.relu(conditional_batch_norm(params, f"dec.block{i}.cbn0", x, codes, training)))
@@ -189,14 +232,18 @@ def occupancy_field(params, config: OccNetConfig, cloud, device: torch.device,
     cloud = _points_tensor(cloud, "cloud")
     if len(cloud) == 0:
         raise ValueError("cloud has no points")
+    clouds = cloud.to(device)[None]
     with torch.no_grad():
-        code = encode(weights, config, cloud.to(device)[None])
+        code, features = encode_points(weights, config, clouds)
+
+    def logits(queries: torch.Tensor) -> torch.Tensor:
+        local = local_features(clouds, features, queries, config.neighbours) if config.neighbours else None
+        return occupancy_logits(weights, config, code, queries, local=local)[0]
 
     def evaluate(points: torch.Tensor) -> torch.Tensor:
         points = _points_tensor(points, "query points")
         with torch.no_grad():
-            parts = [-occupancy_logits(weights, config, code, part.to(device)[None])[0]
-                     for part in points.split(chunk)]
+            parts = [-logits(part.to(device)[None]) for part in points.split(chunk)]
         return torch.cat(parts).to(points.device) if parts else torch.zeros(0, device=points.device)
 
     return evaluate

@@ -21,10 +21,11 @@ import torch.nn.functional as F
 
 from inrcore.errors import ShapeError
 from inrcore.shapespace.occnet import (
-    encode,
+    encode_points,
     init_occnet,
     iou_of,
     is_statistic,
+    local_features,
     occnet_level,
     occupancy_field,
     occupancy_logits,
@@ -189,7 +190,8 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     (`config.n_points` surface points, noise `config.noise`) and `config.n_query` of its labelled
     points (`config.near_fraction` of them near the surface, the rest uniform in the box); the loss is
     the mean binary cross-entropy of the logits (forward passes in bfloat16 with `config.bfloat16`,
-    the loss in float32); with `config.lr_final` the rate follows
+    the loss in float32; with `config.neighbours` the decoder also reads each query's `local_features`);
+    with `config.lr_final` the rate follows
     `annealed_rate` over the fraction of the steps or of the seconds gone. Stops after `config.steps`
     steps or, from the second step on, once `seconds` (default `config.seconds`) have passed. The
     loss is read back only every `config.log_every` steps and at the end (the mean since the last
@@ -221,7 +223,9 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
         chosen = torch.randint(len(shapes), (config.batch,), generator=draws, device=device)
         cloud, queries, labels = data.draw(chosen, config.n_points, config.n_query, config.noise, draws, n_near)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bfloat16):
-            logits = occupancy_logits(params, config, encode(params, config, cloud), queries, training=True)
+            codes, features = encode_points(params, config, cloud)
+            local = local_features(cloud, features, queries, config.neighbours) if config.neighbours else None
+            logits = occupancy_logits(params, config, codes, queries, training=True, local=local)
         loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()

@@ -193,7 +193,9 @@ class OccNetConfig:
     """The Occupancy Network (Mescheder et al. 2019, `inrcore.shapespace.occnet`): a PointNet encoder
     with residual blocks over `n_points` surface points with Gaussian noise `noise` (the authors: 300,
     0.005), features `hidden` and code `code` (the authors 512, 512); a decoder of `blocks` residual
-    blocks of `decoder_hidden` with conditional batch normalisation (the authors 5 of 256); binary
+    blocks of `decoder_hidden` with conditional batch normalisation (the authors 5 of 256), reading
+with `neighbours` k > 0 each query's k nearest cloud points' features besides the code
+(`occnet.local_features`; the authors: none, 0); binary
     cross-entropy on logits at `n_query` points per shape uniform in the box padded by the samples'
     padding, of which `near_fraction` (the authors: 0) come from the shape's DeepSDF samples near the
     surface, labelled by their sign; Adam `lr` (the authors 1e-4, batch 64), constant as the authors' or,
@@ -217,6 +219,7 @@ class OccNetConfig:
     code: Count = 128
     decoder_hidden: Count = 128
     blocks: Count = 5
+    neighbours: CountOrZero = 0
     steps: Count = 3000
     seconds: Optional[PositiveNumber] = None
     batch: Count = 16

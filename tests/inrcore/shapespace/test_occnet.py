@@ -11,9 +11,12 @@ from inrcore.shapespace.occnet import (
     _dense_joined,
     conditional_batch_norm,
     encode,
+    encode_points,
     init_occnet,
     is_statistic,
     load_occnet,
+    local_features,
+    neighbour_weights,
     occnet_level,
     occnet_mesh,
     occupancy_field,
@@ -177,6 +180,67 @@ def test_a_joined_dense_layer_by_hand():
     params = {"l.weight": torch.tensor([[1.0, 2.0, 3.0, 4.0]]), "l.bias": torch.tensor([0.5])}
     x, pooled = torch.tensor([[[1.0, 1.0], [0.0, 1.0]]]), torch.tensor([[[2.0, 0.0]]])
     assert _dense_joined(params, "l", x, pooled).flatten().tolist() == [9.5, 8.5]
+
+
+def test_neighbour_weights_and_local_features_by_hand():
+    # query (0.25, 0, 0); points at x = 0, 1, 3: squared distances 1/16, 9/16, 121/16. The two nearest
+    # weigh 16 and 16/9, that is 0.9 and 0.1; the third 0. Features [1, 0], [0, 10], [5, 5] average to
+    # [0.9, 1.0]; positions to (0.1, 0, 0), the offset from the query (-0.15, 0, 0).
+    cloud = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [3.0, 0.0, 0.0]]])
+    query = torch.tensor([[[0.25, 0.0, 0.0]]])
+    weights = neighbour_weights(cloud, query, 2)
+    assert torch.allclose(weights, torch.tensor([[[0.9, 0.1, 0.0]]]), atol=1e-6)
+    features = torch.tensor([[[1.0, 0.0], [0.0, 10.0], [5.0, 5.0]]])
+    local = local_features(cloud, features, query, 2)
+    assert torch.allclose(local, torch.tensor([[[0.9, 1.0, -0.15, 0.0, 0.0]]]), atol=1e-6)
+    # k at or above the cloud's size averages every point: 16, 16/9 and 16/121 normalised
+    everyone = torch.tensor([1.0, 1 / 9, 1 / 121])
+    assert torch.allclose(neighbour_weights(cloud, query, 5)[0, 0], everyone / everyone.sum(), atol=1e-6)
+    # a query on a cloud point takes that point's features and no offset
+    on = local_features(cloud, features, cloud[:, 1:2], 3)
+    assert torch.allclose(on, torch.tensor([[[0.0, 10.0, 0.0, 0.0, 0.0]]]), atol=1e-5)
+
+
+LOCAL = dataclasses.replace(TINY, neighbours=3)
+
+
+def test_a_network_with_local_features():
+    gen = torch.Generator().manual_seed(5)
+    params = {k: v + 0.1 * torch.randn(v.shape, generator=gen) for k, v in init_occnet(LOCAL, gen).items()}
+    assert params["dec.fc_local.weight"].shape == (32, 32 + 3) and "dec.fc_local.weight" not in init_occnet(TINY, gen)
+    cloud, queries = torch.rand(2, 60, 3, generator=gen), torch.rand(2, 9, 3, generator=gen)
+    codes, features = encode_points(params, LOCAL, cloud)
+    assert torch.equal(codes, encode(params, LOCAL, cloud)) and features.shape == (2, 60, 32)
+    assert features.min() >= 0  # the points' features through ReLU, as the code's maximum reads them
+    with torch.no_grad():
+        logits = occupancy_logits(params, LOCAL, codes, queries, local=local_features(cloud, features, queries, 3))
+        with pytest.raises(ValueError, match="3 neighbours' local features"):
+            occupancy_logits(params, LOCAL, codes, queries)
+        # the decoder's first features are fc_p(q) + fc_local(local): without fc_local the global network's
+        plain = {k: v for k, v in params.items() if not k.startswith("dec.fc_local")}
+        zeroed = {**params, "dec.fc_local.weight": torch.zeros(32, 35), "dec.fc_local.bias": torch.zeros(32)}
+        assert torch.allclose(occupancy_logits(zeroed, LOCAL, codes, queries, local=torch.rand(2, 9, 35)),
+                              occupancy_logits(plain, TINY, codes, queries), atol=1e-6)
+    # the field evaluates the same function and still does not depend on the cloud's order
+    field = occupancy_field(params, LOCAL, cloud[0], CPU)
+    assert torch.allclose(field(queries[0]), -logits[0], atol=1e-5)
+    shuffled = occupancy_field(params, LOCAL, cloud[0, torch.randperm(60, generator=gen)], CPU)
+    assert torch.allclose(shuffled(queries[0]), field(queries[0]), atol=1e-5)
+    assert torch.allclose(occupancy_field(params, LOCAL, cloud[0], CPU, chunk=4)(queries[0]), field(queries[0]),
+                          atol=1e-5)
+
+
+def test_local_features_train_save_and_load(tmp_path):
+    result = train_occnet([_shape("sphere", 0), _shape("box", 1)], dataclasses.replace(LOCAL, steps=300), CPU)
+    assert result.history[-1]["loss"] < 0.5 * result.history[0]["loss"]
+    held_out = _shape("box", 11)
+    cloud = noisy_cloud(held_out.surface, LOCAL.n_points, LOCAL.noise, np.random.default_rng(11))
+    assert occupancy_iou(result.params, LOCAL, cloud, held_out.points, held_out.inside, CPU) > 0.8
+    params, config, _ = load_occnet(save_occnet(tmp_path / "local.safetensors", result.params, LOCAL))
+    assert config.neighbours == 3
+    points = torch.from_numpy(held_out.points[:500])
+    assert torch.equal(occupancy_field(params, config, cloud, CPU)(points),
+                       occupancy_field(result.params, LOCAL, cloud, CPU)(points))
 
 
 def test_noisy_cloud_subsamples_and_adds_gaussian_noise():
