@@ -207,6 +207,15 @@ def occupancy_logits(params, config: OccNetConfig, codes: torch.Tensor, queries:
     return out[..., 0]
 
 
+def cloud_logits(params, config: OccNetConfig, clouds: torch.Tensor, codes: torch.Tensor, features: torch.Tensor,
+                 queries: torch.Tensor, training: bool = False) -> torch.Tensor:
+    """`occupancy_logits` [B, N] at queries [B, N, 3] of the clouds [B, T, 3] that `encode_points` gave
+    codes [B, C] and point features [B, T, h]; the queries' `local_features` read when
+    `config.neighbours` asks for them."""
+    local = local_features(clouds, features, queries, config.neighbours) if config.neighbours else None
+    return occupancy_logits(params, config, codes, queries, training=training, local=local)
+
+
 def occnet_level(threshold: float) -> float:
     """The level of `occupancy_field`'s values (-logits) below which the occupancy probability
     exceeds `threshold`: -log(t / (1 - t)); 0.2 gives log 4 ≈ 1.386."""
@@ -236,14 +245,11 @@ def occupancy_field(params, config: OccNetConfig, cloud, device: torch.device,
     with torch.no_grad():
         code, features = encode_points(weights, config, clouds)
 
-    def logits(queries: torch.Tensor) -> torch.Tensor:
-        local = local_features(clouds, features, queries, config.neighbours) if config.neighbours else None
-        return occupancy_logits(weights, config, code, queries, local=local)[0]
-
     def evaluate(points: torch.Tensor) -> torch.Tensor:
         points = _points_tensor(points, "query points")
         with torch.no_grad():
-            parts = [-logits(part.to(device)[None]) for part in points.split(chunk)]
+            parts = [-cloud_logits(weights, config, clouds, code, features, part.to(device)[None])[0]
+                     for part in points.split(chunk)]
         return torch.cat(parts).to(points.device) if parts else torch.zeros(0, device=points.device)
 
     return evaluate

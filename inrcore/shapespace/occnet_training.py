@@ -21,14 +21,13 @@ import torch.nn.functional as F
 
 from inrcore.errors import ShapeError
 from inrcore.shapespace.occnet import (
+    cloud_logits,
     encode_points,
     init_occnet,
     iou_of,
     is_statistic,
-    local_features,
     occnet_level,
     occupancy_field,
-    occupancy_logits,
 )
 from inrcore.shapespace.settings import OccNetConfig
 
@@ -224,8 +223,7 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
         cloud, queries, labels = data.draw(chosen, config.n_points, config.n_query, config.noise, draws, n_near)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bfloat16):
             codes, features = encode_points(params, config, cloud)
-            local = local_features(cloud, features, queries, config.neighbours) if config.neighbours else None
-            logits = occupancy_logits(params, config, codes, queries, training=True, local=local)
+            logits = cloud_logits(params, config, cloud, codes, features, queries, training=True)
         loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
