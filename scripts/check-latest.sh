@@ -12,10 +12,5 @@ bash scripts/lock.sh "$work/latest.lock"
 echo "== newer than requirements.lock:"
 diff <(grep -E '^[A-Za-z0-9_.-]+==' requirements.lock | sed 's/ .*//' | sort) \
      <(grep -E '^[A-Za-z0-9_.-]+==' "$work/latest.lock" | sed 's/ .*//' | sort) | grep '^>' || echo "   (none)"
-local_wheels=()
-if [ -d /opt/wheels ]; then local_wheels=(--find-links /opt/wheels); fi
-python3 -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install --quiet --no-deps --require-hashes "${local_wheels[@]}" -r "$work/latest.lock"
-"$work/venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
-"$work/venv/bin/python" -m pip check
+bash scripts/setup.sh "$work/latest.lock" "$work/venv"
 "$work/venv/bin/python" -m pytest -q -p no:cacheprovider tests/flows/test_commands.py "$@"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Refresh requirements.lock: resolve the newest versions that pyproject.toml's ranges allow (with
 # the test extra and the build tools of requirements-build.in) to exact versions with hashes, by
-# uv (pinned below) from the package index, torch from constraints.txt. Then re-check with
+# uv (at the version requirements-build.in pins) from the package index, torch from
+# constraints.txt. Then re-check with
 #   bash scripts/lock.sh && bash scripts/setup.sh && .venv/bin/python -m pytest -q
 # An argument writes that file instead (scripts/check-latest.sh does so).
 set -euo pipefail
 output="$(realpath -m "${1:-requirements.lock}")"
 cd "$(dirname "$0")/.."
-UV_VERSION=0.13.9
+UV_VERSION="$(sed -n 's/^uv==\([0-9.]*\).*/\1/p' requirements-build.in)"
 tools="$(mktemp -d)"
 trap 'rm -rf "$tools"' EXIT
 python3 -m venv "$tools/venv"
