@@ -10,7 +10,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 bash scripts/lock.sh "$work/latest.lock"
 echo "== newer than requirements.lock:"
-diff <(grep -E '^[A-Za-z0-9_.-]+==' requirements.lock | sed 's/ .*//' | sort) \
-     <(grep -E '^[A-Za-z0-9_.-]+==' "$work/latest.lock" | sed 's/ .*//' | sort) | grep '^>' || echo "   (none)"
+newer="$(comm -13 <(grep -E '^[A-Za-z0-9_.-]+==' requirements.lock | sed 's/ .*//' | sort) \
+                  <(grep -E '^[A-Za-z0-9_.-]+==' "$work/latest.lock" | sed 's/ .*//' | sort))"
+echo "${newer:-   (none)}"
 bash scripts/setup.sh "$work/latest.lock" "$work/venv"
 "$work/venv/bin/python" -m pytest -q -p no:cacheprovider tests/flows/test_commands.py "$@"
