@@ -9,6 +9,7 @@ set -euo pipefail
 output="$(realpath -m "${1:-requirements.lock}")"
 cd "$(dirname "$0")/.."
 UV_VERSION="$(sed -n 's/^uv==\([0-9.]*\).*/\1/p' requirements-build.in)"
+[ -n "$UV_VERSION" ] || { echo "lock.sh: requirements-build.in pins no uv (a line uv==VERSION)" >&2; exit 1; }
 tools="$(mktemp -d)"
 trap 'rm -rf "$tools"' EXIT
 python3 -m venv "$tools/venv"

@@ -5,9 +5,10 @@
 # scripts/lock.sh refreshes the lock. Arguments (for scripts/check-latest.sh): another lock file
 # and another environment folder, in that order.
 set -euo pipefail
+lock="$(realpath -m "${1:-$(dirname "$0")/../requirements.lock}")"
+venv="$(realpath -m "${2:-$(dirname "$0")/../.venv}")"
 cd "$(dirname "$0")/.."
-lock="${1:-requirements.lock}"
-venv="${2:-.venv}"
+[ -f "$lock" ] || { echo "setup.sh: no lock file $lock" >&2; exit 1; }
 local_wheels=()
 if [ -d /opt/wheels ]; then local_wheels=(--find-links /opt/wheels); fi
 python3 -m venv "$venv"
