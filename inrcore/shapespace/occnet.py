@@ -169,18 +169,81 @@ def _dense_joined(params, name: str, x: torch.Tensor, pooled: torch.Tensor) -> t
     return F.linear(x, weight[:, :split], params.get(f"{name}.bias")) + F.linear(pooled, weight[:, split:])
 
 
-def conditional_batch_norm(params, name: str, x: torch.Tensor, codes: torch.Tensor, training: bool) -> torch.Tensor:
-    """gamma(code) · (x - mean) / sqrt(var + eps) + beta(code) for features x [B, N, F], codes [B, C].
+def conditional_batch_norm(params, name: str, x: torch.Tensor, codes: torch.Tensor, training: bool,
+                           relu: bool = False) -> torch.Tensor:
+    """gamma(code) · (x - mean) / sqrt(var + eps) + beta(code) for features x [B, N, F], codes [B, C];
+    with `relu`, its positive part.
 
     Mean and (biased) variance per channel over all B · N points when training, which also moves
     the running statistics `MOMENTUM` of the way to the batch's mean and unbiased variance, in place
-    and outside autograd; the running statistics otherwise."""
-    flat = x.reshape(-1, x.shape[-1])
-    normed = F.batch_norm(flat, params[f"{name}.running_mean"], params[f"{name}.running_var"],
-                          training=training, momentum=MOMENTUM, eps=EPS).reshape(x.shape)
-    gamma = _dense(params, f"{name}.gamma", codes)[:, None, :]
-    beta = _dense(params, f"{name}.beta", codes)[:, None, :]
-    return gamma * normed + beta
+    and outside autograd; the running statistics otherwise. One `_ConditionalNormRelu` pass (the
+    same values and gradients as batch norm, scale, shift and ReLU one after the other)."""
+    gamma = _dense(params, f"{name}.gamma", codes)
+    beta = _dense(params, f"{name}.beta", codes)
+    return _ConditionalNormRelu.apply(x, gamma, beta, params[f"{name}.running_mean"],
+                                      params[f"{name}.running_var"], training, relu)
+
+
+class _ConditionalNormRelu(torch.autograd.Function):
+    """y = act(x · s_b + t_b) for x [B, N, F] with per-shape scale s = gamma rstd and shift
+    t = beta - mean s ([B, F]), rstd = 1 / sqrt(var + eps), act ReLU or the identity.
+
+    Batch norm, the code's scale and shift and the ReLU as separate operations read and write the
+    [B, N, F] activations about a dozen times forward and backward; here forward reads x for the
+    statistics (sum, then squares about the mean rounded to x's dtype, which keeps the variance exact
+    whatever the mean) and once for y, and backward needs, besides the ReLU's mask, only the
+    per-shape sums S_b = Σ_n g and P_b = Σ_n g x (g the gradient at the pre-activation): with
+    xhat = (x - mean) rstd and M = B · N,
+        dL/dbeta_b = S_b,   dL/dgamma_b = Σ_n g xhat = rstd (P_b - mean S_b),
+        dL/dx = rstd (gamma_b g - Σ_b' gamma_b' S_b' / M - xhat Σ_b' gamma_b' dL/dgamma_b' / M)
+    (the usual batch-norm gradient, its two sums over all points taken from the per-shape ones), which
+    is g A_b + x C + D for [B, F] and [F] coefficients: two passes. Statistics and coefficients in
+    float32 (float64 for float64 input); the activations keep x's dtype (bfloat16 under autocast).
+    Running statistics (when training) are updated in place, outside autograd."""
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, running_mean, running_var, training: bool, relu: bool):
+        flat = x.reshape(-1, x.shape[-1])
+        count = flat.shape[0]
+        wide = torch.promote_types(x.dtype, torch.float32)
+        if training:
+            mean = flat.sum(0, dtype=wide) / count
+            shift = mean.to(x.dtype)
+            var = ((flat - shift).square().sum(0, dtype=wide) / count - (mean - shift.to(wide)).square()).clamp_(min=0)
+            with torch.no_grad():
+                running_mean.mul_(1.0 - MOMENTUM).add_(mean.to(running_mean.dtype), alpha=MOMENTUM)
+                unbiased = var * (count / max(count - 1, 1))
+                running_var.mul_(1.0 - MOMENTUM).add_(unbiased.to(running_var.dtype), alpha=MOMENTUM)
+        else:
+            mean, var = running_mean.to(wide), running_var.to(wide)
+        rstd = (var + EPS).rsqrt()
+        scale = gamma.to(wide) * rstd  # [B, F]
+        offset = beta.to(wide) - mean * scale
+        y = torch.addcmul(offset[:, None, :].to(x.dtype), x, scale[:, None, :].to(x.dtype))
+        if relu:
+            y.clamp_(min=0)
+        ctx.save_for_backward(x, y if relu else None, gamma, mean, rstd)
+        ctx.training, ctx.relu = training, relu
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, y, gamma, mean, rstd = ctx.saved_tensors
+        grad_y = grad_y.to(x.dtype)
+        g = torch.ops.aten.threshold_backward(grad_y, y, 0) if ctx.relu else grad_y
+        wide = rstd.dtype
+        sums = g.sum(1).to(wide)  # [B, F]
+        grad_gamma = rstd * ((g * x).sum(1).to(wide) - mean * sums)
+        gamma_wide = gamma.to(wide)
+        a = (gamma_wide * rstd)[:, None, :].to(x.dtype)
+        if ctx.training:
+            count = x.shape[0] * x.shape[1]
+            c = -rstd.square() * (gamma_wide * grad_gamma).sum(0) / count
+            d = -rstd * (gamma_wide * sums).sum(0) / count - mean * c
+            grad_x = torch.addcmul(d.to(x.dtype), x, c.to(x.dtype)).addcmul_(g, a)
+        else:
+            grad_x = g * a
+        return grad_x, grad_gamma.to(gamma.dtype), sums.to(gamma.dtype), None, None, None, None
 
 
 def occupancy_logits(params, config: OccNetConfig, codes: torch.Tensor, queries: torch.Tensor,
@@ -200,10 +263,10 @@ def occupancy_logits(params, config: OccNetConfig, codes: torch.Tensor, queries:
         x = x + _dense(params, "dec.fc_local", local)
     for i in range(config.blocks):
         inner = _dense(params, f"dec.block{i}.fc0",
-                       torch.relu(conditional_batch_norm(params, f"dec.block{i}.cbn0", x, codes, training)))
+                       conditional_batch_norm(params, f"dec.block{i}.cbn0", x, codes, training, relu=True))
         x = x + _dense(params, f"dec.block{i}.fc1",
-                       torch.relu(conditional_batch_norm(params, f"dec.block{i}.cbn1", inner, codes, training)))
-    out = _dense(params, "dec.fc_out", torch.relu(conditional_batch_norm(params, "dec.cbn", x, codes, training)))
+                       conditional_batch_norm(params, f"dec.block{i}.cbn1", inner, codes, training, relu=True))
+    out = _dense(params, "dec.fc_out", conditional_batch_norm(params, "dec.cbn", x, codes, training, relu=True))
     return out[..., 0]
 
 

@@ -129,6 +129,67 @@ def test_conditional_batch_norm_normalises_each_channel_over_the_whole_batch():
     assert torch.allclose(params["t.running_mean"], 0.1 * x.reshape(-1, 4).mean(dim=0), atol=1e-5)
 
 
+def _composed_cbn(params, name, x, codes, training, relu):
+    """Batch norm, the code's scale and shift and ReLU as separate torch operations (the reference)."""
+    flat = x.reshape(-1, x.shape[-1])
+    normed = torch.nn.functional.batch_norm(flat, params[f"{name}.running_mean"], params[f"{name}.running_var"],
+                                            training=training, momentum=0.1, eps=1e-5).reshape(x.shape)
+    gamma = torch.nn.functional.linear(codes, params[f"{name}.gamma.weight"], params[f"{name}.gamma.bias"])
+    beta = torch.nn.functional.linear(codes, params[f"{name}.beta.weight"], params[f"{name}.beta.bias"])
+    out = gamma[:, None, :] * normed + beta[:, None, :]
+    return torch.relu(out) if relu else out
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("relu", [True, False])
+def test_conditional_batch_norm_values_gradients_and_statistics_equal_the_composed_operations(training, relu):
+    gen = torch.Generator().manual_seed(3)
+    f64 = dict(dtype=torch.float64)
+    params = {"t.gamma.weight": torch.randn(4, 3, generator=gen, **f64), "t.gamma.bias": torch.ones(4, **f64),
+              "t.beta.weight": torch.randn(4, 3, generator=gen, **f64), "t.beta.bias": torch.randn(4, generator=gen, **f64),
+              "t.running_mean": torch.randn(4, generator=gen, **f64), "t.running_var": torch.rand(4, generator=gen, **f64) + 0.5}
+    # a channel with mean 1000 and spread 0.01: the variance must not cancel away
+    x = torch.randn(3, 50, 4, generator=gen, **f64) * torch.tensor([1.0, 0.01, 3.0, 0.5], **f64) + torch.tensor(
+        [0.5, 1000.0, -2.0, 0.0], **f64)
+    codes = torch.randn(3, 3, generator=gen, **f64)
+    upstream = torch.randn(3, 50, 4, generator=gen, **f64)
+    results = []
+    for function in (conditional_batch_norm, _composed_cbn):
+        state = {k: v.clone().requires_grad_(not k.startswith("t.running")) for k, v in params.items()}
+        xs, cs = x.clone().requires_grad_(), codes.clone().requires_grad_()
+        out = function(state, "t", xs, cs, training, relu=relu)
+        grads = torch.autograd.grad((out * upstream).sum(), [xs, cs, state["t.gamma.weight"], state["t.beta.bias"]])
+        results.append((out, grads, state["t.running_mean"], state["t.running_var"]))
+    (out, grads, mean, var), (out_ref, grads_ref, mean_ref, var_ref) = results
+    assert torch.allclose(out, out_ref, atol=1e-9)
+    assert relu is False or (out == 0).any()  # the ReLU cut some values
+    for grad, grad_ref in zip(grads, grads_ref):
+        assert torch.allclose(grad, grad_ref, rtol=1e-7, atol=1e-9)
+    assert torch.allclose(mean, mean_ref, atol=1e-12) and torch.allclose(var, var_ref, atol=1e-12)
+    assert training is False or mean[1].item() == pytest.approx(0.9 * params["t.running_mean"][1].item() + 100.0,
+                                                                 abs=0.01)
+
+
+def test_conditional_batch_norm_in_bfloat16_follows_float32():
+    gen = torch.Generator().manual_seed(4)
+    params = _cbn_params(8, 3)
+    params["t.gamma.weight"] = torch.randn(8, 3, generator=gen) * 0.3
+    x = torch.randn(4, 64, 8, generator=gen) * 2.0 + 1.0
+    codes, upstream = torch.randn(4, 3, generator=gen), torch.randn(4, 64, 8, generator=gen)
+    outs = []
+    for dtype in (torch.float32, torch.bfloat16):
+        state = {k: v.clone() for k, v in params.items()}
+        xs = x.to(dtype).requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):  # as training runs it
+            out = conditional_batch_norm(state, "t", xs, codes, True, relu=True)
+        assert out.dtype == dtype
+        (grad,) = torch.autograd.grad((out.float() * upstream).sum(), [xs])
+        outs.append((out.float(), grad.float()))
+    (out32, grad32), (out16, grad16) = outs
+    assert (out16 - out32).abs().max().item() < 0.05  # bfloat16's 8-bit mantissa on values of a few units
+    assert torch.nn.functional.cosine_similarity(grad16.flatten(), grad32.flatten(), dim=0).item() > 0.999
+
+
 def test_decoder_training_mode_moves_statistics_and_eval_mode_does_not():
     params = init_occnet(TINY, torch.Generator().manual_seed(0))
     codes = encode(params, TINY, torch.rand(2, 40, 3))
