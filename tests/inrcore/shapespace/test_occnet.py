@@ -146,8 +146,10 @@ def test_conditional_batch_norm_values_gradients_and_statistics_equal_the_compos
     gen = torch.Generator().manual_seed(3)
     f64 = dict(dtype=torch.float64)
     params = {"t.gamma.weight": torch.randn(4, 3, generator=gen, **f64), "t.gamma.bias": torch.ones(4, **f64),
-              "t.beta.weight": torch.randn(4, 3, generator=gen, **f64), "t.beta.bias": torch.randn(4, generator=gen, **f64),
-              "t.running_mean": torch.randn(4, generator=gen, **f64), "t.running_var": torch.rand(4, generator=gen, **f64) + 0.5}
+              "t.beta.weight": torch.randn(4, 3, generator=gen, **f64),
+              "t.beta.bias": torch.randn(4, generator=gen, **f64),
+              "t.running_mean": torch.randn(4, generator=gen, **f64),
+              "t.running_var": torch.rand(4, generator=gen, **f64) + 0.5}
     # a channel with mean 1000 and spread 0.01: the variance must not cancel away
     x = torch.randn(3, 50, 4, generator=gen, **f64) * torch.tensor([1.0, 0.01, 3.0, 0.5], **f64) + torch.tensor(
         [0.5, 1000.0, -2.0, 0.0], **f64)
