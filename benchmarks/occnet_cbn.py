@@ -107,11 +107,11 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         layers.append(row)
 
+    shapes = analytic_shapes()
     step_rows = []
     for precision in args.step_precisions.split(","):
         config = OccNetConfig(decoder_hidden=128, batch=64, n_query=512, neighbours=3,
                               bfloat16=precision == "bfloat16", steps=args.steps, log_every=args.log_every, lr=2e-3)
-        shapes = analytic_shapes()
         rates = {k: [] for k in kinds}
         losses = {}
         try:

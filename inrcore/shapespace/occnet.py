@@ -207,6 +207,8 @@ class _ConditionalNormRelu(torch.autograd.Function):
         count = flat.shape[0]
         wide = torch.promote_types(x.dtype, torch.float32)
         if training:
+            if count < 2:  # as torch's batch norm: one value has no spread to normalise by
+                raise ValueError(f"batch norm when training needs more than one value per channel, got {count}")
             mean = flat.sum(0, dtype=wide) / count
             shift = mean.to(x.dtype)
             var = ((flat - shift).square().sum(0, dtype=wide) / count - (mean - shift.to(wide)).square()).clamp_(min=0)

@@ -172,6 +172,14 @@ def test_conditional_batch_norm_values_gradients_and_statistics_equal_the_compos
                                                                  abs=0.01)
 
 
+def test_conditional_batch_norm_needs_two_values_per_channel_when_training():
+    params = _cbn_params(2, 3)
+    with pytest.raises(ValueError, match="more than one value per channel, got 1"):
+        conditional_batch_norm(params, "t", torch.ones(1, 1, 2), torch.zeros(1, 3), training=True)
+    out = conditional_batch_norm(params, "t", torch.ones(1, 1, 2), torch.zeros(1, 3), training=False)
+    assert torch.allclose(out, torch.full((1, 1, 2), 1.0 / math.sqrt(1.0 + 1e-5)))  # running mean 0, variance 1
+
+
 def test_conditional_batch_norm_in_bfloat16_follows_float32():
     gen = torch.Generator().manual_seed(4)
     params = _cbn_params(8, 3)
