@@ -14,7 +14,11 @@ decoder: fc_p lifts each query point to dh features; with `config.neighbours` k 
 authors': their decoder sees the code alone) fc_local adds the query's local features, its k nearest
 cloud points' encoder features (after the last block, through ReLU) and positions averaged with
 inverse-square-distance weights (PointNet++'s interpolation, `local_features`), the position less
-the query's. Then `config.blocks` residual blocks each compute
+the query's. With `config.local_encoder` "pool" fc_local reads instead a small PointNet over the same
+k neighbours (`pooled_local_features`: each neighbour's features and its offset from the query through
+one learned layer, their maximum through ReLU), which can tell a query between two sheets of points
+from one beside a single sheet, where the average of their offsets cancels. Then `config.blocks`
+residual blocks each compute
 x + fc1(relu(cbn1(fc0(relu(cbn0(x)))))); the logit is fc_out(relu(cbn(x))). A conditional batch
 norm (cbn) normalises each channel over every query point of the batch (all shapes together) and
 scales and shifts it by gamma(code) and beta(code), two linear maps of the code that start at
@@ -45,6 +49,7 @@ ENCODER_BLOCKS = 5  # the authors' ResNet-PointNet
 STAT_SUFFIXES = ("running_mean", "running_var")  # batch-norm statistics: kept, not trained
 MOMENTUM = 0.1  # running statistics: new = (1 - momentum) old + momentum batch
 EPS = 1e-5
+OFFSET_SCALE = 10.0  # pooled local features read neighbour offsets in tenths of the unit box: order one
 _CONFIG_KEY = "inrflow.occnet"
 _META_KEY = "inrflow.metadata"
 
@@ -77,7 +82,11 @@ def occnet_param_shapes(config: OccNetConfig) -> dict[str, tuple[int, ...]]:
         dense(f"enc.block{i}.shortcut", 2 * h, h, bias=False)
     dense("enc.fc_c", h, c)
     dense("dec.fc_p", 3, dh)
-    if config.neighbours:
+    if config.neighbours and config.local_encoder == "pool":
+        dense("dec.local_point", h, config.local_width)
+        dense("dec.local_offset", 3, config.local_width, bias=False)
+        dense("dec.fc_local", config.local_width, dh)
+    elif config.neighbours:
         dense("dec.fc_local", h + 3, dh)
     for i in range(config.blocks):
         cbn(f"dec.block{i}.cbn0")
@@ -141,12 +150,18 @@ def neighbour_weights(clouds: torch.Tensor, queries: torch.Tensor, k: int) -> to
     [B, T, 3] (all T when k >= T) in proportion to 1 / (d² + 1e-8), d their distances; the other
     points' weights 0, each row summing to 1. Float32 and without gradients: the weights depend on
     the points alone."""
+    nearest, index = _nearest(clouds, queries, k)
+    weights = 1.0 / (nearest + 1e-8)
+    weights = weights / weights.sum(dim=-1, keepdim=True)
+    return torch.zeros(*queries.shape[:2], clouds.shape[1], device=queries.device).scatter_(-1, index, weights)
+
+
+def _nearest(clouds: torch.Tensor, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared distances and indices [B, N, min(k, T)] of the nearest points of clouds [B, T, 3] to each
+    of queries [B, N, 3], nearest first; float32, no gradients."""
     with torch.no_grad(), torch.autocast(queries.device.type, enabled=False):
         squared = torch.cdist(queries.float(), clouds.float()).square()  # [B, N, T]
-        nearest, index = squared.topk(min(k, clouds.shape[1]), dim=-1, largest=False)
-        weights = 1.0 / (nearest + 1e-8)
-        weights = weights / weights.sum(dim=-1, keepdim=True)
-        return torch.zeros_like(squared).scatter_(-1, index, weights)
+        return squared.topk(min(k, clouds.shape[1]), dim=-1, largest=False, sorted=True)
 
 
 def local_features(clouds: torch.Tensor, features: torch.Tensor, queries: torch.Tensor, k: int) -> torch.Tensor:
@@ -158,6 +173,60 @@ def local_features(clouds: torch.Tensor, features: torch.Tensor, queries: torch.
     with torch.autocast(queries.device.type, enabled=False):  # positions and their difference in float32
         offsets = torch.bmm(weights, clouds.float()) - queries.float()
     return torch.cat([averaged, offsets.to(averaged.dtype)], dim=-1)
+
+
+def pooled_local_features(params, clouds: torch.Tensor, features: torch.Tensor, queries: torch.Tensor,
+                          k: int) -> torch.Tensor:
+    """Each query's pooled local features [B, N, L] (L `config.local_width`): over its k nearest points j
+    of clouds [B, T, 3], relu(max_j (local_point(f_j) + local_offset(OFFSET_SCALE (p_j - q)))), f_j the
+    points' features [B, T, h] and q the query (queries [B, N, 3]). local_point acts once per cloud
+    point and is then gathered, so each query-neighbour pair costs one 3 -> L layer."""
+    index = _nearest(clouds, queries, k)[1]  # [B, N, k]
+    batch, count = clouds.shape[:2]
+    flat = index + count * torch.arange(batch, device=index.device)[:, None, None]  # into the B * T points
+    point = _dense(params, "dec.local_point", features)  # [B, T, L]
+    with torch.autocast(queries.device.type, enabled=False):
+        neighbours = clouds.float().reshape(batch * count, 3)[flat]  # [B, N, k, 3]
+        offsets = (neighbours - queries.float()[:, :, None, :]) * OFFSET_SCALE
+        return _PooledPairs.apply(point.reshape(batch * count, -1), params["dec.local_offset.weight"], offsets,
+                                  flat)
+
+
+class _PooledPairs(torch.autograd.Function):
+    """relu(max_j (point[flat[.., j]] + offsets[.., j] @ weight^T)) over the last axis of flat [B, N, k]:
+    [B, N, D] from point [P, D] (any float type; the sums in its type), weight [D, 3] and offsets
+    [B, N, k, 3] (no gradient). Only the maximising neighbour of each (query, channel) is kept for
+    the backward pass, which scatters [B, N, D] values where autograd would keep and reduce the
+    [B, N, k, D] pairs."""
+
+    @staticmethod
+    def forward(ctx, point, weight, offsets, flat):
+        pairs = point[flat]  # [B, N, k, D]
+        pairs += offsets.to(point.dtype) @ weight.to(point.dtype).t()
+        best, choice = pairs.max(dim=2)  # [B, N, D]
+        ctx.save_for_backward(offsets, flat, choice, best > 0)
+        ctx.shapes = (point.shape, point.dtype, weight.dtype)
+        return torch.relu(best)
+
+    @staticmethod
+    def backward(ctx, grad):
+        offsets, flat, choice, positive = ctx.saved_tensors
+        (points, width), dtype, weight_dtype = ctx.shapes
+        grad = torch.where(positive, grad, 0.0).to(torch.promote_types(dtype, torch.float32))  # [B, N, D]
+        rows = flat.gather(2, choice)  # [B, N, D]: which point each channel's maximum came from
+        grad_point = torch.zeros(points, width, device=grad.device, dtype=grad.dtype)
+        grad_point.scatter_add_(0, rows.reshape(-1, width), grad.reshape(-1, width))
+        chosen = offsets.gather(2, choice.unsqueeze(-1).expand(-1, -1, -1, 3))
+        grad_weight = torch.einsum("bnd,bndc->dc", grad, chosen.to(grad.dtype))
+        return grad_point.to(dtype), grad_weight.to(weight_dtype), None, None
+
+
+def local_width(config: OccNetConfig) -> int:
+    """The width of the local features the decoder reads: h + 3 averaged, `config.local_width` pooled, 0
+    without neighbours."""
+    if not config.neighbours:
+        return 0
+    return config.local_width if config.local_encoder == "pool" else config.hidden + 3
 
 
 def _dense_joined(params, name: str, x: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
@@ -251,7 +320,8 @@ class _ConditionalNormRelu(torch.autograd.Function):
 def occupancy_logits(params, config: OccNetConfig, codes: torch.Tensor, queries: torch.Tensor,
                      training: bool = False, local: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Logits [B, N] of occupancy at queries [B, N, 3] of the shapes with codes [B, C]; with
-    `config.neighbours`, also of the queries' `local_features` [B, N, h + 3] (required then). `training`
+    `config.neighbours`, also of the queries' local features [B, N, `local_width`] (required then:
+    `local_features` or `pooled_local_features` as `config.local_encoder` says). `training`
     normalises with the batch's statistics and updates the running ones (see
     `conditional_batch_norm`); otherwise the running statistics are used and nothing changes."""
     if queries.ndim != 3 or queries.shape[-1] != 3 or codes.ndim != 2 or codes.shape[0] != queries.shape[0]:
@@ -259,9 +329,10 @@ def occupancy_logits(params, config: OccNetConfig, codes: torch.Tensor, queries:
                          f"{list(queries.shape)}")
     x = _dense(params, "dec.fc_p", queries)
     if config.neighbours:
-        if local is None or local.shape != (*queries.shape[:2], config.hidden + 3):
+        width = local_width(config)
+        if local is None or local.shape != (*queries.shape[:2], width):
             raise ValueError(f"this network reads {config.neighbours} neighbours' local features: expected "
-                             f"[B, N, {config.hidden + 3}], got {None if local is None else list(local.shape)}")
+                             f"[B, N, {width}], got {None if local is None else list(local.shape)}")
         x = x + _dense(params, "dec.fc_local", local)
     for i in range(config.blocks):
         inner = _dense(params, f"dec.block{i}.fc0",
@@ -275,9 +346,13 @@ def occupancy_logits(params, config: OccNetConfig, codes: torch.Tensor, queries:
 def cloud_logits(params, config: OccNetConfig, clouds: torch.Tensor, codes: torch.Tensor, features: torch.Tensor,
                  queries: torch.Tensor, training: bool = False) -> torch.Tensor:
     """`occupancy_logits` [B, N] at queries [B, N, 3] of the clouds [B, T, 3] that `encode_points` gave
-    codes [B, C] and point features [B, T, h]; the queries' `local_features` read when
-    `config.neighbours` asks for them."""
-    local = local_features(clouds, features, queries, config.neighbours) if config.neighbours else None
+    codes [B, C] and point features [B, T, h]; the queries' local features read when
+    `config.neighbours` asks for them (`local_features` or `pooled_local_features`)."""
+    local = None
+    if config.neighbours and config.local_encoder == "pool":
+        local = pooled_local_features(params, clouds, features, queries, config.neighbours)
+    elif config.neighbours:
+        local = local_features(clouds, features, queries, config.neighbours)
     return occupancy_logits(params, config, codes, queries, training=training, local=local)
 
 
@@ -300,7 +375,8 @@ def occupancy_field(params, config: OccNetConfig, cloud, device: torch.device,
                     chunk: int = 65536) -> Callable[[torch.Tensor], torch.Tensor]:
     """The shape completed from cloud [T, 3] as a field: points [N, 3] -> -logits [N] (negative
     inside, like a signed distance), on the points' device; evaluated in chunks of `chunk` points
-    on `device` with running statistics and no gradients. Compare with `occnet_level`."""
+    on `device` with running statistics and no gradients (chunks of chunk / k points when the
+    decoder pools k neighbours, whose pairs it holds at once). Compare with `occnet_level`."""
     # own copies: fresh (aligned) storage gives the same floating-point results for equal weights
     weights = {k: v.detach().to(device, torch.float32, copy=True) for k, v in params.items()}
     cloud = _points_tensor(cloud, "cloud")
@@ -309,12 +385,13 @@ def occupancy_field(params, config: OccNetConfig, cloud, device: torch.device,
     clouds = cloud.to(device)[None]
     with torch.no_grad():
         code, features = encode_points(weights, config, clouds)
+    step = max(1, chunk // config.neighbours) if config.neighbours and config.local_encoder == "pool" else chunk
 
     def evaluate(points: torch.Tensor) -> torch.Tensor:
         points = _points_tensor(points, "query points")
         with torch.no_grad():
             parts = [-cloud_logits(weights, config, clouds, code, features, part.to(device)[None])[0]
-                     for part in points.split(chunk)]
+                     for part in points.split(step)]
         return torch.cat(parts).to(points.device) if parts else torch.zeros(0, device=points.device)
 
     return evaluate

@@ -36,6 +36,7 @@ from inrcore.settings import (
 FAMILIES = ("chair", "table", "lamp", "mug", "airplane")
 Family = Literal["chair", "table", "lamp", "mug", "airplane"]
 NetworkSize = Literal["auto", "cpu", "paper"]  # see AutoDecoderConfig.for_device
+LocalEncoder = Literal["average", "pool"]  # see OccNetConfig.local_encoder
 Share = interval(0.0, 1.0, "[)")  # at least 0, below 1
 
 
@@ -194,8 +195,11 @@ class OccNetConfig:
     with residual blocks over `n_points` surface points with Gaussian noise `noise` (the authors: 300,
     0.005), features `hidden` and code `code` (the authors 512, 512); a decoder of `blocks` residual
     blocks of `decoder_hidden` with conditional batch normalisation (the authors 5 of 256), reading
-with `neighbours` k > 0 each query's k nearest cloud points' features besides the code
-(`occnet.local_features`; the authors: none, 0); binary
+    with `neighbours` k > 0 each query's k nearest cloud points' features besides the code (the authors:
+    none, 0), joined by `local_encoder`: "average" weighs them by inverse square distance
+    (`occnet.local_features`), "pool" passes each with its offset from the query through a learned layer
+    and takes their maximum (`occnet.pooled_local_features`, a PointNet over the neighbourhood, of
+    `local_width` features); binary
     cross-entropy on logits at `n_query` points per shape uniform in the box padded by the samples'
     padding, of which `near_fraction` (the authors: 0) come from the shape's DeepSDF samples near the
     surface, labelled by their sign; Adam `lr` (the authors 1e-4, batch 64), constant as the authors' or,
@@ -220,6 +224,8 @@ with `neighbours` k > 0 each query's k nearest cloud points' features besides th
     decoder_hidden: Count = 128
     blocks: Count = 5
     neighbours: CountOrZero = 0
+    local_encoder: LocalEncoder = "average"
+    local_width: Count = 32
     steps: Count = 3000
     seconds: Optional[PositiveNumber] = None
     batch: Count = 16

@@ -22,6 +22,7 @@ from inrcore.shapespace.occnet import (
     occupancy_field,
     occupancy_iou,
     occupancy_logits,
+    pooled_local_features,
     save_occnet,
 )
 from inrcore.shapespace.occnet_training import OccupancyShape, annealed_rate, noisy_cloud, train_occnet
@@ -312,6 +313,95 @@ def test_local_features_train_save_and_load(tmp_path):
     points = torch.from_numpy(held_out.points[:500])
     assert torch.equal(occupancy_field(params, config, cloud, CPU)(points),
                        occupancy_field(result.params, LOCAL, cloud, CPU)(points))
+
+
+def test_pooled_local_features_by_hand():
+    # cloud points at x = 0, 1, 3 with features [1, 0], [0, 10], [5, 5]; query at x = 0.25, so its two
+    # nearest are the first two, at offsets -0.25 and 0.75, read as -2.5 and 7.5 (OFFSET_SCALE 10).
+    # local_point = identity with bias [0, -12], local_offset = [-1, 0, 0] on channel 0 only:
+    # channel 0: 1 + 2.5 = 3.5 and 0 - 7.5 = -7.5, maximum 3.5; channel 1: 0 - 12 and 10 - 12, maximum
+    # -2, through ReLU 0. With all three: the third gives 5 - 27.5 and 5 - 12, the same maximum.
+    cloud = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [3.0, 0.0, 0.0]]])
+    features = torch.tensor([[[1.0, 0.0], [0.0, 10.0], [5.0, 5.0]]])
+    query = torch.tensor([[[0.25, 0.0, 0.0]]])
+    params = {"dec.local_point.weight": torch.eye(2), "dec.local_point.bias": torch.tensor([0.0, -12.0]),
+              "dec.local_offset.weight": torch.tensor([[-1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])}
+    for k in (2, 3, 10):
+        assert torch.allclose(pooled_local_features(params, cloud, features, query, k), torch.tensor([[[3.5, 0.0]]]))
+    # the bias at -8: channel 1's maximum 10 - 8 = 2 comes from the second point
+    params["dec.local_point.bias"] = torch.tensor([0.0, -8.0])
+    assert torch.allclose(pooled_local_features(params, cloud, features, query, 2), torch.tensor([[[3.5, 2.0]]]))
+    # between two sheets of points the pooled offsets see both sides, where averaged ones cancel
+    sheets = torch.tensor([[[0.0, 0.0, -0.1], [0.0, 0.0, 0.1]]])
+    offset_only = {"dec.local_point.weight": torch.zeros(2, 2), "dec.local_point.bias": torch.zeros(2),
+                   "dec.local_offset.weight": torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]])}
+    middle = pooled_local_features(offset_only, sheets, torch.zeros(1, 2, 2), torch.zeros(1, 1, 3), 2)
+    assert torch.allclose(middle, torch.tensor([[[1.0, 1.0]]]))
+    averaged = local_features(sheets, torch.zeros(1, 2, 2), torch.zeros(1, 1, 3), 2)
+    assert torch.allclose(averaged[..., 2:], torch.zeros(1, 1, 3))
+
+
+def test_pooled_local_features_values_and_gradients_equal_the_composed_operations():
+    gen = torch.Generator().manual_seed(3)
+    cloud, queries = torch.rand(2, 40, 3, generator=gen), torch.rand(2, 25, 3, generator=gen)
+    features = torch.rand(2, 40, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    params = {"dec.local_point.weight": torch.randn(5, 6, dtype=torch.float64, generator=gen, requires_grad=True),
+              "dec.local_point.bias": torch.randn(5, dtype=torch.float64, generator=gen, requires_grad=True),
+              "dec.local_offset.weight": torch.randn(5, 3, dtype=torch.float64, generator=gen, requires_grad=True)}
+    pooled = pooled_local_features(params, cloud, features, queries, 7)
+    # the definition, with every query's 7 nearest found by sorting all distances
+    index = torch.cdist(queries, cloud).argsort(dim=-1)[..., :7]  # [2, 25, 7]
+    rows = torch.arange(2)[:, None, None]
+    point = features @ params["dec.local_point.weight"].t() + params["dec.local_point.bias"]
+    offsets = ((cloud[rows, index] - queries[:, :, None]) * 10.0).double()  # float32 as the function does
+    composed = torch.relu((point[rows, index] + offsets @ params["dec.local_offset.weight"].t()).max(dim=2).values)
+    assert pooled.shape == (2, 25, 5) and torch.allclose(pooled, composed, atol=1e-12)
+    weight = torch.randn(pooled.shape, dtype=torch.float64, generator=gen)
+    leaves = [features, *params.values()]
+    for ours, theirs in zip(torch.autograd.grad((pooled * weight).sum(), leaves),
+                            torch.autograd.grad((composed * weight).sum(), leaves)):
+        assert torch.allclose(ours, theirs, atol=1e-12)
+    # in bfloat16 (as training under autocast runs it) the values follow float32's
+    plain = {k: v.detach().float() for k, v in params.items()}
+    exact = pooled_local_features(plain, cloud, features.detach().float(), queries, 7)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = pooled_local_features(plain, cloud, features.detach().float(), queries, 7)
+    assert low.dtype == torch.bfloat16 and torch.allclose(low.float(), exact, atol=0.1, rtol=0.02)
+
+
+POOLED = dataclasses.replace(TINY, neighbours=4, local_encoder="pool", local_width=8)
+
+
+def test_a_network_with_pooled_local_features(tmp_path):
+    gen = torch.Generator().manual_seed(6)
+    params = {k: v + 0.1 * torch.randn(v.shape, generator=gen) for k, v in init_occnet(POOLED, gen).items()}
+    assert params["dec.local_point.weight"].shape == (8, 32) and params["dec.local_offset.weight"].shape == (8, 3)
+    assert params["dec.fc_local.weight"].shape == (32, 8) and "dec.local_offset.bias" not in params
+    cloud, queries = torch.rand(2, 60, 3, generator=gen), torch.rand(2, 9, 3, generator=gen)
+    codes, features = encode_points(params, POOLED, cloud)
+    with torch.no_grad():
+        local = pooled_local_features(params, cloud, features, queries, 4)
+        logits = occupancy_logits(params, POOLED, codes, queries, local=local)
+        with pytest.raises(ValueError, match=r"4 neighbours' local features: expected \[B, N, 8\]"):
+            occupancy_logits(params, POOLED, codes, queries, local=local_features(cloud, features, queries, 4))
+    field = occupancy_field(params, POOLED, cloud[0], CPU)
+    assert torch.allclose(field(queries[0]), -logits[0], atol=1e-5)
+    shuffled = occupancy_field(params, POOLED, cloud[0, torch.randperm(60, generator=gen)], CPU)
+    assert torch.allclose(shuffled(queries[0]), field(queries[0]), atol=1e-5)
+    # chunks of 9 pairs hold 2 queries of 4 neighbours each: the same values
+    assert torch.allclose(occupancy_field(params, POOLED, cloud[0], CPU, chunk=9)(queries[0]), field(queries[0]),
+                          atol=1e-5)
+    loaded, config, _ = load_occnet(save_occnet(tmp_path / "pooled.safetensors", params, POOLED))
+    assert config == POOLED and torch.equal(occupancy_field(loaded, config, cloud[0], CPU)(queries[0]),
+                                            field(queries[0]))
+
+
+def test_pooled_local_features_train_and_complete_a_held_out_box():
+    result = train_occnet([_shape("sphere", 0), _shape("box", 1)], dataclasses.replace(POOLED, steps=300), CPU)
+    assert result.history[-1]["loss"] < 0.5 * result.history[0]["loss"]
+    held_out = _shape("box", 11)
+    cloud = noisy_cloud(held_out.surface, POOLED.n_points, POOLED.noise, np.random.default_rng(11))
+    assert occupancy_iou(result.params, POOLED, cloud, held_out.points, held_out.inside, CPU) > 0.8
 
 
 def test_noisy_cloud_subsamples_and_adds_gaussian_noise():
