@@ -1,6 +1,6 @@
 """Training steps a second of the Occupancy Network with its local readings side by side in one run:
-none (the authors' decoder), three neighbours averaged (`occnet.local_features`) and k neighbours
-pooled (`occnet.pooled_local_features`, 8 and 16, 32 wide).
+none (the authors' decoder), three neighbours averaged (`occnet_local.local_features`) and k neighbours
+pooled (`occnet_local.pooled_local_features`, 8 and 16, 32 wide).
 
     OMP_NUM_THREADS=2 python benchmarks/occnet_local.py --out benchmarks/results/occnet_local.json
 

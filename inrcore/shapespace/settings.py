@@ -197,8 +197,8 @@ class OccNetConfig:
     blocks of `decoder_hidden` with conditional batch normalisation (the authors 5 of 256), reading
     with `neighbours` k > 0 each query's k nearest cloud points' features besides the code (the authors:
     none, 0), joined by `local_encoder`: "average" weighs them by inverse square distance
-    (`occnet.local_features`), "pool" passes each with its offset from the query through a learned layer
-    and takes their maximum (`occnet.pooled_local_features`, a PointNet over the neighbourhood, of
+    (`occnet_local.local_features`), "pool" passes each with its offset from the query through a learned layer
+    and takes their maximum (`occnet_local.pooled_local_features`, a PointNet over the neighbourhood, of
     `local_width` features); binary
     cross-entropy on logits at `n_query` points per shape uniform in the box padded by the samples'
     padding, of which `near_fraction` (the authors: 0) come from the shape's DeepSDF samples near the

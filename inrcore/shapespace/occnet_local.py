@@ -1,0 +1,101 @@
+"""The Occupancy Network's local readings of the cloud (not the authors': their decoder sees the code
+alone): for each query, its k nearest cloud points' encoder features and positions, either averaged
+by inverse square distance (`local_features`, PointNet++'s interpolation) or each passed with its
+offset from the query through one learned layer and pooled by their maximum
+(`pooled_local_features`, a PointNet over the neighbourhood). `inrcore.shapespace.occnet` adds them
+to the decoder's first features.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from inrcore.shapespace.settings import OccNetConfig
+
+
+OFFSET_SCALE = 10.0  # pooled local features read neighbour offsets in tenths of the unit box: order one
+
+
+def neighbour_weights(clouds: torch.Tensor, queries: torch.Tensor, k: int) -> torch.Tensor:
+    """Weights [B, N, T] averaging, for each of queries [B, N, 3], its k nearest points of clouds
+    [B, T, 3] (all T when k >= T) in proportion to 1 / (d² + 1e-8), d their distances; the other
+    points' weights 0, each row summing to 1. Float32 and without gradients: the weights depend on
+    the points alone."""
+    nearest, index = _nearest(clouds, queries, k)
+    weights = 1.0 / (nearest + 1e-8)
+    weights = weights / weights.sum(dim=-1, keepdim=True)
+    return torch.zeros(*queries.shape[:2], clouds.shape[1], device=queries.device).scatter_(-1, index, weights)
+
+
+def _nearest(clouds: torch.Tensor, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared distances and indices [B, N, min(k, T)] of the nearest points of clouds [B, T, 3] to each
+    of queries [B, N, 3], nearest first; float32, no gradients."""
+    with torch.no_grad(), torch.autocast(queries.device.type, enabled=False):
+        squared = torch.cdist(queries.float(), clouds.float()).square()  # [B, N, T]
+        return squared.topk(min(k, clouds.shape[1]), dim=-1, largest=False, sorted=True)
+
+
+def local_features(clouds: torch.Tensor, features: torch.Tensor, queries: torch.Tensor, k: int) -> torch.Tensor:
+    """Each query's local features [B, N, F + 3]: the k nearest cloud points' features [B, T, F] and
+    positions (clouds [B, T, 3]) averaged by `neighbour_weights`, the position less the query's own
+    (queries [B, N, 3]), so that it points from the query towards the nearby surface."""
+    weights = neighbour_weights(clouds, queries, k)
+    averaged = torch.bmm(weights.to(features.dtype), features)
+    with torch.autocast(queries.device.type, enabled=False):  # positions and their difference in float32
+        offsets = torch.bmm(weights, clouds.float()) - queries.float()
+    return torch.cat([averaged, offsets.to(averaged.dtype)], dim=-1)
+
+
+def pooled_local_features(params, clouds: torch.Tensor, features: torch.Tensor, queries: torch.Tensor,
+                          k: int) -> torch.Tensor:
+    """Each query's pooled local features [B, N, L] (L `config.local_width`): over its k nearest points j
+    of clouds [B, T, 3], relu(max_j (local_point(f_j) + local_offset(OFFSET_SCALE (p_j - q)))), f_j the
+    points' features [B, T, h] and q the query (queries [B, N, 3]). local_point acts once per cloud
+    point and is then gathered, so each query-neighbour pair costs one 3 -> L layer."""
+    index = _nearest(clouds, queries, k)[1]  # [B, N, k]
+    batch, count = clouds.shape[:2]
+    flat = index + count * torch.arange(batch, device=index.device)[:, None, None]  # into the B * T points
+    point = F.linear(features, params["dec.local_point.weight"], params["dec.local_point.bias"])  # [B, T, L]
+    with torch.autocast(queries.device.type, enabled=False):
+        neighbours = clouds.float().reshape(batch * count, 3)[flat]  # [B, N, k, 3]
+        offsets = (neighbours - queries.float()[:, :, None, :]) * OFFSET_SCALE
+        return _PooledPairs.apply(point.reshape(batch * count, -1), params["dec.local_offset.weight"], offsets,
+                                  flat)
+
+
+class _PooledPairs(torch.autograd.Function):
+    """relu(max_j (point[flat[.., j]] + offsets[.., j] @ weight^T)) over the last axis of flat [B, N, k]:
+    [B, N, D] from point [P, D] (any float type; the sums in its type), weight [D, 3] and offsets
+    [B, N, k, 3] (no gradient). Only the maximising neighbour of each (query, channel) is kept for
+    the backward pass, which scatters [B, N, D] values where autograd would keep and reduce the
+    [B, N, k, D] pairs."""
+
+    @staticmethod
+    def forward(ctx, point, weight, offsets, flat):
+        pairs = point[flat]  # [B, N, k, D]
+        pairs += offsets.to(point.dtype) @ weight.to(point.dtype).t()
+        best, choice = pairs.max(dim=2)  # [B, N, D]
+        ctx.save_for_backward(offsets, flat, choice, best > 0)
+        ctx.shapes = (point.shape, point.dtype, weight.dtype)
+        return torch.relu(best)
+
+    @staticmethod
+    def backward(ctx, grad):
+        offsets, flat, choice, positive = ctx.saved_tensors
+        (points, width), dtype, weight_dtype = ctx.shapes
+        grad = torch.where(positive, grad, 0.0).to(torch.promote_types(dtype, torch.float32))  # [B, N, D]
+        rows = flat.gather(2, choice)  # [B, N, D]: which point each channel's maximum came from
+        grad_point = torch.zeros(points, width, device=grad.device, dtype=grad.dtype)
+        grad_point.scatter_add_(0, rows.reshape(-1, width), grad.reshape(-1, width))
+        chosen = offsets.gather(2, choice.unsqueeze(-1).expand(-1, -1, -1, 3))
+        grad_weight = torch.einsum("bnd,bndc->dc", grad, chosen.to(grad.dtype))
+        return grad_point.to(dtype), grad_weight.to(weight_dtype), None, None
+
+
+def local_width(config: OccNetConfig) -> int:
+    """The width of the local features the decoder reads: h + 3 averaged, `config.local_width` pooled, 0
+    without neighbours."""
+    if not config.neighbours:
+        return 0
+    return config.local_width if config.local_encoder == "pool" else config.hidden + 3

@@ -1,0 +1,76 @@
+import torch
+
+from inrcore.shapespace.occnet_local import local_features, neighbour_weights, pooled_local_features
+
+
+def test_neighbour_weights_and_local_features_by_hand():
+    # query (0.25, 0, 0); points at x = 0, 1, 3: squared distances 1/16, 9/16, 121/16. The two nearest
+    # weigh 16 and 16/9, that is 0.9 and 0.1; the third 0. Features [1, 0], [0, 10], [5, 5] average to
+    # [0.9, 1.0]; positions to (0.1, 0, 0), the offset from the query (-0.15, 0, 0).
+    cloud = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [3.0, 0.0, 0.0]]])
+    query = torch.tensor([[[0.25, 0.0, 0.0]]])
+    weights = neighbour_weights(cloud, query, 2)
+    assert torch.allclose(weights, torch.tensor([[[0.9, 0.1, 0.0]]]), atol=1e-6)
+    features = torch.tensor([[[1.0, 0.0], [0.0, 10.0], [5.0, 5.0]]])
+    local = local_features(cloud, features, query, 2)
+    assert torch.allclose(local, torch.tensor([[[0.9, 1.0, -0.15, 0.0, 0.0]]]), atol=1e-6)
+    # k at or above the cloud's size averages every point: 16, 16/9 and 16/121 normalised
+    everyone = torch.tensor([1.0, 1 / 9, 1 / 121])
+    assert torch.allclose(neighbour_weights(cloud, query, 5)[0, 0], everyone / everyone.sum(), atol=1e-6)
+    # a query on a cloud point takes that point's features and no offset
+    on = local_features(cloud, features, cloud[:, 1:2], 3)
+    assert torch.allclose(on, torch.tensor([[[0.0, 10.0, 0.0, 0.0, 0.0]]]), atol=1e-5)
+
+
+def test_pooled_local_features_by_hand():
+    # cloud points at x = 0, 1, 3 with features [1, 0], [0, 10], [5, 5]; query at x = 0.25, so its two
+    # nearest are the first two, at offsets -0.25 and 0.75, read as -2.5 and 7.5 (OFFSET_SCALE 10).
+    # local_point = identity with bias [0, -12], local_offset = [-1, 0, 0] on channel 0 only:
+    # channel 0: 1 + 2.5 = 3.5 and 0 - 7.5 = -7.5, maximum 3.5; channel 1: 0 - 12 and 10 - 12, maximum
+    # -2, through ReLU 0. With all three: the third gives 5 - 27.5 and 5 - 12, the same maximum.
+    cloud = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [3.0, 0.0, 0.0]]])
+    features = torch.tensor([[[1.0, 0.0], [0.0, 10.0], [5.0, 5.0]]])
+    query = torch.tensor([[[0.25, 0.0, 0.0]]])
+    params = {"dec.local_point.weight": torch.eye(2), "dec.local_point.bias": torch.tensor([0.0, -12.0]),
+              "dec.local_offset.weight": torch.tensor([[-1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])}
+    for k in (2, 3, 10):
+        assert torch.allclose(pooled_local_features(params, cloud, features, query, k), torch.tensor([[[3.5, 0.0]]]))
+    # the bias at -8: channel 1's maximum 10 - 8 = 2 comes from the second point
+    params["dec.local_point.bias"] = torch.tensor([0.0, -8.0])
+    assert torch.allclose(pooled_local_features(params, cloud, features, query, 2), torch.tensor([[[3.5, 2.0]]]))
+    # between two sheets of points the pooled offsets see both sides, where averaged ones cancel
+    sheets = torch.tensor([[[0.0, 0.0, -0.1], [0.0, 0.0, 0.1]]])
+    offset_only = {"dec.local_point.weight": torch.zeros(2, 2), "dec.local_point.bias": torch.zeros(2),
+                   "dec.local_offset.weight": torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]])}
+    middle = pooled_local_features(offset_only, sheets, torch.zeros(1, 2, 2), torch.zeros(1, 1, 3), 2)
+    assert torch.allclose(middle, torch.tensor([[[1.0, 1.0]]]))
+    averaged = local_features(sheets, torch.zeros(1, 2, 2), torch.zeros(1, 1, 3), 2)
+    assert torch.allclose(averaged[..., 2:], torch.zeros(1, 1, 3))
+
+
+def test_pooled_local_features_values_and_gradients_equal_the_composed_operations():
+    gen = torch.Generator().manual_seed(3)
+    cloud, queries = torch.rand(2, 40, 3, generator=gen), torch.rand(2, 25, 3, generator=gen)
+    features = torch.rand(2, 40, 6, dtype=torch.float64, generator=gen, requires_grad=True)
+    params = {"dec.local_point.weight": torch.randn(5, 6, dtype=torch.float64, generator=gen, requires_grad=True),
+              "dec.local_point.bias": torch.randn(5, dtype=torch.float64, generator=gen, requires_grad=True),
+              "dec.local_offset.weight": torch.randn(5, 3, dtype=torch.float64, generator=gen, requires_grad=True)}
+    pooled = pooled_local_features(params, cloud, features, queries, 7)
+    # the definition, with every query's 7 nearest found by sorting all distances
+    index = torch.cdist(queries, cloud).argsort(dim=-1)[..., :7]  # [2, 25, 7]
+    rows = torch.arange(2)[:, None, None]
+    point = features @ params["dec.local_point.weight"].t() + params["dec.local_point.bias"]
+    offsets = ((cloud[rows, index] - queries[:, :, None]) * 10.0).double()  # float32 as the function does
+    composed = torch.relu((point[rows, index] + offsets @ params["dec.local_offset.weight"].t()).max(dim=2).values)
+    assert pooled.shape == (2, 25, 5) and torch.allclose(pooled, composed, atol=1e-12)
+    weight = torch.randn(pooled.shape, dtype=torch.float64, generator=gen)
+    leaves = [features, *params.values()]
+    for ours, theirs in zip(torch.autograd.grad((pooled * weight).sum(), leaves),
+                            torch.autograd.grad((composed * weight).sum(), leaves)):
+        assert torch.allclose(ours, theirs, atol=1e-12)
+    # in bfloat16 (as training under autocast runs it) the values follow float32's
+    plain = {k: v.detach().float() for k, v in params.items()}
+    exact = pooled_local_features(plain, cloud, features.detach().float(), queries, 7)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = pooled_local_features(plain, cloud, features.detach().float(), queries, 7)
+    assert low.dtype == torch.bfloat16 and torch.allclose(low.float(), exact, atol=0.1, rtol=0.02)
