@@ -362,10 +362,17 @@ def test_training_lowers_the_loss_and_logs_it(trained):
 
 
 def test_bfloat16_training_learns_the_same_shapes_with_float32_weights():
-    # forward passes in bfloat16 (autocast), the loss, weights, Adam and batch-norm statistics float32
-    config = dataclasses.replace(TINY, steps=300, bfloat16=True)
-    result = train_occnet([_shape("sphere", 0), _shape("box", 1)], config, CPU)
-    assert result.steps == 300 and result.history[-1]["loss"] < 0.5 * result.history[0]["loss"]
+    # forward passes in bfloat16 (autocast), the loss, weights, Adam and batch-norm statistics float32;
+    # 80 steps (bfloat16 matrix products at these widths are slow on CPUs without bfloat16 arithmetic:
+    # 12.6 s against float32's 2.6 s on a 2-core AMD EPYC)
+    config = dataclasses.replace(TINY, steps=80, log_every=20, bfloat16=True)
+    shapes = [_shape("sphere", 0), _shape("box", 1)]
+    result = train_occnet(shapes, config, CPU)
+    single = train_occnet(shapes, dataclasses.replace(config, bfloat16=False), CPU)
+    losses = [entry["loss"] for entry in result.history]
+    assert result.steps == 80 and len(losses) == 4 and losses[-1] < 0.4 * losses[0]  # measured: 0.316 to 0.113
+    # the float32 run's loss curve, to bfloat16's rounding (measured: within 0.4%)
+    assert losses == pytest.approx([entry["loss"] for entry in single.history], rel=0.02)
     assert {v.dtype for v in result.params.values()} == {torch.float32}
     held_out = _shape("sphere", 10)
     cloud = noisy_cloud(held_out.surface, config.n_points, config.noise, np.random.default_rng(10))
