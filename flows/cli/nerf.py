@@ -306,7 +306,7 @@ def nerf_run_command(args: argparse.Namespace) -> int:
 
     from ..manifest import read_manifest
     from ..sizes import check_manifest_sizes
-    from .prefect_env import report_prefect_start_failure, run_folder
+    from .prefect_env import report_prefect_start_failure, run_folder, start_temporary_server_early
 
     try:
         manifest = read_manifest(args.manifest)
@@ -325,9 +325,11 @@ def nerf_run_command(args: argparse.Namespace) -> int:
         return 2
     out_dir = run_folder(args.out, f"{manifest.name}-nerf", verbose=args.verbose)
 
+    server_ready = start_temporary_server_early()  # its start overlaps the imports below
     from ..nerfpipeline import nerf_collection
 
     try:
+        server_ready()
         summary = nerf_collection(manifest=manifest, out_dir=out_dir, store_url=args.store,
                                   tracking_uri=args.tracking_uri, dask_address=args.dask_address,
                                   workers=args.workers, overrides=overrides, quiet=args.quiet)

@@ -4,10 +4,13 @@ when Prefect's temporary server does not start."""
 
 from __future__ import annotations
 
+import contextvars
+import importlib
 import os
 import sys
+import threading
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 
 # Seconds the command line lets Prefect's temporary server take to answer (Prefect's own default,
@@ -60,6 +63,48 @@ def use_offline_defaults(out_dir: str, verbose: bool = False) -> None:
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+
+
+def start_temporary_server_early() -> Callable[[], None]:
+    """Start Prefect's temporary server now, in a thread, when the run will use one (no PREFECT_API_URL
+    is set), and return a function that waits for it and raises what its start raised.
+
+    Its process starts (and migrates the database of a new run folder: measured 17 s on two cores, 9 s
+    with a used one) while this one imports the pipeline (about 10 s); the flow then finds it running
+    (Prefect keeps one temporary server a process). Four `inr run`s of one tiny shape, old and new
+    alternating: the flow began 32 s after the command (mean) before, 27 s with this. With a server
+    configured the returned function does nothing.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return lambda: None
+    # imported here, not in the thread: an import holds the interpreter as the pipeline's would, and the
+    # server's process would start only after both; prefect.main sets up Prefect's logging (the server's
+    # "Starting temporary server on ..." line), as the pipeline's `from prefect import flow` would
+    importlib.import_module("prefect.main")
+    from prefect.server.api.server import SubprocessASGIServer
+
+    failure: list[BaseException] = []
+
+    def start() -> None:
+        server = SubprocessASGIServer()
+        try:
+            server.start()
+        except BaseException as exc:  # raised again in the command's thread, where it is reported
+            failure.append(exc)
+            server.stop()  # its process, now rather than at exit: the imports go on beside it
+
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(start,), name="prefect-server-start",
+                              daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if failure:
+            raise failure[0]
+
+    return wait
 
 
 def prefect_start_failure(exc: BaseException) -> Optional[str]:

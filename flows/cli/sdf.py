@@ -15,7 +15,7 @@ from inrcore.settings import NO_STEP_CAP
 
 from .helptext import add_command, add_output_switches
 from .overrides import overrides_from_set, put_override
-from .prefect_env import report_prefect_start_failure, run_folder
+from .prefect_env import report_prefect_start_failure, run_folder, start_temporary_server_early
 
 
 SDF_COMMANDS = ("run", "fit")
@@ -99,11 +99,13 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     out_dir = run_folder(args.out, manifest.name, verbose=args.verbose)
 
+    server_ready = start_temporary_server_early()  # its start overlaps the imports below
     from tasks.outages import ServiceUnavailable
 
     from ..pipeline import sdf_collection
 
     try:
+        server_ready()
         summary = sdf_collection(
             manifest=manifest, out_dir=out_dir, store_url=args.store, tracking_uri=args.tracking_uri,
             dask_address=args.dask_address, workers=args.workers, overrides=overrides or None, quiet=args.quiet,

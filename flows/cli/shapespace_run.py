@@ -289,7 +289,7 @@ def pipeline(args: argparse.Namespace) -> int:
     from ..manifest import read_manifest
     from ..sizes import check_manifest_sizes
     from .overrides import overrides_from_set
-    from .prefect_env import report_prefect_start_failure, run_folder
+    from .prefect_env import report_prefect_start_failure, run_folder, start_temporary_server_early
 
     try:
         manifest = read_manifest(args.manifest)
@@ -299,11 +299,13 @@ def pipeline(args: argparse.Namespace) -> int:
         print(f"inr: {exc}", file=sys.stderr)
         return 2
     out_dir = run_folder(args.out, manifest.name, verbose=args.verbose)
+    server_ready = start_temporary_server_early()  # its start overlaps the imports below
     from tasks.outages import ServiceUnavailable
 
     from ..shapespace_collection import shapespace_collection
 
     try:
+        server_ready()
         summary = shapespace_collection(manifest=manifest, out_dir=out_dir, store_url=args.store,
                                         tracking_uri=args.tracking_uri, dask_address=args.dask_address,
                                         workers=args.workers, overrides=overrides or None, quiet=args.quiet)
