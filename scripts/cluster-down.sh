@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stop the servers scripts/cluster-up.sh started in DIR: every process group is asked to stop at once
-# (SIGTERM; a Prefect worker gets a second one, which stops it), and those still running after 10 s
-# are killed. DIR's state and logs are kept.
+# (SIGTERM; a Prefect worker gets a second one, which stops it), and those still running after 30 s
+# are killed (an MLflow server on a loaded 2-core machine once took more than 10 s to stop). DIR's state
+# and logs are kept.
 #   bash scripts/cluster-down.sh DIR
 set -uo pipefail
 if [ $# -ne 1 ]; then
@@ -13,7 +14,7 @@ pids="$(realpath -m "$1")/pids"
 # workers first, then the scheduler and the servers; each pid is its process group's (a worker's nanny
 # and process, mlflow's uvicorn)
 tac "$pids" | while read -r pid name; do kill -TERM -- "-$pid" 2>/dev/null; done
-for i in $(seq 20); do
+for i in $(seq 60); do
     if [ "$i" = 2 ]; then  # a Prefect worker lets its flow runs finish on the first SIGTERM, stops on a second
         while read -r pid name; do
             [ "$name" = prefect-worker ] && kill -TERM -- "-$pid" 2>/dev/null

@@ -84,7 +84,7 @@ def remote_run(tmp_path_factory):
         yield result, here, read_env_file(state / "cluster.env"), state
     finally:
         stopped = subprocess.run(["bash", "-c", down], cwd=here, env=env, capture_output=True, text=True, timeout=120)
-        # every server stops when asked (none left to be killed after 10 s), the Prefect worker too
+        # every server stops when asked (none left to be killed after 30 s), the Prefect worker too
         assert stopped.stdout.count(" stopped") == 7 and "killed" not in stopped.stdout, stopped.stdout
 
 
