@@ -273,12 +273,18 @@ def test_a_network_with_local_features():
         assert torch.allclose(occupancy_logits(zeroed, LOCAL, codes, queries, local=torch.rand(2, 9, 35)),
                               occupancy_logits(plain, TINY, codes, queries), atol=1e-6)
     # the field evaluates the same function and still does not depend on the cloud's order
-    field = occupancy_field(params, LOCAL, cloud[0], CPU)
-    assert torch.allclose(field(queries[0]), -logits[0], atol=1e-5)
-    shuffled = occupancy_field(params, LOCAL, cloud[0, torch.randperm(60, generator=gen)], CPU)
-    assert torch.allclose(shuffled(queries[0]), field(queries[0]), atol=1e-5)
-    assert torch.allclose(occupancy_field(params, LOCAL, cloud[0], CPU, chunk=4)(queries[0]), field(queries[0]),
-                          atol=1e-5)
+    _check_field(params, LOCAL, cloud[0], queries[0], -logits[0], gen, chunk=4)
+
+
+def _check_field(params, config, cloud, queries, expected, gen, chunk):
+    """The field of `cloud` [P, 3] gives `expected` [N] at `queries` [N, 3], for the cloud shuffled and in
+    chunks of `chunk` too; returns the field."""
+    field = occupancy_field(params, config, cloud, CPU)
+    assert torch.allclose(field(queries), expected, atol=1e-5)
+    shuffled = occupancy_field(params, config, cloud[torch.randperm(len(cloud), generator=gen)], CPU)
+    assert torch.allclose(shuffled(queries), field(queries), atol=1e-5)
+    assert torch.allclose(occupancy_field(params, config, cloud, CPU, chunk=chunk)(queries), field(queries), atol=1e-5)
+    return field
 
 
 def test_local_features_train_save_and_load(tmp_path):
@@ -309,13 +315,8 @@ def test_a_network_with_pooled_local_features(tmp_path):
         logits = occupancy_logits(params, POOLED, codes, queries, local=local)
         with pytest.raises(ValueError, match=r"4 neighbours' local features: expected \[B, N, 8\]"):
             occupancy_logits(params, POOLED, codes, queries, local=local_features(cloud, features, queries, 4))
-    field = occupancy_field(params, POOLED, cloud[0], CPU)
-    assert torch.allclose(field(queries[0]), -logits[0], atol=1e-5)
-    shuffled = occupancy_field(params, POOLED, cloud[0, torch.randperm(60, generator=gen)], CPU)
-    assert torch.allclose(shuffled(queries[0]), field(queries[0]), atol=1e-5)
     # chunks of 9 pairs hold 2 queries of 4 neighbours each: the same values
-    assert torch.allclose(occupancy_field(params, POOLED, cloud[0], CPU, chunk=9)(queries[0]), field(queries[0]),
-                          atol=1e-5)
+    field = _check_field(params, POOLED, cloud[0], queries[0], -logits[0], gen, chunk=9)
     loaded, config, _ = load_occnet(save_occnet(tmp_path / "pooled.safetensors", params, POOLED))
     assert config == POOLED and torch.equal(occupancy_field(loaded, config, cloud[0], CPU)(queries[0]),
                                             field(queries[0]))
