@@ -93,6 +93,13 @@ if [ -n "$prefect" ]; then
     prefect_port="$(free_port)"
     export PREFECT_HOME="$state/prefect" PREFECT_API_URL="http://$host:$prefect_port/api"
     export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
+    # its database copied from the template the `inr` commands keep (no migrations to run), when there is one
+    mkdir -p "$PREFECT_HOME"
+    "$bin/python" -c 'import sys; from pathlib import Path
+from flows.cli.prefect_env import database_template, seed_database
+template = database_template()
+template and seed_database(Path(sys.argv[1]), template)' "$PREFECT_HOME/prefect.db" \
+        2> "$state/logs/prefect-seed.log" || true
     start prefect-server "$bin/prefect" server start --host "$host" --port "$prefect_port" --no-ui
 fi
 

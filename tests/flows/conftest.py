@@ -1,14 +1,49 @@
+import inspect
+
 import pytest
 
 
 @pytest.fixture(scope="session")
-def prefect_api():
-    """A temporary Prefect API (SQLite) for the whole session; yields its URL."""
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_server(tmp_path_factory):
+    """A temporary Prefect API (SQLite) for the whole session, started as the `inr` commands start
+    theirs (`start_temporary_server_early`: the database copied from the installation's template, or
+    left as the template when there is none yet); yields its URL and its PREFECT_HOME."""
+    from prefect.context import _temporary_global_settings_context, get_settings_context
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import (PREFECT_API_URL, PREFECT_HOME, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+                                  temporary_settings)
+    from prefect.utilities.asyncutils import run_coro_as_sync
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield PREFECT_API_URL.value()
+    from flows.cli.prefect_env import start_temporary_server_early
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    with temporary_settings(updates={PREFECT_HOME: home, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 300},
+                            restore_defaults={PREFECT_API_URL}):
+        start_temporary_server_early()()
+    server = SubprocessASGIServer()  # the one just started: Prefect keeps one temporary server a process
+    try:
+        # as prefect_test_harness: the settings also for contexts copied before (its issue 15818)
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}), \
+                _temporary_global_settings_context(get_settings_context()):
+            yield server.api_url, home
+
+            async def drain() -> None:  # the logs and events still queued, while the server is up
+                for result in (APILogWorker.instance().drain(), EventsWorker.drain_all()):
+                    if inspect.isawaitable(result):
+                        await result
+
+            run_coro_as_sync(drain())
+    finally:
+        server.stop()
+        SubprocessASGIServer._instances.pop(None, None)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_server):
+    """The session's temporary Prefect API (`prefect_server`); yields its URL."""
+    return prefect_server[0]
 
 
 @pytest.fixture(scope="session")

@@ -131,8 +131,18 @@ def test_inr_run_progress_reaches_prefects_api_and_the_terminal_once(demo_run):
     database = sqlite3.connect(cwd / "runs" / "demo" / "prefect" / "prefect.db")
     try:
         logged = [message for (message,) in database.execute("SELECT message FROM log")]
+        block_types = database.execute("SELECT id FROM block_type ORDER BY id").fetchall()
     finally:
         database.close()
+    # the database began as the installation's template (copied, or kept as the template when there was
+    # none): the same block types, with their random ids
+    from flows.cli.prefect_env import database_template
+
+    template = sqlite3.connect(f"file:{database_template()}?mode=ro", uri=True)
+    try:
+        assert template.execute("SELECT id FROM block_type ORDER BY id").fetchall() == block_types != []
+    finally:
+        template.close()
     for shape in ("bunny", "fandisk", "spot"):
         for stage in ("prepare", "train", "evaluate", "extract"):
             assert sum(shape in m and f" {stage} " in m and "done" in m for m in logged) == 1, (shape, stage)
@@ -170,12 +180,7 @@ def test_inr_run_says_one_line_and_exits_2_when_prefects_server_cannot_start(tmp
         "inr: Prefect's temporary server did not start within 0 s; raise "
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or set PREFECT_API_URL to a running Prefect server "
         "(--verbose shows the traceback)"]
-    assert "Traceback" not in done.stderr
-    verbose = subprocess.run([str(INR), "run", str(ROOT / "datasets" / "demo.yaml"), "--verbose", *TINY_RUN],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert verbose.returncode == 2
-    assert "Traceback" in verbose.stderr
-    assert [line for line in verbose.stderr.splitlines() if line.startswith("inr:")] == lines
+    assert "Traceback" not in done.stderr  # with --verbose it is there too (tests/flows/cli/test_prefect_env.py)
 
 
 @pytest.fixture(scope="module")
