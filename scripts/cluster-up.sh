@@ -79,7 +79,15 @@ if [ -n "$bucket" ]; then
     export INRFLOW_STORAGE_OPTIONS="{\"endpoint_url\": \"http://$host:$s3_port\"}"
 fi
 mlflow_port="$(free_port)"
-mkdir -p "$state/mlflow/artifacts"
+mkdir -p "$state/mlflow/artifacts" "$state/prefect"
+# the servers' new databases copied from the templates the `inr` commands keep (tasks/dbtemplates.py),
+# where there are some: no migrations to run
+"$bin/python" -c 'import sys; from pathlib import Path
+from tasks.dbtemplates import seed_database, template_path
+for package, database in zip(sys.argv[1::2], sys.argv[2::2]):
+    template = template_path(package)
+    template and seed_database(Path(database), template)' mlflow "$state/mlflow/mlflow.db" \
+    ${prefect:+prefect "$state/prefect/prefect.db"} 2> "$state/logs/seed.log" || true
 start mlflow "$bin/mlflow" server --host "$host" --port "$mlflow_port" \
     --backend-store-uri "sqlite:///$state/mlflow/mlflow.db" \
     --artifacts-destination "$state/mlflow/artifacts" --serve-artifacts --workers 1
@@ -93,13 +101,6 @@ if [ -n "$prefect" ]; then
     prefect_port="$(free_port)"
     export PREFECT_HOME="$state/prefect" PREFECT_API_URL="http://$host:$prefect_port/api"
     export PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
-    # its database copied from the template the `inr` commands keep (no migrations to run), when there is one
-    mkdir -p "$PREFECT_HOME"
-    "$bin/python" -c 'import sys; from pathlib import Path
-from flows.cli.prefect_env import database_template, seed_database
-template = database_template()
-template and seed_database(Path(sys.argv[1]), template)' "$PREFECT_HOME/prefect.db" \
-        2> "$state/logs/prefect-seed.log" || true
     start prefect-server "$bin/prefect" server start --host "$host" --port "$prefect_port" --no-ui
 fi
 

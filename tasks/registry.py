@@ -28,6 +28,7 @@ from inrcore.fields.networks import FieldSpec
 from inrcore.fields.weights import load_field, save_field
 from inrcore.shapespace.space import is_shape_space, shape_space_of
 
+from .dbtemplates import count, save_template, seed_database, sqlite_file, template_path
 from .outages import patient
 
 
@@ -45,8 +46,25 @@ def model_name(dataset: str, shape_id: str) -> str:
 def client(tracking_uri: str) -> MlflowClient:
     """One client per tracking URI and process (making one costs about 50 ms). Its calls to a tracking
     server it cannot reach are tried again for a while (`tasks.outages`), then fail naming the server."""
+    database = sqlite_file(tracking_uri)
+    if database is not None and not database.exists():  # a new tracking database: from the template
+        template = template_path("mlflow")
+        if template is not None and not seed_database(database, template):
+            _NEW_DATABASES.add(database)  # `ensure_experiment` keeps it as the template once it is made
     made = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     return PatientClient(made, f"the MLflow server at {tracking_uri}") if tracking_uri.startswith("http") else made
+
+
+_NEW_DATABASES: set[Path] = set()  # SQLite tracking databases this process is making without a template
+
+
+def is_mlflow_template(copy) -> bool:
+    """Whether a copy of a just-made tracking database is a template, once its Default experiment is
+    removed (its artifact location is the run folder's; MLflow makes it again on first use): migrated,
+    no runs or models (`tasks.dbtemplates.save_template`)."""
+    copy.execute("DELETE FROM experiment_tags")
+    copy.execute("DELETE FROM experiments")
+    return count(copy, "alembic_version") == 1 and count(copy, "runs") == 0 and count(copy, "registered_models") == 0
 
 
 class PatientClient:
@@ -76,6 +94,12 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: Optional[
     """
     c = client(tracking_uri)
     experiment = c.get_experiment_by_name(name)
+    database = sqlite_file(tracking_uri)
+    if database in _NEW_DATABASES:  # made by the look-up above: its tables and the Default experiment
+        _NEW_DATABASES.discard(database)
+        template = template_path("mlflow")
+        if template is not None:
+            save_template(database, template, is_mlflow_template)
     if experiment is not None:
         return experiment.experiment_id
     try:

@@ -10,18 +10,16 @@ import os
 import sqlite3
 import sys
 import threading
-from contextlib import closing
 from pathlib import Path
 from typing import Callable, Optional
+
+from tasks.dbtemplates import count, save_template, seed_database, sqlite_file, template_path
 
 
 # Seconds the command line lets Prefect's temporary server take to answer (Prefect's own default,
 # 20 s, is too short for a fresh PREFECT_HOME on a busy 2-core machine with Prefect 3.9).
 EPHEMERAL_STARTUP_SECONDS = 300
 EPHEMERAL_STARTUP_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
-# The file of a fresh Prefect database (migrated, block types registered) that new run folders start
-# from; empty turns the copying off (`database_template`).
-TEMPLATE_SETTING = "INRFLOW_PREFECT_TEMPLATE"
 
 
 def run_folder(out: Optional[str], default_name: str, verbose: bool = False) -> str:
@@ -77,8 +75,8 @@ def start_temporary_server_early() -> Callable[[], None]:
     Its process starts while this one imports the pipeline (about 10 s); the flow then finds it running
     (Prefect keeps one temporary server a process). Four `inr run`s of one tiny shape, old and new
     alternating: the flow began 32 s after the command (mean) before, 27 s with this. A new run folder's
-    database is copied from the installation's template (`seed_database`) instead of being migrated;
-    the first server of an installation leaves that template (`save_template`). With a server
+    database is copied from the installation's template (`tasks.dbtemplates`) instead of being migrated;
+    the first server of an installation leaves that template (`is_prefect_template`). With a server
     configured the returned function does nothing.
     """
     from prefect.settings import PREFECT_API_URL
@@ -91,7 +89,7 @@ def start_temporary_server_early() -> Callable[[], None]:
     importlib.import_module("prefect.main")
     from prefect.server.api.server import SubprocessASGIServer
 
-    database, template = sqlite_database(), database_template()
+    database, template = sqlite_database(), template_path("prefect")
     fresh = database is not None and template is not None and not database.exists()
     seeded = fresh and seed_database(database, template)
     failure: list[BaseException] = []
@@ -105,7 +103,7 @@ def start_temporary_server_early() -> Callable[[], None]:
             server.stop()  # its process, now rather than at exit: the imports go on beside it
             return
         if fresh and not seeded:  # migrated by this server, nothing of a run in it yet
-            save_template(database, template)
+            save_template(database, template, is_prefect_template)
 
     thread = threading.Thread(target=contextvars.copy_context().run, args=(start,), name="prefect-server-start",
                               daemon=True)
@@ -125,66 +123,13 @@ def sqlite_database() -> Optional[Path]:
     from prefect.settings import get_current_settings
 
     url = get_current_settings().server.database.connection_url
-    scheme, found, rest = (url.get_secret_value() if url is not None else "").partition(":///")
-    path = rest.split("?", 1)[0]
-    if not found or not scheme.startswith("sqlite") or not path or path.startswith(":memory:"):
-        return None
-    return Path(path)
+    return sqlite_file(url.get_secret_value() if url is not None else "")
 
 
-def database_template() -> Optional[Path]:
-    """Where the template database of the installed Prefect is kept: INRFLOW_PREFECT_TEMPLATE (a file
-    path; empty for none), else <environment>/var/cache/inrflow/prefect-<version>.db, beside the
-    Prefect whose migrations made it (written on first use, as Python writes its bytecode caches)."""
-    value = os.environ.get(TEMPLATE_SETTING)
-    if value is not None:
-        return Path(value) if value.strip() else None
-    from importlib.metadata import version
-
-    return Path(sys.prefix, "var", "cache", "inrflow", f"prefect-{version('prefect')}.db")
-
-
-def seed_database(database: Path, template: Path) -> bool:
-    """Copy `template` to `database` when there is no database there yet (a server then only registers
-    its block types: 9 s against 19 s to start on two cores); True when copied. Never replaces a
-    database, and leaves none half-written."""
-    if database.exists() or not template.is_file():
-        return False
-    partial = database.with_name(f"{database.name}.{os.getpid()}.part")
-    try:
-        partial.write_bytes(template.read_bytes())
-        os.link(partial, database)  # fails where a database appeared meanwhile: that one is kept
-        return True
-    except OSError:
-        return False
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def save_template(database: Path, template: Path) -> bool:
-    """Keep a consistent copy of a just-started server's `database` (migrated, block types registered,
-    no runs) at `template`, unless one is there or the copy has no migrations or block types in it;
-    True when written. A folder that cannot be written is left alone (runs migrate as before)."""
-    if template.exists():
-        return False
-    partial = template.with_name(f"{template.name}.{os.getpid()}.part")
-    try:
-        template.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as source, \
-                closing(sqlite3.connect(partial)) as copy:
-            source.backup(copy)  # a consistent snapshot while the server runs (WAL included)
-            copy.execute("PRAGMA journal_mode = DELETE")  # one file; Prefect's server sets WAL again
-            migrated = copy.execute("SELECT count(*) FROM alembic_version").fetchone()[0] == 1
-            blocks = copy.execute("SELECT count(*) FROM block_type").fetchone()[0] > 0
-            runs = copy.execute("SELECT count(*) FROM flow_run").fetchone()[0]
-        if not (migrated and blocks and runs == 0):
-            return False
-        os.replace(partial, template)
-        return True
-    except (OSError, sqlite3.Error):
-        return False
-    finally:
-        partial.unlink(missing_ok=True)
+def is_prefect_template(copy: sqlite3.Connection) -> bool:
+    """Whether a copy of a just-started server's database is a template: migrated, Prefect's block types
+    registered, no flow runs (`tasks.dbtemplates.save_template`)."""
+    return count(copy, "alembic_version") == 1 and count(copy, "block_type") > 0 and count(copy, "flow_run") == 0
 
 
 def prefect_start_failure(exc: BaseException) -> Optional[str]:

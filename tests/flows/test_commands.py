@@ -136,9 +136,9 @@ def test_inr_run_progress_reaches_prefects_api_and_the_terminal_once(demo_run):
         database.close()
     # the database began as the installation's template (copied, or kept as the template when there was
     # none): the same block types, with their random ids
-    from flows.cli.prefect_env import database_template
+    from tasks.dbtemplates import template_path
 
-    template = sqlite3.connect(f"file:{database_template()}?mode=ro", uri=True)
+    template = sqlite3.connect(f"file:{template_path('prefect')}?mode=ro", uri=True)
     try:
         assert template.execute("SELECT id FROM block_type ORDER BY id").fetchall() == block_types != []
     finally:

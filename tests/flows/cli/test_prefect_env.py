@@ -2,7 +2,6 @@
 and the template database new run folders start from."""
 
 import sqlite3
-import sys
 from contextlib import closing
 
 import pytest
@@ -10,9 +9,9 @@ from prefect.server.api.server import SubprocessASGIServer
 from prefect.settings import (PREFECT_API_URL, PREFECT_HOME, PREFECT_SERVER_DATABASE_CONNECTION_URL,
                               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings)
 
-from flows.cli.prefect_env import (TEMPLATE_SETTING, database_template, prefect_start_failure,
-                                   report_prefect_start_failure, save_template, seed_database, sqlite_database,
-                                   start_temporary_server_early)
+from flows.cli.prefect_env import (is_prefect_template, prefect_start_failure, report_prefect_start_failure,
+                                   sqlite_database, start_temporary_server_early)
+from tasks.dbtemplates import save_template, seed_database, template_path
 
 
 @pytest.fixture
@@ -69,20 +68,8 @@ def test_the_database_is_the_sqlite_file_prefects_settings_name(tmp_path):
             assert sqlite_database() is None, url
 
 
-def test_the_template_lives_beside_the_installed_prefect_unless_set(monkeypatch, tmp_path):
-    import prefect
-
-    monkeypatch.delenv(TEMPLATE_SETTING, raising=False)
-    assert database_template() == tmp_path.parents[-1].joinpath(
-        sys.prefix, "var", "cache", "inrflow", f"prefect-{prefect.__version__}.db")
-    monkeypatch.setenv(TEMPLATE_SETTING, str(tmp_path / "t.db"))
-    assert database_template() == tmp_path / "t.db"
-    monkeypatch.setenv(TEMPLATE_SETTING, "")
-    assert database_template() is None
-
-
 def test_the_sessions_server_started_from_the_installations_template(prefect_server):
-    template, database = database_template(), prefect_server[1] / "prefect.db"
+    template, database = template_path("prefect"), prefect_server[1] / "prefect.db"
     assert template.is_file() and database.is_file()
     # migrated and with Prefect's block types, nothing of a run: the same rows (their random ids too)
     # as the session's database, whether that was copied from it or it was kept from that one
@@ -92,37 +79,19 @@ def test_the_sessions_server_started_from_the_installations_template(prefect_ser
     assert rows(template, "SELECT count(*) FROM flow_run") == [(0,)]
 
 
-def test_a_new_database_is_copied_from_the_template_and_an_existing_one_kept(prefect_server, tmp_path):
-    template = database_template()
-    database = tmp_path / "home" / "prefect.db"
-    database.parent.mkdir()
-    assert seed_database(database, template)
-    assert database.read_bytes() == template.read_bytes()
-    database.write_bytes(b"a run's database")
-    assert not seed_database(database, template)
-    assert database.read_bytes() == b"a run's database"
-    assert not seed_database(tmp_path / "no folder" / "prefect.db", template)  # no error, nothing written
-    assert not seed_database(tmp_path / "new.db", tmp_path / "no template.db")
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["home", "prefect.db"]  # no partial copy left
-
-
 def test_the_template_is_a_snapshot_of_a_fresh_database_never_of_one_with_runs(prefect_server, tmp_path):
     from prefect import flow
 
     fresh = tmp_path / "fresh.db"
-    assert seed_database(fresh, database_template())
+    assert seed_database(fresh, template_path("prefect"))
     kept = tmp_path / "cache" / "prefect.db"
-    assert save_template(fresh, kept)
+    assert save_template(fresh, kept, is_prefect_template)
     assert rows(kept, "SELECT id FROM block_type ORDER BY id") == rows(fresh, "SELECT id FROM block_type ORDER BY id")
-    before = kept.stat().st_mtime_ns
-    assert not save_template(fresh, kept) and kept.stat().st_mtime_ns == before  # one there is kept
-    (tmp_path / "empty.db").touch()
-    assert not save_template(tmp_path / "empty.db", tmp_path / "other.db")  # no migrations in it
 
     @flow
     def one() -> int:
         return 1
 
     assert one() == 1  # a flow run in the session's (live) database
-    assert not save_template(prefect_server[1] / "prefect.db", tmp_path / "other.db")
+    assert not save_template(prefect_server[1] / "prefect.db", tmp_path / "other.db", is_prefect_template)
     assert not list(tmp_path.rglob("*.part"))  # no partial copy left
