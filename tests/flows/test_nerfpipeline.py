@@ -1,4 +1,4 @@
-"""The NeRF collection flow on real components: Prefect (test harness), a Dask LocalCluster,
+"""The NeRF collection flow on real components: Prefect (the session's temporary server), a Dask LocalCluster,
 a Zarr store on disk and an MLflow SQLite registry; one mesh, one ready-made scene folder and
 one bad mesh."""
 

@@ -1,4 +1,4 @@
-"""The whole collection flow on real components: Prefect (test harness), a Dask LocalCluster,
+"""The whole collection flow on real components: Prefect (the session's temporary server), a Dask LocalCluster,
 a Zarr store on disk and an MLflow SQLite registry. Two real meshes and four bad inputs."""
 
 import json

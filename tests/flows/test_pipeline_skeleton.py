@@ -1,4 +1,4 @@
-"""The collection flow's skeleton stage on real components (Prefect test harness, a Dask LocalCluster,
+"""The collection flow's skeleton stage on real components (the session's temporary Prefect server, a Dask LocalCluster,
 Zarr on disk, MLflow on SQLite): switched on in the manifest, its four tasks per shape, its files
 in the run folder, its picture in the report, and a re-run reusing it."""
 
