@@ -21,7 +21,8 @@ for i in $(seq 60); do
         done < "$pids"
     fi
     running=0
-    while read -r pid name; do kill -0 "$pid" 2>/dev/null && running=1; done < "$pids"
+    # the whole group: mlflow's uvicorn can outlive the `mlflow server` process that started it
+    while read -r pid name; do kill -0 -- "-$pid" 2>/dev/null && running=1; done < "$pids"
     [ "$running" = 0 ] && break
     sleep 0.5
 done

@@ -60,3 +60,24 @@ def shared_cluster():
     configure_local_workers()
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         yield cluster.scheduler_address
+
+
+@pytest.fixture(scope="session")
+def cluster_recipe(tmp_path_factory):
+    """README's cluster recipe (`tests/flows/recipe.py`) running in the background; `test_cluster.py`'s
+    `remote_run` waits for it and takes its servers down after that module (here, at the end, only
+    if that did not happen)."""
+    from .recipe import RecipeRun
+
+    run = RecipeRun(tmp_path_factory.mktemp("user"))
+    yield run
+    run.down()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cluster_recipe_early(request):
+    """Start `cluster_recipe` with the session's first test when a selected test uses it: its servers and
+    runs (some 2.5 minutes on two cores, mostly waiting on its processes) then overlap the tests before
+    `test_cluster.py` instead of adding to them."""
+    if any("remote_run" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        request.getfixturevalue("cluster_recipe")

@@ -6,49 +6,18 @@ the inputs, the Zarr store and every artifact. `inr run` is run as a user runs i
 import io
 import json
 import os
-import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
+from .recipe import BUCKET, ROOT, STATE, TINY, read_env_file, recipe_commands
 
-ROOT = Path(__file__).resolve().parents[2]
-BUCKET = "demo"  # the recipe's
-STATE = "/tmp/inrflow-cluster"  # the recipe's state folder, replaced by a temporary one
+
 pytestmark = pytest.mark.cluster
-TINY = {"training": {"steps": 40, "network": {"width": 32, "layers": 1}}, "grid": {"resolution": 32},
-        "sampling": {"n_surface": 4000, "n_near": 3000, "n_uniform": 2000}, "metrics": {"n_points": 5000}}
-TINY_SET = " ".join(f"--set {section}.{key}={value}" for section, values in TINY.items()
-                    for key, value in values.items() if key != "network")
-TINY_SET += " --set training.network.width=32 --set training.network.layers=1 --quiet"
-
-
-def recipe_commands() -> list[str]:
-    """The commands of README's "Running on a cluster" block, continuation lines joined, comments dropped."""
-    section = (ROOT / "README.md").read_text().split("### Running on a cluster", 1)[1]
-    block = section.split("```bash", 1)[1].split("```", 1)[0]
-    commands, current = [], ""
-    for line in block.strip().splitlines():
-        line = line.split("  #", 1)[0].rstrip()
-        current += line.rstrip("\\").strip() + " "
-        if not line.endswith("\\"):
-            commands.append(current.strip())
-            current = ""
-    return commands
-
-
-def read_env_file(path: Path) -> dict:
-    """The variables of cluster-up.sh's `export NAME='value'` lines."""
-    variables = {}
-    for line in path.read_text().splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        variables[name] = shlex.split(value)[0]
-    return variables
 
 
 def test_the_recipe_is_up_source_upload_run_down():
@@ -60,30 +29,16 @@ def test_the_recipe_is_up_source_upload_run_down():
 
 
 @pytest.fixture(scope="module")
-def remote_run(tmp_path_factory):
-    """README's recipe run as written from a folder of the user's (the checkout's files linked into it),
-    `inr run` and the deployment run with tiny settings added; the last command (cluster-down) at the
-    end. Yields (the output, the folder, cluster.env's settings, the state folder); the output has
-    "inr-exit=N" and "deployment-exit=N" lines."""
-    here = tmp_path_factory.mktemp("user")
-    state = here / "cluster"
-    for name in ("scripts", ".venv", "datasets", "prefect.yaml", "flows", "tasks", "inrcore", "pyproject.toml"):
-        (here / name).symlink_to(ROOT / name)
-    commands = [c.replace(STATE, str(state)) for c in recipe_commands()]
-    up, source, upload, run, deploy, deployment, down = commands
-    run += " " + TINY_SET
-    deployment += " --param overrides=" + shlex.quote(json.dumps(TINY))
-    script = "\n".join(["set -e", up, source, upload, deploy, "set +e", run, 'echo "inr-exit=$?"',
-                        deployment, 'echo "deployment-exit=$?"'])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "AWS_", "INRFLOW_"))}
-    env.update(HOME=str(here), PREFECT_HOME=str(here / "prefect-home"))
+def remote_run(cluster_recipe):
+    """README's recipe (`tests/flows/recipe.py`, started with the session's first test by `cluster_recipe`)
+    once it has run; its last command (cluster-down) after this module. Yields (the output, the folder,
+    cluster.env's settings, the state folder)."""
     try:
-        result = subprocess.run(["bash", "-c", script], cwd=here, env=env, capture_output=True, text=True,
-                                timeout=900)
+        result, state = cluster_recipe.wait(), cluster_recipe.state
         assert (state / "cluster.env").is_file(), result.stderr
-        yield result, here, read_env_file(state / "cluster.env"), state
+        yield result, cluster_recipe.here, read_env_file(state / "cluster.env"), state
     finally:
-        stopped = subprocess.run(["bash", "-c", down], cwd=here, env=env, capture_output=True, text=True, timeout=120)
+        stopped = cluster_recipe.down()
         # every server stops when asked (none left to be killed after 30 s), the Prefect worker too
         assert stopped.stdout.count(" stopped") == 7 and "killed" not in stopped.stdout, stopped.stdout
 
