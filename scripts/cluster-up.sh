@@ -82,11 +82,9 @@ mlflow_port="$(free_port)"
 mkdir -p "$state/mlflow/artifacts" "$state/prefect"
 # the servers' new databases copied from the templates the `inr` commands keep (tasks/dbtemplates.py),
 # where there are some: no migrations to run
-"$bin/python" -c 'import sys; from pathlib import Path
-from tasks.dbtemplates import seed_database, template_path
+"$bin/python" -c 'import sys; from pathlib import Path; from tasks.dbtemplates import start_from_template
 for package, database in zip(sys.argv[1::2], sys.argv[2::2]):
-    template = template_path(package)
-    template and seed_database(Path(database), template)' mlflow "$state/mlflow/mlflow.db" \
+    start_from_template(Path(database), package)' mlflow "$state/mlflow/mlflow.db" \
     ${prefect:+prefect "$state/prefect/prefect.db"} 2> "$state/logs/seed.log" || true
 start mlflow "$bin/mlflow" server --host "$host" --port "$mlflow_port" \
     --backend-store-uri "sqlite:///$state/mlflow/mlflow.db" \

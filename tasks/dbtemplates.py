@@ -64,6 +64,19 @@ def seed_database(database: Path, template: Path) -> bool:
             partial.unlink()
 
 
+def start_from_template(database: Optional[Path], package: str) -> Optional[Path]:
+    """Before a service makes `database` (a SQLite file, or None for another kind): copy `package`'s
+    template there when the database is new and a template exists. Returns the template's path when the
+    service will make the database itself (new, but no template yet), for `save_template` once it is
+    made; None otherwise (a database already there, a copy made, templates turned off)."""
+    if database is None or database.exists():
+        return None
+    template = template_path(package)
+    if template is None or seed_database(database, template):
+        return None
+    return template
+
+
 def save_template(database: Path, template: Path, prepare: Callable[[sqlite3.Connection], bool]) -> bool:
     """Keep a consistent copy of a just-made `database` (read while its service runs) at `template`,
     unless one is there. `prepare` gets the copy, removes what belongs to one run, and says whether it

@@ -28,7 +28,7 @@ from inrcore.fields.networks import FieldSpec
 from inrcore.fields.weights import load_field, save_field
 from inrcore.shapespace.space import is_shape_space, shape_space_of
 
-from .dbtemplates import count, save_template, seed_database, sqlite_file, template_path
+from .dbtemplates import count, save_template, sqlite_file, start_from_template
 from .outages import patient
 
 
@@ -47,15 +47,14 @@ def client(tracking_uri: str) -> MlflowClient:
     """One client per tracking URI and process (making one costs about 50 ms). Its calls to a tracking
     server it cannot reach are tried again for a while (`tasks.outages`), then fail naming the server."""
     database = sqlite_file(tracking_uri)
-    if database is not None and not database.exists():  # a new tracking database: from the template
-        template = template_path("mlflow")
-        if template is not None and not seed_database(database, template):
-            _NEW_DATABASES.add(database)  # `ensure_experiment` keeps it as the template once it is made
+    template = start_from_template(database, "mlflow")  # a new tracking database: copied from the template
+    if template is not None:
+        _NEW_DATABASES[database] = template  # none yet: `ensure_experiment` keeps this one once it is made
     made = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     return PatientClient(made, f"the MLflow server at {tracking_uri}") if tracking_uri.startswith("http") else made
 
 
-_NEW_DATABASES: set[Path] = set()  # SQLite tracking databases this process is making without a template
+_NEW_DATABASES: dict[Path, Path] = {}  # SQLite tracking databases this process makes: their templates' paths
 
 
 def is_mlflow_template(copy) -> bool:
@@ -95,11 +94,9 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: Optional[
     c = client(tracking_uri)
     experiment = c.get_experiment_by_name(name)
     database = sqlite_file(tracking_uri)
-    if database in _NEW_DATABASES:  # made by the look-up above: its tables and the Default experiment
-        _NEW_DATABASES.discard(database)
-        template = template_path("mlflow")
-        if template is not None:
-            save_template(database, template, is_mlflow_template)
+    template = _NEW_DATABASES.pop(database, None)
+    if template is not None:  # made by the look-up above: its tables and the Default experiment
+        save_template(database, template, is_mlflow_template)
     if experiment is not None:
         return experiment.experiment_id
     try:

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Optional
 
-from tasks.dbtemplates import count, save_template, seed_database, sqlite_file, template_path
+from tasks.dbtemplates import count, save_template, sqlite_file, start_from_template
 
 
 # Seconds the command line lets Prefect's temporary server take to answer (Prefect's own default,
@@ -89,9 +89,8 @@ def start_temporary_server_early() -> Callable[[], None]:
     importlib.import_module("prefect.main")
     from prefect.server.api.server import SubprocessASGIServer
 
-    database, template = sqlite_database(), template_path("prefect")
-    fresh = database is not None and template is not None and not database.exists()
-    seeded = fresh and seed_database(database, template)
+    database = sqlite_database()
+    template = start_from_template(database, "prefect")  # where to keep this database when none was copied
     failure: list[BaseException] = []
 
     def start() -> None:
@@ -102,7 +101,7 @@ def start_temporary_server_early() -> Callable[[], None]:
             failure.append(exc)
             server.stop()  # its process, now rather than at exit: the imports go on beside it
             return
-        if fresh and not seeded:  # migrated by this server, nothing of a run in it yet
+        if template is not None:  # migrated by this server, nothing of a run in it yet
             save_template(database, template, is_prefect_template)
 
     thread = threading.Thread(target=contextvars.copy_context().run, args=(start,), name="prefect-server-start",

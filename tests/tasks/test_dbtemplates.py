@@ -8,7 +8,8 @@ from contextlib import closing
 from importlib.metadata import version
 
 from tasks import registry
-from tasks.dbtemplates import TEMPLATES_SETTING, count, save_template, seed_database, sqlite_file, template_path
+from tasks.dbtemplates import (TEMPLATES_SETTING, count, save_template, seed_database, sqlite_file,
+                               start_from_template, template_path)
 
 
 def rows(database, query: str) -> list:
@@ -96,6 +97,24 @@ def test_a_new_database_is_copied_from_the_template_and_an_existing_one_kept(tmp
     assert not seed_database(tmp_path / "no folder" / "svc.db", template)  # no error, nothing written
     assert not seed_database(tmp_path / "new.db", tmp_path / "no template.db")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["run", "svc.db", "template.db"]  # no partial copy
+
+
+def test_a_new_database_starts_from_the_template_or_is_to_become_it(monkeypatch, tmp_path):
+    monkeypatch.setenv(TEMPLATES_SETTING, str(tmp_path / "templates"))
+    template = template_path("mlflow")
+    # no template yet: nothing copied, and the path to keep the database at once it is made
+    assert start_from_template(tmp_path / "one.db", "mlflow") == template
+    assert not (tmp_path / "one.db").exists()
+    template.parent.mkdir()
+    made_database(template)
+    assert start_from_template(tmp_path / "two.db", "mlflow") is None  # copied
+    assert (tmp_path / "two.db").read_bytes() == template.read_bytes()
+    (tmp_path / "three.db").write_bytes(b"a run's database")
+    assert start_from_template(tmp_path / "three.db", "mlflow") is None  # kept as it is
+    assert (tmp_path / "three.db").read_bytes() == b"a run's database"
+    assert start_from_template(None, "mlflow") is None  # not a SQLite database
+    monkeypatch.setenv(TEMPLATES_SETTING, "")
+    assert start_from_template(tmp_path / "four.db", "mlflow") is None and not (tmp_path / "four.db").exists()
 
 
 def test_a_tracking_database_leaves_a_template_and_the_next_starts_from_it(monkeypatch, tmp_path, caplog):
