@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
-from contextlib import closing, suppress
+import time
+from contextlib import closing, contextmanager, suppress
 from importlib.metadata import version
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 
 # The folder of the templates; empty turns them off. Default: <environment>/var/cache/inrflow, beside
@@ -101,6 +102,48 @@ def save_template(database: Path, template: Path, prepare: Callable[[sqlite3.Con
     finally:
         with suppress(OSError):  # none there, or no folder to hold one
             partial.unlink()
+
+
+@contextmanager
+def making_from_template(database: Optional[Path], package: str, wait: float = 120.0) -> Iterator[Optional[Path]]:
+    """`start_from_template` for a service whose database is made while this context is open, holding the
+    template's lock (`<template>.lock`) while this process is the one making it: another process starting
+    a new database of `package` at the same time (two runs begun together on a fresh installation) waits
+    for that one, up to `wait` seconds, and copies the template it leaves instead of migrating its own.
+    Yields the template's path to `save_template` to before the context closes, or None (copied, kept,
+    templates off). Where the lock cannot be had (no folder, no `fcntl`, `wait` over) it goes on without."""
+    template = start_from_template(database, package)
+    if template is None:
+        yield None
+        return
+    with _template_lock(template, wait):
+        yield None if seed_database(database, template) else template  # copied: another made it meanwhile
+
+
+@contextmanager
+def _template_lock(template: Path, wait: float) -> Iterator[None]:
+    """An exclusive lock on `template`'s lock file for the context (released when its file closes, and by
+    the system when the process ends), after waiting up to `wait` seconds for it; without it after that,
+    or where it cannot be had."""
+    try:
+        import fcntl
+
+        template.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(template.with_name(f"{template.name}.lock"), "a")
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:  # another process's (BlockingIOError), or a file system without locks
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.1)
+        yield
 
 
 def count(connection: sqlite3.Connection, table: str) -> int:

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Optional
 
-from tasks.dbtemplates import count, save_template, sqlite_file, start_from_template
+from tasks.dbtemplates import count, making_from_template, save_template, sqlite_file
 
 
 # Seconds the command line lets Prefect's temporary server take to answer (Prefect's own default,
@@ -76,8 +76,9 @@ def start_temporary_server_early() -> Callable[[], None]:
     (Prefect keeps one temporary server a process). Four `inr run`s of one tiny shape, old and new
     alternating: the flow began 32 s after the command (mean) before, 27 s with this. A new run folder's
     database is copied from the installation's template (`tasks.dbtemplates`) instead of being migrated;
-    the first server of an installation leaves that template (`is_prefect_template`). With a server
-    configured the returned function does nothing.
+    the first server of an installation leaves that template (`is_prefect_template`), and a run starting
+    while it does waits for it (`making_from_template`). With a server configured the returned function
+    does nothing.
     """
     from prefect.settings import PREFECT_API_URL
 
@@ -90,19 +91,20 @@ def start_temporary_server_early() -> Callable[[], None]:
     from prefect.server.api.server import SubprocessASGIServer
 
     database = sqlite_database()
-    template = start_from_template(database, "prefect")  # where to keep this database when none was copied
     failure: list[BaseException] = []
 
     def start() -> None:
-        server = SubprocessASGIServer()
-        try:
-            server.start()
-        except BaseException as exc:  # raised again in the command's thread, where it is reported
-            failure.append(exc)
-            server.stop()  # its process, now rather than at exit: the imports go on beside it
-            return
-        if template is not None:  # migrated by this server, nothing of a run in it yet
-            save_template(database, template, is_prefect_template)
+        # the template's path where this server makes the database (none copied): kept there once made
+        with making_from_template(database, "prefect") as template:
+            server = SubprocessASGIServer()
+            try:
+                server.start()
+            except BaseException as exc:  # raised again in the command's thread, where it is reported
+                failure.append(exc)
+                server.stop()  # its process, now rather than at exit: the imports go on beside it
+                return
+            if template is not None:  # migrated by this server, nothing of a run in it yet
+                save_template(database, template, is_prefect_template)
 
     thread = threading.Thread(target=contextvars.copy_context().run, args=(start,), name="prefect-server-start",
                               daemon=True)

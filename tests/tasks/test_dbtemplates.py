@@ -4,12 +4,14 @@ from its template (`tasks.registry`)."""
 import logging
 import sqlite3
 import sys
+import threading
+import time
 from contextlib import closing
 from importlib.metadata import version
 
 from tasks import registry
-from tasks.dbtemplates import (TEMPLATES_SETTING, count, save_template, seed_database, sqlite_file,
-                               start_from_template, template_path)
+from tasks.dbtemplates import (TEMPLATES_SETTING, count, making_from_template, save_template, seed_database,
+                               sqlite_file, start_from_template, template_path)
 
 
 def rows(database, query: str) -> list:
@@ -115,6 +117,60 @@ def test_a_new_database_starts_from_the_template_or_is_to_become_it(monkeypatch,
     assert start_from_template(None, "mlflow") is None  # not a SQLite database
     monkeypatch.setenv(TEMPLATES_SETTING, "")
     assert start_from_template(tmp_path / "four.db", "mlflow") is None and not (tmp_path / "four.db").exists()
+
+
+def test_a_database_begun_while_another_makes_the_template_waits_and_copies_it(monkeypatch, tmp_path):
+    monkeypatch.setenv(TEMPLATES_SETTING, str(tmp_path / "templates"))
+    template = template_path("mlflow")
+    events = []
+
+    def first() -> None:  # the installation's first database: made (slowly) and kept as the template
+        with making_from_template(tmp_path / "one.db", "mlflow") as path:
+            events.append(("first yields", path))
+            time.sleep(0.5)
+            made_database(tmp_path / "one.db")
+            events.append(("first kept", save_template(tmp_path / "one.db", path, no_runs)))
+
+    maker = threading.Thread(target=first)
+    maker.start()
+    while not events:
+        time.sleep(0.01)
+    begun = time.monotonic()
+    with making_from_template(tmp_path / "two.db", "mlflow") as path:  # begun meanwhile: waits, then a copy
+        events.append(("second yields", path))
+    waited = time.monotonic() - begun
+    maker.join()
+    assert events == [("first yields", template), ("first kept", True), ("second yields", None)]
+    assert 0.3 < waited < 5
+    assert (tmp_path / "two.db").read_bytes() == template.read_bytes()
+    assert rows(tmp_path / "two.db", "SELECT name FROM kinds") == [("a",), ("b",)]
+    # a maker that ends without a template (its service failed to start): the one waiting makes its own
+    template.unlink()
+    holding = threading.Event()
+
+    def failing(seconds: float) -> None:
+        with making_from_template(tmp_path / "failed.db", "mlflow"):
+            holding.set()
+            time.sleep(seconds)
+
+    for seconds, wait, name in ((0.4, 120.0, "three.db"), (3.0, 0.2, "four.db")):  # ended; still going
+        holding.clear()
+        maker = threading.Thread(target=failing, args=(seconds,))
+        maker.start()
+        holding.wait()
+        begun = time.monotonic()
+        with making_from_template(tmp_path / name, "mlflow", wait=wait) as path:
+            waited = time.monotonic() - begun
+            assert path == template and not (tmp_path / name).exists()
+        assert (0.2 < waited < 2) if wait > 1 else (0.15 < waited < 1)  # not the other's 3 s
+        maker.join()
+    # nothing to make: no lock taken, nothing written
+    (tmp_path / "six.db").write_bytes(b"a run's database")
+    with making_from_template(tmp_path / "six.db", "mlflow") as path:
+        assert path is None and (tmp_path / "six.db").read_bytes() == b"a run's database"
+    monkeypatch.setenv(TEMPLATES_SETTING, "")
+    with making_from_template(tmp_path / "seven.db", "mlflow") as path:
+        assert path is None and not (tmp_path / "seven.db").exists()
 
 
 def test_a_tracking_database_leaves_a_template_and_the_next_starts_from_it(monkeypatch, tmp_path, caplog):
