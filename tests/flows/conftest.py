@@ -1,4 +1,5 @@
 import inspect
+import os
 
 import pytest
 
@@ -79,5 +80,7 @@ def cluster_recipe_early(request):
     """Start `cluster_recipe` with the session's first test when a selected test uses it: its servers and
     runs (some 2.5 minutes on two cores, mostly waiting on its processes) then overlap the tests before
     `test_cluster.py` instead of adding to them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker takes test_cluster.py as the others go on
+        return
     if any("remote_run" in getattr(item, "fixturenames", ()) for item in request.session.items):
         request.getfixturevalue("cluster_recipe")

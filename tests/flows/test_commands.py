@@ -69,7 +69,7 @@ def quick_start_commands() -> list[str]:
 def test_readme_quick_start_is_setup_then_demo_then_tests_and_ci_runs_the_test_command():
     first, second = quick_start_commands()
     assert first == "bash scripts/setup.sh && .venv/bin/inr run datasets/demo.yaml"
-    assert second == 'bash scripts/setup.sh && .venv/bin/python -m pytest -q -m "not faults"'
+    assert second == 'bash scripts/setup.sh && .venv/bin/python -m pytest -q -n 2 -m "not faults"'
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert second in ci  # .ci/run runs exactly the README's test command
     assert INR.is_file(), f"{INR}: the `inr` command is not installed in this environment"
