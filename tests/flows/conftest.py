@@ -79,8 +79,10 @@ def cluster_recipe(tmp_path_factory):
 def cluster_recipe_early(request):
     """Start `cluster_recipe` with the session's first test when a selected test uses it: its servers and
     runs (some 2.5 minutes on two cores, mostly waiting on its processes) then overlap the tests before
-    `test_cluster.py` instead of adding to them."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker takes test_cluster.py as the others go on
+    `test_cluster.py` instead of adding to them. Not in pytest-xdist workers: there the worker that takes
+    `test_cluster.py` starts it while the others go on (each worker sees every selected test, and one
+    worker's session may end before another's uses the servers)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
         return
     if any("remote_run" in getattr(item, "fixturenames", ()) for item in request.session.items):
         request.getfixturevalue("cluster_recipe")

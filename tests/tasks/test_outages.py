@@ -171,7 +171,8 @@ def test_an_mlflow_server_that_starts_late_is_waited_for(tmp_path, monkeypatch):
     def start_later():
         time.sleep(2.0)
         started["server"] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                             start_new_session=True)
+                                             start_new_session=True,  # without the jobs, as cluster-up.sh
+                                             env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
 
     later = threading.Thread(target=start_later)
     later.start()
