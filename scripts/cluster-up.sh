@@ -86,7 +86,7 @@ mkdir -p "$state/mlflow/artifacts" "$state/prefect"
 for package, database in zip(sys.argv[1::2], sys.argv[2::2]):
     start_from_template(Path(database), package)' mlflow "$state/mlflow/mlflow.db" \
     ${prefect:+prefect "$state/prefect/prefect.db"} 2> "$state/logs/seed.log" || true
-# MLflow's job execution (its GenAI jobs; a job runner and eight huey consumer processes) is not used by
+# MLflow's job execution (its GenAI jobs; a job runner and its huey consumers, eight processes) is not used by
 # inrflow: off unless set, it took some 30 s of CPU in the server's first half-minute on two cores
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 start mlflow "$bin/mlflow" server --host "$host" --port "$mlflow_port" \
