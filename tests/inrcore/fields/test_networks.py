@@ -159,7 +159,7 @@ def test_siren_initialisation_keeps_the_activation_distribution_across_layers():
     width, omega = 256, 30.0
     spec = siren_spec(width=width, layers=6, omega_first=omega, omega_hidden=omega)
     params = init_siren_params(spec, torch.Generator().manual_seed(0))
-    x = torch.rand(20000, 3, generator=torch.Generator().manual_seed(1)) * 2.0 - 1.0
+    x = torch.rand(5000, 3, generator=torch.Generator().manual_seed(1)) * 2.0 - 1.0
     sine_stats, pre_std = [], []
     for index, layer in enumerate(spec):
         x = EXACT_RULES[layer.kind](layer, index, params, x)
