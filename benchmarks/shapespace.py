@@ -42,7 +42,9 @@ counted as the worst value (chamfer inf, fscore / nc / iou 0); `failed` counts t
 
 The trained auto-decoder and Occupancy Network are saved under `--work/models` (torch.save, keyed by their
 settings and training shapes); `--reuse-models` loads them instead of training, to run the later stages
-again without the 35 minutes of training.
+again without the 35 minutes of training. `--occnet-network FILE.pt` evaluates one such saved Occupancy
+Network whatever its key, with this run's `occnet.mirror_views` (its threshold chosen again under them when
+it chose one): inference settings tried on one trained network.
 
 Cost: code fitting dominates. Each `fit_codes` call (3 for best of 3, one per noise level, one for the
 shared meshes) runs `--fit-steps` steps of (test shapes x `--fit-samples`) decoder evaluations with their
@@ -59,6 +61,7 @@ at alpha = 0.05 <= 1.5 x that; Occupancy Network median IoU >= 0.8; auto-decoder
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -314,13 +317,19 @@ def occupancy(train, test, cfg, args, device) -> dict:
     import numpy as np
 
     from inrcore.shapespace.occnet import occnet_mesh, occupancy_iou
-    from inrcore.shapespace.occnet_training import evenly_spaced, noisy_cloud, train_occnet
+    from inrcore.shapespace.occnet_training import choose_threshold, evenly_spaced, noisy_cloud, train_occnet
     from inrcore.shapespace.samples import occupancy_shape
 
     config = cfg["occnet"]
     shapes = [occupancy_shape(s["samples"]) for s in train]
-    result, reused = trained("occnet", (config, cfg["sampling"], [s["id"] for s in train]), args,
-                             lambda: train_occnet(shapes, config, device, on_log=lambda e: log("occnet", e)))
+    if args.occnet_network:  # a network an earlier run saved, evaluated with this run's mirror views
+        result, reused = torch_load(args.occnet_network), True
+        result.config = dataclasses.replace(result.config, mirror_views=config.mirror_views)
+        if result.config.choose_threshold:
+            result.config, result.thresholds = choose_threshold(result.params, result.config, shapes, device)
+    else:
+        result, reused = trained("occnet", (config, cfg["sampling"], [s["id"] for s in train]), args,
+                                 lambda: train_occnet(shapes, config, device, on_log=lambda e: log("occnet", e)))
     config = result.config  # the chosen threshold in, with occnet.choose_threshold
     rows = []
     for i, shape in enumerate(test):
@@ -381,6 +390,12 @@ def shared(model, cfg, args, device) -> dict:
     rows = member_rows(model, fit.codes, shapes, args, device)
     return {"out_of_distribution": True, "note": "the shared meshes are no chairs, tables or mugs: the space was "
             "not trained on anything like them", "summary": summary(rows), "shapes": rows}
+
+
+def torch_load(path):
+    import torch
+
+    return torch.load(path, weights_only=False)
 
 
 def trained(kind: str, key: tuple, args, train):
@@ -467,6 +482,10 @@ def main(argv=None) -> int:
                         help="share of the occupancy queries near the surface (default 0, the authors')")
     parser.add_argument("--occnet-set", action="append", type=setting, default=[], metavar="KEY=VALUE",
                         help="an occupancy-network setting (OccNetConfig field; the value read as YAML), repeatable")
+    parser.add_argument("--occnet-network", metavar="FILE.pt",
+                        help="evaluate this Occupancy Network (one an earlier run saved under --work/models) instead "
+                             "of training one: its own settings, with this run's occnet.mirror_views, and its "
+                             "threshold chosen again under them when it chose one")
     parser.add_argument("--occnet-train-iou", type=int, default=0,
                         help="also the IoU on N training shapes, evenly spaced over the split (default none)")
     parser.add_argument("--mesher", choices=("mise", "dense"), default="mise")

@@ -44,6 +44,7 @@ from inrcore.errors import ShapeError
 from inrcore.files import read_safetensors, write_safetensors
 from inrcore.settings import config_from_dict, config_to_dict
 from inrcore.shapespace.occnet_local import local_features, local_width, pooled_local_features
+from inrcore.shapespace.occnet_views import averaged_views
 from inrcore.shapespace.settings import OccNetConfig
 
 
@@ -293,23 +294,31 @@ def occupancy_field(params, config: OccNetConfig, cloud, device: torch.device,
     """The shape completed from cloud [T, 3] as a field: points [N, 3] -> -logits [N] (negative
     inside, like a signed distance), on the points' device; evaluated in chunks of `chunk` points
     on `device` with running statistics and no gradients (chunks of chunk / k points when the
-    decoder pools k neighbours, whose pairs it holds at once). Compare with `occnet_level`."""
+    decoder pools k neighbours, whose pairs it holds at once). With `config.mirror_views`, the
+    occupancy probability averaged over the cloud and its mirror images across those of the planes
+    it is symmetric about (`occnet_views.averaged_views`). Compare with `occnet_level`."""
     # own copies: fresh (aligned) storage gives the same floating-point results for equal weights
     weights = {k: v.detach().to(device, torch.float32, copy=True) for k, v in params.items()}
     cloud = _points_tensor(cloud, "cloud")
     if len(cloud) == 0:
         raise ValueError("cloud has no points")
-    clouds = cloud.to(device)[None]
-    with torch.no_grad():
-        code, features = encode_points(weights, config, clouds)
     step = max(1, chunk // config.neighbours) if config.neighbours and config.local_encoder == "pool" else chunk
+    encoded: dict[int, tuple] = {}  # each view's cloud encoded once, by the view's identity
+
+    def logits_of(view: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            if id(view) not in encoded:
+                encoded[id(view)] = (view, *encode_points(weights, config, view[None]))
+            _, code, features = encoded[id(view)]
+            parts = [cloud_logits(weights, config, view[None], code, features, part[None])[0]
+                     for part in points.split(step)]
+        return torch.cat(parts) if parts else torch.zeros(0, device=device)
+
+    views = averaged_views(logits_of, cloud.to(device), config.mirror_views)
 
     def evaluate(points: torch.Tensor) -> torch.Tensor:
         points = _points_tensor(points, "query points")
-        with torch.no_grad():
-            parts = [-cloud_logits(weights, config, clouds, code, features, part.to(device)[None])[0]
-                     for part in points.split(step)]
-        return torch.cat(parts).to(points.device) if parts else torch.zeros(0, device=points.device)
+        return -views(points.to(device)).to(points.device)
 
     return evaluate
 

@@ -237,10 +237,17 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     plain = {k: v.detach().to("cpu", torch.float32).clone() for k, v in params.items()}
     result = OccNetResult(plain, history, step, time.perf_counter() - start, config)
     if config.choose_threshold:
-        result.thresholds = threshold_ious(plain, config, shapes, device)
-        best = max(result.thresholds, key=lambda t: (result.thresholds[t], -abs(t - config.threshold)))
-        result.config = dataclasses.replace(config, threshold=best)
+        result.config, result.thresholds = choose_threshold(plain, config, shapes, device)
     return result
+
+
+def choose_threshold(params, config: OccNetConfig, shapes: Sequence[OccupancyShape],
+                     device: torch.device) -> tuple[OccNetConfig, dict[float, float]]:
+    """(config with the threshold `threshold_ious` rates best, nearest `config.threshold` among equals;
+    the rates)."""
+    rates = threshold_ious(params, config, shapes, device)
+    best = max(rates, key=lambda t: (rates[t], -abs(t - config.threshold)))
+    return dataclasses.replace(config, threshold=best), rates
 
 
 THRESHOLD_CANDIDATES = tuple(round(0.05 * k, 2) for k in range(1, 20))  # 0.05, 0.1, ..., 0.95

@@ -37,6 +37,7 @@ FAMILIES = ("chair", "table", "lamp", "mug", "airplane")
 Family = Literal["chair", "table", "lamp", "mug", "airplane"]
 NetworkSize = Literal["auto", "cpu", "paper"]  # see AutoDecoderConfig.for_device
 LocalEncoder = Literal["average", "pool"]  # see OccNetConfig.local_encoder
+MirrorViews = Literal["", "x", "y", "z", "xy", "xz", "yz", "xyz"]  # see OccNetConfig.mirror_views
 Share = interval(0.0, 1.0, "[)")  # at least 0, below 1
 
 
@@ -214,7 +215,11 @@ class OccNetConfig:
     to `threshold_shapes` training shapes, each from a fresh noisy cloud. `bfloat16` trains with the
     forward passes in bfloat16 (torch.autocast; the loss, the weights, Adam and the batch-norm
     statistics stay float32): faster where the hardware multiplies bfloat16 (CUDA, CPUs with AMX or
-    AVX-512 BF16), slower elsewhere; evaluation is float32 either way.
+    AVX-512 BF16), slower elsewhere; evaluation is float32 either way. `mirror_views` (not the
+    authors'; "" by default), letters of x, y, z: evaluation averages the occupancy probability over
+    the input cloud and its mirror images across those of these coordinate planes through the origin
+    that the cloud is symmetric about (`occnet_views`; "xz" for the generated collection, y up); training
+    is unchanged, the threshold's choice uses the views.
     `size` as `AutoDecoderConfig.size`, for the fields `paper()` sets (`for_device`)."""
 
     n_points: Count = 300
@@ -242,6 +247,7 @@ class OccNetConfig:
     log_every: Count = 50
     size: NetworkSize = "auto"
     bfloat16: Flag = False
+    mirror_views: MirrorViews = ""
 
     @staticmethod
     def paper() -> "OccNetConfig":
