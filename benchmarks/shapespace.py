@@ -324,6 +324,9 @@ def occupancy(train, test, cfg, args, device) -> dict:
     shapes = [occupancy_shape(s["samples"]) for s in train]
     if args.occnet_network:  # a network an earlier run saved, evaluated with this run's mirror views
         result, reused = torch_load(args.occnet_network), True
+        if not hasattr(result, "params") or not hasattr(result, "config"):
+            raise SystemExit(f"{args.occnet_network}: not an Occupancy Network this benchmark saved (no params and "
+                             f"config)")
         result.config = dataclasses.replace(result.config, mirror_views=config.mirror_views)
         if result.config.choose_threshold:
             result.config, result.thresholds = choose_threshold(result.params, result.config, shapes, device)
@@ -409,7 +412,7 @@ def trained(kind: str, key: tuple, args, train):
     path = Path(args.work) / "models" / f"{kind}-{fingerprint(*key)}.pt"
     if args.reuse_models and path.is_file():
         print(f"[{kind}] reusing {path}", file=sys.stderr, flush=True)
-        return torch.load(path, weights_only=False), True
+        return torch_load(path), True
     model = train()
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model, path)

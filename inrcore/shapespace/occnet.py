@@ -303,18 +303,21 @@ def occupancy_field(params, config: OccNetConfig, cloud, device: torch.device,
     if len(cloud) == 0:
         raise ValueError("cloud has no points")
     step = max(1, chunk // config.neighbours) if config.neighbours and config.local_encoder == "pool" else chunk
-    encoded: dict[int, tuple] = {}  # each view's cloud encoded once, by the view's identity
 
-    def logits_of(view: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    def logits_field(view: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """points [N, 3] on `device` -> logits [N] of the shape completed from the cloud view [T, 3]."""
         with torch.no_grad():
-            if id(view) not in encoded:
-                encoded[id(view)] = (view, *encode_points(weights, config, view[None]))
-            _, code, features = encoded[id(view)]
-            parts = [cloud_logits(weights, config, view[None], code, features, part[None])[0]
-                     for part in points.split(step)]
-        return torch.cat(parts) if parts else torch.zeros(0, device=device)
+            code, features = encode_points(weights, config, view[None])
 
-    views = averaged_views(logits_of, cloud.to(device), config.mirror_views)
+        def logits(points: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                parts = [cloud_logits(weights, config, view[None], code, features, part[None])[0]
+                         for part in points.split(step)]
+            return torch.cat(parts) if parts else torch.zeros(0, device=device)
+
+        return logits
+
+    views = averaged_views(logits_field, cloud.to(device), config.mirror_views)
 
     def evaluate(points: torch.Tensor) -> torch.Tensor:
         points = _points_tensor(points, "query points")

@@ -49,19 +49,19 @@ def symmetric_axes(cloud: torch.Tensor, axes: str) -> str:
     return found
 
 
-def averaged_views(logits_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cloud: torch.Tensor,
+def averaged_views(field_of: Callable[[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]], cloud: torch.Tensor,
                    axes: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """points [N, 3] -> logits [N] of the mean occupancy probability over the views: the cloud [T, 3] itself
     and its mirror images across each plane of `symmetric_axes(cloud, axes)`, every view read at the
-    mirrored points; `logits_of(cloud, points)` gives one view's logits. With no symmetric plane, exactly
-    `logits_of(cloud, .)`."""
+    mirrored points; `field_of(view)` gives one view's field, points -> logits (built once per view). With no
+    symmetric plane, exactly `field_of(cloud)`."""
     matrices = [mirror_matrix(a).to(cloud.device, cloud.dtype) for a in symmetric_axes(cloud, axes)]
     if not matrices:
-        return lambda points: logits_of(cloud, points)
-    views = [(cloud, None)] + [(cloud @ m, m) for m in matrices]
+        return field_of(cloud)
+    views = [(field_of(cloud), None)] + [(field_of(cloud @ m), m) for m in matrices]
 
     def evaluate(points: torch.Tensor) -> torch.Tensor:
-        logits = torch.stack([logits_of(c, points if m is None else points @ m.to(points.device)) for c, m in views])
+        logits = torch.stack([field(points if m is None else points @ m) for field, m in views])
         # log of the mean probability and of the mean of its complement, then their difference: stable
         inside = torch.logsumexp(-F.softplus(-logits), dim=0)
         outside = torch.logsumexp(-F.softplus(logits), dim=0)

@@ -46,21 +46,21 @@ def test_averaged_views_by_hand():
     points = torch.tensor([[0.2, 0.0, 0.1], [-0.3, 0.1, 0.0]])
     # a view reading logit x at a point: the x-mirrored view reads -x there, and with z the mirror z view
     # reads x again; with only "x" the probabilities are sigma(x) and sigma(-x), whose mean is 1/2: logit 0
-    views = averaged_views(lambda c, p: p[:, 0], cloud, "x")
+    views = averaged_views(lambda c: lambda p: p[:, 0], cloud, "x")
     assert torch.allclose(views(points), torch.zeros(2), atol=1e-6)
     # with "xz": sigma(x), sigma(-x), sigma(x): mean (1 + sigma(x)) / 3
     x = points[:, 0]
     mean = (1.0 + torch.sigmoid(x)) / 3.0
-    assert torch.allclose(averaged_views(lambda c, p: p[:, 0], cloud, "xz")(points), torch.log(mean / (1 - mean)),
-                          atol=1e-6)
+    assert torch.allclose(averaged_views(lambda c: lambda p: p[:, 0], cloud, "xz")(points),
+                          torch.log(mean / (1 - mean)), atol=1e-6)
     # constant logits 0 for the cloud and log 3 (probability 3/4) for its mirror image: mean 5/8, logit log 5/3
-    views = averaged_views(lambda c, p: torch.full((len(p),), 0.0 if torch.equal(c, cloud) else math.log(3.0)),
+    views = averaged_views(lambda c: lambda p: torch.full((len(p),), 0.0 if torch.equal(c, cloud) else math.log(3.0)),
                            cloud, "x")
     assert torch.allclose(views(points), torch.full((2,), math.log(5.0 / 3.0)), atol=1e-6)
     # no symmetric plane: exactly the one view; huge logits stay finite
     asymmetric = _mug_like(2)
-    assert torch.equal(averaged_views(lambda c, p: 50.0 * p[:, 0], asymmetric, "x")(points), 50.0 * x)
-    assert torch.isfinite(averaged_views(lambda c, p: 1e4 * p[:, 0], cloud, "z")(points)).all()
+    assert torch.equal(averaged_views(lambda c: lambda p: 50.0 * p[:, 0], asymmetric, "x")(points), 50.0 * x)
+    assert torch.isfinite(averaged_views(lambda c: lambda p: 1e4 * p[:, 0], cloud, "z")(points)).all()
 
 
 def test_occupancy_field_with_mirror_views_averages_the_views():
