@@ -171,14 +171,24 @@ def conditional_batch_norm(params, name: str, x: torch.Tensor, codes: torch.Tens
                                       params[f"{name}.running_var"], training, relu)
 
 
+def batch_statistics(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each channel's mean and biased variance [F] over the rows of flat [M, F], in float32 (float64 for
+    float64 input) whatever flat's dtype: one pass of torch's batch-norm statistics kernel (a
+    Welford-type update, so the variance stays exact whatever the mean), about a seventh of the time of
+    the sum, the squares about the mean and their sum one after the other (4.4 against 0.6 ms for
+    [32,768, 128] float32 on two EPYC cores). Input below float32 is widened first: the kernel
+    returns statistics in its input's dtype."""
+    wide = torch.promote_types(flat.dtype, torch.float32)
+    return torch.batch_norm_update_stats(flat.to(wide), None, None, 0.0)
+
+
 class _ConditionalNormRelu(torch.autograd.Function):
     """y = act(x · s_b + t_b) for x [B, N, F] with per-shape scale s = gamma rstd and shift
     t = beta - mean s ([B, F]), rstd = 1 / sqrt(var + eps), act ReLU or the identity.
 
     Batch norm, the code's scale and shift and the ReLU as separate operations read and write the
     [B, N, F] activations about a dozen times forward and backward; here forward reads x for the
-    statistics (sum, then squares about the mean rounded to x's dtype, which keeps the variance exact
-    whatever the mean) and once for y, and backward needs, besides the ReLU's mask, only the
+    statistics (`batch_statistics`) and once for y, and backward needs, besides the ReLU's mask, only the
     per-shape sums S_b = Σ_n g and P_b = Σ_n g x (g the gradient at the pre-activation): with
     xhat = (x - mean) rstd and M = B · N,
         dL/dbeta_b = S_b,   dL/dgamma_b = Σ_n g xhat = rstd (P_b - mean S_b),
@@ -196,9 +206,7 @@ class _ConditionalNormRelu(torch.autograd.Function):
         if training:
             if count < 2:  # as torch's batch norm: one value has no spread to normalise by
                 raise ValueError(f"batch norm when training needs more than one value per channel, got {count}")
-            mean = flat.sum(0, dtype=wide) / count
-            shift = mean.to(x.dtype)
-            var = ((flat - shift).square().sum(0, dtype=wide) / count - (mean - shift.to(wide)).square()).clamp_(min=0)
+            mean, var = batch_statistics(flat)
             with torch.no_grad():
                 running_mean.mul_(1.0 - MOMENTUM).add_(mean.to(running_mean.dtype), alpha=MOMENTUM)
                 unbiased = var * (count / max(count - 1, 1))

@@ -9,14 +9,16 @@ def test_neighbour_weights_and_local_features_by_hand():
     # [0.9, 1.0]; positions to (0.1, 0, 0), the offset from the query (-0.15, 0, 0).
     cloud = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [3.0, 0.0, 0.0]]])
     query = torch.tensor([[[0.25, 0.0, 0.0]]])
-    weights = neighbour_weights(cloud, query, 2)
-    assert torch.allclose(weights, torch.tensor([[[0.9, 0.1, 0.0]]]), atol=1e-6)
+    weights, index = neighbour_weights(cloud, query, 2)
+    assert torch.allclose(weights, torch.tensor([[[0.9, 0.1]]]), atol=1e-6)
+    assert index.tolist() == [[[0, 1]]]
     features = torch.tensor([[[1.0, 0.0], [0.0, 10.0], [5.0, 5.0]]])
     local = local_features(cloud, features, query, 2)
     assert torch.allclose(local, torch.tensor([[[0.9, 1.0, -0.15, 0.0, 0.0]]]), atol=1e-6)
     # k at or above the cloud's size averages every point: 16, 16/9 and 16/121 normalised
     everyone = torch.tensor([1.0, 1 / 9, 1 / 121])
-    assert torch.allclose(neighbour_weights(cloud, query, 5)[0, 0], everyone / everyone.sum(), atol=1e-6)
+    weights, index = neighbour_weights(cloud, query, 5)
+    assert torch.allclose(weights[0, 0], everyone / everyone.sum(), atol=1e-6) and index.tolist() == [[[0, 1, 2]]]
     # a query on a cloud point takes that point's features and no offset
     on = local_features(cloud, features, cloud[:, 1:2], 3)
     assert torch.allclose(on, torch.tensor([[[0.0, 10.0, 0.0, 0.0, 0.0]]]), atol=1e-5)
@@ -74,3 +76,24 @@ def test_pooled_local_features_values_and_gradients_equal_the_composed_operation
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = pooled_local_features(plain, cloud, features.detach().float(), queries, 7)
     assert low.dtype == torch.bfloat16 and torch.allclose(low.float(), exact, atol=0.1, rtol=0.02)
+
+
+def test_local_features_equal_the_dense_average_over_every_point():
+    # the gathered average equals weights spread over all T points (zero beyond the k nearest) times the
+    # features, values and gradients, for several shapes at once; neighbours as a brute-force sort finds them
+    generator = torch.Generator().manual_seed(3)
+    cloud, queries = torch.rand(3, 40, 3, generator=generator), torch.rand(3, 25, 3, generator=generator)
+    features = torch.randn(3, 40, 6, generator=generator, dtype=torch.float64).float().requires_grad_()
+    weights, index = neighbour_weights(cloud, queries, 4)
+    squared = ((queries[:, :, None, :] - cloud[:, None, :, :]) ** 2).sum(-1)  # [3, 25, 40]
+    assert torch.equal(index, squared.argsort(dim=-1)[..., :4])
+    dense = torch.zeros(3, 25, 40).scatter_(-1, index, weights)
+    expected = 1.0 / (squared.gather(-1, index) + 1e-8)
+    assert torch.allclose(weights, expected / expected.sum(-1, keepdim=True), rtol=1e-5)
+    local = local_features(cloud, features, queries, 4)
+    reference = torch.cat([dense @ features, dense @ cloud - queries], dim=-1)
+    assert torch.allclose(local, reference, atol=1e-5)
+    upstream = torch.randn(local.shape, generator=generator)
+    (gathered,) = torch.autograd.grad((local * upstream).sum(), features)
+    (composed,) = torch.autograd.grad((reference * upstream).sum(), features)
+    assert torch.allclose(gathered, composed, atol=1e-5)

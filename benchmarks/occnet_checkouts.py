@@ -1,0 +1,106 @@
+"""Occupancy Network training steps per second of two or more checkouts of this project side by side in
+one run: each round trains every checkout in turn, in a fresh process with that checkout's `inrcore`
+first on the path, so that a machine's drift falls on all of them.
+
+    git worktree add --detach /tmp/before <commit>
+    OMP_NUM_THREADS=2 python benchmarks/occnet_checkouts.py --out benchmarks/results/occnet_checkouts.json \
+        --checkout before=/tmp/before --checkout after=. --set hidden=64 --set neighbours=3
+
+Every checkout trains `train_occnet` on the two analytic shapes of `occnet_precision.py` with the same
+`OccNetConfig` (the two-core settings of BENCHMARKS.md's Occupancy Network runs: 64 shapes x 512
+queries, decoder 128 wide, float32, stretched and bent shapes, lr 2e-3; `--set KEY=VALUE` changes any
+field) for `--steps` steps; the rate is taken between the first and the last log entry. The median
+round of each checkout counts, and each rate is given against the first checkout's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_model, write_result  # noqa: E402
+
+
+SETTINGS = {"decoder_hidden": 128, "batch": 64, "n_query": 512, "bfloat16": False, "lr": 2e-3,
+            "scale_jitter": 0.15, "warp_jitter": 0.2}
+
+TRAIN = """
+import json, sys, torch
+sys.path.insert(1, {benchmarks!r})
+from occnet_precision import analytic_shapes, steps_per_second
+from inrcore.settings import config_from_dict
+from inrcore.shapespace.settings import OccNetConfig
+torch.set_num_threads({threads})
+config = config_from_dict(OccNetConfig, {settings!r}, "the benchmark's settings")
+rate, loss = steps_per_second(config, analytic_shapes(), torch.device("cpu"))
+print(json.dumps({{"rate": rate, "loss": loss}}))
+"""
+
+
+def parse_pairs(values: list[str], what: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise SystemExit(f"{what} takes NAME=VALUE, got {value!r}")
+        pairs[key] = rest
+    return pairs
+
+
+def settings_with(overrides: dict[str, str]) -> dict:
+    settings = dict(SETTINGS)
+    for key, text in overrides.items():
+        settings[key] = json.loads(text) if text not in ("true", "false") else text == "true"
+    return settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--checkout", action="append", required=True, help="NAME=PATH of a checkout's root")
+    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE of OccNetConfig (JSON values)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    checkouts = {name: Path(path).resolve() for name, path in parse_pairs(args.checkout, "--checkout").items()}
+    for name, path in checkouts.items():
+        if not (path / "inrcore" / "shapespace" / "occnet.py").is_file():
+            raise SystemExit(f"--checkout {name}={path}: no inrcore/shapespace/occnet.py there")
+    settings = {**settings_with(parse_pairs(args.set, "--set")), "steps": args.steps, "log_every": args.log_every}
+    code = TRAIN.format(benchmarks=str(Path(__file__).resolve().parent), threads=args.threads, settings=settings)
+    rates: dict[str, list[float]] = {name: [] for name in checkouts}
+    losses: dict[str, float] = {}
+    for _ in range(args.rounds):
+        for name, path in checkouts.items():
+            env = {**os.environ, "PYTHONPATH": str(path)}
+            done = subprocess.run([sys.executable, "-c", code], env=env, cwd=path, capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(f"checkout {name} ({path}) failed:\n{done.stderr[-2000:]}")
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            rates[name].append(round(row["rate"], 3))
+            losses[name] = round(row["loss"], 4)
+            print(json.dumps({"checkout": name, "steps_per_second": rates[name][-1]}), flush=True)
+    first = next(iter(checkouts))
+    median = {name: statistics.median(v) for name, v in rates.items()}
+    rows = [{"checkout": name, "path": str(path), "steps_per_second": rates[name],
+             "median_steps_per_second": round(median[name], 3),
+             f"median_over_{first}": round(median[name] / median[first], 3), "final_loss": losses[name]}
+            for name, path in checkouts.items()]
+    write_result(args.out, "occnet-checkouts", None,
+                 {"cpu": cpu_model(), "threads": args.threads, "steps": args.steps, "settings": settings,
+                  "checkouts": rows}, quiet=True)
+
+
+if __name__ == "__main__":
+    main()
