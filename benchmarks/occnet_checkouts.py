@@ -46,20 +46,32 @@ print(json.dumps({{"rate": rate, "loss": loss}}))
 """
 
 
-def parse_pairs(values: list[str], what: str) -> dict[str, str]:
-    pairs = {}
+def checkouts_of(values: list[str]) -> dict[str, Path]:
+    """{name: root} of --checkout NAME=PATH options; SystemExit naming a bad one."""
+    checkouts = {}
     for value in values:
-        key, sep, rest = value.partition("=")
-        if not sep or not key or not rest:
-            raise SystemExit(f"{what} takes NAME=VALUE, got {value!r}")
-        pairs[key] = rest
-    return pairs
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path or name in checkouts:
+            raise SystemExit(f"--checkout takes NAME=PATH with distinct names, got {value!r}")
+        checkouts[name] = Path(path).resolve()
+        if not (checkouts[name] / "inrcore" / "shapespace" / "occnet.py").is_file():
+            raise SystemExit(f"--checkout {value}: no inrcore/shapespace/occnet.py under {checkouts[name]}")
+    return checkouts
 
 
-def settings_with(overrides: dict[str, str]) -> dict:
-    settings = dict(SETTINGS)
-    for key, text in overrides.items():
-        settings[key] = json.loads(text) if text not in ("true", "false") else text == "true"
+def settings_of(items: list[str], steps: int, log_every: int) -> dict:
+    """SETTINGS with the --set KEY=VALUE options (the command line's reader) and the step counts, checked
+    against this checkout's OccNetConfig; SystemExit with its message when they do not fit."""
+    from flows.cli.overrides import overrides_from_set
+    from inrcore.errors import ConfigError
+    from inrcore.settings import config_from_dict
+    from inrcore.shapespace.settings import OccNetConfig
+
+    try:
+        settings = {**SETTINGS, **overrides_from_set(items), "steps": steps, "log_every": log_every}
+        config_from_dict(OccNetConfig, settings, "--set")
+    except ConfigError as error:
+        raise SystemExit(str(error))
     return settings
 
 
@@ -67,17 +79,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--checkout", action="append", required=True, help="NAME=PATH of a checkout's root")
-    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE of OccNetConfig (JSON values)")
+    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE of OccNetConfig (the value read as YAML)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    checkouts = {name: Path(path).resolve() for name, path in parse_pairs(args.checkout, "--checkout").items()}
-    for name, path in checkouts.items():
-        if not (path / "inrcore" / "shapespace" / "occnet.py").is_file():
-            raise SystemExit(f"--checkout {name}={path}: no inrcore/shapespace/occnet.py there")
-    settings = {**settings_with(parse_pairs(args.set, "--set")), "steps": args.steps, "log_every": args.log_every}
+    checkouts = checkouts_of(args.checkout)
+    settings = settings_of(args.set, args.steps, args.log_every)
     code = TRAIN.format(benchmarks=str(Path(__file__).resolve().parent), threads=args.threads, settings=settings)
     rates: dict[str, list[float]] = {name: [] for name in checkouts}
     losses: dict[str, float] = {}
