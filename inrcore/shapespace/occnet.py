@@ -8,7 +8,12 @@ by `STAT_SUFFIXES`) and plain functions of (params, config, tensors).
 encoder: a PointNet with residual blocks. fc_pos lifts each point from 3 to 2h features; each of
 `ENCODER_BLOCKS` residual blocks maps 2h -> h per point, and between blocks each point's features
 are joined by their maximum over the cloud (h + h = 2h again); after the last block the maximum
-over the cloud goes through ReLU and fc_c to the code.
+over the cloud goes through ReLU and fc_c to the code. With `config.encoder_neighbours` k > 0 (not the
+authors'; their Convolutional Occupancy Networks pool over grid cells instead) the blocks
+`LOCAL_POOL_BLOCKS` join each point's features by their maximum over its k nearest cloud points (itself
+among them) instead of the whole cloud, so that a point's features can tell the surface around it (its
+direction, a thin part's other side) before the later blocks join the cloud's maximum; the parameters are
+the same.
 
 decoder: fc_p lifts each query point to dh features; with `config.neighbours` k > 0 (not the
 authors': their decoder sees the code alone) fc_local adds the query's local features, its k nearest
@@ -43,12 +48,19 @@ import torch.nn.functional as F
 from inrcore.errors import ShapeError
 from inrcore.files import read_safetensors, write_safetensors
 from inrcore.settings import config_from_dict, config_to_dict
-from inrcore.shapespace.occnet_local import local_features, local_width, pooled_local_features
+from inrcore.shapespace.occnet_local import (
+    cloud_neighbours,
+    local_features,
+    local_width,
+    pooled_local_features,
+    pooled_over,
+)
 from inrcore.shapespace.occnet_views import averaged_views
 from inrcore.shapespace.settings import OccNetConfig
 
 
 ENCODER_BLOCKS = 5  # the authors' ResNet-PointNet
+LOCAL_POOL_BLOCKS = (1, 2)  # with `encoder_neighbours`: the blocks joining a neighbourhood's maximum
 STAT_SUFFIXES = ("running_mean", "running_var")  # batch-norm statistics: kept, not trained
 MOMENTUM = 0.1  # running statistics: new = (1 - momentum) old + momentum batch
 EPS = 1e-5
@@ -134,12 +146,14 @@ def encode_points(params, config: OccNetConfig, clouds: torch.Tensor) -> tuple[t
     if clouds.ndim != 3 or clouds.shape[-1] != 3 or clouds.shape[1] == 0:
         raise ValueError(f"clouds must be [B, T, 3] with T > 0, got {list(clouds.shape)}")
     x = _dense(params, "enc.fc_pos", clouds)
+    index = cloud_neighbours(clouds, config.encoder_neighbours) if config.encoder_neighbours else None
     for i in range(ENCODER_BLOCKS):
         if i == 0:
             inner = _dense(params, "enc.block0.fc0", torch.relu(x))
             shortcut = _dense(params, "enc.block0.shortcut", x)
         else:  # the blocks' input is [x, the cloud's maximum of x]: the second half is one row per cloud
-            pooled = x.max(dim=1, keepdim=True).values
+            local = index is not None and i in LOCAL_POOL_BLOCKS  # or a row per point: its neighbourhood's
+            pooled = pooled_over(x, index) if local else x.max(dim=1, keepdim=True).values
             inner = _dense_joined(params, f"enc.block{i}.fc0", torch.relu(x), torch.relu(pooled))
             shortcut = _dense_joined(params, f"enc.block{i}.shortcut", x, pooled)
         x = shortcut + _dense(params, f"enc.block{i}.fc1", torch.relu(inner))
@@ -149,7 +163,7 @@ def encode_points(params, config: OccNetConfig, clouds: torch.Tensor) -> tuple[t
 
 def _dense_joined(params, name: str, x: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
     """The dense layer `name` of [x, pooled] joined along features, for x [B, T, F] and pooled
-    [B, 1, F], without repeating `pooled` T times: the weight's second half acts on one row per
+    [B, 1, F] (or [B, T, F]), without repeating `pooled` T times: the weight's second half acts on one row per
     cloud and is broadcast over the T points (half the multiplications of the joined input)."""
     weight = params[f"{name}.weight"]
     split = x.shape[-1]

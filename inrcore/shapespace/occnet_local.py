@@ -27,6 +27,40 @@ def neighbour_weights(clouds: torch.Tensor, queries: torch.Tensor, k: int) -> tu
     return weights / weights.sum(dim=-1, keepdim=True), index
 
 
+def cloud_neighbours(clouds: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices [B, T, min(k, T)] of each cloud point's k nearest points of its own cloud (clouds [B, T, 3]),
+    itself first (at distance 0; a repeated point may come first instead); float32, no gradients."""
+    return _nearest(clouds, clouds, k)[1]
+
+
+def pooled_over(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The maximum [B, N, F] of values [B, T, F] over each row's points index [B, N, k] (into T), channel
+    by channel. Its gradient goes to the maximising point of each (row, channel) alone (`_PooledMax`)."""
+    batch, count = values.shape[:2]
+    return _PooledMax.apply(values.reshape(batch * count, -1), _flat_index(index, count))
+
+
+class _PooledMax(torch.autograd.Function):
+    """max_j values[flat[.., j]] over the last axis of flat [B, N, k]: [B, N, F] from values [P, F]. The
+    backward pass keeps only which point gave each (row, channel) its maximum and scatters [B, N, F]
+    gradients to them, where autograd would keep and compare the [B, N, k, F] gathered values."""
+
+    @staticmethod
+    def forward(ctx, values, flat):
+        best, choice = values[flat].max(dim=2)  # [B, N, F]
+        ctx.save_for_backward(flat.gather(2, choice))  # the point each channel's maximum came from
+        ctx.shape = values.shape
+        return best
+
+    @staticmethod
+    def backward(ctx, grad):
+        (rows,) = ctx.saved_tensors
+        width = ctx.shape[1]
+        grad_values = torch.zeros(ctx.shape, device=grad.device, dtype=grad.dtype)
+        grad_values.scatter_add_(0, rows.reshape(-1, width), grad.reshape(-1, width))
+        return grad_values, None
+
+
 def _nearest(clouds: torch.Tensor, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Squared distances and indices [B, N, min(k, T)] of the nearest points of clouds [B, T, 3] to each
     of queries [B, N, 3], nearest first; float32, no gradients. The points are ranked by |p|² - 2 q·p

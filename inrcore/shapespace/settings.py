@@ -200,7 +200,10 @@ class OccNetConfig:
     none, 0), joined by `local_encoder`: "average" weighs them by inverse square distance
     (`occnet_local.local_features`), "pool" passes each with its offset from the query through a learned layer
     and takes their maximum (`occnet_local.pooled_local_features`, a PointNet over the neighbourhood, of
-    `local_width` features); binary
+    `local_width` features); `encoder_neighbours` k > 0 (not the authors', 0) joins each cloud point's
+    features in two of the encoder's blocks by their maximum over its k nearest cloud points instead of
+    the whole cloud (`occnet.LOCAL_POOL_BLOCKS`, as their Convolutional Occupancy Networks pool within grid
+    cells), so the points' features, which the local reading gathers, tell the surface around them; binary
     cross-entropy on logits at `n_query` points per shape uniform in the box padded by the samples'
     padding, of which `near_fraction` (the authors: 0) come from the shape's DeepSDF samples near the
     surface, labelled by their sign; Adam `lr` (the authors 1e-4, batch 64), constant as the authors' or,
@@ -231,6 +234,7 @@ class OccNetConfig:
     neighbours: CountOrZero = 0
     local_encoder: LocalEncoder = "average"
     local_width: Count = 32
+    encoder_neighbours: CountOrZero = 0
     steps: Count = 3000
     seconds: Optional[PositiveNumber] = None
     batch: Count = 16

@@ -8,6 +8,7 @@ import torch
 from inrcore.errors import ShapeError
 from inrcore.shapespace.occnet import (
     ENCODER_BLOCKS,
+    LOCAL_POOL_BLOCKS,
     _dense_joined,
     conditional_batch_norm,
     encode,
@@ -244,6 +245,43 @@ def test_encoder_equals_its_definition_with_the_maximum_joined_to_every_point():
                                                                                                torch.relu(x))))
     expected = dense("enc.fc_c", torch.relu(x.max(dim=1).values))
     assert torch.allclose(encode(params, TINY, clouds), expected, atol=1e-5)
+
+
+POOLING = dataclasses.replace(TINY, neighbours=3, encoder_neighbours=5)
+
+
+def test_encoder_pooling_over_neighbourhoods_equals_its_definition(tmp_path):
+    # blocks LOCAL_POOL_BLOCKS see [x, max of x over the point's 5 nearest cloud points], the others as before
+    gen = torch.Generator().manual_seed(7)
+    params = {k: v + 0.1 * torch.randn(v.shape, generator=gen) for k, v in init_occnet(POOLING, gen).items()}
+    assert set(params) == set(init_occnet(LOCAL, gen)) and LOCAL_POOL_BLOCKS == (1, 2)
+    clouds = torch.rand(2, 40, 3, generator=gen)
+    nearest = torch.cdist(clouds, clouds).topk(5, dim=-1, largest=False).indices  # [2, 40, 5]
+
+    def dense(name, x):
+        return torch.nn.functional.linear(x, params[f"{name}.weight"], params.get(f"{name}.bias"))
+
+    x = dense("enc.fc_pos", clouds)
+    for i in range(ENCODER_BLOCKS):
+        if i in (1, 2):
+            x = torch.cat([x, torch.stack([x[b][nearest[b]].max(dim=1).values for b in range(2)])], dim=-1)
+        elif i > 0:
+            x = torch.cat([x, x.max(dim=1, keepdim=True).values.expand_as(x)], dim=-1)
+        x = dense(f"enc.block{i}.shortcut", x) + dense(f"enc.block{i}.fc1", torch.relu(dense(f"enc.block{i}.fc0",
+                                                                                               torch.relu(x))))
+    codes, features = encode_points(params, POOLING, clouds)
+    assert torch.allclose(codes, dense("enc.fc_c", torch.relu(x.max(dim=1).values)), atol=1e-5)
+    assert torch.allclose(features, torch.relu(x), atol=1e-5)
+    assert not torch.allclose(codes, encode(params, LOCAL, clouds), atol=1e-3)  # the same weights pooled globally
+    # the field does not depend on the cloud's order, and the setting is saved with the network
+    queries = torch.rand(9, 3, generator=gen)
+    with torch.no_grad():
+        expected = -occupancy_logits(params, POOLING, codes[:1], queries[None],
+                                     local=local_features(clouds[:1], features[:1], queries[None], 3))[0]
+    field = _check_field(params, POOLING, clouds[0], queries, expected, gen, chunk=4)
+    loaded, config, _ = load_occnet(save_occnet(tmp_path / "pooling.safetensors", params, POOLING))
+    assert config.encoder_neighbours == 5 and torch.equal(occupancy_field(loaded, config, clouds[0], CPU)(queries),
+                                                           field(queries))
 
 
 def test_a_joined_dense_layer_by_hand():

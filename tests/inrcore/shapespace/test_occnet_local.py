@@ -1,6 +1,12 @@
 import torch
 
-from inrcore.shapespace.occnet_local import local_features, neighbour_weights, pooled_local_features
+from inrcore.shapespace.occnet_local import (
+    cloud_neighbours,
+    local_features,
+    neighbour_weights,
+    pooled_local_features,
+    pooled_over,
+)
 
 
 def test_neighbour_weights_and_local_features_by_hand():
@@ -97,3 +103,34 @@ def test_local_features_equal_the_dense_average_over_every_point():
     (gathered,) = torch.autograd.grad((local * upstream).sum(), features)
     (composed,) = torch.autograd.grad((reference * upstream).sum(), features)
     assert torch.allclose(gathered, composed, atol=1e-5)
+
+
+def test_each_cloud_point_pooled_over_its_neighbours_by_hand():
+    # points at x = 0, 1, 3, 7: the two nearest of each are itself and 1, 0, 1, 3. Features [1, 0],
+    # [0, 10], [5, 5], [2, 2]: the maxima over those pairs are [1, 10], [1, 10], [5, 10], [5, 5].
+    cloud = torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [3.0, 0.0, 0.0], [7.0, 0.0, 0.0]]])
+    index = cloud_neighbours(cloud, 2)
+    assert index.tolist() == [[[0, 1], [1, 0], [2, 1], [3, 2]]]
+    features = torch.tensor([[[1.0, 0.0], [0.0, 10.0], [5.0, 5.0], [2.0, 2.0]]], requires_grad=True)
+    pooled = pooled_over(features, index)
+    assert pooled.tolist() == [[[1.0, 10.0], [1.0, 10.0], [5.0, 10.0], [5.0, 5.0]]]
+    # the gradient goes to the maximising point of each (row, channel): rows weighted 1, 2, 3, 4
+    (pooled * torch.tensor([1.0, 2.0, 3.0, 4.0])[None, :, None]).sum().backward()
+    assert features.grad.tolist() == [[[3.0, 0.0], [0.0, 6.0], [7.0, 4.0], [0.0, 0.0]]]
+    # k at or above the cloud's size pools the whole cloud at every point
+    assert pooled_over(features, cloud_neighbours(cloud, 9)).tolist() == [[[5.0, 10.0]] * 4]
+
+
+def test_pooled_over_equals_the_gathered_maximum_values_and_gradients():
+    gen = torch.Generator().manual_seed(3)
+    clouds = torch.rand(3, 50, 3, generator=gen, dtype=torch.float64)
+    values = torch.randn(3, 50, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    index = cloud_neighbours(clouds, 7)
+    # brute force: every point's 7 nearest by a full sort of its distances
+    order = torch.cdist(clouds, clouds).argsort(dim=-1)[..., :7]
+    assert torch.equal(index.sort(-1).values, order.sort(-1).values)
+    weights = torch.randn(3, 50, 6, generator=gen, dtype=torch.float64)
+    ours = torch.autograd.grad((pooled_over(values, index) * weights).sum(), values)[0]
+    gathered = torch.stack([values[b][index[b]] for b in range(3)]).amax(dim=2)
+    assert torch.equal(pooled_over(values, index), gathered)
+    assert torch.allclose(ours, torch.autograd.grad((gathered * weights).sum(), values)[0])
