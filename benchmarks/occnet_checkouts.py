@@ -5,11 +5,14 @@ first on the path, so that a machine's drift falls on all of them.
     git worktree add --detach /tmp/before <commit>
     OMP_NUM_THREADS=2 python benchmarks/occnet_checkouts.py --out benchmarks/results/occnet_checkouts.json \
         --checkout before=/tmp/before --checkout after=. --set hidden=64 --set neighbours=3
+    OMP_NUM_THREADS=2 python benchmarks/occnet_checkouts.py --out OUT --checkout global=. --checkout pooled=. \
+        --set-for pooled:encoder_neighbours=8
 
 Every checkout trains `train_occnet` on the two analytic shapes of `occnet_precision.py` with the same
 `OccNetConfig` (the two-core settings of BENCHMARKS.md's Occupancy Network runs: 64 shapes x 512
 queries, decoder 128 wide, float32, stretched and bent shapes, lr 2e-3; `--set KEY=VALUE` changes any
-field) for `--steps` steps; the rate is taken between the first and the last log entry. The median
+field, `--set-for NAME:KEY=VALUE` that checkout's alone, so that one tree can run twice with two settings)
+for `--steps` steps; the rate is taken between the first and the last log entry. The median
 round of each checkout counts, and each rate is given against the first checkout's.
 """
 
@@ -51,12 +54,24 @@ def checkouts_of(values: list[str]) -> dict[str, Path]:
     checkouts = {}
     for value in values:
         name, sep, path = value.partition("=")
-        if not sep or not name or not path or name in checkouts:
+        if not sep or not name or not path or name in checkouts or ":" in name:
             raise SystemExit(f"--checkout takes NAME=PATH with distinct names, got {value!r}")
         checkouts[name] = Path(path).resolve()
         if not (checkouts[name] / "inrcore" / "shapespace" / "occnet.py").is_file():
             raise SystemExit(f"--checkout {value}: no inrcore/shapespace/occnet.py under {checkouts[name]}")
     return checkouts
+
+
+def settings_for(values: list[str], names) -> dict[str, list[str]]:
+    """{checkout name: its KEY=VALUE items} of --set-for NAME:KEY=VALUE options; SystemExit naming a bad one."""
+    items: dict[str, list[str]] = {name: [] for name in names}
+    for value in values:
+        name, sep, item = value.partition(":")
+        if not sep or name not in items or "=" not in item:
+            raise SystemExit(f"--set-for takes NAME:KEY=VALUE with NAME one of the checkouts {sorted(items)}, "
+                             f"got {value!r}")
+        items[name].append(item)
+    return items
 
 
 def settings_of(items: list[str], steps: int, log_every: int) -> dict:
@@ -80,20 +95,25 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--checkout", action="append", required=True, help="NAME=PATH of a checkout's root")
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE of OccNetConfig (the value read as YAML)")
+    parser.add_argument("--set-for", action="append", default=[],
+                        help="NAME:KEY=VALUE of OccNetConfig for the checkout NAME alone, after --set")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     checkouts = checkouts_of(args.checkout)
-    settings = settings_of(args.set, args.steps, args.log_every)
-    code = TRAIN.format(benchmarks=str(Path(__file__).resolve().parent), threads=args.threads, settings=settings)
+    own = settings_for(args.set_for, checkouts)
+    settings = {name: settings_of(args.set + own[name], args.steps, args.log_every) for name in checkouts}
+    codes = {name: TRAIN.format(benchmarks=str(Path(__file__).resolve().parent), threads=args.threads,
+                                settings=settings[name]) for name in checkouts}
     rates: dict[str, list[float]] = {name: [] for name in checkouts}
     losses: dict[str, float] = {}
     for _ in range(args.rounds):
         for name, path in checkouts.items():
             env = {**os.environ, "PYTHONPATH": str(path)}
-            done = subprocess.run([sys.executable, "-c", code], env=env, cwd=path, capture_output=True, text=True)
+            done = subprocess.run([sys.executable, "-c", codes[name]], env=env, cwd=path, capture_output=True,
+                                  text=True)
             if done.returncode:
                 raise SystemExit(f"checkout {name} ({path}) failed:\n{done.stderr[-2000:]}")
             row = json.loads(done.stdout.strip().splitlines()[-1])
@@ -102,13 +122,12 @@ def main() -> None:
             print(json.dumps({"checkout": name, "steps_per_second": rates[name][-1]}), flush=True)
     first = next(iter(checkouts))
     median = {name: statistics.median(v) for name, v in rates.items()}
-    rows = [{"checkout": name, "path": str(path), "steps_per_second": rates[name],
+    rows = [{"checkout": name, "path": str(path), "settings": settings[name], "steps_per_second": rates[name],
              "median_steps_per_second": round(median[name], 3),
              f"median_over_{first}": round(median[name] / median[first], 3), "final_loss": losses[name]}
             for name, path in checkouts.items()]
     write_result(args.out, "occnet-checkouts", None,
-                 {"cpu": cpu_model(), "threads": args.threads, "steps": args.steps, "settings": settings,
-                  "checkouts": rows}, quiet=True)
+                 {"cpu": cpu_model(), "threads": args.threads, "steps": args.steps, "checkouts": rows}, quiet=True)
 
 
 if __name__ == "__main__":

@@ -47,8 +47,16 @@ class _PooledMax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, values, flat):
-        best, choice = values[flat].max(dim=2)  # [B, N, F]
-        ctx.save_for_backward(flat.gather(2, choice))  # the point each channel's maximum came from
+        # one neighbour at a time: [B, N, F] values in flight instead of the [B, N, k, F] gathered ones
+        # (and torch's maximum with indices over them: 55 ms against this loop's 33 for [64, 300, 8, 64] on two
+        # EPYC cores, a throwaway timing)
+        best = values[flat[..., 0]]  # [B, N, F]
+        choice = torch.zeros(best.shape, dtype=torch.int32, device=best.device)
+        for j in range(1, flat.shape[-1]):
+            candidate = values[flat[..., j]]
+            choice.masked_fill_(candidate > best, j)  # the first of equal maxima kept
+            best = torch.maximum(best, candidate)
+        ctx.save_for_backward(flat.gather(2, choice.long()))  # the point each channel's maximum came from
         ctx.shape = values.shape
         return best
 

@@ -327,17 +327,19 @@ def _check_field(params, config, cloud, queries, expected, gen, chunk):
     return field
 
 
-def test_local_features_train_save_and_load(tmp_path):
-    result = train_occnet([_shape("sphere", 0), _shape("box", 1)], dataclasses.replace(LOCAL, steps=300), CPU)
+@pytest.mark.parametrize("encoder_neighbours", [0, 8])
+def test_local_features_train_save_and_load(tmp_path, encoder_neighbours):
+    local = dataclasses.replace(LOCAL, encoder_neighbours=encoder_neighbours)
+    result = train_occnet([_shape("sphere", 0), _shape("box", 1)], dataclasses.replace(local, steps=300), CPU)
     assert result.history[-1]["loss"] < 0.5 * result.history[0]["loss"]
     held_out = _shape("box", 11)
-    cloud = noisy_cloud(held_out.surface, LOCAL.n_points, LOCAL.noise, np.random.default_rng(11))
-    assert occupancy_iou(result.params, LOCAL, cloud, held_out.points, held_out.inside, CPU) > 0.8
-    params, config, _ = load_occnet(save_occnet(tmp_path / "local.safetensors", result.params, LOCAL))
-    assert config.neighbours == 3
+    cloud = noisy_cloud(held_out.surface, local.n_points, local.noise, np.random.default_rng(11))
+    assert occupancy_iou(result.params, local, cloud, held_out.points, held_out.inside, CPU) > 0.8
+    params, config, _ = load_occnet(save_occnet(tmp_path / "local.safetensors", result.params, local))
+    assert config.neighbours == 3 and config.encoder_neighbours == encoder_neighbours
     points = torch.from_numpy(held_out.points[:500])
     assert torch.equal(occupancy_field(params, config, cloud, CPU)(points),
-                       occupancy_field(result.params, LOCAL, cloud, CPU)(points))
+                       occupancy_field(result.params, local, cloud, CPU)(points))
 
 
 POOLED = dataclasses.replace(TINY, neighbours=4, local_encoder="pool", local_width=8)
