@@ -151,9 +151,11 @@ def encode_points(params, config: OccNetConfig, clouds: torch.Tensor) -> tuple[t
         if i == 0:
             inner = _dense(params, "enc.block0.fc0", torch.relu(x))
             shortcut = _dense(params, "enc.block0.shortcut", x)
-        else:  # the blocks' input is [x, the cloud's maximum of x]: the second half is one row per cloud
-            local = index is not None and i in LOCAL_POOL_BLOCKS  # or a row per point: its neighbourhood's
-            pooled = pooled_over(x, index) if local else x.max(dim=1, keepdim=True).values
+        else:  # the blocks' input is [x, the maximum of x over the cloud (one row) or each point's neighbourhood]
+            if index is not None and i in LOCAL_POOL_BLOCKS:
+                pooled = pooled_over(x, index)
+            else:
+                pooled = x.max(dim=1, keepdim=True).values
             inner = _dense_joined(params, f"enc.block{i}.fc0", torch.relu(x), torch.relu(pooled))
             shortcut = _dense_joined(params, f"enc.block{i}.shortcut", x, pooled)
         x = shortcut + _dense(params, f"enc.block{i}.fc1", torch.relu(inner))
@@ -162,9 +164,9 @@ def encode_points(params, config: OccNetConfig, clouds: torch.Tensor) -> tuple[t
 
 
 def _dense_joined(params, name: str, x: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
-    """The dense layer `name` of [x, pooled] joined along features, for x [B, T, F] and pooled
-    [B, 1, F] (or [B, T, F]), without repeating `pooled` T times: the weight's second half acts on one row per
-    cloud and is broadcast over the T points (half the multiplications of the joined input)."""
+    """The dense layer `name` of [x, pooled] joined along features, for x [B, T, F] and pooled [B, 1, F] or
+    [B, T, F], without joining them: each half of the weight acts on its own input and the sum broadcasts,
+    so a cloud's maximum ([B, 1, F]) is multiplied once, not T times (half the multiplications)."""
     weight = params[f"{name}.weight"]
     split = x.shape[-1]
     return F.linear(x, weight[:, :split], params.get(f"{name}.bias")) + F.linear(pooled, weight[:, split:])

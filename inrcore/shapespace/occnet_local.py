@@ -63,10 +63,15 @@ class _PooledMax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (rows,) = ctx.saved_tensors
-        width = ctx.shape[1]
-        grad_values = torch.zeros(ctx.shape, device=grad.device, dtype=grad.dtype)
-        grad_values.scatter_add_(0, rows.reshape(-1, width), grad.reshape(-1, width))
-        return grad_values, None
+        return _summed_into_rows(grad, rows, ctx.shape[0]), None
+
+
+def _summed_into_rows(grad: torch.Tensor, rows: torch.Tensor, count: int) -> torch.Tensor:
+    """[count, D] zeros with grad [B, N, D] added channel by channel at the rows rows [B, N, D] name: the
+    gradient of a maximum over gathered rows, sent to the row that gave each channel its maximum."""
+    width = grad.shape[-1]
+    summed = torch.zeros(count, width, device=grad.device, dtype=grad.dtype)
+    return summed.scatter_add_(0, rows.reshape(-1, width), grad.reshape(-1, width))
 
 
 def _nearest(clouds: torch.Tensor, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,11 +145,9 @@ class _PooledPairs(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         offsets, flat, choice, positive = ctx.saved_tensors
-        (points, width), dtype, weight_dtype = ctx.shapes
+        (points, _), dtype, weight_dtype = ctx.shapes
         grad = torch.where(positive, grad, 0.0).to(torch.promote_types(dtype, torch.float32))  # [B, N, D]
-        rows = flat.gather(2, choice)  # [B, N, D]: which point each channel's maximum came from
-        grad_point = torch.zeros(points, width, device=grad.device, dtype=grad.dtype)
-        grad_point.scatter_add_(0, rows.reshape(-1, width), grad.reshape(-1, width))
+        grad_point = _summed_into_rows(grad, flat.gather(2, choice), points)  # to each channel's maximising point
         chosen = offsets.gather(2, choice.unsqueeze(-1).expand(-1, -1, -1, 3))
         grad_weight = torch.einsum("bnd,bndc->dc", grad, chosen.to(grad.dtype))
         return grad_point.to(dtype), grad_weight.to(weight_dtype), None, None
