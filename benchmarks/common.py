@@ -21,13 +21,30 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+MATRIX_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def cpu_flags() -> list[str]:
+    """Which of MATRIX_FLAGS /proc/cpuinfo lists: CPUs of one model name ("AMD EPYC") differ in them, and
+    bfloat16 products are fast only with avx512_bf16 or amx_bf16."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in MATRIX_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
+
+
 def machine() -> dict:
     import torch
 
     device = "cpu"
     if torch.cuda.is_available():
         device = f"cuda: {torch.cuda.get_device_name(0)}"
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__, "device": device}
+    return {"cpus": os.cpu_count(), "cpu_flags": cpu_flags(), "platform": platform.platform(), "torch": torch.__version__,
+            "device": device}
 
 
 def write_result(path: str, name: str, argv, result: dict, quiet: bool = False) -> dict:
