@@ -43,8 +43,8 @@ def machine() -> dict:
     device = "cpu"
     if torch.cuda.is_available():
         device = f"cuda: {torch.cuda.get_device_name(0)}"
-    return {"cpus": os.cpu_count(), "cpu_flags": cpu_flags(), "platform": platform.platform(), "torch": torch.__version__,
-            "device": device}
+    return {"cpus": os.cpu_count(), "cpu_flags": cpu_flags(), "platform": platform.platform(),
+            "torch": torch.__version__, "device": device}
 
 
 def write_result(path: str, name: str, argv, result: dict, quiet: bool = False) -> dict:
