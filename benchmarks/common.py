@@ -10,15 +10,20 @@ import sys
 from pathlib import Path
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (or the platform's word for it)."""
+def _cpuinfo(field: str) -> str | None:
+    """The value of the first `field` line of /proc/cpuinfo; None where there is none (or no such file)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (or the platform's word for it)."""
+    return _cpuinfo("model name") or platform.processor() or "unknown"
 
 
 MATRIX_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
@@ -27,14 +32,8 @@ MATRIX_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "am
 def cpu_flags() -> list[str]:
     """Which of MATRIX_FLAGS /proc/cpuinfo lists: CPUs of one model name ("AMD EPYC") differ in them, and
     bfloat16 products are fast only with avx512_bf16 or amx_bf16."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                present = set(line.split(":", 1)[1].split())
-                return [flag for flag in MATRIX_FLAGS if flag in present]
-    except OSError:
-        pass
-    return []
+    present = set((_cpuinfo("flags") or "").split())
+    return [flag for flag in MATRIX_FLAGS if flag in present]
 
 
 def machine() -> dict:
