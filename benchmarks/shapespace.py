@@ -43,8 +43,9 @@ counted as the worst value (chamfer inf, fscore / nc / iou 0); `failed` counts t
 The trained auto-decoder and Occupancy Network are saved under `--work/models` (torch.save, keyed by their
 settings and training shapes); `--reuse-models` loads them instead of training, to run the later stages
 again without the 35 minutes of training. `--occnet-network FILE.pt` evaluates one such saved Occupancy
-Network whatever its key, with this run's `occnet.mirror_views` (its threshold chosen again under them when
-it chose one): inference settings tried on one trained network.
+Network whatever its key, with the evaluation settings this run gives other than their defaults
+(`occnet.mirror_views`, `occnet.refine_*`; its threshold chosen again under them when it chose one):
+inference settings tried on one trained network.
 
 Cost: code fitting dominates. Each `fit_codes` call (3 for best of 3, one per noise level, one for the
 shared meshes) runs `--fit-steps` steps of (test shapes x `--fit-samples`) decoder evaluations with their
@@ -61,7 +62,6 @@ at alpha = 0.05 <= 1.5 x that; Occupancy Network median IoU >= 0.8; auto-decoder
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -319,15 +319,16 @@ def occupancy(train, test, cfg, args, device) -> dict:
     from inrcore.shapespace.occnet import occnet_mesh, occupancy_iou
     from inrcore.shapespace.occnet_training import choose_threshold, evenly_spaced, noisy_cloud, train_occnet
     from inrcore.shapespace.samples import occupancy_shape
+    from inrcore.shapespace.settings import evaluated_with
 
     config = cfg["occnet"]
     shapes = [occupancy_shape(s["samples"]) for s in train]
-    if args.occnet_network:  # a network an earlier run saved, evaluated with this run's mirror views
+    if args.occnet_network:  # a network an earlier run saved, evaluated with this run's views and refinement
         result, reused = torch_load(args.occnet_network), True
         if not hasattr(result, "params") or not hasattr(result, "config"):
             raise SystemExit(f"{args.occnet_network}: not an Occupancy Network this benchmark saved (no params and "
                              f"config)")
-        result.config = dataclasses.replace(result.config, mirror_views=config.mirror_views)
+        result.config = evaluated_with(result.config, config)
         if result.config.choose_threshold:
             result.config, result.thresholds = choose_threshold(result.params, result.config, shapes, device)
     else:
@@ -487,8 +488,9 @@ def main(argv=None) -> int:
                         help="an occupancy-network setting (OccNetConfig field; the value read as YAML), repeatable")
     parser.add_argument("--occnet-network", metavar="FILE.pt",
                         help="evaluate this Occupancy Network (one an earlier run saved under --work/models) instead "
-                             "of training one: its own settings, with this run's occnet.mirror_views, and its "
-                             "threshold chosen again under them when it chose one")
+                             "of training one: its own settings, with the evaluation settings this run sets "
+                             "(occnet.mirror_views, occnet.refine_*), and its threshold chosen again under them "
+                             "when it chose one")
     parser.add_argument("--occnet-train-iou", type=int, default=0,
                         help="also the IoU on N training shapes, evenly spaced over the split (default none)")
     parser.add_argument("--mesher", choices=("mise", "dense"), default="mise")

@@ -4,7 +4,6 @@ calls `inrcore.shapespace`, writes files into --out and returns the metrics it p
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -249,13 +248,14 @@ def occnet_reconstruct(args, config) -> dict:
     from inrcore.shapespace.occnet import load_occnet, occnet_mesh, occupancy_iou
     from inrcore.shapespace.occnet_training import noisy_cloud
     from inrcore.shapespace.oneshot import in_input_frame, sample_file, surface_metrics
+    from inrcore.shapespace.settings import EVALUATION_FIELDS, evaluated_with
 
     params, occ, _ = load_occnet(_model_file(args, "OCCNET_DIR"))
-    if config.occnet.mirror_views:  # evaluation only: the command's mirror views over the network's own
-        occ = dataclasses.replace(occ, mirror_views=config.occnet.mirror_views)
+    occ = evaluated_with(occ, config.occnet)  # the command's mirror views and refinement, where it sets them
     device = resolve_device(config.device)
     out = Path(args.out)
-    metrics: dict = {"input": str(args.points), "threshold": occ.threshold, "mirror_views": occ.mirror_views}
+    metrics: dict = {"input": str(args.points), "threshold": occ.threshold,
+                     **{k: getattr(occ, k) for k in EVALUATION_FIELDS}}
     if Path(args.points).suffix.lower() in POINT_SUFFIXES and not _has_faces(args.points):
         points = np.asarray(load_point_cloud(args.points)[0], np.float64)
         normalisation = normalisation_for_points(points, config.sampling.extent)

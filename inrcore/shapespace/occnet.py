@@ -55,6 +55,7 @@ from inrcore.shapespace.occnet_local import (
     pooled_local_features,
     pooled_over,
 )
+from inrcore.shapespace.occnet_refine import refined_code
 from inrcore.shapespace.occnet_views import averaged_views
 from inrcore.shapespace.settings import OccNetConfig
 
@@ -319,7 +320,8 @@ def occupancy_field(params, config: OccNetConfig, cloud, device: torch.device,
     on `device` with running statistics and no gradients (chunks of chunk / k points when the
     decoder pools k neighbours, whose pairs it holds at once). With `config.mirror_views`, the
     occupancy probability averaged over the cloud and its mirror images across those of the planes
-    it is symmetric about (`occnet_views.averaged_views`). Compare with `occnet_level`."""
+    it is symmetric about (`occnet_views.averaged_views`); with `config.refine_steps`, each view's code
+    refined first (`occnet_refine.refined_code`). Compare with `occnet_level`."""
     # own copies: fresh (aligned) storage gives the same floating-point results for equal weights
     weights = {k: v.detach().to(device, torch.float32, copy=True) for k, v in params.items()}
     cloud = _points_tensor(cloud, "cloud")
@@ -331,6 +333,8 @@ def occupancy_field(params, config: OccNetConfig, cloud, device: torch.device,
         """points [N, 3] on `device` -> logits [N] of the shape completed from the cloud view [T, 3]."""
         with torch.no_grad():
             code, features = encode_points(weights, config, view[None])
+        code = refined_code(code, lambda c: cloud_logits(weights, config, view[None], c, features, view[None]),
+                            config.refine_steps, config.refine_lr, config.refine_weight)
 
         def logits(points: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():

@@ -222,7 +222,11 @@ class OccNetConfig:
     authors'; "" by default), letters of x, y, z: evaluation averages the occupancy probability over
     the input cloud and its mirror images across those of these coordinate planes through the origin
     that the cloud is symmetric about (`occnet_views`; "xz" for the generated collection, y up); training
-    is unchanged, the threshold's choice uses the views.
+    is unchanged, the threshold's choice uses the views. `refine_steps` n > 0 (not the authors'; 0 by
+    default): before evaluating a cloud's shape, n Adam steps at `refine_lr` move its code (each view's) so
+    that the logits at the cloud's own points near 0, held near the encoder's code by `refine_weight`
+    times their mean squared difference (`occnet_refine`); training is unchanged, the threshold's choice
+    refines too. The mirror views and the refinement act at evaluation alone (`EVALUATION_FIELDS`).
     `size` as `AutoDecoderConfig.size`, for the fields `paper()` sets (`for_device`)."""
 
     n_points: Count = 300
@@ -252,6 +256,9 @@ class OccNetConfig:
     size: NetworkSize = "auto"
     bfloat16: Flag = False
     mirror_views: MirrorViews = ""
+    refine_steps: CountOrZero = 0
+    refine_lr: PositiveNumber = 3e-3
+    refine_weight: Annotated[Number, Field(ge=0)] = 1.0
 
     @staticmethod
     def paper() -> "OccNetConfig":
@@ -267,6 +274,15 @@ class OccNetConfig:
 
 
 PAPER_OCCNET_FIELDS = ("hidden", "code", "decoder_hidden", "blocks", "batch")
+EVALUATION_FIELDS = ("mirror_views", "refine_steps", "refine_lr", "refine_weight")  # not read by training
+
+
+def evaluated_with(network: OccNetConfig, command: OccNetConfig) -> OccNetConfig:
+    """A saved network's settings with those `EVALUATION_FIELDS` that a command's settings give other than
+    their defaults (a command that leaves them evaluates as the network was trained to be)."""
+    default = OccNetConfig()
+    given = {k: getattr(command, k) for k in EVALUATION_FIELDS if getattr(command, k) != getattr(default, k)}
+    return dataclasses.replace(network, **given)
 
 
 def _paper_size(size: str, device_type: str, unchanged: bool) -> bool:
