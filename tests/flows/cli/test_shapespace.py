@@ -121,9 +121,11 @@ def test_occnet_train_and_reconstruct(trained, tmp_path):
     assert 0.0 <= rec["iou"] <= 1.0 and rec["cloud_points"] == 300 and rec["threshold"] == metrics["threshold"]
     assert rec["mirror_views"] == ""  # the network's own: none
     assert main(["occnet", "reconstruct", str(tmp_path / "on" / "model.safetensors"), str(folder / "meshes" / "s2.obj"),
-                 "--out", str(tmp_path / "onm"), "--quiet", *sets, "--set", "occnet.mirror_views=xz"]) == 0
+                 "--out", str(tmp_path / "onm"), "--quiet", *sets, "--set", "occnet.mirror_views=xz",
+                 "--set", "occnet.refine_steps=5"]) == 0
     mirrored = json.loads((tmp_path / "onm" / "metrics.json").read_text())
     assert mirrored["mirror_views"] == "xz" and 0.0 <= mirrored["iou"] <= 1.0 and mirrored["cloud_points"] == 300
+    assert (rec["refine_steps"], mirrored["refine_steps"], mirrored["refine_lr"]) == (0, 5, 3e-3)
 
 
 def test_an_empty_train_split_is_refused(tmp_path, capsys):
