@@ -319,7 +319,8 @@ def occupancy(train, test, cfg, args, device) -> dict:
     from inrcore.shapespace.occnet import occnet_mesh, occupancy_iou
     from inrcore.shapespace.occnet_training import choose_threshold, evenly_spaced, noisy_cloud, train_occnet
     from inrcore.shapespace.samples import occupancy_shape
-    from inrcore.shapespace.settings import evaluated_with
+    from inrcore.settings import config_from_dict
+    from inrcore.shapespace.settings import OccNetConfig, evaluated_with
 
     config = cfg["occnet"]
     shapes = [occupancy_shape(s["samples"]) for s in train]
@@ -328,7 +329,9 @@ def occupancy(train, test, cfg, args, device) -> dict:
         if not hasattr(result, "params") or not hasattr(result, "config"):
             raise SystemExit(f"{args.occnet_network}: not an Occupancy Network this benchmark saved (no params and "
                              f"config)")
-        result.config = evaluated_with(result.config, config)
+        # through the settings' own check: fields added since it was saved take their defaults
+        saved = config_from_dict(OccNetConfig, dict(vars(result.config)))
+        result.config = evaluated_with(saved, config)
         if result.config.choose_threshold:
             result.config, result.thresholds = choose_threshold(result.params, result.config, shapes, device)
     else:

@@ -257,7 +257,7 @@ class OccNetConfig:
     bfloat16: Flag = False
     mirror_views: MirrorViews = ""
     refine_steps: CountOrZero = 0
-    refine_lr: PositiveNumber = 3e-3
+    refine_lr: PositiveNumber = 1e-3
     refine_weight: Annotated[Number, Field(ge=0)] = 1.0
 
     @staticmethod
