@@ -43,7 +43,7 @@ counted as the worst value (chamfer inf, fscore / nc / iou 0); `failed` counts t
 The trained auto-decoder and Occupancy Network are saved under `--work/models` (torch.save, keyed by their
 settings and training shapes); `--reuse-models` loads them instead of training, to run the later stages
 again without the 35 minutes of training. `--occnet-network FILE.pt` evaluates one such saved Occupancy
-Network whatever its key, with the evaluation settings this run gives other than their defaults
+Network whatever its key, with the evaluation settings this run names in --occnet-set
 (`occnet.mirror_views`, `occnet.refine_*`; its threshold chosen again under them when it chose one):
 inference settings tried on one trained network.
 
@@ -331,7 +331,7 @@ def occupancy(train, test, cfg, args, device) -> dict:
                              f"config)")
         # through the settings' own check: fields added since it was saved take their defaults
         saved = config_from_dict(OccNetConfig, dict(vars(result.config)))
-        result.config = evaluated_with(saved, config)
+        result.config = evaluated_with(saved, config, [key for key, _ in args.occnet_set])
         if result.config.choose_threshold:
             result.config, result.thresholds = choose_threshold(result.params, result.config, shapes, device)
     else:
@@ -491,7 +491,7 @@ def main(argv=None) -> int:
                         help="an occupancy-network setting (OccNetConfig field; the value read as YAML), repeatable")
     parser.add_argument("--occnet-network", metavar="FILE.pt",
                         help="evaluate this Occupancy Network (one an earlier run saved under --work/models) instead "
-                             "of training one: its own settings, with the evaluation settings this run sets "
+                             "of training one: its own settings, with the evaluation settings --occnet-set names "
                              "(occnet.mirror_views, occnet.refine_*), and its threshold chosen again under them "
                              "when it chose one")
     parser.add_argument("--occnet-train-iou", type=int, default=0,

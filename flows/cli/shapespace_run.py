@@ -250,8 +250,10 @@ def occnet_reconstruct(args, config) -> dict:
     from inrcore.shapespace.oneshot import in_input_frame, sample_file, surface_metrics
     from inrcore.shapespace.settings import EVALUATION_FIELDS, evaluated_with
 
+    from .overrides import overrides_from_set
+
     params, occ, _ = load_occnet(_model_file(args, "OCCNET_DIR"))
-    occ = evaluated_with(occ, config.occnet)  # the command's mirror views and refinement, where it sets them
+    occ = evaluated_with(occ, config.occnet, overrides_from_set(args.set).get("occnet", {}))  # where --set names them
     device = resolve_device(config.device)
     out = Path(args.out)
     metrics: dict = {"input": str(args.points), "threshold": occ.threshold,

@@ -277,11 +277,12 @@ PAPER_OCCNET_FIELDS = ("hidden", "code", "decoder_hidden", "blocks", "batch")
 EVALUATION_FIELDS = ("mirror_views", "refine_steps", "refine_lr", "refine_weight")  # not read by training
 
 
-def evaluated_with(network: OccNetConfig, command: OccNetConfig) -> OccNetConfig:
-    """A saved network's settings with those `EVALUATION_FIELDS` that a command's settings give other than
-    their defaults (a command that leaves them evaluates as the network was trained to be)."""
-    default = OccNetConfig()
-    given = {k: getattr(command, k) for k in EVALUATION_FIELDS if getattr(command, k) != getattr(default, k)}
+def evaluated_with(network: OccNetConfig, command: OccNetConfig, given) -> OccNetConfig:
+    """A saved network's settings with those `EVALUATION_FIELDS` that a command names in `given` (the
+    field names it sets, e.g. by --set) taken from the command's settings `command`; the others the
+    network's own, so a command that names none evaluates as the network was trained to be, and one
+    that names `refine_steps` 0 turns a saved refinement off."""
+    given = {k: getattr(command, k) for k in EVALUATION_FIELDS if k in set(given)}
     return dataclasses.replace(network, **given)
 
 

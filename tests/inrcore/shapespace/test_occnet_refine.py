@@ -76,12 +76,16 @@ def test_occupancy_field_refines_the_code_towards_the_clouds_points():
     assert torch.equal(same(points), plain(points))
 
 
-def test_evaluated_with_takes_only_the_evaluation_settings_a_command_gives():
+def test_evaluated_with_takes_only_the_evaluation_settings_a_command_names():
     network = OccNetConfig(hidden=64, mirror_views="xz", refine_steps=20, threshold=0.45)
-    assert evaluated_with(network, OccNetConfig()) == network  # a command that sets none of them
-    changed = evaluated_with(network, OccNetConfig(hidden=256, refine_steps=5, refine_weight=0.5))
+    command = OccNetConfig(hidden=256, refine_steps=5, refine_weight=0.5)
+    assert evaluated_with(network, command, []) == network  # a command that names none of them
+    changed = evaluated_with(network, command, ["refine_steps", "refine_weight", "hidden", "threshold"])
     assert (changed.refine_steps, changed.refine_weight, changed.mirror_views) == (5, 0.5, "xz")
     assert (changed.hidden, changed.threshold) == (64, 0.45)  # the network's own, whatever the command says
+    # naming a field at its default turns the saved setting off
+    assert evaluated_with(network, OccNetConfig(), {"refine_steps": 0, "mirror_views": ""}) == \
+        dataclasses.replace(network, refine_steps=0, mirror_views="")
     assert set(EVALUATION_FIELDS) <= {f.name for f in dataclasses.fields(OccNetConfig)}
 
 
