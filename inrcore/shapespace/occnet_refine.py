@@ -5,9 +5,10 @@ towards 0 (occupancy probability 1/2), held near the encoder's code by a quadrat
 point features and the network's weights stay as they are.
 
 The objective of code z [B, C] encoded as z0: mean smooth-L1 (beta 1) of the logits at the cloud's points
-plus `weight` times the mean of (z - z0)². The pull keeps the code where the decoder was trained: without
-it (or with too large a rate) the cheapest way to put every point on the boundary is a shape that is
-nowhere confident (BENCHMARKS.md measures the rates and pulls).
+plus `weight` times the mean of (z - z0)². The pull puts the objective's minimum near the encoder's code,
+where the decoder was trained; over a few small steps Adam's rate bounds the change more than the pull does.
+Faster refinement finds the cheap answer, a shape that is nowhere confident (BENCHMARKS.md: the rates,
+steps and pulls measured).
 """
 
 from __future__ import annotations

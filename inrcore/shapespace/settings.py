@@ -274,7 +274,8 @@ class OccNetConfig:
 
 
 PAPER_OCCNET_FIELDS = ("hidden", "code", "decoder_hidden", "blocks", "batch")
-EVALUATION_FIELDS = ("mirror_views", "refine_steps", "refine_lr", "refine_weight")  # not read by training
+# read by evaluation alone (the training steps never; the threshold's choice evaluates with them)
+EVALUATION_FIELDS = ("mirror_views", "refine_steps", "refine_lr", "refine_weight")
 
 
 def evaluated_with(network: OccNetConfig, command: OccNetConfig, given) -> OccNetConfig:
