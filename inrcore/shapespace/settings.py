@@ -283,8 +283,8 @@ def evaluated_with(network: OccNetConfig, command: OccNetConfig, given) -> OccNe
     field names it sets, e.g. by --set) taken from the command's settings `command`; the others the
     network's own, so a command that names none evaluates as the network was trained to be, and one
     that names `refine_steps` 0 turns a saved refinement off."""
-    given = {k: getattr(command, k) for k in EVALUATION_FIELDS if k in set(given)}
-    return dataclasses.replace(network, **given)
+    named = set(given)
+    return dataclasses.replace(network, **{k: getattr(command, k) for k in EVALUATION_FIELDS if k in named})
 
 
 def _paper_size(size: str, device_type: str, unchanged: bool) -> bool:

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from inrcore.errors import ConfigError
 from inrcore.settings import config_from_dict
-from inrcore.shapespace.occnet import encode_points, cloud_logits, init_occnet, occupancy_field
+from inrcore.shapespace.occnet import cloud_logits, encode_points, init_occnet, occupancy_field
 from inrcore.shapespace.occnet_refine import refined_code, refinement_loss
 from inrcore.shapespace.settings import EVALUATION_FIELDS, OccNetConfig, evaluated_with
 
