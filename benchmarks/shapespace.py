@@ -44,8 +44,9 @@ The trained auto-decoder and Occupancy Network are saved under `--work/models` (
 settings and training shapes); `--reuse-models` loads them instead of training, to run the later stages
 again without the 35 minutes of training. `--occnet-network FILE.pt` evaluates one such saved Occupancy
 Network whatever its key, with the evaluation settings this run names in --occnet-set
-(`occnet.mirror_views`, `occnet.refine_*`; its threshold chosen again under them when it chose one):
-inference settings tried on one trained network.
+(`occnet.mirror_views`, `occnet.refine_*`; its threshold chosen again under them when it chose one), and
+with `occnet.statistics_batches` named, its batch-norm statistics recomputed on the training shapes as a
+training with that setting ends: inference settings tried on one trained network.
 
 Cost: code fitting dominates. Each `fit_codes` call (3 for best of 3, one per noise level, one for the
 shared meshes) runs `--fit-steps` steps of (test shapes x `--fit-samples`) decoder evaluations with their
@@ -62,6 +63,7 @@ at alpha = 0.05 <= 1.5 x that; Occupancy Network median IoU >= 0.8; auto-decoder
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -317,7 +319,13 @@ def occupancy(train, test, cfg, args, device) -> dict:
     import numpy as np
 
     from inrcore.shapespace.occnet import occnet_mesh, occupancy_iou
-    from inrcore.shapespace.occnet_training import choose_threshold, evenly_spaced, noisy_cloud, train_occnet
+    from inrcore.shapespace.occnet_training import (
+        choose_threshold,
+        evenly_spaced,
+        noisy_cloud,
+        recomputed_statistics,
+        train_occnet,
+    )
     from inrcore.shapespace.samples import occupancy_shape
     from inrcore.settings import config_from_dict
     from inrcore.shapespace.settings import OccNetConfig, evaluated_with
@@ -331,7 +339,15 @@ def occupancy(train, test, cfg, args, device) -> dict:
                              f"config)")
         # through the settings' own check: fields added since it was saved take their defaults
         saved = config_from_dict(OccNetConfig, dict(vars(result.config)))
-        result.config = evaluated_with(saved, config, [key for key, _ in args.occnet_set])
+        named = [key for key, _ in args.occnet_set]
+        result.config = evaluated_with(saved, config, named)
+        if "statistics_batches" in named:  # the statistics the saved weights had recomputed, as training now ends
+            result.config = dataclasses.replace(result.config, statistics_batches=config.statistics_batches)
+            clock = time.perf_counter()
+            if config.statistics_batches:
+                result.params = recomputed_statistics(result.params, result.config, shapes, device,
+                                                      config.statistics_batches)
+            result.statistics_seconds = time.perf_counter() - clock
         if result.config.choose_threshold:
             result.config, result.thresholds = choose_threshold(result.params, result.config, shapes, device)
     else:
@@ -358,6 +374,8 @@ def occupancy(train, test, cfg, args, device) -> dict:
                      "iou": round(occupancy_iou(result.params, config, cloud, s.occupancy_points, s.inside,
                                                 device), 5)})
     return {"train_seconds": round(result.seconds, 1), "steps": result.steps, "reused": reused,
+            "statistics_batches": config.statistics_batches,
+            "statistics_seconds": round(getattr(result, "statistics_seconds", 0.0), 1),
             "threshold": config.threshold, "threshold_iou": result.thresholds,
             "final_loss": result.history[-1]["loss"] if result.history else None,
             "summary": summary(rows, ("iou",) + FIGURES), "shapes": rows,
@@ -492,8 +510,8 @@ def main(argv=None) -> int:
     parser.add_argument("--occnet-network", metavar="FILE.pt",
                         help="evaluate this Occupancy Network (one an earlier run saved under --work/models) instead "
                              "of training one: its own settings, with the evaluation settings --occnet-set names "
-                             "(occnet.mirror_views, occnet.refine_*), and its threshold chosen again under them "
-                             "when it chose one")
+                             "(occnet.mirror_views, occnet.refine_*; occnet.statistics_batches recomputes its "
+                             "batch-norm statistics), and its threshold chosen again under them when it chose one")
     parser.add_argument("--occnet-train-iou", type=int, default=0,
                         help="also the IoU on N training shapes, evenly spaced over the split (default none)")
     parser.add_argument("--mesher", choices=("mise", "dense"), default="mise")

@@ -230,6 +230,7 @@ def occnet_train(args, config) -> dict:
     metrics = {"shapes": len(shapes), "failed": failed, "steps": result.steps, "seconds": result.seconds,
                "loss": result.history[-1]["loss"] if result.history else None, "history": result.history,
                "model": str(out / "model.safetensors"), "threshold": result.config.threshold,
+               **({"statistics_seconds": result.statistics_seconds} if result.config.statistics_batches else {}),
                **({"threshold_iou": {f"{t:.2f}": v for t, v in result.thresholds.items()}}
                   if result.thresholds else {})}
     write_json_atomic(out / "metrics.json", metrics)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from inrcore.errors import ShapeError
 from inrcore.shapespace.occnet import (
+    MOMENTUM,
     cloud_logits,
     encode_points,
     init_occnet,
@@ -171,7 +172,8 @@ class OccNetResult:
     """A trained network: params (CPU, float32, running statistics included), one history entry per
     log step ({"step", "loss", "seconds"}), steps and seconds taken (training alone); config, the
     settings to save and use it with (the chosen threshold in them), and with `choose_threshold` the
-    median IoU on the training shapes at each candidate threshold ({threshold: IoU})."""
+    median IoU on the training shapes at each candidate threshold ({threshold: IoU}); with
+    `statistics_batches`, the seconds `recomputed_statistics` took after training."""
 
     params: dict[str, torch.Tensor]
     history: list[dict] = field(default_factory=list)
@@ -179,6 +181,7 @@ class OccNetResult:
     seconds: float = 0.0
     config: Optional[OccNetConfig] = None
     thresholds: dict[float, float] = field(default_factory=dict)
+    statistics_seconds: float = 0.0
 
 
 def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device: torch.device,
@@ -196,6 +199,7 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     loss is read back only every `config.log_every` steps and at the end (the mean since the last
     read, passed to `on_log`); FloatingPointError when it is not finite. With `config.scale_jitter`
     the shapes are stretched by `stretch_factors`, with `config.warp_jitter` bent by `warp_axes`; with
+    `config.statistics_batches` the batch-norm statistics are then `recomputed_statistics`; with
     `config.choose_threshold` the result's config holds the threshold `threshold_ious` rates best on the
     training shapes.
     """
@@ -236,9 +240,48 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
         history.append(_log_entry(total, count, step, start, on_log))
     plain = {k: v.detach().to("cpu", torch.float32).clone() for k, v in params.items()}
     result = OccNetResult(plain, history, step, time.perf_counter() - start, config)
+    if config.statistics_batches:
+        clock = time.perf_counter()
+        result.params = recomputed_statistics(plain, config, shapes, device, config.statistics_batches)
+        result.statistics_seconds = time.perf_counter() - clock
     if config.choose_threshold:
-        result.config, result.thresholds = choose_threshold(plain, config, shapes, device)
+        result.config, result.thresholds = choose_threshold(result.params, config, shapes, device)
     return result
+
+
+def recomputed_statistics(params, config: OccNetConfig, shapes: Sequence[OccupancyShape], device: torch.device,
+                          batches: int) -> dict[str, torch.Tensor]:
+    """A copy of params (CPU, float32) whose batch-norm running statistics are each one's mean over
+    `batches` batches of the shapes as they are, neither stretched nor bent (the shapes met at
+    evaluation), drawn as training draws them (seed `config.seed` + 3), each passed forward in float32
+    as in training (every layer normalised by the batch's own statistics), all batches weighted equally.
+
+    Training leaves statistics that follow the last twenty or so batches (`MOMENTUM`) of stretched and
+    bent shapes, with weights that were still moving; these describe the final weights on the shapes
+    themselves. Each pass starts from zeroed statistics, which it leaves at `MOMENTUM` times the batch's."""
+    if batches < 1:
+        raise ValueError(f"batches must be at least 1, got {batches}")
+    if not shapes:
+        raise ValueError("no shapes to recompute the batch-norm statistics on")
+    work = {k: v.detach().to(device, torch.float32, copy=True) for k, v in params.items()}
+    names = [k for k in work if is_statistic(k)]
+    sums = {k: torch.zeros_like(work[k]) for k in names}
+    n_near = int(round(config.n_query * config.near_fraction))
+    data = _ShapeDraws(shapes, device, near=n_near > 0)
+    draws = torch.Generator(device=device).manual_seed(config.seed + 3)
+    with torch.no_grad():
+        for _ in range(batches):
+            for k in names:
+                work[k].zero_()
+            chosen = torch.randint(len(shapes), (config.batch,), generator=draws, device=device)
+            cloud, queries, _ = data.draw(chosen, config.n_points, config.n_query, config.noise, draws, n_near)
+            codes, features = encode_points(work, config, cloud)
+            cloud_logits(work, config, cloud, codes, features, queries, training=True)
+            for k in names:
+                sums[k] += work[k]
+    for k in names:
+        work[k] = sums[k] / (batches * MOMENTUM)
+    return {k: v.to("cpu") for k, v in work.items()}
 
 
 def choose_threshold(params, config: OccNetConfig, shapes: Sequence[OccupancyShape],

@@ -215,7 +215,10 @@ class OccNetConfig:
     factors uniform in [1 - b, 1 + b], the ends kept), so parts change proportions apart. Meshing and IoU at
     `threshold` (the authors' 0.2, chosen on their validation set); with `choose_threshold`, training
     ends by choosing it instead from `THRESHOLD_CANDIDATES`: the one with the highest median IoU on up
-    to `threshold_shapes` training shapes, each from a fresh noisy cloud. `bfloat16` trains with the
+    to `threshold_shapes` training shapes, each from a fresh noisy cloud. `statistics_batches` n > 0 (not
+    the authors'; 0 by default): training ends, before the threshold's choice, by replacing the
+    batch-norm running statistics with their mean over n batches of the training shapes unstretched
+    and unbent (`occnet_training.recomputed_statistics`). `bfloat16` trains with the
     forward passes in bfloat16 (torch.autocast; the loss, the weights, Adam and the batch-norm
     statistics stay float32): faster where the hardware multiplies bfloat16 (CUDA, CPUs with AMX or
     AVX-512 BF16), slower elsewhere; evaluation is float32 either way. `mirror_views` (not the
@@ -251,6 +254,7 @@ class OccNetConfig:
     threshold: OpenFraction = 0.2
     choose_threshold: Flag = False
     threshold_shapes: Count = 32
+    statistics_batches: CountOrZero = 0
     seed: Integer = 0
     log_every: Count = 50
     size: NetworkSize = "auto"

@@ -105,7 +105,8 @@ def test_occnet_train_and_reconstruct(trained, tmp_path):
     sets = [*TINY_SETS, "--set", "occnet.hidden=16", "--set", "occnet.code=16", "--set", "occnet.decoder_hidden=16",
             "--set", "occnet.batch=4", "--set", "occnet.n_query=256"]
     choose = ["--set", "occnet.choose_threshold=true", "--set", "occnet.threshold_shapes=3",
-              "--set", "occnet.scale_jitter=0.1", "--set", "occnet.warp_jitter=0.1", "--set", "occnet.neighbours=2"]
+              "--set", "occnet.scale_jitter=0.1", "--set", "occnet.warp_jitter=0.1", "--set", "occnet.neighbours=2",
+              "--set", "occnet.statistics_batches=3"]
     assert main(["occnet", "train", str(manifest), "--steps", "30", "--out", str(tmp_path / "on"), "--quiet", *sets,
                  *choose]) == 0
     metrics = json.loads((tmp_path / "on" / "metrics.json").read_text())
@@ -115,6 +116,7 @@ def test_occnet_train_and_reconstruct(trained, tmp_path):
     saved = load_occnet(tmp_path / "on" / "model.safetensors")[1]
     assert saved.threshold == metrics["threshold"] and (saved.scale_jitter, saved.warp_jitter) == (0.1, 0.1)
     assert saved.neighbours == 2  # the decoder reads its queries' two nearest cloud points, here and below
+    assert saved.statistics_batches == 3 and metrics["statistics_seconds"] > 0.0  # recomputed as training ended
     assert main(["occnet", "reconstruct", str(tmp_path / "on" / "model.safetensors"), str(folder / "meshes" / "s2.obj"),
                  "--out", str(tmp_path / "onr"), "--quiet", *sets]) == 0
     rec = json.loads((tmp_path / "onr" / "metrics.json").read_text())

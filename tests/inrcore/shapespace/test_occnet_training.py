@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from inrcore.shapespace.occnet import load_occnet, occupancy_iou, save_occnet
+from inrcore.shapespace.occnet import MOMENTUM, init_occnet, is_statistic, load_occnet, occupancy_iou, save_occnet
 from inrcore.shapespace.occnet_training import (
     THRESHOLD_CANDIDATES,
     THRESHOLD_POINTS,
@@ -12,6 +12,7 @@ from inrcore.shapespace.occnet_training import (
     _ShapeDraws,
     evenly_spaced,
     noisy_cloud,
+    recomputed_statistics,
     stretch_factors,
     threshold_ious,
     train_occnet,
@@ -146,3 +147,69 @@ def test_threshold_ious_without_choosing_and_the_saved_threshold(chosen, tmp_pat
     assert plain.thresholds == {} and plain.config.threshold == 0.2
     save_occnet(tmp_path / "n.safetensors", result.params, result.config)
     assert load_occnet(tmp_path / "n.safetensors")[1].threshold == result.config.threshold
+
+
+def _still(point, seed: int) -> OccupancyShape:
+    """A sphere's surface (the clouds) whose every occupancy point is `point`: every query lands there."""
+    sphere = _sphere(seed, m=10)
+    return OccupancyShape(sphere.surface, np.tile(np.float32(point), (50, 1)), np.ones(50, dtype=bool))
+
+
+def test_recomputed_statistics_by_hand():
+    # every query at p: the first batch norm's input fc_p(p) = W p + b is the same at every point, so its
+    # mean is W p + b and its variance 0 in every batch; stretching is not applied (the shapes as they are)
+    config = dataclasses.replace(TINY, batch=4, n_query=16, scale_jitter=0.5, warp_jitter=0.5)
+    params = init_occnet(config, torch.Generator().manual_seed(0))
+    before = {k: v.clone() for k, v in params.items()}
+    p = torch.tensor([0.25, -0.1, 0.3])
+    out = recomputed_statistics(params, config, [_still(p.numpy(), 1)], CPU, batches=3)
+    expected = params["dec.fc_p.weight"] @ p + params["dec.fc_p.bias"]
+    assert torch.allclose(out["dec.block0.cbn0.running_mean"], expected, atol=1e-6)
+    assert torch.allclose(out["dec.block0.cbn0.running_var"], torch.zeros(config.decoder_hidden), atol=1e-6)
+    assert all(torch.equal(params[k], before[k]) for k in params)  # a copy: the input is unchanged
+    assert all(torch.equal(out[k], params[k]) for k in params if not is_statistic(k))
+    assert all(out[k].dtype == torch.float32 and out[k].device.type == "cpu" for k in out)
+
+
+def test_recomputed_statistics_weigh_batches_equally():
+    # two shapes whose queries sit at p or q: each batch's mix differs, so its statistics do; the result is
+    # their plain mean (the unbiased variances), the batches drawn as training draws them with seed + 3
+    config = dataclasses.replace(TINY, batch=3, n_query=8, seed=5)
+    shapes = [_still([0.2, 0.1, -0.3], 1), _still([-0.4, 0.3, 0.1], 2)]
+    params = init_occnet(config, torch.Generator().manual_seed(1))
+    out = recomputed_statistics(params, config, shapes, CPU, batches=5)
+    draws, data = torch.Generator().manual_seed(config.seed + 3), _ShapeDraws(shapes, CPU)
+    means, variances = [], []
+    for _ in range(5):
+        chosen = torch.randint(2, (config.batch,), generator=draws)
+        _, queries, _ = data.draw(chosen, config.n_points, config.n_query, config.noise, draws)
+        x = queries.reshape(-1, 3) @ params["dec.fc_p.weight"].T + params["dec.fc_p.bias"]
+        means.append(x.mean(0))
+        variances.append(x.var(0, unbiased=True))
+    assert len({round(float(m[0]), 6) for m in means}) > 1  # the batches do differ
+    assert torch.allclose(out["dec.block0.cbn0.running_mean"], torch.stack(means).mean(0), atol=1e-5)
+    assert torch.allclose(out["dec.block0.cbn0.running_var"], torch.stack(variances).mean(0), atol=1e-5)
+    # the division by MOMENTUM: one batch's statistics are that batch's, not MOMENTUM times them
+    one = recomputed_statistics(params, config, shapes, CPU, batches=1)
+    assert torch.allclose(one["dec.block0.cbn0.running_mean"], means[0], atol=1e-5)
+    assert MOMENTUM < 1.0
+
+
+def test_training_ends_with_recomputed_statistics():
+    shapes = [_sphere(2, 0.5, m=2000), _sphere(3, 0.35, m=2000)]
+    config = dataclasses.replace(TINY, steps=6, scale_jitter=0.2)
+    plain = train_occnet(shapes, config, CPU)
+    again = train_occnet(shapes, dataclasses.replace(config, statistics_batches=4), CPU)
+    expected = recomputed_statistics(plain.params, config, shapes, CPU, batches=4)
+    assert plain.statistics_seconds == 0.0 and again.statistics_seconds > 0.0
+    for k, v in again.params.items():
+        assert torch.equal(v, expected[k]), k  # the same training, then the statistics recomputed
+    assert not torch.equal(again.params["dec.cbn.running_mean"], plain.params["dec.cbn.running_mean"])
+
+
+def test_recomputed_statistics_bad_input():
+    params = init_occnet(TINY, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="batches must be at least 1"):
+        recomputed_statistics(params, TINY, [_sphere(1, m=10)], CPU, batches=0)
+    with pytest.raises(ValueError, match="no shapes"):
+        recomputed_statistics(params, TINY, [], CPU, batches=2)
