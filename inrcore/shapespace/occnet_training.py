@@ -1,6 +1,7 @@
 """Training the Occupancy Network (`inrcore.shapespace.occnet`): each shape's training data, the
 noisy input clouds, the loop (Adam, optional cosine-annealed rate, bfloat16 forward passes, stretched
-and bent shapes) and the choice of the occupancy threshold on training shapes.
+and bent shapes), the batch-norm statistics recomputed after it and the choice of the occupancy threshold
+on training shapes.
 
 Each step draws shapes with replacement and, for each, a fresh noisy cloud of its surface points and
 labelled query points, all on the training device (`_ShapeDraws`); the loss is read back to the
