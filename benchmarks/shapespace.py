@@ -341,12 +341,11 @@ def occupancy(train, test, cfg, args, device) -> dict:
         saved = config_from_dict(OccNetConfig, dict(vars(result.config)))
         named = [key for key, _ in args.occnet_set]
         result.config = evaluated_with(saved, config, named)
-        if "statistics_batches" in named:  # the statistics the saved weights had recomputed, as training now ends
+        if "statistics_batches" in named and config.statistics_batches:  # recomputed, as training now ends
             result.config = dataclasses.replace(result.config, statistics_batches=config.statistics_batches)
             clock = time.perf_counter()
-            if config.statistics_batches:
-                result.params = recomputed_statistics(result.params, result.config, shapes, device,
-                                                      config.statistics_batches)
+            result.params = recomputed_statistics(result.params, result.config, shapes, device,
+                                                  config.statistics_batches)
             result.statistics_seconds = time.perf_counter() - clock
         if result.config.choose_threshold:
             result.config, result.thresholds = choose_threshold(result.params, result.config, shapes, device)
@@ -375,7 +374,7 @@ def occupancy(train, test, cfg, args, device) -> dict:
                                                 device), 5)})
     return {"train_seconds": round(result.seconds, 1), "steps": result.steps, "reused": reused,
             "statistics_batches": config.statistics_batches,
-            "statistics_seconds": round(getattr(result, "statistics_seconds", 0.0), 1),
+            "statistics_seconds": round(result.statistics_seconds, 1),
             "threshold": config.threshold, "threshold_iou": result.thresholds,
             "final_loss": result.history[-1]["loss"] if result.history else None,
             "summary": summary(rows, ("iou",) + FIGURES), "shapes": rows,

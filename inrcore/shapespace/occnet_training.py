@@ -93,7 +93,7 @@ class _ShapeDraws:
         self.inside = tensor([s.inside for s in shapes], np.float32)
         self.surface_at, self.surface_n = self._offsets([len(s.surface) for s in shapes], device)
         self.points_at, self.points_n = self._offsets([len(s.points) for s in shapes], device)
-        self.jitter, self.warp = jitter, warp
+        self.jitter, self.warp, self.count = jitter, warp, len(shapes)
         # each shape's half-sides about the origin (the normalised frame centres the bounding box there)
         self.half = tensor([np.abs(np.asarray(s.surface)).max(axis=0)[None] for s in shapes], np.float32)
         if near:
@@ -132,11 +132,22 @@ class _ShapeDraws:
             surface, queries = warp_axes(surface, half, u, self.warp), warp_axes(queries, half, u, self.warp)
         return surface + noise, queries, labels
 
+    def batch(self, config: OccNetConfig, generator: torch.Generator,
+              n_near: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`draw` for `config.batch` shapes drawn with replacement: a training step's batch."""
+        chosen = torch.randint(self.count, (config.batch,), generator=generator, device=self.surface.device)
+        return self.draw(chosen, config.n_points, config.n_query, config.noise, generator, n_near)
+
     @staticmethod
     def _rows(shapes, starts, counts, k: int, generator) -> torch.Tensor:
         u = torch.rand((len(shapes), k), generator=generator, device=starts.device)
         n = counts[shapes, None]
         return starts[shapes, None] + torch.minimum((u * n).long(), n - 1)
+
+
+def near_queries(config: OccNetConfig) -> int:
+    """How many of a shape's `config.n_query` queries a step draws near the surface."""
+    return int(round(config.n_query * config.near_fraction))
 
 
 def stretch_factors(half: torch.Tensor, u: torch.Tensor, jitter: float) -> torch.Tensor:
@@ -209,7 +220,7 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     budget = config.seconds if seconds is None else seconds
     initial = init_occnet(config, torch.Generator().manual_seed(config.seed))
     params = {k: v.to(device) if is_statistic(k) else torch.nn.Parameter(v.to(device)) for k, v in initial.items()}
-    n_near = int(round(config.n_query * config.near_fraction))
+    n_near = near_queries(config)
     data = _ShapeDraws(shapes, device, near=n_near > 0, jitter=config.scale_jitter, warp=config.warp_jitter)
     draws = torch.Generator(device=device).manual_seed(config.seed + 1)
     optimiser = torch.optim.Adam([v for k, v in params.items() if not is_statistic(k)], lr=config.lr)
@@ -224,8 +235,7 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
             progress = max(step / config.steps, elapsed / budget if budget else 0.0)
             for group in optimiser.param_groups:
                 group["lr"] = annealed_rate(config.lr, config.lr_final, progress)
-        chosen = torch.randint(len(shapes), (config.batch,), generator=draws, device=device)
-        cloud, queries, labels = data.draw(chosen, config.n_points, config.n_query, config.noise, draws, n_near)
+        cloud, queries, labels = data.batch(config, draws, n_near)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bfloat16):
             codes, features = encode_points(params, config, cloud)
             logits = cloud_logits(params, config, cloud, codes, features, queries, training=True)
@@ -267,15 +277,14 @@ def recomputed_statistics(params, config: OccNetConfig, shapes: Sequence[Occupan
     work = {k: v.detach().to(device, torch.float32, copy=True) for k, v in params.items()}
     names = [k for k in work if is_statistic(k)]
     sums = {k: torch.zeros_like(work[k]) for k in names}
-    n_near = int(round(config.n_query * config.near_fraction))
+    n_near = near_queries(config)
     data = _ShapeDraws(shapes, device, near=n_near > 0)
     draws = torch.Generator(device=device).manual_seed(config.seed + 3)
     with torch.no_grad():
         for _ in range(batches):
             for k in names:
                 work[k].zero_()
-            chosen = torch.randint(len(shapes), (config.batch,), generator=draws, device=device)
-            cloud, queries, _ = data.draw(chosen, config.n_points, config.n_query, config.noise, draws, n_near)
+            cloud, queries, _ = data.batch(config, draws, n_near)
             codes, features = encode_points(work, config, cloud)
             cloud_logits(work, config, cloud, codes, features, queries, training=True)
             for k in names:
