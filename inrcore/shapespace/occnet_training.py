@@ -132,11 +132,12 @@ class _ShapeDraws:
             surface, queries = warp_axes(surface, half, u, self.warp), warp_axes(queries, half, u, self.warp)
         return surface + noise, queries, labels
 
-    def batch(self, config: OccNetConfig, generator: torch.Generator,
-              n_near: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`draw` for `config.batch` shapes drawn with replacement: a training step's batch."""
+    def batch(self, config: OccNetConfig,
+              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`draw` for `config.batch` shapes drawn with replacement, `near_queries(config)` of each one's
+        queries near the surface: a training step's batch."""
         chosen = torch.randint(self.count, (config.batch,), generator=generator, device=self.surface.device)
-        return self.draw(chosen, config.n_points, config.n_query, config.noise, generator, n_near)
+        return self.draw(chosen, config.n_points, config.n_query, config.noise, generator, near_queries(config))
 
     @staticmethod
     def _rows(shapes, starts, counts, k: int, generator) -> torch.Tensor:
@@ -220,8 +221,8 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     budget = config.seconds if seconds is None else seconds
     initial = init_occnet(config, torch.Generator().manual_seed(config.seed))
     params = {k: v.to(device) if is_statistic(k) else torch.nn.Parameter(v.to(device)) for k, v in initial.items()}
-    n_near = near_queries(config)
-    data = _ShapeDraws(shapes, device, near=n_near > 0, jitter=config.scale_jitter, warp=config.warp_jitter)
+    data = _ShapeDraws(shapes, device, near=near_queries(config) > 0, jitter=config.scale_jitter,
+                       warp=config.warp_jitter)
     draws = torch.Generator(device=device).manual_seed(config.seed + 1)
     optimiser = torch.optim.Adam([v for k, v in params.items() if not is_statistic(k)], lr=config.lr)
     history: list[dict] = []
@@ -235,7 +236,7 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
             progress = max(step / config.steps, elapsed / budget if budget else 0.0)
             for group in optimiser.param_groups:
                 group["lr"] = annealed_rate(config.lr, config.lr_final, progress)
-        cloud, queries, labels = data.batch(config, draws, n_near)
+        cloud, queries, labels = data.batch(config, draws)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bfloat16):
             codes, features = encode_points(params, config, cloud)
             logits = cloud_logits(params, config, cloud, codes, features, queries, training=True)
@@ -277,14 +278,13 @@ def recomputed_statistics(params, config: OccNetConfig, shapes: Sequence[Occupan
     work = {k: v.detach().to(device, torch.float32, copy=True) for k, v in params.items()}
     names = [k for k in work if is_statistic(k)]
     sums = {k: torch.zeros_like(work[k]) for k in names}
-    n_near = near_queries(config)
-    data = _ShapeDraws(shapes, device, near=n_near > 0)
+    data = _ShapeDraws(shapes, device, near=near_queries(config) > 0)
     draws = torch.Generator(device=device).manual_seed(config.seed + 3)
     with torch.no_grad():
         for _ in range(batches):
             for k in names:
                 work[k].zero_()
-            cloud, queries, _ = data.batch(config, draws, n_near)
+            cloud, queries, _ = data.batch(config, draws)
             codes, features = encode_points(work, config, cloud)
             cloud_logits(work, config, cloud, codes, features, queries, training=True)
             for k in names:
