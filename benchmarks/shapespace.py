@@ -20,7 +20,9 @@ Stages (each timed; the result file is rewritten after each, so a failed run kee
   occnet         the Occupancy Network trained on the train split for `--occnet-seconds`; per test shape
                  a noisy 300-point cloud (`noisy_cloud`, seed seed + index), IoU on the shape's occupancy
                  points (uniform in the box padded by 0.1) and the MISE mesh at the network's threshold
-                 (0.2, or the one `occnet.choose_threshold` chose on training shapes), measured.
+                 (0.2, or the one `occnet.choose_threshold` chose on training shapes), measured. With
+                 `occnet.average_decay` (the weights' moving average) also `last_weights`: the test IoU
+                 of the last weights from the same clouds, their statistics and threshold set alike.
   siren          per-shape SIREN fits (`inr fit --method siren`'s settings, `fit_sdf`) of the test shapes,
                  each for (auto-decoder training seconds) / (number of test shapes): together they get
                  the time the auto-decoder trained. Meshed by the same mesher as the members.
@@ -316,13 +318,10 @@ def complete(model, test, cfg, args, device) -> dict:
 
 
 def occupancy(train, test, cfg, args, device) -> dict:
-    import numpy as np
-
     from inrcore.shapespace.occnet import occnet_mesh, occupancy_iou
     from inrcore.shapespace.occnet_training import (
         choose_threshold,
         evenly_spaced,
-        noisy_cloud,
         recomputed_statistics,
         train_occnet,
     )
@@ -352,11 +351,12 @@ def occupancy(train, test, cfg, args, device) -> dict:
     else:
         result, reused = trained("occnet", (config, cfg["sampling"], [s["id"] for s in train]), args,
                                  lambda: train_occnet(shapes, config, device, on_log=lambda e: log("occnet", e)))
-    config = result.config  # the chosen threshold in, with occnet.choose_threshold
+    # the chosen threshold in, with occnet.choose_threshold; the given one where the last weights choose theirs
+    config, trained_with = result.config, dataclasses.replace(result.config, threshold=config.threshold)
     rows = []
     for i, shape in enumerate(test):
         s = shape["samples"]
-        cloud = noisy_cloud(s.surface, config.n_points, config.noise, np.random.default_rng(args.seed + i))
+        cloud = input_cloud(shape, config, args.seed + i)
         iou = occupancy_iou(result.params, config, cloud, s.occupancy_points, s.inside, device)
         clock = time.perf_counter()
         mesh, stats = occnet_mesh(result.params, config, cloud, device, start=args.mesh_start,
@@ -368,7 +368,7 @@ def occupancy(train, test, cfg, args, device) -> dict:
     seen = []  # the same measure on training shapes (evenly spaced: every family): the generalisation gap
     for i, shape in enumerate(train[k] for k in evenly_spaced(len(train), args.occnet_train_iou)):
         s = shape["samples"]
-        cloud = noisy_cloud(s.surface, config.n_points, config.noise, np.random.default_rng(args.seed + 1000 + i))
+        cloud = input_cloud(shape, config, args.seed + 1000 + i)
         seen.append({"shape": shape["id"], "family": shape["family"],
                      "iou": round(occupancy_iou(result.params, config, cloud, s.occupancy_points, s.inside,
                                                 device), 5)})
@@ -378,7 +378,38 @@ def occupancy(train, test, cfg, args, device) -> dict:
             "threshold": config.threshold, "threshold_iou": result.thresholds,
             "final_loss": result.history[-1]["loss"] if result.history else None,
             "summary": summary(rows, ("iou",) + FIGURES), "shapes": rows,
-            **({"training_shapes": {"summary": summary(seen, ("iou",)), "shapes": seen}} if seen else {})}
+            **({"training_shapes": {"summary": summary(seen, ("iou",)), "shapes": seen}} if seen else {}),
+            **({"last_weights": last_weights(result.last_params, trained_with, shapes, test, args, device)}
+               if getattr(result, "last_params", None) is not None else {})}
+
+
+def input_cloud(shape, config, seed: int):
+    """The noisy input cloud a test shape is evaluated from (the same for every network of a run)."""
+    import numpy as np
+
+    from inrcore.shapespace.occnet_training import noisy_cloud
+
+    return noisy_cloud(shape["samples"].surface, config.n_points, config.noise, np.random.default_rng(seed))
+
+
+def last_weights(params, config, shapes, test, args, device) -> dict:
+    """Beside a run that averaged its weights (occnet.average_decay): the test IoU of its last weights from
+    the same clouds, their statistics recomputed and their threshold chosen as the average's were (not timed
+    with the training: a comparison, not part of the method)."""
+    from inrcore.shapespace.occnet import occupancy_iou
+    from inrcore.shapespace.occnet_training import choose_threshold, recomputed_statistics
+
+    clock = time.perf_counter()
+    params = recomputed_statistics(params, config, shapes, device, config.statistics_batches)
+    thresholds = {}
+    if config.choose_threshold:
+        config, thresholds = choose_threshold(params, config, shapes, device)
+    rows = [{"shape": shape["id"], "family": shape["family"],
+             "iou": round(occupancy_iou(params, config, input_cloud(shape, config, args.seed + i),
+                                        shape["samples"].occupancy_points, shape["samples"].inside, device), 5)}
+            for i, shape in enumerate(test)]
+    return {"threshold": config.threshold, "threshold_iou": thresholds, "summary": summary(rows, ("iou",)),
+            "seconds": round(time.perf_counter() - clock, 1), "shapes": rows}
 
 
 def siren(test, seconds_each: float, cfg, args, device) -> dict:

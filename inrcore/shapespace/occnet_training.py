@@ -186,7 +186,9 @@ class OccNetResult:
     log step ({"step", "loss", "seconds"}), steps and seconds taken (training alone); config, the
     settings to save and use it with (the chosen threshold in them), and with `choose_threshold` the
     median IoU on the training shapes at each candidate threshold ({threshold: IoU}); with
-    `statistics_batches`, the seconds `recomputed_statistics` took after training."""
+    `statistics_batches`, the seconds `recomputed_statistics` took after training; with `average_decay`,
+    params hold the averaged weights and last_params the last ones (their statistics as training left
+    them), to set beside them."""
 
     params: dict[str, torch.Tensor]
     history: list[dict] = field(default_factory=list)
@@ -195,6 +197,7 @@ class OccNetResult:
     config: Optional[OccNetConfig] = None
     thresholds: dict[float, float] = field(default_factory=dict)
     statistics_seconds: float = 0.0
+    last_params: Optional[dict[str, torch.Tensor]] = None
 
 
 def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device: torch.device,
@@ -212,6 +215,7 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     loss is read back only every `config.log_every` steps and at the end (the mean since the last
     read, passed to `on_log`); FloatingPointError when it is not finite. With `config.scale_jitter`
     the shapes are stretched by `stretch_factors`, with `config.warp_jitter` bent by `warp_axes`; with
+    with `config.average_decay` the weights it ends with are their `moved_average` over the steps;
     `config.statistics_batches` the batch-norm statistics are then `recomputed_statistics`; with
     `config.choose_threshold` the result's config holds the threshold `threshold_ious` rates best on the
     training shapes.
@@ -225,6 +229,8 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
                        warp=config.warp_jitter)
     draws = torch.Generator(device=device).manual_seed(config.seed + 1)
     optimiser = torch.optim.Adam([v for k, v in params.items() if not is_statistic(k)], lr=config.lr)
+    average = ({k: v.detach().clone() for k, v in params.items() if not is_statistic(k)}
+               if config.average_decay else None)
     history: list[dict] = []
     start, step, count = time.perf_counter(), 0, 0
     total = torch.zeros((), device=device)
@@ -244,6 +250,8 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+        if average is not None:
+            moved_average(average, params, config.average_decay, step)
         total, count, step = total + loss.detach(), count + 1, step + 1
         if step % config.log_every == 0:
             history.append(_log_entry(total, count, step, start, on_log))
@@ -252,6 +260,9 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
         history.append(_log_entry(total, count, step, start, on_log))
     plain = {k: v.detach().to("cpu", torch.float32).clone() for k, v in params.items()}
     result = OccNetResult(plain, history, step, time.perf_counter() - start, config)
+    if average is not None:
+        result.last_params, plain = plain, {**plain, **{k: v.to("cpu", torch.float32) for k, v in average.items()}}
+        result.params = plain
     if config.statistics_batches:
         clock = time.perf_counter()
         result.params = recomputed_statistics(plain, config, shapes, device, config.statistics_batches)
@@ -259,6 +270,19 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     if config.choose_threshold:
         result.config, result.thresholds = choose_threshold(result.params, config, shapes, device)
     return result
+
+
+def moved_average(average: dict[str, torch.Tensor], params, decay: float, updates: int) -> None:
+    """Move each of `average`'s tensors in place toward params' tensor of its name (a weight after
+    its update number `updates` + 1): a <- d a + (1 - d) p with d = min(`decay`, (1 + u) / (10 + u)),
+    u = `updates`: TensorFlow's ExponentialMovingAverage with num_updates. The warm-up rule keeps the
+    first steps' weights from lingering: after n updates those of update k weigh about 9 k^8 / n^9, so
+    the average's weights are on average a tenth of the steps taken old, until `decay` caps d (0.999
+    from update 8,990 on) and then 1 / (1 - `decay`) - 1 steps."""
+    d = min(decay, (1.0 + updates) / (10.0 + updates))
+    with torch.no_grad():
+        for k, a in average.items():
+            a.lerp_(params[k].detach(), 1.0 - d)
 
 
 def recomputed_statistics(params, config: OccNetConfig, shapes: Sequence[OccupancyShape], device: torch.device,

@@ -28,6 +28,7 @@ from inrcore.settings import (
     OpenFraction,
     PositiveNumber,
     RegistryAlias,
+    SettingError,
     interval,
     settings_class,
 )
@@ -218,7 +219,11 @@ class OccNetConfig:
     to `threshold_shapes` training shapes, each from a fresh noisy cloud. `statistics_batches` n > 0 (not
     the authors'; 0 by default): training ends, before the threshold's choice, by replacing the
     batch-norm running statistics with their mean over n batches of the training shapes unstretched
-    and unbent (`occnet_training.recomputed_statistics`). `bfloat16` trains with the
+    and unbent (`occnet_training.recomputed_statistics`). `average_decay` d in (0, 1) (not the
+    authors'; 0, off, by default): training keeps an exponential moving average of the weights
+    (`occnet_training.moved_average`; its weights are on average a tenth of the steps taken old, until
+    d caps the warm-up) and ends with the average instead of the last weights; it needs
+    `statistics_batches`, since the statistics training leaves belong to the last weights. `bfloat16` trains with the
     forward passes in bfloat16 (torch.autocast; the loss, the weights, Adam and the batch-norm
     statistics stay float32): faster where the hardware multiplies bfloat16 (CUDA, CPUs with AMX or
     AVX-512 BF16), slower elsewhere; evaluation is float32 either way. `mirror_views` (not the
@@ -255,6 +260,7 @@ class OccNetConfig:
     choose_threshold: Flag = False
     threshold_shapes: Count = 32
     statistics_batches: CountOrZero = 0
+    average_decay: Share = 0.0
     seed: Integer = 0
     log_every: Count = 50
     size: NetworkSize = "auto"
@@ -263,6 +269,11 @@ class OccNetConfig:
     refine_steps: CountOrZero = 0
     refine_lr: PositiveNumber = 1e-3
     refine_weight: Annotated[Number, Field(ge=0)] = 1.0
+
+    def __post_init__(self):
+        if self.average_decay and not self.statistics_batches:
+            raise SettingError("average_decay", "needs statistics_batches > 0: the batch-norm statistics training "
+                               "leaves belong to the last weights, not to their average")
 
     @staticmethod
     def paper() -> "OccNetConfig":

@@ -11,6 +11,7 @@ from inrcore.shapespace.occnet_training import (
     OccupancyShape,
     _ShapeDraws,
     evenly_spaced,
+    moved_average,
     noisy_cloud,
     recomputed_statistics,
     stretch_factors,
@@ -18,6 +19,7 @@ from inrcore.shapespace.occnet_training import (
     train_occnet,
     warp_axes,
 )
+from inrcore.settings import ConfigError, config_from_dict
 from inrcore.shapespace.settings import OccNetConfig
 
 
@@ -212,3 +214,54 @@ def test_recomputed_statistics_bad_input():
         recomputed_statistics(params, TINY, [_sphere(1, m=10)], CPU, batches=0)
     with pytest.raises(ValueError, match="no shapes"):
         recomputed_statistics(params, TINY, [], CPU, batches=2)
+
+
+def test_moved_average_by_hand():
+    average, weights = {"w": torch.zeros(2)}, {"w": torch.ones(2), "other": torch.full((2,), 7.0)}
+    moved_average(average, weights, 0.5, 0)  # d = min(0.5, 1 / 10) = 0.1: 0.1 * 0 + 0.9 * 1
+    assert torch.allclose(average["w"], torch.full((2,), 0.9))
+    moved_average(average, weights, 0.5, 100)  # d = min(0.5, 101 / 110) = 0.5: 0.5 * 0.9 + 0.5 * 1
+    assert torch.allclose(average["w"], torch.full((2,), 0.95))
+    assert set(average) == {"w"} and torch.equal(weights["w"], torch.ones(2))  # only the average moves
+
+
+@pytest.mark.parametrize("decay, n, age", [(0.9, 1000, 9.0), (0.99999, 1000, 100.0), (0.99999, 4000, 400.0)])
+def test_moved_average_reaches_back_as_documented(decay, n, age):
+    # weights growing by 1 a step (w_k = k after update k): the average is n minus its weights' mean age,
+    # 1 / (1 - d) - 1 = 9 steps once d is capped at 0.9, about a tenth of the steps under the warm-up rule
+    average = {"w": torch.zeros((), dtype=torch.float64)}
+    for u in range(n):
+        moved_average(average, {"w": torch.tensor(u + 1.0, dtype=torch.float64)}, decay, u)
+    assert float(n - average["w"]) == pytest.approx(age, rel=0.02)
+
+
+def test_training_ends_with_the_averaged_weights():
+    # two steps from the initial weights w0: the average is d1 (0.1 w0 + 0.9 w1) + (1 - d1) w2, d1 = 2 / 11;
+    # the weights themselves follow the same path as without the average (it draws nothing)
+    shapes = [_sphere(2, 0.5, m=2000), _sphere(3, 0.35, m=2000)]
+    config = dataclasses.replace(TINY, steps=2)
+    w0 = init_occnet(config, torch.Generator().manual_seed(config.seed))
+    w1 = train_occnet(shapes, dataclasses.replace(config, steps=1), CPU).params
+    w2 = train_occnet(shapes, config, CPU).params
+    run = train_occnet(shapes, dataclasses.replace(config, average_decay=0.999, statistics_batches=3), CPU)
+    assert run.last_params is not None and train_occnet(shapes, config, CPU).last_params is None
+    assert all(torch.equal(run.last_params[k], w2[k]) for k in w2)
+    d1 = 2.0 / 11.0
+    expected = {k: d1 * (0.1 * w0[k] + 0.9 * w1[k]) + (1 - d1) * w2[k] for k in w2 if not is_statistic(k)}
+    assert not torch.allclose(expected["dec.fc_p.weight"], w2["dec.fc_p.weight"], atol=1e-5)
+    for k, v in expected.items():
+        assert torch.allclose(run.params[k], v, atol=1e-6), k
+    statistics = recomputed_statistics({**w2, **expected}, config, shapes, CPU, batches=3)
+    for k in statistics:
+        if is_statistic(k):  # recomputed for the averaged weights
+            assert torch.allclose(run.params[k], statistics[k], atol=1e-5), k
+
+
+def test_averaging_needs_recomputed_statistics():
+    with pytest.raises(ValueError, match="average_decay: needs statistics_batches > 0"):
+        OccNetConfig(average_decay=0.99)
+    with pytest.raises(ConfigError, match=r"^m.yaml: occnet.average_decay: needs statistics_batches > 0: the batch"):
+        config_from_dict(OccNetConfig, {"average_decay": 0.99}, "m.yaml: occnet")
+    with pytest.raises(ConfigError, match=r"average_decay: must be in \[0, 1\), got 1.0"):
+        config_from_dict(OccNetConfig, {"average_decay": 1.0, "statistics_batches": 10})
+    assert OccNetConfig(average_decay=0.99, statistics_batches=10).average_decay == 0.99
