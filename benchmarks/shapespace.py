@@ -375,6 +375,7 @@ def occupancy(train, test, cfg, args, device) -> dict:
     return {"train_seconds": round(result.seconds, 1), "steps": result.steps, "reused": reused,
             "statistics_batches": config.statistics_batches,
             "statistics_seconds": round(result.statistics_seconds, 1),
+            "bfloat16_passes": getattr(result, "bfloat16", None),
             "threshold": config.threshold, "threshold_iou": result.thresholds,
             "final_loss": result.history[-1]["loss"] if result.history else None,
             "summary": summary(rows, ("iou",) + FIGURES), "shapes": rows,

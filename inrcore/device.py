@@ -31,3 +31,17 @@ def free_memory(device: torch.device) -> int:
     except OSError:
         pass
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def multiplies_bfloat16(device: torch.device) -> bool:
+    """Whether `device` multiplies bfloat16 in hardware, so that bfloat16 forward passes outrun float32 ones: a
+    CUDA GPU with native bfloat16 (Ampere on), or a CPU with AMX tiles or AVX-512 BF16. Elsewhere torch converts
+    every product to float32 and back (on a 2-core AVX2 EPYC an Occupancy Network step took several times as
+    long as in float32; BENCHMARKS.md)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu":
+        return False
+    # private in torch 2.13 (torch.cpu._is_*_supported); a torch without them is taken to lack the arithmetic
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return any(bool(check()) for check in checks if check is not None)

@@ -276,6 +276,8 @@ def _expected(error: dict) -> str:
         return "a positive integer" if "int" in str(error["loc"][-1]) else "a positive number"
     if kind in ("int_type", "int_from_float", "int_parsing"):
         return "an integer"
+    if kind == "bool_type":
+        return "true or false"
     return error["msg"].lower()
 
 

@@ -228,6 +228,7 @@ def occnet_train(args, config) -> dict:
     out = Path(args.out)
     save_occnet(out / "model.safetensors", result.params, result.config, {"shapes": [sid for sid, _ in shapes]})
     metrics = {"shapes": len(shapes), "failed": failed, "steps": result.steps, "seconds": result.seconds,
+               "bfloat16_passes": result.bfloat16,
                "loss": result.history[-1]["loss"] if result.history else None, "history": result.history,
                "model": str(out / "model.safetensors"), "threshold": result.config.threshold,
                **({"statistics_seconds": result.statistics_seconds} if result.config.statistics_batches else {}),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from inrcore.device import multiplies_bfloat16
 from inrcore.errors import ShapeError
 from inrcore.shapespace.occnet import (
     MOMENTUM,
@@ -188,7 +190,7 @@ class OccNetResult:
     median IoU on the training shapes at each candidate threshold ({threshold: IoU}); with
     `statistics_batches`, the seconds `recomputed_statistics` took after training; with `average_decay`,
     params hold the averaged weights and last_params the last ones (their statistics as training left
-    them), to set beside them."""
+    them), to set beside them; bfloat16, whether the forward passes ran in bfloat16 (`bfloat16_passes`)."""
 
     params: dict[str, torch.Tensor]
     history: list[dict] = field(default_factory=list)
@@ -198,6 +200,7 @@ class OccNetResult:
     thresholds: dict[float, float] = field(default_factory=dict)
     statistics_seconds: float = 0.0
     last_params: Optional[dict[str, torch.Tensor]] = None
+    bfloat16: bool = False
 
 
 def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device: torch.device,
@@ -207,7 +210,7 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     Each step draws `config.batch` shapes with replacement, a fresh noisy cloud of each
     (`config.n_points` surface points, noise `config.noise`) and `config.n_query` of its labelled
     points (`config.near_fraction` of them near the surface, the rest uniform in the box); the loss is
-    the mean binary cross-entropy of the logits (forward passes in bfloat16 with `config.bfloat16`,
+    the mean binary cross-entropy of the logits (forward passes in bfloat16 as `bfloat16_passes` says,
     the loss in float32; with `config.neighbours` the decoder also reads each query's `local_features`);
     with `config.lr_final` the rate follows
     `annealed_rate` over the fraction of the steps or of the seconds gone. Stops after `config.steps`
@@ -231,6 +234,7 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     optimiser = torch.optim.Adam([v for k, v in params.items() if not is_statistic(k)], lr=config.lr)
     average = ({k: v.detach().clone() for k, v in params.items() if not is_statistic(k)}
                if config.average_decay else None)
+    low = bfloat16_passes(config.bfloat16, device)
     history: list[dict] = []
     start, step, count = time.perf_counter(), 0, 0
     total = torch.zeros((), device=device)
@@ -243,7 +247,7 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
             for group in optimiser.param_groups:
                 group["lr"] = annealed_rate(config.lr, config.lr_final, progress)
         cloud, queries, labels = data.batch(config, draws)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
             codes, features = encode_points(params, config, cloud)
             logits = cloud_logits(params, config, cloud, codes, features, queries, training=True)
         loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
@@ -259,7 +263,7 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     if count:
         history.append(_log_entry(total, count, step, start, on_log))
     plain = {k: v.detach().to("cpu", torch.float32).clone() for k, v in params.items()}
-    result = OccNetResult(plain, history, step, time.perf_counter() - start, config)
+    result = OccNetResult(plain, history, step, time.perf_counter() - start, config, bfloat16=low)
     if average is not None:
         result.last_params, plain = plain, {**plain, **{k: v.to("cpu", torch.float32) for k, v in average.items()}}
         result.params = plain
@@ -270,6 +274,20 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     if config.choose_threshold:
         result.config, result.thresholds = choose_threshold(result.params, config, shapes, device)
     return result
+
+
+def bfloat16_passes(choice, device: torch.device) -> bool:
+    """Whether training on `device` runs its forward passes in bfloat16 for `OccNetConfig.bfloat16` `choice`:
+    True and False as they are (True, where the device does not multiply bfloat16, with a RuntimeWarning that
+    it will be slow), "auto" where `multiplies_bfloat16(device)`."""
+    fast = multiplies_bfloat16(device)
+    if choice == "auto":
+        return fast
+    if choice and not fast:
+        warnings.warn(f"occnet.bfloat16 is true but this {device.type} does not multiply bfloat16 (no AMX or AVX-512 "
+                      "BF16; see /proc/cpuinfo): its forward passes will run several times slower than in float32; "
+                      "bfloat16=auto uses it only where it is fast", RuntimeWarning, stacklevel=3)
+    return bool(choice)
 
 
 def moved_average(average: dict[str, torch.Tensor], params, decay: float, updates: int) -> None:

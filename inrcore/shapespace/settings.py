@@ -11,7 +11,7 @@ networks take them on a CUDA device unless their `size` says otherwise (`AutoDec
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field
 
@@ -39,6 +39,7 @@ Family = Literal["chair", "table", "lamp", "mug", "airplane"]
 NetworkSize = Literal["auto", "cpu", "paper"]  # see AutoDecoderConfig.for_device
 LocalEncoder = Literal["average", "pool"]  # see OccNetConfig.local_encoder
 MirrorViews = Literal["", "x", "y", "z", "xy", "xz", "yz", "xyz"]  # see OccNetConfig.mirror_views
+BFloat16 = Union[Flag, Literal["auto"]]  # see OccNetConfig.bfloat16
 Share = interval(0.0, 1.0, "[)")  # at least 0, below 1
 
 
@@ -226,16 +227,17 @@ class OccNetConfig:
     `statistics_batches`, since the statistics training leaves belong to the last weights. `bfloat16` trains with the
     forward passes in bfloat16 (torch.autocast; the loss, the weights, Adam and the batch-norm
     statistics stay float32): faster where the hardware multiplies bfloat16 (CUDA, CPUs with AMX or
-    AVX-512 BF16), slower elsewhere; evaluation is float32 either way. `mirror_views` (not the
-    authors'; "" by default), letters of x, y, z: evaluation averages the occupancy probability over
-    the input cloud and its mirror images across those of these coordinate planes through the origin
-    that the cloud is symmetric about (`occnet_views`; "xz" for the generated collection, y up); training
-    is unchanged, the threshold's choice uses the views. `refine_steps` n > 0 (not the authors'; 0 by
-    default): before evaluating a cloud's shape, n Adam steps at `refine_lr` move its code (each view's) so
-    that the logits at the cloud's own points near 0, held near the encoder's code by `refine_weight`
-    times their mean squared difference (`occnet_refine`); training is unchanged, the threshold's choice
-    refines too. The mirror views and the refinement act at evaluation alone (`EVALUATION_FIELDS`).
-    `size` as `AutoDecoderConfig.size`, for the fields `paper()` sets (`for_device`)."""
+    AVX-512 BF16), several times slower elsewhere, where true warns; "auto" uses it only where the training
+    device multiplies it (`inrcore.device.multiplies_bfloat16`); evaluation is float32 either way.
+    `mirror_views` (not the authors'; "" by default), letters of x, y, z: evaluation averages the occupancy
+    probability over the input cloud and its mirror images across those of these coordinate planes through the
+    origin that the cloud is symmetric about (`occnet_views`; "xz" for the generated collection, y up); training
+    is unchanged, the threshold's choice uses the views. `refine_steps` n > 0 (not the authors'; 0 by default):
+    before evaluating a cloud's shape, n Adam steps at `refine_lr` move its code (each view's) so that the
+    logits at the cloud's own points near 0, held near the encoder's code by `refine_weight` times their mean
+    squared difference (`occnet_refine`); training is unchanged, the threshold's choice refines too. The mirror
+    views and the refinement act at evaluation alone (`EVALUATION_FIELDS`). `size` as `AutoDecoderConfig.size`,
+    for the fields `paper()` sets (`for_device`)."""
 
     n_points: Count = 300
     noise: Annotated[Number, Field(ge=0)] = 0.005
@@ -264,7 +266,7 @@ class OccNetConfig:
     seed: Integer = 0
     log_every: Count = 50
     size: NetworkSize = "auto"
-    bfloat16: Flag = False
+    bfloat16: BFloat16 = False
     mirror_views: MirrorViews = ""
     refine_steps: CountOrZero = 0
     refine_lr: PositiveNumber = 1e-3

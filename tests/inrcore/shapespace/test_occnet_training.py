@@ -1,4 +1,5 @@
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from inrcore.shapespace.occnet_training import (
     THRESHOLD_POINTS,
     OccupancyShape,
     _ShapeDraws,
+    bfloat16_passes,
     evenly_spaced,
     moved_average,
     noisy_cloud,
@@ -19,6 +21,7 @@ from inrcore.shapespace.occnet_training import (
     train_occnet,
     warp_axes,
 )
+from inrcore.device import multiplies_bfloat16
 from inrcore.settings import ConfigError, config_from_dict
 from inrcore.shapespace.settings import OccNetConfig
 
@@ -265,3 +268,42 @@ def test_averaging_needs_recomputed_statistics():
     with pytest.raises(ConfigError, match=r"average_decay: must be in \[0, 1\), got 1.0"):
         config_from_dict(OccNetConfig, {"average_decay": 1.0, "statistics_batches": 10})
     assert OccNetConfig(average_decay=0.99, statistics_batches=10).average_decay == 0.99
+
+
+def test_bfloat16_passes_auto_follows_the_hardware_and_true_warns_where_slow():
+    fast = multiplies_bfloat16(CPU)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert bfloat16_passes("auto", CPU) is fast and bfloat16_passes(False, CPU) is False
+        assert caught == []  # neither says anything
+        assert bfloat16_passes(True, CPU) is True  # asked for, it is used even where slow
+    slow = [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(slow) == (0 if fast else 1)
+    if slow:
+        assert "occnet.bfloat16 is true but this cpu does not multiply bfloat16" in str(slow[0].message)
+        assert "bfloat16=auto" in str(slow[0].message)
+
+
+def test_bfloat16_auto_trains_as_the_hardware_choice():
+    shapes = [_sphere(2, 0.5, m=2000), _sphere(3, 0.35, m=2000)]
+    config = dataclasses.replace(TINY, steps=2)
+    auto = train_occnet(shapes, dataclasses.replace(config, bfloat16="auto"), CPU)
+    fast = multiplies_bfloat16(CPU)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        chosen = train_occnet(shapes, dataclasses.replace(config, bfloat16=fast), CPU)
+        other = train_occnet(shapes, dataclasses.replace(config, bfloat16=not fast), CPU)
+    assert auto.bfloat16 is fast and chosen.bfloat16 is fast and other.bfloat16 is (not fast)
+    assert all(torch.equal(auto.params[k], chosen.params[k]) for k in chosen.params)
+    assert not torch.equal(auto.params["dec.fc_p.weight"], other.params["dec.fc_p.weight"])  # precision matters
+    assert auto.config.bfloat16 == "auto"  # the setting is kept as given, the choice is the result's
+
+
+def test_bfloat16_setting_takes_true_false_or_auto():
+    assert config_from_dict(OccNetConfig, {"bfloat16": "auto"}).bfloat16 == "auto"
+    assert config_from_dict(OccNetConfig, {"bfloat16": True}).bfloat16 is True
+    assert OccNetConfig().bfloat16 is False
+    for bad in ("yes", "Auto", 1):
+        with pytest.raises(ConfigError, match=rf"^m.yaml: occnet.bfloat16: expected true or false or one of auto, "
+                                              rf"got {bad!r}$"):
+            config_from_dict(OccNetConfig, {"bfloat16": bad}, "m.yaml: occnet")
