@@ -351,6 +351,8 @@ def occupancy(train, test, cfg, args, device) -> dict:
     else:
         result, reused = trained("occnet", (config, cfg["sampling"], [s["id"] for s in train]), args,
                                  lambda: train_occnet(shapes, config, device, on_log=lambda e: log("occnet", e)))
+    if "bfloat16" not in vars(result):  # saved before results said; the setting was then true or false
+        result.bfloat16 = bool(result.config.bfloat16)
     # the chosen threshold in, with occnet.choose_threshold; the given one where the last weights choose theirs
     config, trained_with = result.config, dataclasses.replace(result.config, threshold=config.threshold)
     rows = []
@@ -375,7 +377,7 @@ def occupancy(train, test, cfg, args, device) -> dict:
     return {"train_seconds": round(result.seconds, 1), "steps": result.steps, "reused": reused,
             "statistics_batches": config.statistics_batches,
             "statistics_seconds": round(result.statistics_seconds, 1),
-            "bfloat16_passes": getattr(result, "bfloat16", None),
+            "bfloat16_passes": result.bfloat16,
             "threshold": config.threshold, "threshold_iou": result.thresholds,
             "final_loss": result.history[-1]["loss"] if result.history else None,
             "summary": summary(rows, ("iou",) + FIGURES), "shapes": rows,

@@ -276,7 +276,7 @@ def train_occnet(shapes: Sequence[OccupancyShape], config: OccNetConfig, device:
     return result
 
 
-def bfloat16_passes(choice, device: torch.device) -> bool:
+def bfloat16_passes(choice: bool | str, device: torch.device) -> bool:
     """Whether training on `device` runs its forward passes in bfloat16 for `OccNetConfig.bfloat16` `choice`:
     True and False as they are (True, where the device does not multiply bfloat16, with a RuntimeWarning that
     it will be slow), "auto" where `multiplies_bfloat16(device)`."""

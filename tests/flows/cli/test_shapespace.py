@@ -111,6 +111,7 @@ def test_occnet_train_and_reconstruct(trained, tmp_path):
                  *choose]) == 0
     metrics = json.loads((tmp_path / "on" / "metrics.json").read_text())
     assert metrics["steps"] == 30 and metrics["shapes"] == 5
+    assert metrics["bfloat16_passes"] is False  # occnet.bfloat16 false by default: float32 passes
     rates = metrics["threshold_iou"]  # each candidate's median IoU on three training shapes; the best chosen
     assert len(rates) == 19 and rates[f"{metrics['threshold']:.2f}"] == max(rates.values())
     saved = load_occnet(tmp_path / "on" / "model.safetensors")[1]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from inrcore.device import multiplies_bfloat16
 from inrcore.shapespace.occnet import init_occnet, is_statistic, load_occnet, occupancy_iou, save_occnet
 from inrcore.shapespace.occnet_training import (
     THRESHOLD_CANDIDATES,
@@ -21,7 +22,6 @@ from inrcore.shapespace.occnet_training import (
     train_occnet,
     warp_axes,
 )
-from inrcore.device import multiplies_bfloat16
 from inrcore.settings import ConfigError, config_from_dict
 from inrcore.shapespace.settings import OccNetConfig
 
