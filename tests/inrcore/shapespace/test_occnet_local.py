@@ -121,6 +121,29 @@ def test_each_cloud_point_pooled_over_its_neighbours_by_hand():
     assert pooled_over(features, cloud_neighbours(cloud, 9)).tolist() == [[[5.0, 10.0]] * 4]
 
 
+def test_pooled_over_sends_a_tied_maximum_to_the_first_neighbour_alone():
+    # points 0, 1, 2 with features [1, 5], [1, 2], [3, 5]; row 0 pools points 2, 0, 1 in that order and row 1
+    # points 1, 0, 2. Channel 1's maximum 5 is tied between points 2 and 0: row 0 meets point 2 first, row 1
+    # point 0. Rows weighted 1 and 10: point 2 gets 1 + 10 in channel 0 and 1 in channel 1, point 0 gets 10.
+    features = torch.tensor([[[1.0, 5.0], [1.0, 2.0], [3.0, 5.0]]], requires_grad=True)
+    index = torch.tensor([[[2, 0, 1], [1, 0, 2]]])
+    pooled = pooled_over(features, index)
+    assert pooled.tolist() == [[[3.0, 5.0], [3.0, 5.0]]]
+    (pooled * torch.tensor([1.0, 10.0])[None, :, None]).sum().backward()
+    assert features.grad.tolist() == [[[0.0, 10.0], [0.0, 0.0], [11.0, 1.0]]]
+
+
+def test_pooled_over_a_whole_cloud_in_any_order_matches_the_gathered_maximum():
+    gen = torch.Generator().manual_seed(5)
+    values = torch.randn(2, 300, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    index = torch.stack([torch.randperm(300, generator=gen) for _ in range(2 * 3)]).reshape(2, 3, 300)
+    weights = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64)
+    gathered = torch.stack([values[b][index[b]] for b in range(2)]).amax(dim=2)
+    assert torch.equal(pooled_over(values, index), gathered)
+    ours = torch.autograd.grad((pooled_over(values, index) * weights).sum(), values)[0]
+    assert torch.allclose(ours, torch.autograd.grad((gathered * weights).sum(), values)[0])
+
+
 def test_pooled_over_equals_the_gathered_maximum_values_and_gradients():
     gen = torch.Generator().manual_seed(3)
     clouds = torch.rand(3, 50, 3, generator=gen, dtype=torch.float64)
