@@ -1,12 +1,16 @@
 """`inr deepsdf`, `inr occnet` and `inr mesh --shape` on a tiny collection, as a user runs them."""
 
 import json
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import trimesh
 
 from flows.cli import main
+from inrcore.device import multiplies_bfloat16
 from inrcore.shapespace.occnet import load_occnet
 from tests.flows.shapespace_fixtures import tiny_collection
 
@@ -131,6 +135,36 @@ def test_occnet_train_and_reconstruct(trained, tmp_path):
     assert (rec["refine_steps"], mirrored["refine_steps"], mirrored["refine_lr"]) == (0, 5, 1e-3)
 
 
+def readme_two_core_occnet_command() -> list[str]:
+    """The arguments of README's two-core `inr occnet train` command (the block after "In one command")."""
+    text = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    block = text.split("In one command, for the half hour on two cores", 1)[1].split("```bash", 1)[1].split("```")[0]
+    words = shlex.split(block.replace("\\\n", " "))
+    assert words[:3] == [".venv/bin/inr", "occnet", "train"], words[:3]
+    return words[3:]
+
+
+def test_the_readme_two_core_occnet_command_trains(trained, tmp_path):
+    folder, _ = trained
+    args = readme_two_core_occnet_command()
+    assert args[:5] == ["runs/gen/manifest.yaml", "--seconds", "1755", "--out", "runs/on"]
+    settings = args[5:]
+    # the README's command on the tiny collection: 12 steps instead of 1,755 s, fewer statistics batches and
+    # threshold shapes (later --set wins), everything else as written
+    tiny = ["--set", "occnet.statistics_batches=3", "--set", "occnet.threshold_shapes=2", "--device", "cpu"]
+    assert main(["occnet", "train", str(folder / "manifest.yaml"), "--steps", "12", "--out", str(tmp_path / "on"),
+                 "--quiet", *TINY_SETS, *settings, *tiny]) == 0
+    metrics = json.loads((tmp_path / "on" / "metrics.json").read_text())
+    assert metrics["steps"] == 12 and metrics["shapes"] == 5
+    # bfloat16=auto: bfloat16 passes only where this CPU multiplies it
+    assert metrics["bfloat16_passes"] is multiplies_bfloat16(torch.device("cpu"))
+    saved = load_occnet(tmp_path / "on" / "model.safetensors")[1]
+    assert (saved.batch, saved.n_query, saved.hidden, saved.decoder_hidden) == (32, 256, 64, 128)
+    assert (saved.lr, saved.lr_final, saved.near_fraction) == (2e-3, 1e-5, 0.5)
+    assert (saved.neighbours, saved.encoder_neighbours, saved.mirror_views, saved.refine_steps) == (3, 8, "xz", 20)
+    assert saved.choose_threshold and saved.threshold == metrics["threshold"]
+
+
 def test_an_empty_train_split_is_refused(tmp_path, capsys):
     import yaml
 
@@ -151,8 +185,6 @@ def test_a_bad_shape_is_skipped_not_fatal(tmp_path):
 
 
 def test_interpolate_between_two_training_shapes(trained, tmp_path):
-    import torch
-
     from inrcore.shapespace.settings import ShapeMeshConfig
     from inrcore.shapespace.space import load_shape_space, mesh_field
 
