@@ -123,8 +123,8 @@ def train_command(args: argparse.Namespace) -> int:
         if args.seconds is not None:
             overrides["seconds"] = args.seconds
             overrides.setdefault("steps", NO_STEP_CAP)
-        config = config_replace(NerfConfig(), overrides, "inr nerf")
-        pictures = config_replace(NerfPicturesConfig(), picture_overrides(args), "inr nerf")
+        config = config_replace(NerfConfig(), overrides, "settings")
+        pictures = config_replace(NerfPicturesConfig(), picture_overrides(args), "settings")
     except ConfigError as exc:
         print(f"inr: {exc}", file=sys.stderr)
         return 2
@@ -292,7 +292,7 @@ def scene_command(args: argparse.Namespace) -> int:
     try:
         overrides = overrides_from_set(args.set)
         overrides.update(size=args.size, n_train=args.n_train, n_test=args.n_test)
-        config = config_replace(MeshSceneConfig(), overrides, "inr scene")
+        config = config_replace(MeshSceneConfig(), overrides, "settings")
         folder = scene_from_mesh(args.mesh, args.out, config)
     except (ConfigError, InrflowError) as exc:
         print(f"inr: {exc}", file=sys.stderr)

@@ -135,7 +135,7 @@ def fit_command(args: argparse.Namespace) -> int:
 
     from .options import one_shape_settings
 
-    config, status = one_shape_settings(lambda: config_replace(PipelineConfig(), fit_overrides(args), "inr fit"),
+    config, status = one_shape_settings(lambda: config_replace(PipelineConfig(), fit_overrides(args), "settings"),
                                         lambda config: config.training.device, args)
     if config is None:
         return status

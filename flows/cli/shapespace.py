@@ -169,4 +169,4 @@ def settings_of(args: argparse.Namespace):
     if getattr(args, "seconds", None) is not None:
         put_override(options, seconds, args.seconds)
         put_override(options, which, 10**9)
-    return config_replace(ShapeSpaceConfig(), merge_overrides(options, overrides_from_set(args.set)), f"inr {args.command}")
+    return config_replace(ShapeSpaceConfig(), merge_overrides(options, overrides_from_set(args.set)), "settings")

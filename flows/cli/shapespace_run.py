@@ -23,7 +23,7 @@ def generate(args: argparse.Namespace) -> int:
     try:
         config = config_from_dict(GeneratorConfig, {"families": families, "per_family": args.per_family,
                                                     "test_fraction": args.test_fraction, "seed": args.seed},
-                                  "inr generate")
+                                  "settings")
     except ConfigError as exc:
         print(f"inr: {exc}", file=sys.stderr)
         return 2

@@ -75,7 +75,7 @@ def skeleton_command(args: argparse.Namespace) -> int:
     from inrcore.settings import config_replace
 
     config, status = one_shape_settings(
-        lambda: config_replace(SkeletonConfig(), skeleton_overrides(args), "inr skeleton"),
+        lambda: config_replace(SkeletonConfig(), skeleton_overrides(args), "settings"),
         lambda config: config.device, args)
     if config is None:
         return status

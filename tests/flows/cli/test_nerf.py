@@ -56,9 +56,9 @@ def test_nerf_bad_inputs_exit_2_naming_the_file(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["nerf", str(tmp_path), "--out", str(tmp_path / "o"), "--model", "tiny"])
     assert main(["nerf", str(tmp_path), "--out", str(tmp_path / "o"), "--turntable-size", "0"]) == 2
-    assert "inr nerf.turntable_size: must be positive, got 0" in capsys.readouterr().err
+    assert "inr: settings.turntable_size: must be positive, got 0" in capsys.readouterr().err
     assert main(["nerf", str(tmp_path), "--out", str(tmp_path / "o"), "--test-views", "0"]) == 2
-    assert "inr nerf.test_views: must be positive" in capsys.readouterr().err
+    assert "inr: settings.test_views: must be positive" in capsys.readouterr().err
 
 
 def test_durations_plans_and_training_estimates_for_people():

@@ -165,6 +165,17 @@ def test_the_readme_two_core_occnet_command_trains(trained, tmp_path):
     assert saved.choose_threshold and saved.threshold == metrics["threshold"]
 
 
+@pytest.mark.parametrize(("setting", "message"), [
+    ("occnet.batchs=4", "inr: settings.occnet: unknown key(s) batchs; expected some of n_points,"),
+    ("occnet.batch=-1", "inr: settings.occnet.batch: must be positive, got -1"),
+    ("training.lr_decoder=fast", "inr: settings.training.lr_decoder: expected a number, got 'fast'"),
+])
+def test_a_bad_setting_is_named_by_its_dotted_path(tmp_path, capsys, setting, message):
+    assert main(["occnet", "train", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o"), "--set", setting]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o" / "model.safetensors").exists()
+
+
 def test_an_empty_train_split_is_refused(tmp_path, capsys):
     import yaml
 

@@ -83,4 +83,4 @@ def test_bad_input_exits_2_naming_the_file(tmp_path, capsys):
     assert main(["skeleton", str(empty), "--method", "coverage-axis", "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.strip().endswith(f"inr: {empty}: file is empty")
     assert main(["skeleton", str(empty), "--out", str(tmp_path / "o"), "--delta", "0"]) == 2
-    assert "inr: inr skeleton.cover.delta: must be positive, got 0" in capsys.readouterr().err
+    assert "inr: settings.cover.delta: must be positive, got 0" in capsys.readouterr().err
