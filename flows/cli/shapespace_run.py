@@ -14,17 +14,16 @@ def _say(args):
 
 
 def generate(args: argparse.Namespace) -> int:
-    from inrcore.errors import ConfigError
-    from inrcore.settings import config_from_dict
     from inrcore.shapespace.procedural import write_collection
     from inrcore.shapespace.settings import GeneratorConfig
 
+    from .options import settings_from_options
+
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     try:
-        config = config_from_dict(GeneratorConfig, {"families": families, "per_family": args.per_family,
-                                                    "test_fraction": args.test_fraction, "seed": args.seed},
-                                  "settings")
-    except ConfigError as exc:
+        config = settings_from_options(GeneratorConfig, args, ("per_family", "test_fraction", "seed"),
+                                       families=families)
+    except ValueError as exc:  # names the option: --per-family: must be positive, got 0
         print(f"inr: {exc}", file=sys.stderr)
         return 2
     manifest = write_collection(args.out, config, name=args.name)

@@ -176,6 +176,17 @@ def test_a_bad_setting_is_named_by_its_dotted_path(tmp_path, capsys, setting, me
     assert not (tmp_path / "o" / "model.safetensors").exists()
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    (["--per-family", "0"], "inr: --per-family: must be positive, got 0"),
+    (["--test-fraction", "1.5"], "inr: --test-fraction: must be in (0, 1), got 1.5"),
+    (["--families", "chair,sofa"], "inr: --families[1]: expected one of chair, table, lamp, mug, airplane, got 'sofa'"),
+])
+def test_generate_names_the_bad_option(tmp_path, capsys, options, message):
+    assert main(["generate", str(tmp_path / "gen"), *options]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "gen").exists()
+
+
 def test_an_empty_train_split_is_refused(tmp_path, capsys):
     import yaml
 
