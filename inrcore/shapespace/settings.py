@@ -54,6 +54,10 @@ class GeneratorConfig:
     test_fraction: OpenFraction = 0.2
     seed: Integer = 0
 
+    def __post_init__(self):
+        if not self.families:
+            raise SettingError("families", f"name at least one family (of {', '.join(FAMILIES)})")
+
 
 @settings_class
 class DeepSdfSamplingConfig:

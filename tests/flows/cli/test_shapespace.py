@@ -180,6 +180,7 @@ def test_a_bad_setting_is_named_by_its_dotted_path(tmp_path, capsys, setting, me
     (["--per-family", "0"], "inr: --per-family: must be positive, got 0"),
     (["--test-fraction", "1.5"], "inr: --test-fraction: must be in (0, 1), got 1.5"),
     (["--families", "chair,sofa"], "inr: --families[1]: expected one of chair, table, lamp, mug, airplane, got 'sofa'"),
+    (["--families", ","], "inr: --families: name at least one family (of chair, table, lamp, mug, airplane)"),
 ])
 def test_generate_names_the_bad_option(tmp_path, capsys, options, message):
     assert main(["generate", str(tmp_path / "gen"), *options]) == 2

@@ -85,6 +85,11 @@ def test_an_unknown_family_is_refused_naming_the_known_ones():
         generate_shape("sofa", 0)
 
 
+def test_a_collection_of_no_family_is_refused():
+    with pytest.raises(ValueError, match=r"families: name at least one family \(of chair, table, lamp, mug, airplane"):
+        GeneratorConfig(families=())
+
+
 def test_collection_plan_holds_out_a_seeded_fifth_of_each_family():
     config = GeneratorConfig(families=("chair", "table", "mug"), per_family=34, test_fraction=0.2, seed=0)
     plan = collection_plan(config)
