@@ -9,9 +9,11 @@ Stages (each timed; the result file is rewritten after each, so a failed run kee
   train          the auto-decoder (`train_auto_decoder`, the library's AutoDecoderConfig; `--paper`:
                  the authors' 8 x 512 decoder) on the train split for `--seconds` of wall time.
   reconstruct    codes of all test shapes fitted in one `fit_codes` call (`--fit-steps`, the authors'
-                 800); each member (`member_network`) meshed by MISE (`--mesher mise`: `--mesh-start`^3
-                 cells refined `--mesh-levels` times; `dense`: marching cubes on the same final lattice) and
-                 measured against its normalised test mesh. Single run (seed `--seed`) and best of
+                 800; each code started at the training code of lowest objective on the shape's samples,
+                 its id in the row's "start", or with `--fit-init random` the authors' N(0, 0.01^2)); each
+                 member (`member_network`) meshed by MISE (`--mesher mise`: `--mesh-start`^3 cells refined
+                 `--mesh-levels` times; `dense`: marching cubes on the same final lattice) and measured
+                 against its normalised test mesh. Single run (seed `--seed`) and best of
                  `--best-of` K runs (seeds seed..seed+K-1; per shape the code of lowest fitting objective,
                  clamped L1 + code penalty, evaluated on all the shape's samples) reported separately.
   completion     per noise level alpha: one depth scan per test shape (`depth_scan`, view seed
@@ -116,7 +118,8 @@ def settings_of(args) -> dict:
             **{k: v for k, v in (("lr_decoder", args.lr_decoder), ("lr_every", args.lr_every),
                                  ("lr_codes", args.lr_codes), ("shapes_per_batch", args.shapes_per_batch),
                                  ("samples_per_shape", args.samples_per_shape)) if v is not None}}),
-        "fitting": config_replace(ss.CodeFitConfig(), {"steps": args.fit_steps, "samples": args.fit_samples}),
+        "fitting": config_replace(ss.CodeFitConfig(), {"steps": args.fit_steps, "samples": args.fit_samples,
+                                                       **({"init": args.fit_init} if args.fit_init else {})}),
         "scan": config_replace(ss.ScanConfig(), quick.get("scan", {})),
         "occnet": config_replace(occnet, {"steps": epochs, "seconds": args.occnet_seconds, "seed": args.seed,
                                           **quick.get("occnet", {}),
@@ -274,15 +277,28 @@ def objective(model, codes, shapes, fitting, device) -> list[float]:
     return out
 
 
-def reconstruct(model, test, cfg, args, device) -> dict:
+def fitted(model, targets, fitting, device):
+    """Codes fitted to the targets, each started as `fitting.init` says (candidates: the space's codes)."""
+    from inrcore.shapespace.autodecoder import fit_codes
+
+    return fit_codes(model.spec, model.params, targets, fitting, device, candidates=model.codes)
+
+
+def starts(fit, names: list[str]) -> list[dict]:
+    """Per fitted code the training shape it started at ({"start": id}; nothing with init "random")."""
+    return [{"start": names[k]} for k in fit.starts] if fit.starts is not None else [{} for _ in fit.codes]
+
+
+def reconstruct(model, names, test, cfg, args, device) -> dict:
     from inrcore.settings import config_replace
-    from inrcore.shapespace.autodecoder import TargetSamples, fit_codes
+    from inrcore.shapespace.autodecoder import TargetSamples
 
     targets = [TargetSamples(s["samples"].points, s["samples"].sdf) for s in test]
-    fits = [fit_codes(model.spec, model.params, targets, config_replace(cfg["fitting"], {"seed": args.seed + k}),
-                      device) for k in range(args.best_of)]
+    fits = [fitted(model, targets, config_replace(cfg["fitting"], {"seed": args.seed + k}), device)
+            for k in range(args.best_of)]
+    first = starts(fits[0], names)
     single = member_rows(model, fits[0].codes, test, args, device,
-                         [{"final_loss": round(v, 6)} for v in fits[0].losses])
+                         [{"final_loss": round(v, 6), **first[i]} for i, v in enumerate(fits[0].losses)])
     scores = [objective(model, fit.codes, test, cfg["fitting"], device) for fit in fits]
     best = [min(range(args.best_of), key=lambda k: scores[k][i]) for i in range(len(test))]
     best_codes = [fits[best[i]].codes[i] for i in range(len(test))]
@@ -293,9 +309,9 @@ def reconstruct(model, test, cfg, args, device) -> dict:
             f"best_of_{args.best_of}": {"summary": summary(best_rows), "shapes": best_rows}}
 
 
-def complete(model, test, cfg, args, device) -> dict:
+def complete(model, names, test, cfg, args, device) -> dict:
     from inrcore.settings import config_replace
-    from inrcore.shapespace.autodecoder import TargetSamples, fit_codes
+    from inrcore.shapespace.autodecoder import TargetSamples
     from inrcore.shapespace.scans import depth_scan, scan_samples
 
     levels = {}
@@ -308,8 +324,9 @@ def complete(model, test, cfg, args, device) -> dict:
             targets.append(TargetSamples(samples.points, samples.sdf, samples.exact))
             counts.append({"scan": samples.counts(), "azimuth_deg": round(scan.azimuth_deg, 2),
                            "elevation_deg": round(scan.elevation_deg, 2)})
-        fit = fit_codes(model.spec, model.params, targets, cfg["fitting"], device)
-        rows = member_rows(model, fit.codes, test, args, device, counts)
+        fit = fitted(model, targets, cfg["fitting"], device)
+        rows = member_rows(model, fit.codes, test, args, device,
+                           [{**c, **first} for c, first in zip(counts, starts(fit, names))])
         levels[f"{alpha:g}"] = {"summary": summary(rows), "fit_seconds": round(fit.seconds, 2), "shapes": rows}
     first, last = f"{args.noise_levels[0]:g}", f"{args.noise_levels[-1]:g}"
     low, high = (levels[a]["summary"]["chamfer_l1"]["median"] for a in (first, last))
@@ -437,15 +454,15 @@ def siren(test, seconds_each: float, cfg, args, device) -> dict:
             "summary": summary(rows), "shapes": rows}
 
 
-def shared(model, cfg, args, device) -> dict:
-    from inrcore.shapespace.autodecoder import TargetSamples, fit_codes
+def shared(model, names, cfg, args, device) -> dict:
+    from inrcore.shapespace.autodecoder import TargetSamples
 
     shapes = [{"id": name, "path": ROOT / "datasets" / "meshes" / f"{name}.obj"} for name in args.shared]
     for shape in shapes:
         shape["samples"] = cached_samples(shape["path"], cfg["sampling"], args.work)
     targets = [TargetSamples(s["samples"].points, s["samples"].sdf) for s in shapes]
-    fit = fit_codes(model.spec, model.params, targets, cfg["fitting"], device)
-    rows = member_rows(model, fit.codes, shapes, args, device)
+    fit = fitted(model, targets, cfg["fitting"], device)
+    rows = member_rows(model, fit.codes, shapes, args, device, starts(fit, names))
     return {"out_of_distribution": True, "note": "the shared meshes are no chairs, tables or mugs: the space was "
             "not trained on anything like them", "summary": summary(rows), "shapes": rows}
 
@@ -532,6 +549,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, help=f"auto-decoder training wall time ({FULL['seconds']:g})")
     parser.add_argument("--fit-steps", type=int, help=f"code-fitting steps ({FULL['fit_steps']})")
     parser.add_argument("--fit-samples", type=int, help=f"samples per shape and step ({FULL['fit_samples']})")
+    parser.add_argument("--fit-init", choices=("nearest", "random"),
+                        help="where each fitted code starts (default: the settings', nearest training code)")
     parser.add_argument("--best-of", type=int, help=f"K code fits per shape, best reported ({FULL['best_of']})")
     parser.add_argument("--noise-levels", help=f"completion depth noise alphas ({FULL['noise_levels']})")
     parser.add_argument("--occnet-seconds", type=float, help=f"occupancy training ({FULL['occnet_seconds']:g})")
@@ -611,7 +630,8 @@ def main(argv=None) -> int:
     from inrcore.shapespace.autodecoder import train_auto_decoder
 
     samples = [(s["samples"].points, s["samples"].sdf) for s in train]
-    key = (cfg["training"], cfg["sampling"], [s["id"] for s in train])
+    names = [s["id"] for s in train]  # the codes' order
+    key = (cfg["training"], cfg["sampling"], names)
     model, reused = stage("train", lambda: trained("autodecoder", key, args, lambda: train_auto_decoder(
         samples, cfg["training"], device, on_log=lambda e: log("train", e))), keep=False)
     result["train"] = {"seconds": round(model.seconds, 1), "epochs": model.epochs, "steps": model.steps,
@@ -619,9 +639,9 @@ def main(argv=None) -> int:
                        "final_loss": model.history[-1]["loss"] if model.history else None,
                        "reused": reused}
     if "reconstruct" not in skip:
-        stage("reconstruct", lambda: reconstruct(model, test, cfg, args, device))
+        stage("reconstruct", lambda: reconstruct(model, names, test, cfg, args, device))
     if "completion" not in skip:
-        stage("completion", lambda: complete(model, test, cfg, args, device))
+        stage("completion", lambda: complete(model, names, test, cfg, args, device))
     if "occnet" not in skip:
         stage("occnet", lambda: occupancy(train, test, cfg, args, device))
     if "siren" not in skip:
@@ -630,7 +650,7 @@ def main(argv=None) -> int:
         stage("siren", lambda: siren(test[:args.siren_shapes or len(test)], model.seconds / len(test), cfg, args,
                                      device))
     if "shared" not in skip and args.shared:
-        stage("shared", lambda: shared(model, cfg, args, device))
+        stage("shared", lambda: shared(model, names, cfg, args, device))
     result["targets"] = targets(result, args.best_of)
     report = write_result(args.out, "shapespace", argv, result, quiet=True)
     print_summary(report)

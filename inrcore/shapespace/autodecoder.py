@@ -182,36 +182,47 @@ class CodeFit:
     losses: list[float]
     steps: int
     seconds: float
+    starts: Optional[list[int]] = None  # with init "nearest": the row of `candidates` each code started at
 
 
 def fit_codes(spec: NetworkSpec, params: Params, targets: Sequence[TargetSamples], config: CodeFitConfig,
-              device: torch.device) -> CodeFit:
+              device: torch.device, candidates: Optional[torch.Tensor] = None) -> CodeFit:
     """Fit one code per target with the decoder frozen (several shapes at once: each code's loss is
     its own, so they are fitted as they would be alone).
 
-    Each step draws `config.samples` of each target's points (with replacement); loss per shape =
-    clamped L1 on exact points + free_space · mean max(0, -prediction) on outside-only points
+    Each code starts at the row of `candidates` [S, L] (the space's training codes) of the lowest
+    objective on the target (`nearest_codes`) with config.init "nearest", at N(0, init_std²) with
+    "random". Each step draws `config.samples` of each target's points (with replacement); loss per
+    shape = clamped L1 on exact points + free_space · mean max(0, -prediction) on outside-only points
     + code_reg · mean z². Adam at `lr`, divided by 1/drop_factor after `drop_at` of the steps.
     """
     if not targets:
         raise ValueError("no targets to fit codes to")
+    if config.init == "nearest" and (candidates is None or len(candidates) == 0):
+        raise ValueError("code fitting with init 'nearest' needs the space's codes as candidates "
+                         "(or init 'random')")
+    start = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)
     weights = {k: v.to(device) for k, v in effective_params(spec, params).items()}
     latent = spec[0].in_features - 3 if spec[0].kind == "dense" else None
     rows, exact = _stacked_targets(targets, device)
-    codes = torch.nn.Parameter((torch.randn((len(targets), latent), generator=generator) * config.init_std).to(device))
+    counts = torch.tensor([len(t.points) for t in targets], device=device)
+    starts = None
+    if config.init == "nearest":
+        initial, starts = nearest_codes(spec, weights, rows, exact, counts, candidates.to(device, torch.float32),
+                                        config)
+    else:
+        initial = (torch.randn((len(targets), latent), generator=generator) * config.init_std).to(device)
+    codes = torch.nn.Parameter(initial)
     optimiser = torch.optim.Adam([codes], lr=config.lr)
     draws = torch.Generator(device=device).manual_seed(config.seed + 1)
-    counts = torch.tensor([len(t.points) for t in targets], device=device)
-    start, step, losses = time.perf_counter(), 0, None
+    step, losses = 0, None
     drop_step = int(config.drop_at * config.steps)
     while step < config.steps:
         if step > 0 and config.seconds is not None and time.perf_counter() - start >= config.seconds:
             break
         optimiser.param_groups[0]["lr"] = config.lr * (config.drop_factor if step >= drop_step else 1.0)
-        index = (torch.rand((len(targets), config.samples), generator=draws, device=device) * counts[:, None]).long()
-        batch = torch.gather(rows, 1, index[..., None].expand(-1, -1, 4))
-        mask = torch.gather(exact, 1, index)
+        batch, mask = _drawn(rows, exact, counts, config.samples, draws)
         values = decoder_values(spec, weights, codes, batch[..., :3])
         losses = _fit_losses(values, batch[..., 3], mask, config) + config.code_reg * codes.pow(2).mean(dim=-1)
         optimiser.zero_grad(set_to_none=True)
@@ -221,7 +232,42 @@ def fit_codes(spec: NetworkSpec, params: Params, targets: Sequence[TargetSamples
     final = [float(v) for v in losses.detach().cpu()] if losses is not None else []
     if not all(math.isfinite(v) for v in final):
         raise FloatingPointError(f"code fitting diverged: final losses {final}")
-    return CodeFit(codes.detach().to("cpu", torch.float32), final, step, time.perf_counter() - start)
+    return CodeFit(codes.detach().to("cpu", torch.float32), final, step, time.perf_counter() - start, starts)
+
+
+def nearest_codes(spec: NetworkSpec, weights: Params, rows: torch.Tensor, exact: torch.Tensor, counts: torch.Tensor,
+                  candidates: torch.Tensor, config: CodeFitConfig) -> tuple[torch.Tensor, list[int]]:
+    """Per target the candidate code of the lowest fitting objective on `config.samples` of its points.
+
+    Args:
+        weights: the decoder's plain weights.
+        rows: [B, N, 4] points and distances, exact [B, N], counts [B] (as `_stacked_targets`).
+        candidates: [S, L].
+    Returns:
+        codes [B, L] (copies of the chosen rows) and the chosen row of each target.
+    """
+    batch, mask = _drawn(rows, exact, counts, config.samples,
+                         torch.Generator(device=rows.device).manual_seed(config.seed + 2))
+    chunk = max(1, (1 << 18) // config.samples)  # candidates per pass: about 2^18 decoder rows
+    chosen = []
+    with torch.no_grad():
+        for b in range(len(rows)):
+            objective = []
+            for first in range(0, len(candidates), chunk):
+                codes = candidates[first:first + chunk]
+                n = len(codes)
+                values = decoder_values(spec, weights, codes, batch[b:b + 1, :, :3].expand(n, -1, -1))
+                objective.append(_fit_losses(values, batch[b:b + 1, :, 3].expand(n, -1), mask[b:b + 1].expand(n, -1),
+                                             config) + config.code_reg * codes.pow(2).mean(dim=-1))
+            chosen.append(int(torch.cat(objective).argmin()))
+    return candidates[chosen].clone(), chosen
+
+
+def _drawn(rows: torch.Tensor, exact: torch.Tensor, counts: torch.Tensor, n: int,
+           generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """n rows [B, n, 4] and their exact mask [B, n] drawn with replacement from each target's first counts[b]."""
+    index = (torch.rand((len(rows), n), generator=generator, device=rows.device) * counts[:, None]).long()
+    return torch.gather(rows, 1, index[..., None].expand(-1, -1, 4)), torch.gather(exact, 1, index)
 
 
 def _fit_losses(values: torch.Tensor, target: torch.Tensor, exact: torch.Tensor, config: CodeFitConfig) -> torch.Tensor:

@@ -17,7 +17,7 @@ from inrcore.geometry.metrics import compare_meshes
 from inrcore.shapespace.autodecoder import AutoDecoderResult, TargetSamples, train_auto_decoder
 from inrcore.shapespace.samples import ShapeSpaceSamples, check_samples, load_normalised_mesh, sample_shape_space
 from inrcore.shapespace.settings import ShapeSpaceConfig
-from inrcore.shapespace.space import ShapeSpace, fit_members, mesh_field
+from inrcore.shapespace.space import ShapeSpace, fit_members, mesh_field, start_ids
 
 
 METRIC_KEYS = ("chamfer_l1", "fscore", "normal_consistency", "hausdorff")
@@ -66,11 +66,12 @@ def reconstruct(space: ShapeSpace, reference: Optional[trimesh.Trimesh], targets
     """Fit a code to `targets` (a shape's samples, or a scan's), mesh the member and measure it against
     `reference` (the whole shape in the normalised frame; no surface figures when None): (mesh in the
     normalised frame, metrics with the fit's loss and seconds)."""
-    codes, losses, seconds = fit_members(space, [targets], config.fitting, device)
-    mesh, stats = mesh_field(*space.member_of_code(codes[0]), config.mesh, device)
+    fit = fit_members(space, [targets], config.fitting, device)
+    mesh, stats = mesh_field(*space.member_of_code(fit.codes[0]), config.mesh, device)
     figures = surface_metrics(mesh, reference, config) if reference is not None else {}
-    metrics = {**figures, "fit_loss": losses[0], "fit_seconds": seconds,
-               "mesh_evaluations": int(stats.get("evaluations", 0))}
+    starts = start_ids(space, fit)
+    metrics = {**figures, "fit_loss": fit.losses[0], "fit_seconds": fit.seconds,
+               **({"fit_start": starts[0]} if starts else {}), "mesh_evaluations": int(stats.get("evaluations", 0))}
     return mesh, metrics
 
 

@@ -39,6 +39,7 @@ Family = Literal["chair", "table", "lamp", "mug", "airplane"]
 NetworkSize = Literal["auto", "cpu", "paper"]  # see AutoDecoderConfig.for_device
 LocalEncoder = Literal["average", "pool"]  # see OccNetConfig.local_encoder
 MirrorViews = Literal["", "x", "y", "z", "xy", "xz", "yz", "xyz"]  # see OccNetConfig.mirror_views
+CodeStart = Literal["nearest", "random"]  # see CodeFitConfig.init
 BFloat16 = Union[Flag, Literal["auto"]]  # see OccNetConfig.bfloat16
 Share = interval(0.0, 1.0, "[)")  # at least 0, below 1
 
@@ -150,7 +151,13 @@ class AutoDecoderConfig:
 class CodeFitConfig:
     """Reconstruction by code optimisation with the decoder frozen (the authors: 800 steps, Adam lr
     5e-3 divided by 10 at step 400, 8,000 samples per step, init N(0, 0.01²), penalty 1e-4 · mean z²).
-    `free_space` weighs the hinge max(0, -prediction) on points only known to be outside (scans)."""
+    `free_space` weighs the hinge max(0, -prediction) on points only known to be outside (scans).
+
+    init: where each code starts. "nearest": at the training code of the lowest objective on `samples`
+    of the target's points (one pass over the space's codes, no steps), so the fit refines a shape of the
+    right kind instead of settling on the first one it reaches from the mean (BENCHMARKS.md, "DeepSDF:
+    codes started at the nearest training code"). "random": the authors' N(0, init_std²).
+    """
 
     steps: Count = 800
     seconds: Optional[PositiveNumber] = None
@@ -158,6 +165,7 @@ class CodeFitConfig:
     drop_at: OpenFraction = 0.5
     drop_factor: OpenFraction = 0.1
     samples: Count = 8000
+    init: CodeStart = "nearest"
     init_std: PositiveNumber = 0.01
     code_reg: Number = 1e-4
     clamp: PositiveNumber = 0.1

@@ -19,7 +19,7 @@ import trimesh
 from inrcore.errors import ConfigError
 from inrcore.fields.networks import NetworkSpec
 from inrcore.fields.weights import load_field, save_field
-from inrcore.shapespace.autodecoder import AutoDecoderResult, TargetSamples, fit_codes, interpolated_codes
+from inrcore.shapespace.autodecoder import AutoDecoderResult, CodeFit, TargetSamples, fit_codes, interpolated_codes
 from inrcore.shapespace.decoder import member_network
 from inrcore.shapespace.settings import CodeFitConfig, ShapeMeshConfig
 
@@ -90,10 +90,16 @@ def mesh_field(spec: NetworkSpec, params: dict, config: ShapeMeshConfig, device:
 
 
 def fit_members(space: ShapeSpace, targets: list[TargetSamples], config: CodeFitConfig,
-                device: torch.device) -> tuple[torch.Tensor, list[float], float]:
-    """Codes [B, L] fitted to the targets (decoder frozen), their final losses and the seconds taken."""
-    fit = fit_codes(space.spec, space.params, targets, config, device)
-    return fit.codes, fit.losses, fit.seconds
+                device: torch.device) -> CodeFit:
+    """Codes [B, L] fitted to the targets (decoder frozen, each started as `config.init` says: by
+    default at the nearest of the space's codes), their final losses, the seconds taken and the rows of
+    the codes they started at (`start_ids` names them)."""
+    return fit_codes(space.spec, space.params, targets, config, device, candidates=space.codes)
+
+
+def start_ids(space: ShapeSpace, fit: CodeFit) -> Optional[list[str]]:
+    """The training shape each fitted code started at; None when they started at random."""
+    return None if fit.starts is None else [space.shape_ids[k] for k in fit.starts]
 
 
 def interpolation_meshes(space: ShapeSpace, first: str, second: str, steps: int, config: ShapeMeshConfig,

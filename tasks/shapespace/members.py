@@ -80,7 +80,7 @@ def fit_shape_codes(store_url: str, space_path: str, space_key: str, shape_ids: 
                     mode: str, noise: float, fit: CodeFitConfig, scan: ScanConfig, device_name: str) -> FittedCodes:
     """Fit codes of the held-out shapes with the decoder frozen: to their stored samples ("reconstruct")
     or to one depth scan each with noise α ("complete"; scan seed = scan.seed + the shape's index)."""
-    from inrcore.shapespace.space import fit_members
+    from inrcore.shapespace.space import fit_members, start_ids
 
     start = time.perf_counter()
     name = mode_name(mode, noise)
@@ -98,10 +98,11 @@ def fit_shape_codes(store_url: str, space_path: str, space_key: str, shape_ids: 
             targets.append(TargetSamples(samples.points, samples.sdf))
         else:
             targets.append(scan_targets(source, normalisation, scan, scan.seed + index))
-    codes, losses, seconds = fit_members(load_space(space_path), targets, fit, resolve_device(device_name))
-    write_group(root, path, key, {"codes": codes.numpy(), "losses": np.asarray(losses, np.float32)},
-                {"shape_ids": list(shape_ids), "mode": mode, "noise": noise, "fit_seconds": seconds,
-                 "targets": [int(len(t.points)) for t in targets]})
+    space = load_space(space_path)
+    fitted = fit_members(space, targets, fit, resolve_device(device_name))
+    write_group(root, path, key, {"codes": fitted.codes.numpy(), "losses": np.asarray(fitted.losses, np.float32)},
+                {"shape_ids": list(shape_ids), "mode": mode, "noise": noise, "fit_seconds": fitted.seconds,
+                 "targets": [int(len(t.points)) for t in targets], "starts": start_ids(space, fitted)})
     return FittedCodes(path=path, fingerprint=key, shape_ids=tuple(shape_ids), seconds=time.perf_counter() - start)
 
 
@@ -138,13 +139,16 @@ def measure_member(shape_id: str, source: str, store_url: str, space_path: str, 
 
     start = time.perf_counter()
     mode = codes.path.rsplit("/", 1)[1]
-    code = read_arrays(open_store(store_url, mode="r"), codes.path, ("codes",))[0][codes.shape_ids.index(shape_id)]
+    root, index = open_store(store_url, mode="r"), codes.shape_ids.index(shape_id)
+    code = read_arrays(root, codes.path, ("codes",))[0][index]
+    starts = root[codes.path].attrs.get("starts")  # the training shape each code started at (init "nearest")
     import torch
 
     space = load_space(space_path)
     surface, _ = mesh_field(*space.member_of_code(torch.from_numpy(code)), mesh, resolve_device(device_name))
     _, normalisation = read_shape_samples(store_url, shape_id)
-    values = measured(surface, reference_mesh(source, normalisation), metrics)
+    values = {**measured(surface, reference_mesh(source, normalisation), metrics),
+              **({"fit_start": starts[index]} if starts else {})}
     mesh_path, image = (locations.join(out_dir, "shapespace", mode, f"{shape_id}.{suffix}")
                         for suffix in ("ply", "png"))
     if len(surface.faces):

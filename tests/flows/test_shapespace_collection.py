@@ -38,6 +38,7 @@ def test_the_flow_trains_registers_and_measures(first_run):
         assert 0 < aggregate[f"{mode}/chamfer_l1@median"] < 0.5, mode
     assert 0 <= aggregate["occnet/iou@median"] <= 1
     held_out = next(r for r in summary["shapes"] if r["shape_id"] == "s2")
+    assert held_out["metrics"]["reconstruct/fit_start"] in ("s0", "s1", "s3")  # a training sphere, not a box
     assert set(held_out["images"]) == {"reconstruct", "complete-0", "complete-0.05", "occnet"}
     assert (out / "shapespace_report.html").read_text().count("<img") == 3  # reconstruct, complete-0, occnet
     assert summary["interpolation"].endswith(".png")
@@ -51,6 +52,7 @@ def test_the_flow_trains_registers_and_measures(first_run):
     root = open_store(str(out / "store.zarr"), mode="r")
     assert dict(root["shapespace/samples/s0"].attrs)["complete"] is True
     assert list(root["shapespace/codes/reconstruct"].attrs["shape_ids"]) == ["s2"]
+    assert list(root["shapespace/codes/reconstruct"].attrs["starts"]) == [held_out["metrics"]["reconstruct/fit_start"]]
 
 
 def test_the_registered_space_loads_from_a_fresh_process(first_run):

@@ -46,6 +46,7 @@ def test_reconstruct_a_held_out_sphere_in_its_own_coordinates(trained, tmp_path)
                  str(tmp_path / "rec"), "--quiet", *TINY_SETS]) == 0
     metrics = json.loads((tmp_path / "rec" / "metrics.json").read_text())
     assert metrics["chamfer_l1"] < 0.03
+    assert metrics["fit_start"] in ("s0", "s1", "s3")  # started at a training sphere's code, not a box's
     mesh = trimesh.load(tmp_path / "rec" / "mesh.ply")
     radii = np.linalg.norm(mesh.vertices - [10, 0, 0], axis=1)
     assert np.median(radii) == pytest.approx(5.0, rel=0.1)

@@ -18,6 +18,7 @@ from inrcore.shapespace.autodecoder import (
     train_auto_decoder,
 )
 from inrcore.shapespace.decoder import member_network
+from inrcore.settings import config_replace
 from inrcore.shapespace.settings import AutoDecoderConfig, CodeFitConfig, DecoderConfig
 
 
@@ -104,15 +105,38 @@ def test_training_fits_the_shapes(trained):
     assert radii.mean().item() == pytest.approx(0.7, abs=0.03)
 
 
-def test_a_held_out_spheres_radius_is_recovered(trained):
+@pytest.mark.parametrize("init", ["nearest", "random"])
+def test_a_held_out_spheres_radius_is_recovered(trained, init):
     _, result = trained
     rng = np.random.default_rng(5)
     points, sdf = samples_of(lambda p: sphere(p, 0.5), rng)
     fit = fit_codes(result.spec, result.params, [TargetSamples(points, sdf)],
-                    CodeFitConfig(steps=300, samples=2000), torch.device("cpu"))
+                    CodeFitConfig(steps=300, samples=2000, init=init), torch.device("cpu"), candidates=result.codes)
     radii = radius_along_rays(*member_network(result.spec, result.params, fit.codes[0]))
     assert radii.mean().item() == pytest.approx(0.5, abs=0.05)
     assert fit.steps == 300 and math.isfinite(fit.losses[0])
+    # nearest: at the box (half side 0.45, its faces 0.05 inside the sphere), not at the spheres of radius 0.3
+    # and 0.7, whose surfaces lie 0.2 away, past the clamp (0.1) everywhere; the fit still ends at 0.5
+    assert fit.starts == (None if init == "random" else [2])
+
+
+def test_codes_start_at_the_training_code_of_their_own_shape(trained):
+    shapes, result = trained
+    rng = np.random.default_rng(7)
+    targets = [TargetSamples(*samples_of(torus, rng)), TargetSamples(*samples_of(box, rng)),
+               TargetSamples(*samples_of(lambda p: sphere(p, 0.68), rng))]
+    fit = fit_codes(result.spec, result.params, targets, CodeFitConfig(steps=1, samples=2000), torch.device("cpu"),
+                    candidates=result.codes)
+    assert fit.starts == [3, 2, 1]  # torus, box, the larger sphere (0.7) of the training shapes
+    # one Adam step of lr 5e-3 moves each coordinate by at most about 5e-3 from where it started
+    assert torch.allclose(fit.codes, result.codes[[3, 2, 1]], atol=6e-3)
+
+
+def test_nearest_start_needs_candidates(trained):
+    _, result = trained
+    target = TargetSamples(*samples_of(box, np.random.default_rng(8)))
+    with pytest.raises(ValueError, match="needs the space's codes"):
+        fit_codes(result.spec, result.params, [target], CodeFitConfig(steps=1), torch.device("cpu"))
 
 
 def test_outside_only_samples_push_the_field_up(trained):
@@ -122,9 +146,9 @@ def test_outside_only_samples_push_the_field_up(trained):
     outside = rng.uniform(-0.25, 0.25, (500, 3)).astype(np.float32)  # claims: the small ball is empty
     target = TargetSamples(np.concatenate([points, outside]), np.concatenate([sdf, np.ones(500, np.float32)]),
                            np.concatenate([np.ones(len(points), bool), np.zeros(500, bool)]))
-    plain = fit_codes(result.spec, result.params, [TargetSamples(points, sdf)], CodeFitConfig(steps=150, samples=2000),
-                      torch.device("cpu"))
-    hinged = fit_codes(result.spec, result.params, [target], CodeFitConfig(steps=150, samples=2000, free_space=10.0),
+    config = CodeFitConfig(steps=150, samples=2000, init="random")
+    plain = fit_codes(result.spec, result.params, [TargetSamples(points, sdf)], config, torch.device("cpu"))
+    hinged = fit_codes(result.spec, result.params, [target], config_replace(config, {"free_space": 10.0}),
                        torch.device("cpu"))
     origin = torch.zeros(1, 3)
     value = lambda code: evaluate_network(*member_network(result.spec, result.params, code), origin).item()  # noqa: E731
