@@ -237,7 +237,9 @@ def fit_codes(spec: NetworkSpec, params: Params, targets: Sequence[TargetSamples
 
 def nearest_codes(spec: NetworkSpec, weights: Params, rows: torch.Tensor, exact: torch.Tensor, counts: torch.Tensor,
                   candidates: torch.Tensor, config: CodeFitConfig) -> tuple[torch.Tensor, list[int]]:
-    """Per target the candidate code of the lowest fitting objective on `config.samples` of its points.
+    """Per target the candidate code of the lowest fitting objective on `config.samples` of its points:
+    S × samples decoder evaluations a target, no gradients (81 codes × 2,000 points: 0.3–0.4 s a target on
+    two CPU cores at 8 × 128).
 
     Args:
         weights: the decoder's plain weights.
@@ -248,7 +250,7 @@ def nearest_codes(spec: NetworkSpec, weights: Params, rows: torch.Tensor, exact:
     """
     batch, mask = _drawn(rows, exact, counts, config.samples,
                          torch.Generator(device=rows.device).manual_seed(config.seed + 2))
-    chunk = max(1, (1 << 18) // config.samples)  # candidates per pass: about 2^18 decoder rows
+    chunk = max(1, (1 << 16) // config.samples)  # candidates per pass: about 2^16 decoder rows (128 MB a layer at 512)
     chosen = []
     with torch.no_grad():
         for b in range(len(rows)):
