@@ -141,7 +141,8 @@ def measure_member(shape_id: str, source: str, store_url: str, space_path: str, 
     mode = codes.path.rsplit("/", 1)[1]
     root, index = open_store(store_url, mode="r"), codes.shape_ids.index(shape_id)
     code = read_arrays(root, codes.path, ("codes",))[0][index]
-    starts = root[codes.path].attrs.get("starts")  # the training shape each code started at (init "nearest")
+    # the training shape each code started at (init "nearest"), read as every finished group is
+    starts = (finished_attrs(root, codes.path, codes.fingerprint) or {}).get("starts")
     import torch
 
     space = load_space(space_path)
